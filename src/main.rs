@@ -1,0 +1,3 @@
+//! The kernel binary (being written).
+#![no_std]
+#![no_main]
