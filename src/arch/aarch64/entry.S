@@ -1,0 +1,154 @@
+/*
+ * entry.S: the EL1 exception vector table and the fault-recovery trampoline
+ * (Linux: arch/arm64/kernel/entry.S).
+ *
+ * Every vector saves a struct pt_regs on the current (SP_EL1) stack and
+ * calls el1_exception(regs, kind) in Rust, which may edit the saved regs;
+ * the return path restores them and erets.
+ *
+ * pt_regs layout (must match arch::aarch64::traps::PtRegs):
+ *   0: x0..x30, 248: sp, 256: pc (ELR_EL1), 264: pstate (SPSR_EL1),
+ *   272: esr, 280: far; 288 bytes in all.
+ */
+    .equ    S_FRAME_SIZE, 288
+    .equ    S_SP, 248
+    .equ    S_PC, 256
+    .equ    S_ESR, 272
+
+    .macro  kernel_ventry kind
+    .balign 0x80
+    sub     sp, sp, #S_FRAME_SIZE
+    stp     x0, x1, [sp, #0]
+    mov     x1, #\kind
+    b       el1_entry_common
+    .endm
+
+    .text
+    .balign 2048
+    .globl  vectors
+vectors:
+    /* current EL with SP_EL0: never used by this kernel */
+    kernel_ventry 0x10              // sync
+    kernel_ventry 0x11              // irq
+    kernel_ventry 0x12              // fiq
+    kernel_ventry 0x13              // serror
+    /* current EL with SP_ELx: the kernel itself */
+    kernel_ventry 0                 // sync
+    kernel_ventry 1                 // irq
+    kernel_ventry 2                 // fiq
+    kernel_ventry 3                 // serror
+    /* lower EL, AArch64 and AArch32: no user space here */
+    kernel_ventry 0x20
+    kernel_ventry 0x21
+    kernel_ventry 0x22
+    kernel_ventry 0x23
+    kernel_ventry 0x30
+    kernel_ventry 0x31
+    kernel_ventry 0x32
+    kernel_ventry 0x33
+
+el1_entry_common:
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x19, [sp, #144]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
+    add     x2, sp, #S_FRAME_SIZE   // the interrupted sp
+    stp     x30, x2, [sp, #240]
+    mrs     x2, elr_el1
+    mrs     x3, spsr_el1
+    stp     x2, x3, [sp, #S_PC]
+    mrs     x2, esr_el1
+    mrs     x3, far_el1
+    stp     x2, x3, [sp, #S_ESR]
+    ldr     x2, [sp, #S_PC]
+    /* A frame record so backtraces walk from the handler into the
+     * interrupted code: (fp, pc of the faulting instruction). */
+    stp     x29, x2, [sp, #-16]!
+    mov     x29, sp
+    add     x0, sp, #16             // regs
+    bl      el1_exception
+    add     sp, sp, #16
+
+    ldp     x2, x3, [sp, #S_PC]
+    msr     elr_el1, x2
+    msr     spsr_el1, x3
+    ldp     x0, x1, [sp, #0]
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldp     x18, x19, [sp, #144]
+    ldp     x20, x21, [sp, #160]
+    ldp     x22, x23, [sp, #176]
+    ldp     x24, x25, [sp, #192]
+    ldp     x26, x27, [sp, #208]
+    ldp     x28, x29, [sp, #224]
+    ldr     x30, [sp, #240]
+    add     sp, sp, #S_FRAME_SIZE
+    eret
+
+/*
+ * u64 call_with_fault_recovery(void (*fn)(void *), void *arg, struct fault_jmp *buf)
+ *
+ * Calls fn(arg) and returns 0. If a fault handler decides to recover (an
+ * expected fault in a test, a bad address in a shell command), it calls
+ * fault_recover(buf), which restores the callee-saved state saved here and
+ * makes this function return 1 instead. Being one asm function, the Rust
+ * caller sees an ordinary call that returns once.
+ *
+ * struct fault_jmp: x19..x30 (0..95), sp (96), d8..d15 (104..167).
+ */
+    .globl  call_with_fault_recovery
+call_with_fault_recovery:
+    stp     x19, x20, [x2, #0]
+    stp     x21, x22, [x2, #16]
+    stp     x23, x24, [x2, #32]
+    stp     x25, x26, [x2, #48]
+    stp     x27, x28, [x2, #64]
+    stp     x29, x30, [x2, #80]
+    mov     x3, sp
+    str     x3, [x2, #96]
+    stp     d8, d9, [x2, #104]
+    stp     d10, d11, [x2, #120]
+    stp     d12, d13, [x2, #136]
+    stp     d14, d15, [x2, #152]
+    stp     x29, x30, [sp, #-16]!
+    mov     x29, sp
+    mov     x3, x0
+    mov     x0, x1
+    blr     x3
+    ldp     x29, x30, [sp], #16
+    mov     x0, #0
+    ret
+
+/* void fault_recover(struct fault_jmp *buf): never returns. */
+    .globl  fault_recover
+fault_recover:
+    ldp     x19, x20, [x0, #0]
+    ldp     x21, x22, [x0, #16]
+    ldp     x23, x24, [x0, #32]
+    ldp     x25, x26, [x0, #48]
+    ldp     x27, x28, [x0, #64]
+    ldp     x29, x30, [x0, #80]
+    ldr     x1, [x0, #96]
+    mov     sp, x1
+    ldp     d8, d9, [x0, #104]
+    ldp     d10, d11, [x0, #120]
+    ldp     d12, d13, [x0, #136]
+    ldp     d14, d15, [x0, #152]
+    mov     x0, #1
+    ret

@@ -1,0 +1,69 @@
+//! AArch64 support: the boot assembly (`head.S`), the exception vectors
+//! (`entry.S`), traps and the oops, the generic timer, PSCI and semihosting.
+
+pub mod cpu;
+pub mod psci;
+pub mod semihosting;
+pub mod timer;
+pub mod traps;
+
+use kernel::mm::layout::{VirtAddr, KIMAGE_VADDR};
+use kernel::mm::pgtable::MAIR_EL1_VALUE;
+
+/// Early 1 GiB / 2 MiB block descriptors for head.S (before any Rust runs):
+/// Normal WB memory (AttrIndx 4), inner shareable, AF, executable;
+/// Device-nGnRE (AttrIndx 1), AF, never-execute. A ktest checks them against
+/// the pgtable encoder.
+pub const EARLY_NORMAL_BLOCK: u64 = 1 | (4 << 2) | (0b11 << 8) | (1 << 10);
+pub const EARLY_DEVICE_BLOCK: u64 = 1 | (1 << 2) | (1 << 10) | (1 << 53) | (1 << 54);
+
+/// SCTLR_EL1 bits that are RES1 in ARMv8.0 (EOS, EIS, SPAN, TSCXT, ...).
+const SCTLR_EL1_RES1: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
+/// MMU on, data and instruction caches on, SP alignment checking.
+const SCTLR_EL1_MMU_ON: u64 = SCTLR_EL1_RES1 | (1 << 0) | (1 << 2) | (1 << 3) | (1 << 12);
+
+/// TCR_EL1: 48-bit VA in both halves (T0SZ = T1SZ = 16), 4 KiB granules,
+/// inner-shareable write-back write-allocate walks. IPS is filled in at run
+/// time from ID_AA64MMFR0_EL1.PARange.
+const TCR_EL1_VALUE: u64 = 16
+    | (0b01 << 8)   // IRGN0: WB WA
+    | (0b01 << 10)  // ORGN0: WB WA
+    | (0b11 << 12)  // SH0: inner shareable
+    | (0b00 << 14)  // TG0: 4 KiB
+    | (16 << 16)    // T1SZ
+    | (0b01 << 24)  // IRGN1
+    | (0b01 << 26)  // ORGN1
+    | (0b11 << 28)  // SH1
+    | (0b10 << 30); // TG1: 4 KiB
+
+/// TCR_EL1.EPD0: no TTBR0 walks (set once the identity map is gone).
+pub const TCR_EPD0: u64 = 1 << 7;
+
+const INIT_STACK_SIZE: usize = 128 * 1024;
+
+core::arch::global_asm!(
+    ".equ MAIR_EL1_VALUE, {mair}",
+    ".equ TCR_EL1_VALUE, {tcr}",
+    ".equ SCTLR_EL1_RES1, {sctlr_res1}",
+    ".equ SCTLR_EL1_MMU_ON, {sctlr_on}",
+    ".equ PMD_TYPE_TABLE, 3",
+    ".equ EARLY_NORMAL_BLOCK, {normal_block}",
+    ".equ EARLY_DEVICE_BLOCK, {device_block}",
+    ".equ KIMAGE_PGD_INDEX, {pgd_idx}",
+    ".equ KIMAGE_PUD_INDEX, {pud_idx}",
+    ".equ KIMAGE_PMD_INDEX, {pmd_idx}",
+    ".equ INIT_STACK_SIZE, {stack}",
+    include_str!("head.S"),
+    mair = const MAIR_EL1_VALUE,
+    tcr = const TCR_EL1_VALUE,
+    sctlr_res1 = const SCTLR_EL1_RES1,
+    sctlr_on = const SCTLR_EL1_MMU_ON,
+    normal_block = const EARLY_NORMAL_BLOCK,
+    device_block = const EARLY_DEVICE_BLOCK,
+    pgd_idx = const VirtAddr::new(KIMAGE_VADDR).pgd_index(),
+    pud_idx = const VirtAddr::new(KIMAGE_VADDR).pud_index(),
+    pmd_idx = const VirtAddr::new(KIMAGE_VADDR).pmd_index(),
+    stack = const INIT_STACK_SIZE,
+);
+
+core::arch::global_asm!(include_str!("entry.S"));

@@ -1,0 +1,45 @@
+//! Arm semihosting (`hlt #0xf000`), used for one thing: leaving QEMU with an
+//! exit status, so test runs report pass/fail through QEMU's own exit code.
+//! QEMU only honours it with `-semihosting`; otherwise `hlt` is an undefined
+//! instruction, so availability is probed once (quietly) at boot.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+const SYS_EXIT: u64 = 0x18;
+const SYS_ERRNO: u64 = 0x13;
+const ADP_STOPPED_APPLICATION_EXIT: u64 = 0x20026;
+
+static AVAILABLE: AtomicBool = AtomicBool::new(false);
+
+/// # Safety
+/// Semihosting must be enabled in QEMU, or the caller must be prepared for
+/// an undefined-instruction exception.
+unsafe fn semihost_call(op: u64, arg: u64) -> u64 {
+    let mut r = op;
+    // SAFETY: per the caller's contract; the host only reads `arg`.
+    unsafe { core::arch::asm!("hlt #0xf000", inout("x0") r, in("x1") arg, options(nostack)) };
+    r
+}
+
+/// Find out whether QEMU was started with `-semihosting`. Needs the
+/// exception vectors (a disabled `hlt` traps and is recovered from).
+pub fn probe() -> bool {
+    // SAFETY: a trap is caught by catch_fault_quiet.
+    let ok = super::traps::catch_fault_quiet(|| unsafe { semihost_call(SYS_ERRNO, 0) }).is_ok();
+    AVAILABLE.store(ok, Ordering::Relaxed);
+    ok
+}
+
+pub fn available() -> bool {
+    AVAILABLE.load(Ordering::Relaxed)
+}
+
+/// Make QEMU exit with `status`. Returns if semihosting is not available.
+pub fn exit(status: u32) {
+    if !available() {
+        return;
+    }
+    let block = [ADP_STOPPED_APPLICATION_EXIT, status as u64];
+    // SAFETY: probed above; the block lives across the call.
+    unsafe { semihost_call(SYS_EXIT, block.as_ptr() as u64) };
+}

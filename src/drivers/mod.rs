@@ -1,0 +1,3 @@
+//! Device drivers. Only what the console needs: the PL011 UART.
+
+pub mod pl011;

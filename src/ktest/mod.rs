@@ -1,0 +1,169 @@
+//! ktest: the in-kernel test runner, selected with the boot argument `ktest`
+//! (or `ktest=FILTER`, a suite name or `suite.case` prefix). Results are
+//! printed in KTAP, the format of Linux's KUnit, and QEMU exits through
+//! semihosting with status 0 when everything passed, 1 otherwise.
+//!
+//! A test is a plain `fn(&mut Test)`; the `kassert!` family records the
+//! first failure with its file:line and returns from the test.
+
+mod boot;
+
+use crate::println;
+use core::fmt::{self, Write};
+
+pub struct Case {
+    pub name: &'static str,
+    pub run: fn(&mut Test),
+}
+
+pub struct Suite {
+    pub name: &'static str,
+    pub cases: &'static [Case],
+}
+
+/// Every suite, in the order they run.
+static SUITES: &[&Suite] = &[&boot::SUITE];
+
+/// One running test: its verdict and the message of its first failure.
+pub struct Test {
+    failed: bool,
+    skipped: Option<&'static str>,
+    msg: [u8; 512],
+    msg_len: usize,
+}
+
+impl Test {
+    fn new() -> Self {
+        Self { failed: false, skipped: None, msg: [0; 512], msg_len: 0 }
+    }
+
+    /// Record a failure (the first one's message is kept).
+    pub fn fail(&mut self, file: &str, line: u32, args: fmt::Arguments) {
+        if !self.failed {
+            self.failed = true;
+            self.msg_len = 0;
+            let _ = write!(self, "EXPECTATION FAILED at {}:{}: {}", file, line, args);
+        }
+    }
+
+    /// Mark the test skipped (it could not run here, e.g. too little RAM).
+    pub fn skip(&mut self, reason: &'static str) {
+        self.skipped = Some(reason);
+    }
+
+    pub fn has_failed(&self) -> bool {
+        self.failed
+    }
+
+    fn message(&self) -> &str {
+        core::str::from_utf8(&self.msg[..self.msg_len]).unwrap_or("(message not UTF-8)")
+    }
+}
+
+impl Write for Test {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.msg.len() - self.msg_len);
+        self.msg[self.msg_len..self.msg_len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.msg_len += n;
+        Ok(())
+    }
+}
+
+/// Check a condition; on failure record it and return from the test.
+#[macro_export]
+macro_rules! kassert {
+    ($t:expr, $cond:expr) => {
+        if !$cond {
+            $t.fail(file!(), line!(), format_args!("{}", stringify!($cond)));
+            return;
+        }
+    };
+    ($t:expr, $cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            $t.fail(file!(), line!(), format_args!($($arg)+));
+            return;
+        }
+    };
+}
+
+/// Check `left == right`; on failure print both values and return.
+#[macro_export]
+macro_rules! kassert_eq {
+    ($t:expr, $left:expr, $right:expr $(,)?) => {
+        match (&$left, &$right) {
+            (l, r) => {
+                if !(*l == *r) {
+                    $t.fail(file!(), line!(), format_args!("{} == {}: left {:#x?}, right {:#x?}",
+                        stringify!($left), stringify!($right), l, r));
+                    return;
+                }
+            }
+        }
+    };
+}
+
+fn selected(filter: &str, suite: &str, case: &str) -> bool {
+    if filter.is_empty() {
+        return true;
+    }
+    match filter.split_once('.') {
+        Some((s, c)) => s == suite && case.starts_with(c),
+        None => suite.starts_with(filter),
+    }
+}
+
+/// Run every selected test, print KTAP, and return the number of failures.
+pub fn run_all(filter: &str) -> usize {
+    let suites: usize = SUITES.iter().filter(|s| s.cases.iter().any(|c| selected(filter, s.name, c.name))).count();
+    println!("KTAP version 1");
+    println!("1..{}", suites);
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let mut n = 0;
+    for suite in SUITES {
+        let cases = suite.cases.iter().filter(|c| selected(filter, suite.name, c.name));
+        let total = cases.clone().count();
+        if total == 0 {
+            continue;
+        }
+        n += 1;
+        println!("    KTAP version 1");
+        println!("    # Subtest: {}", suite.name);
+        println!("    1..{}", total);
+        let (mut sp, mut sf, mut ss) = (0, 0, 0);
+        for (i, case) in cases.enumerate() {
+            let mut t = Test::new();
+            (case.run)(&mut t);
+            if t.failed {
+                println!("    # {}: {}", case.name, t.message());
+                println!("    not ok {} {}", i + 1, case.name);
+                sf += 1;
+            } else if let Some(reason) = t.skipped {
+                println!("    ok {} {} # SKIP {}", i + 1, case.name, reason);
+                ss += 1;
+            } else {
+                println!("    ok {} {}", i + 1, case.name);
+                sp += 1;
+            }
+        }
+        println!("    # {}: pass:{} fail:{} skip:{} total:{}", suite.name, sp, sf, ss, total);
+        println!("{} {} {}", if sf == 0 { "ok" } else { "not ok" }, n, suite.name);
+        passed += sp;
+        failed += sf;
+        skipped += ss;
+    }
+    println!("# Totals: pass:{} fail:{} skip:{} total:{}", passed, failed, skipped, passed + failed + skipped);
+    println!("ktest: {} passed, {} failed", passed, failed);
+    failed
+}
+
+/// Leave QEMU with the test result as its exit status.
+pub fn exit_with_result(failed: usize) -> ! {
+    if !crate::arch::semihosting::available() {
+        crate::pr_warn!("ktest: QEMU was started without -semihosting; the exit status cannot carry the result");
+    }
+    if failed == 0 {
+        crate::machine_power_off()
+    }
+    crate::pr_err!("ktest: {} test(s) failed", failed);
+    crate::machine_fail_stop()
+}

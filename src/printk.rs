@@ -1,0 +1,204 @@
+//! printk: the kernel log. Every message gets a Linux-style timestamp from
+//! the generic timer (`[    0.001234] `), goes into the in-memory ring
+//! `__log_buf` (which `dmesg` and the GDB helper `lx-dmesg` read) and, if its
+//! level passes `console_loglevel`, out on the console UART.
+
+use crate::arch::timer;
+use crate::drivers::pl011::Pl011;
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+/// Linux's log levels.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+#[repr(u8)]
+pub enum Level {
+    Emerg = 0,
+    Alert = 1,
+    Crit = 2,
+    Err = 3,
+    Warning = 4,
+    Notice = 5,
+    Info = 6,
+    Debug = 7,
+}
+
+/// Messages with a level below this reach the console (`loglevel=`).
+static CONSOLE_LOGLEVEL: AtomicU8 = AtomicU8::new(7);
+
+pub fn set_console_loglevel(l: u8) {
+    CONSOLE_LOGLEVEL.store(l.min(8), Ordering::Relaxed);
+}
+
+/// Size of the log ring. A power of two, so the GDB helper can mask.
+pub const LOG_BUF_LEN: usize = 1 << 17;
+
+/// The log ring (read by `dmesg` and by scripts/gdb's lx-dmesg): byte
+/// `i` of the log lives at `__log_buf[i % LOG_BUF_LEN]`; `log_next` is the
+/// total number of bytes ever written.
+#[unsafe(no_mangle)]
+static mut __log_buf: [u8; LOG_BUF_LEN] = [0; LOG_BUF_LEN];
+#[unsafe(no_mangle)]
+static log_next: AtomicUsize = AtomicUsize::new(0);
+
+struct Console {
+    uart: Option<Pl011>,
+}
+
+static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console { uart: None });
+
+/// Start the console on a UART mapped at `base`.
+///
+/// # Safety
+/// `base` must map a PL011 as device memory from now on.
+pub unsafe fn console_init(base: usize) {
+    let mut c = CONSOLE.lock();
+    // SAFETY: per the contract.
+    let mut uart = unsafe { Pl011::new(base) };
+    uart.init();
+    c.uart = Some(uart);
+}
+
+/// Move the console to another mapping of the same UART.
+///
+/// # Safety
+/// As for `console_init`.
+pub unsafe fn console_set_base(base: usize) {
+    let mut c = CONSOLE.lock();
+    if let Some(u) = c.uart.as_mut() {
+        // SAFETY: per the contract.
+        unsafe { u.set_base(base) };
+    }
+}
+
+pub fn console_base() -> Option<usize> {
+    CONSOLE.lock().uart.as_ref().map(|u| u.base())
+}
+
+/// Break the console lock after a fault inside printk (oops path).
+///
+/// # Safety
+/// Only when the lock holder can never run again.
+pub unsafe fn force_unlock() {
+    if CONSOLE.is_locked() {
+        // SAFETY: per the contract.
+        unsafe { CONSOLE.force_unlock() };
+    }
+}
+
+fn log_store(bytes: &[u8]) {
+    let mut next = log_next.load(Ordering::Relaxed);
+    for &b in bytes {
+        // SAFETY: single CPU, callers hold the console lock.
+        unsafe { (*core::ptr::addr_of_mut!(__log_buf))[next % LOG_BUF_LEN] = b };
+        next += 1;
+    }
+    log_next.store(next, Ordering::Release);
+}
+
+struct LineWriter<'a> {
+    console: &'a mut Console,
+    to_console: bool,
+}
+
+impl Write for LineWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        log_store(s.as_bytes());
+        if self.to_console {
+            if let Some(u) = self.console.uart.as_mut() {
+                for b in s.bytes() {
+                    if b == b'\n' {
+                        u.putc(b'\r');
+                    }
+                    u.putc(b);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_timestamp(w: &mut dyn Write) -> fmt::Result {
+    let ns = timer::uptime_ns();
+    write!(w, "[{:5}.{:06}] ", ns / 1_000_000_000, (ns % 1_000_000_000) / 1000)
+}
+
+/// One log message: timestamp, text, newline.
+pub fn printk(level: Level, args: fmt::Arguments) {
+    let mut c = CONSOLE.lock();
+    let to_console = (level as u8) < CONSOLE_LOGLEVEL.load(Ordering::Relaxed);
+    let mut w = LineWriter { console: &mut c, to_console };
+    let _ = write_timestamp(&mut w);
+    let _ = w.write_fmt(args);
+    let _ = w.write_str("\n");
+}
+
+/// Raw console output without a timestamp (the shell, KTAP).
+pub fn print(args: fmt::Arguments) {
+    let mut c = CONSOLE.lock();
+    let mut w = LineWriter { console: &mut c, to_console: true };
+    let _ = w.write_fmt(args);
+}
+
+/// Writer used by the oops path: timestamps each line, like printk.
+pub struct OopsWriter;
+
+impl Write for OopsWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut c = CONSOLE.lock();
+        let mut w = LineWriter { console: &mut c, to_console: true };
+        let at_line_start = {
+            let n = log_next.load(Ordering::Relaxed);
+            // SAFETY: reading our own ring under the lock.
+            n == 0 || unsafe { (*core::ptr::addr_of!(__log_buf))[(n - 1) % LOG_BUF_LEN] } == b'\n'
+        };
+        if at_line_start && !s.is_empty() && s != "\n" {
+            write_timestamp(&mut w)?;
+        }
+        w.write_str(s)
+    }
+}
+
+/// Read one byte from the console, if one arrived.
+pub fn console_getc() -> Option<u8> {
+    CONSOLE.lock().uart.as_mut().and_then(|u| u.getc())
+}
+
+/// Copy the log ring (oldest first) through `f`, in at most two slices.
+pub fn for_each_log_chunk(mut f: impl FnMut(&[u8])) {
+    let _c = CONSOLE.lock();
+    let next = log_next.load(Ordering::Acquire);
+    let start = next.saturating_sub(LOG_BUF_LEN);
+    // SAFETY: read under the console lock.
+    let buf = unsafe { &*core::ptr::addr_of!(__log_buf) };
+    let (a, b) = (start % LOG_BUF_LEN, next % LOG_BUF_LEN);
+    if next - start == LOG_BUF_LEN || a > b {
+        f(&buf[a..]);
+        f(&buf[..b]);
+    } else {
+        f(&buf[a..b]);
+    }
+}
+
+#[macro_export]
+macro_rules! printk {
+    ($lvl:expr, $($arg:tt)*) => { $crate::printk::printk($lvl, format_args!($($arg)*)) };
+}
+#[macro_export]
+macro_rules! pr_emerg { ($($arg:tt)*) => { $crate::printk!($crate::printk::Level::Emerg, $($arg)*) }; }
+#[macro_export]
+macro_rules! pr_err { ($($arg:tt)*) => { $crate::printk!($crate::printk::Level::Err, $($arg)*) }; }
+#[macro_export]
+macro_rules! pr_warn { ($($arg:tt)*) => { $crate::printk!($crate::printk::Level::Warning, $($arg)*) }; }
+#[macro_export]
+macro_rules! pr_notice { ($($arg:tt)*) => { $crate::printk!($crate::printk::Level::Notice, $($arg)*) }; }
+#[macro_export]
+macro_rules! pr_info { ($($arg:tt)*) => { $crate::printk!($crate::printk::Level::Info, $($arg)*) }; }
+#[macro_export]
+macro_rules! pr_debug { ($($arg:tt)*) => { $crate::printk!($crate::printk::Level::Debug, $($arg)*) }; }
+#[macro_export]
+macro_rules! print { ($($arg:tt)*) => { $crate::printk::print(format_args!($($arg)*)) }; }
+#[macro_export]
+macro_rules! println {
+    () => { $crate::print!("\n") };
+    ($($arg:tt)*) => { $crate::printk::print(format_args!("{}\n", format_args!($($arg)*))) };
+}

@@ -1,0 +1,154 @@
+//! setup_arch and the boot command line (Linux: arch/arm64/kernel/setup.c,
+//! init/main.c): read the device tree the loader handed over, print the
+//! machine summary, then run what `/chosen/bootargs` asks for.
+
+use crate::arch::{cpu, psci, timer};
+use crate::{boot_fail, pr_info, pr_notice, pr_warn, printk};
+use kernel::dt::{self, MachineInfo, ReserveKind};
+use kernel::mm::layout::KIMAGE_VADDR;
+use spin::Once;
+
+/// The parsed device tree, kept for the life of the kernel.
+static MACHINE: Once<MachineInfo> = Once::new();
+/// Physical address of the FDT and of the kernel image.
+static BOOT_INFO: Once<BootInfo> = Once::new();
+
+#[derive(Clone, Copy, Debug)]
+pub struct BootInfo {
+    pub fdt_pa: usize,
+    pub boot_el: u64,
+    pub phys_text: usize,
+}
+
+pub fn machine() -> &'static MachineInfo {
+    MACHINE.get().expect("machine() before setup_arch")
+}
+
+pub fn boot_info() -> &'static BootInfo {
+    BOOT_INFO.get().expect("boot_info() before setup_arch")
+}
+
+/// `kimage_voffset`: link address minus load address of the image.
+pub fn kimage_voffset() -> usize {
+    KIMAGE_VADDR.wrapping_sub(boot_info().phys_text)
+}
+
+/// Highest physical address the early identity map covers (head.S).
+const IDMAP_LIMIT: usize = 256 << 30;
+
+pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
+    let midr = cpu::midr();
+    pr_info!("Booting vmkernel on physical CPU 0x{:010x} [0x{:08x}]", cpu::mpidr() & 0xff_00ff_ffff, midr);
+    pr_info!(
+        "vmkernel version {} ({}) {} at EL{}, running at EL{}",
+        env!("CARGO_PKG_VERSION"),
+        env!("VMKERNEL_RUSTC_VERSION"),
+        cpu::cpu_name(midr),
+        boot_el,
+        cpu::current_el()
+    );
+    BOOT_INFO.call_once(|| BootInfo { fdt_pa, boot_el, phys_text });
+
+    if fdt_pa == 0 || fdt_pa % 8 != 0 || fdt_pa >= IDMAP_LIMIT {
+        boot_fail(format_args!(
+            "no device tree: x0 = {:#x} at entry is not a plausible FDT address (the loader must pass the DTB's physical address in x0, as the arm64 boot protocol says)",
+            fdt_pa
+        ));
+    }
+    // The header read itself may fault (x0 pointing at a hole): catch it.
+    let parsed = crate::arch::traps::catch_fault_quiet(|| unsafe { dt::parse_at(fdt_pa as *const u8) });
+    let info = match parsed {
+        Err(f) => boot_fail(format_args!(
+            "no device tree: reading x0 = {:#x} faulted (FAR {:#x}); the loader must pass the DTB's physical address in x0",
+            fdt_pa, f.far
+        )),
+        Ok(Err(e)) => boot_fail(format_args!("bad device tree at {:#x}: {}", fdt_pa, e)),
+        Ok(Ok(info)) => info,
+    };
+    let info = MACHINE.call_once(|| info);
+
+    if let Some(c) = info.psci() {
+        psci::set_conduit(c);
+    }
+    if let Some(hz) = info.timer_frequency() {
+        timer::set_frequency(hz as u64);
+    }
+    for arg in info.bootargs().split_ascii_whitespace() {
+        if let Some(l) = arg.strip_prefix("loglevel=") {
+            if let Ok(l) = l.parse() {
+                printk::set_console_loglevel(l);
+            }
+        }
+    }
+    print_machine_summary(info, fdt_pa);
+}
+
+fn print_machine_summary(info: &MachineInfo, fdt_pa: usize) {
+    pr_info!("Machine model: {}", info.model());
+    match info.pl011() {
+        Some(u) => {
+            pr_info!("earlycon: pl011 at MMIO 0x{:016x} (size {:#x}, irq {})", u.base, u.size,
+                u.irq.map_or(-1, |i| i as i64));
+            if u.base as usize != crate::EARLYCON_PL011_PHYS {
+                pr_warn!("console: DT's PL011 at {:#x} differs from the boot console at {:#x}; keeping the boot console",
+                    u.base, crate::EARLYCON_PL011_PHYS);
+            }
+        }
+        None => pr_warn!("console: no arm,pl011 node in the device tree; keeping the boot console at {:#x}",
+            crate::EARLYCON_PL011_PHYS),
+    }
+    match (info.psci(), psci::version()) {
+        (Some(_), Some((maj, min))) => pr_info!("psci: PSCIv{}.{} detected in firmware (conduit: {})", maj, min, psci::conduit_name()),
+        (Some(_), None) => pr_warn!("psci: conduit {} did not answer PSCI_VERSION", psci::conduit_name()),
+        (None, _) => pr_warn!("psci: no /psci node; power-off will not be possible"),
+    }
+    pr_info!("smp: {} CPU(s) in the device tree; booting CPU 0 only", info.cpu_count());
+    pr_info!("arch_timer: cp15 timer running at {}.{:02}MHz ({})", timer::frequency() / 1_000_000,
+        (timer::frequency() / 10_000) % 100,
+        if info.timer_frequency().is_some() { "from DT" } else { "CNTFRQ_EL0" });
+    pr_info!("fdt: {} bytes at physical {:#x}", info.dtb_size(), fdt_pa);
+    pr_notice!("Kernel command line: {}", info.bootargs());
+    pr_info!("MEMBLOCK configuration:");
+    pr_info!(" memory size = {:#x} reserved size = {:#x}", info.total_memory(),
+        info.reserved().iter().map(|r| r.region.size).sum::<u64>());
+    pr_info!(" memory.cnt  = {:#x}", info.memory().len());
+    for (i, b) in info.memory().iter().enumerate() {
+        match b.numa_node {
+            Some(n) => pr_info!(" memory[{:#x}]\t{}, {:#x} bytes on node {}", i, b.region, b.region.size, n),
+            None => pr_info!(" memory[{:#x}]\t{}, {:#x} bytes", i, b.region, b.region.size),
+        }
+    }
+    pr_info!(" reserved.cnt  = {:#x}", info.reserved().len());
+    for (i, r) in info.reserved().iter().enumerate() {
+        let kind = match r.kind {
+            ReserveKind::MemReserve => "/memreserve/",
+            ReserveKind::ReservedMemory { no_map: true } => "reserved-memory, no-map",
+            ReserveKind::ReservedMemory { no_map: false } => "reserved-memory",
+        };
+        pr_info!(" reserved[{:#x}]\t{}, {:#x} bytes ({} {})", i, r.region, r.region.size, kind, r.name());
+    }
+    let total = info.total_memory();
+    pr_info!("RAM: {} MiB in {} bank(s)", total >> 20, info.memory().len());
+}
+
+/// What the command line asked for, in Linux's spirit of `init=`.
+pub fn run_init() -> ! {
+    let args = machine().bootargs();
+    let mut words = args.split_ascii_whitespace();
+    if let Some(filter) = words.clone().find_map(|w| {
+        if w == "ktest" {
+            Some("")
+        } else {
+            w.strip_prefix("ktest=")
+        }
+    }) {
+        let failed = crate::ktest::run_all(filter);
+        crate::ktest::exit_with_result(failed);
+    }
+    if words.any(|w| w == "poweroff") {
+        crate::machine_power_off();
+    }
+    pr_info!("vmkernel: boot complete; nothing else to run (add `ktest` or `poweroff` to the command line)");
+    pr_info!("vmkernel: idle. Press Ctrl-A X to leave QEMU.");
+    cpu::halt()
+}
