@@ -1005,14 +1005,14 @@ fn extract(fdt: &Fdt<'_>, dtb_size: usize) -> Result<MachineInfo, DtError> {
         info.model.set(model, "model")?;
     }
 
-    for r in fdt.memory_reservations() {
+    for (i, r) in fdt.memory_reservations().enumerate() {
         // The crate stops at the (0, 0) terminator; an empty entry reserves
         // nothing.
         if r.size() == 0 {
             continue;
         }
         let (base, size) = (r.address() as usize as u64, r.size() as u64);
-        let region = checked_region(base, size, "/memreserve/", info.reserved_cnt)?;
+        let region = checked_region(base, size, "/memreserve/", i)?;
         info.push_reserved(region, ReserveKind::MemReserve, "")?;
     }
 
@@ -2064,6 +2064,26 @@ mod tests {
             }
         );
         assert!(e.to_string().contains("32"), "{}", e);
+    }
+
+    #[test]
+    fn memreserve_overflow_and_empty_entries() {
+        let mut b = Builder::new();
+        b.reserve(0x4000_0000, 0)
+            .reserve(0xffff_ffff_ffff_f000, 0x2000);
+        root(&mut b);
+        memory_node(&mut b, "memory@40000000", &[(0x4000_0000, 0x100_0000)]);
+        b.end();
+        let e = err_of(&b.build());
+        assert_eq!(
+            e,
+            DtError::RegionOverflow {
+                node: NodeName::from("/memreserve/"),
+                index: 1,
+                base: 0xffff_ffff_ffff_f000,
+                size: 0x2000
+            }
+        );
     }
 
     #[test]
