@@ -16,6 +16,8 @@ pub mod ktest;
 pub mod printk;
 pub mod setup;
 
+extern crate alloc;
+
 use arch::{cpu, psci, semihosting};
 use core::fmt;
 
@@ -90,7 +92,7 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     let fp: u64;
     // SAFETY: reading the frame pointer register.
     unsafe { core::arch::asm!("mov {}, x29", out(reg) fp) };
-    let mut w = printk::OopsWriter;
+    let mut w = printk::LogWriter;
     let _ = fmt::Write::write_str(&mut w, "Call trace:\n");
     let _ = arch::traps::backtrace_from(&mut w, fp);
     machine_fail_stop()

@@ -140,9 +140,9 @@ pub fn print(args: fmt::Arguments) {
 }
 
 /// Writer used by the oops path: timestamps each line, like printk.
-pub struct OopsWriter;
+pub struct LogWriter;
 
-impl Write for OopsWriter {
+impl Write for LogWriter {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let mut c = CONSOLE.lock();
         let mut w = LineWriter { console: &mut c, to_console: true };

@@ -81,6 +81,16 @@ pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
         }
     }
     print_machine_summary(info, fdt_pa);
+
+    crate::kmm::arm64_memblock_init(info);
+    // Still the identity-mapped physical address at this point.
+    let uart = printk::console_base().unwrap_or(crate::EARLYCON_PL011_PHYS);
+    crate::kmm::paging::paging_init(uart);
+    crate::kmm::mm_init(info);
+    crate::kmm::console_ioremap(info);
+    pr_info!("vmallocinfo:");
+    let mut w = printk::LogWriter;
+    let _ = crate::kmm::vmalloc::vmallocinfo(&mut w);
 }
 
 fn print_machine_summary(info: &MachineInfo, fdt_pa: usize) {

@@ -14,7 +14,7 @@ pub static SUITE: Suite = Suite {
         Case { name: "nested_fault_recovery", run: nested_fault_recovery },
         Case { name: "timer_is_monotonic", run: timer_is_monotonic },
         Case { name: "log_ring_holds_banner", run: log_ring_holds_banner },
-        Case { name: "early_descriptors_match_encoder", run: early_descriptors_match_encoder },
+        Case { name: "mair_matches_memtype_enum", run: mair_matches_memtype_enum },
     ],
 };
 
@@ -101,11 +101,12 @@ fn log_ring_holds_banner(t: &mut Test) {
     kassert!(t, found, "banner not in __log_buf");
 }
 
-fn early_descriptors_match_encoder(t: &mut Test) {
-    use kernel::mm::pgtable::{pte_encode, PageProt};
-    use kernel::mm::layout::PhysAddr;
-    kassert_eq!(t, crate::arch::EARLY_NORMAL_BLOCK,
-        pte_encode(PhysAddr::new(0), PageProt::PAGE_KERNEL_EXEC, 1));
-    kassert_eq!(t, crate::arch::EARLY_DEVICE_BLOCK,
-        pte_encode(PhysAddr::new(0), PageProt::PROT_DEVICE_NGNRE, 1));
+fn mair_matches_memtype_enum(t: &mut Test) {
+    use aarch64_cpu::registers::{Readable, MAIR_EL1};
+    use kernel::mm::pgtable::{MemType, MAIR_EL1_VALUE};
+    kassert_eq!(t, MAIR_EL1.get(), MAIR_EL1_VALUE);
+    // Normal write-back and Device-nGnRE sit where the descriptors say.
+    let attr = |m: MemType| (MAIR_EL1.get() >> (8 * m.attr_index())) & 0xff;
+    kassert_eq!(t, attr(MemType::Normal), 0xff);
+    kassert_eq!(t, attr(MemType::DeviceNgnre), 0x04);
 }

@@ -206,10 +206,31 @@ __primary_switched:
     b       5b
     .ltorg
 
+/*
+ * idmap_cpu_replace_ttbr1(ttbr1 physical address): called at its PHYSICAL
+ * address through the identity map, so it keeps running while TTBR1 is
+ * swapped. TTBR1 first points at an empty table and the TLB is flushed, so
+ * no entry of the old tables (2 MiB blocks) can coexist with the new ones
+ * (4 KiB pages) for the same address. Leaf, no stack: the stack is a TTBR1
+ * address, unmapped in the window.
+ */
+    .globl  idmap_cpu_replace_ttbr1
+idmap_cpu_replace_ttbr1:
+    adrp    x1, reserved_pg_dir
+    msr     ttbr1_el1, x1
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    msr     ttbr1_el1, x0
+    isb
+    ret
+
     .section .bss.page_aligned, "aw", %nobits
     .balign 4096
-    .globl  idmap_pg_dir, init_pg_dir, init_stack, init_stack_top
+    .globl  idmap_pg_dir, init_pg_dir, init_stack, init_stack_top, reserved_pg_dir
 idmap_pg_dir:   .skip 4096
+reserved_pg_dir: .skip 4096
 idmap_pud:      .skip 4096
 init_pg_dir:    .skip 4096
 init_pud:       .skip 4096

@@ -7,15 +7,14 @@ pub mod semihosting;
 pub mod timer;
 pub mod traps;
 
-use kernel::mm::layout::{VirtAddr, KIMAGE_VADDR};
-use kernel::mm::pgtable::MAIR_EL1_VALUE;
+use kernel::mm::layout::{PhysAddr, VirtAddr, KIMAGE_VADDR};
+use kernel::mm::pgtable::{pte_encode, MAIR_EL1_VALUE, PAGE_KERNEL_EXEC, PROT_DEVICE_NGNRE};
 
-/// Early 1 GiB / 2 MiB block descriptors for head.S (before any Rust runs):
-/// Normal WB memory (AttrIndx 4), inner shareable, AF, executable;
-/// Device-nGnRE (AttrIndx 1), AF, never-execute. A ktest checks them against
-/// the pgtable encoder.
-pub const EARLY_NORMAL_BLOCK: u64 = 1 | (4 << 2) | (0b11 << 8) | (1 << 10);
-pub const EARLY_DEVICE_BLOCK: u64 = 1 | (1 << 2) | (1 << 10) | (1 << 53) | (1 << 54);
+/// Early 1 GiB / 2 MiB block descriptors for head.S (before any Rust runs),
+/// from the same encoder as every later mapping: Normal executable memory
+/// for the image and RAM, Device-nGnRE never-execute for GiB 0's MMIO.
+pub const EARLY_NORMAL_BLOCK: u64 = pte_encode(PhysAddr::new(0), PAGE_KERNEL_EXEC, 1);
+pub const EARLY_DEVICE_BLOCK: u64 = pte_encode(PhysAddr::new(0), PROT_DEVICE_NGNRE, 1);
 
 /// SCTLR_EL1 bits that are RES1 in ARMv8.0 (EOS, EIS, SPAN, TSCXT, ...).
 const SCTLR_EL1_RES1: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);

@@ -205,7 +205,7 @@ fn print_oops(regs: &PtRegs, kind: u64) {
     // SAFETY: we are the only CPU, and the holder will never run again
     // (or, when recovered, was abandoned).
     unsafe { printk::force_unlock() };
-    let mut w = printk::OopsWriter;
+    let mut w = printk::LogWriter;
     let _ = write_oops(&mut w, regs, kind, n);
 }
 

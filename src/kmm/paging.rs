@@ -1,0 +1,323 @@
+//! paging_init (Linux: arch/arm64/mm/mmu.c): build the final kernel page
+//! tables `swapper_pg_dir`, switch TTBR1 to them and retire the boot-time
+//! identity map.
+//!
+//! * kernel segments at 4 KiB granularity, W^X (map_kernel_segment):
+//!   .text RX, .rodata R, .data/.bss RW, all recorded in [`kernel_segments`]
+//!   for vmalloc's `vm_area_add_early`;
+//! * the linear map of every RAM bank (map_mem), 1 GiB / 2 MiB blocks where
+//!   aligned, never-execute;
+//! * the fixmap page of the boot console.
+//!
+//! Table pages come from memblock until the buddy allocator exists, then
+//! from `alloc_pages(0)`.
+
+use super::memblock_lock;
+use crate::arch::TCR_EPD0;
+use crate::pr_info;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use kernel::mm::layout::*;
+use kernel::mm::pgtable::{
+    PageProt, PageTable, PgtableEnv, PgtableError, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PROT_DEVICE_NGNRE,
+};
+
+unsafe extern "C" {
+    static _text: u8;
+    static _stext: u8;
+    static _etext: u8;
+    static __start_rodata: u8;
+    static __end_rodata: u8;
+    static _sdata: u8;
+    static _edata: u8;
+    static __bss_start: u8;
+    static __bss_stop: u8;
+    static _end: u8;
+    fn idmap_cpu_replace_ttbr1(ttbr1: usize);
+}
+
+fn sym(s: &u8) -> usize {
+    s as *const u8 as usize
+}
+
+/// One segment of the kernel image as mapped by paging_init.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSegment {
+    pub name: &'static str,
+    pub start: VirtAddr,
+    pub end: VirtAddr,
+    pub prot: PageProt,
+}
+
+/// Linear-map offset: `__va(pa) = pa - memstart_addr + PAGE_OFFSET`.
+static MEMSTART_ADDR: AtomicUsize = AtomicUsize::new(0);
+/// End (exclusive) of the linear map actually populated.
+static LINEAR_END: AtomicUsize = AtomicUsize::new(PAGE_OFFSET);
+/// Set once swapper_pg_dir is live and the linear map may be used.
+static SWAPPER_LIVE: AtomicBool = AtomicBool::new(false);
+
+/// Physical start of RAM rounded down to 1 GiB (Linux: memstart_addr).
+pub fn memstart_addr() -> usize {
+    MEMSTART_ADDR.load(Ordering::Relaxed)
+}
+
+/// Linux's `__va`: linear-map address of a physical address.
+pub fn __va(pa: PhysAddr) -> VirtAddr {
+    VirtAddr(pa.0 - memstart_addr() + PAGE_OFFSET)
+}
+
+/// Linux's `__pa` for linear-map addresses.
+pub fn __pa(va: VirtAddr) -> PhysAddr {
+    debug_assert!(is_linear_map_addr(va.0));
+    PhysAddr(va.0 - PAGE_OFFSET + memstart_addr())
+}
+
+/// Linux's `__pa_symbol`: physical address of a kernel-image symbol.
+pub fn __pa_symbol(va: usize) -> PhysAddr {
+    PhysAddr(va.wrapping_sub(crate::setup::kimage_voffset()))
+}
+
+/// End of the populated linear map (for reporting and `pt`).
+pub fn linear_map_end() -> usize {
+    LINEAR_END.load(Ordering::Relaxed)
+}
+
+/// The pgd of the final kernel page tables; it lives in the image, as in Linux.
+#[repr(C, align(4096))]
+struct PgdPage([u64; 512]);
+#[unsafe(no_mangle)]
+static mut swapper_pg_dir: PgdPage = PgdPage([0; 512]);
+
+/// The kernel page tables and their lock (Linux: init_mm.page_table_lock).
+pub static INIT_MM: spin::Mutex<Option<PageTable>> = spin::Mutex::new(None);
+
+/// Page-table pages handed out, for meminfo's PageTables line.
+static PGTABLE_PAGES: AtomicUsize = AtomicUsize::new(0);
+
+pub fn pgtable_pages() -> usize {
+    PGTABLE_PAGES.load(Ordering::Relaxed)
+}
+
+/// How the kernel backs the generic page-table code: table pages from
+/// memblock (boot) or the buddy allocator (after mm_init), accessed through
+/// the identity map before the switch and the linear map after; barriers
+/// and TLB maintenance as Linux's set_pte / flush_tlb_kernel_range.
+pub struct KernelPgtableEnv;
+
+/// Above this many pages, one `tlbi vmalle1is` beats per-page invalidation
+/// (Linux: MAX_TLBI_OPS = PTRS_PER_PTE).
+const MAX_TLBI_OPS: usize = 512;
+
+// SAFETY: tables are zeroed 4 KiB pages reachable through table_ptr;
+// the barriers and TLB maintenance are the architecture's.
+unsafe impl PgtableEnv for KernelPgtableEnv {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        let pa = if super::page_alloc::is_ready() {
+            super::page_alloc::alloc_pages(0)?
+        } else {
+            PhysAddr(memblock_lock().phys_alloc(PAGE_SIZE as u64, PAGE_SIZE as u64)? as usize)
+        };
+        // SAFETY: a fresh page, reachable through table_ptr.
+        unsafe { core::ptr::write_bytes(self.table_ptr(pa) as *mut u8, 0, PAGE_SIZE) };
+        PGTABLE_PAGES.fetch_add(1, Ordering::Relaxed);
+        Some(pa)
+    }
+
+    fn free_table(&mut self, pa: PhysAddr) {
+        PGTABLE_PAGES.fetch_sub(1, Ordering::Relaxed);
+        if super::page_alloc::is_ready() {
+            super::page_alloc::__free_pages(pa, 0);
+        } else {
+            if let Err(e) = memblock_lock().free(pa.0 as u64, PAGE_SIZE as u64) {
+                crate::pr_warn!("free_table: returning {:#x} to memblock failed: {}", pa.0, e);
+            }
+        }
+    }
+
+    fn table_ptr(&self, pa: PhysAddr) -> *mut u64 {
+        if SWAPPER_LIVE.load(Ordering::Relaxed) {
+            __va(pa).0 as *mut u64
+        } else {
+            pa.0 as *mut u64 // identity map (TTBR0) during paging_init
+        }
+    }
+
+    fn sync_new_entries(&mut self) {
+        // Make the new entries visible to the table walker before any
+        // access through them (set_pte for kernel mappings).
+        // SAFETY: barriers only.
+        unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags)) };
+    }
+
+    fn flush_tlb_kernel_range(&mut self, start: VirtAddr, end: VirtAddr) {
+        flush_tlb_kernel_range(start.0, end.0);
+    }
+
+    fn flush_tlb_pgtable(&mut self, _from: VirtAddr, _to: VirtAddr) {
+        // Table entries were cleared: cached walks must go too, which the
+        // last-level-only vaale1is does not cover (rare path: failed maps).
+        super::TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: TLB maintenance and barriers only.
+        unsafe { core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", "isb", options(nostack, preserves_flags)) };
+    }
+}
+
+/// Linux's flush_tlb_kernel_range: broadcast invalidation of [start, end).
+pub fn flush_tlb_kernel_range(start: usize, end: usize) {
+    let pages = (end - start).div_ceil(PAGE_SIZE);
+    super::TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: TLB maintenance and barriers only.
+    unsafe {
+        if pages > MAX_TLBI_OPS {
+            core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", "isb", options(nostack, preserves_flags));
+            return;
+        }
+        core::arch::asm!("dsb ishst", options(nostack, preserves_flags));
+        let mut va = start & PAGE_MASK;
+        while va < end {
+            // vaale1is: by VA, all ASIDs, last level only, inner shareable.
+            core::arch::asm!("tlbi vaale1is, {}", in(reg) (va >> PAGE_SHIFT) & ((1 << 44) - 1), options(nostack, preserves_flags));
+            va += PAGE_SIZE;
+        }
+        core::arch::asm!("dsb ish", "isb", options(nostack, preserves_flags));
+    }
+}
+
+static SEGMENTS: spin::Once<[KernelSegment; 3]> = spin::Once::new();
+
+/// The kernel image segments as mapped (for vm_area_add_early and the
+/// layout report).
+pub fn kernel_segments() -> &'static [KernelSegment; 3] {
+    SEGMENTS.call_once(|| {
+        // SAFETY: linker symbols; only their addresses are used.
+        unsafe {
+            [
+                KernelSegment { name: ".text", start: VirtAddr(sym(&_text)), end: VirtAddr(sym(&_etext)), prot: PAGE_KERNEL_ROX },
+                KernelSegment { name: ".rodata", start: VirtAddr(sym(&__start_rodata)), end: VirtAddr(sym(&__end_rodata)), prot: PAGE_KERNEL_RO },
+                KernelSegment { name: ".data", start: VirtAddr(sym(&_sdata)), end: VirtAddr(sym(&_end)), prot: PAGE_KERNEL },
+            ]
+        }
+    })
+}
+
+/// Sizes for the Memory: line: (code, rwdata, rodata, bss), in bytes.
+pub fn image_sizes() -> (usize, usize, usize, usize) {
+    // SAFETY: linker symbols.
+    unsafe {
+        (
+            sym(&_etext) - sym(&_stext),
+            sym(&_edata) - sym(&_sdata),
+            sym(&__end_rodata) - sym(&__start_rodata),
+            sym(&__bss_stop) - sym(&__bss_start),
+        )
+    }
+}
+
+/// Physical extent of the kernel image.
+pub fn kernel_image_phys() -> (PhysAddr, usize) {
+    // SAFETY: linker symbols.
+    let (start, end) = unsafe { (sym(&_text), sym(&_end)) };
+    (__pa_symbol(start), end - start)
+}
+
+fn check(what: &str, r: Result<(), PgtableError>) {
+    if let Err(e) = r {
+        crate::boot_fail(format_args!("paging_init: mapping {} failed: {}", what, e));
+    }
+}
+
+/// Build swapper_pg_dir, switch to it, drop the identity map, move the boot
+/// console to the fixmap. Called once, with memblock populated.
+pub fn paging_init(uart_phys: usize) {
+    let mut env = KernelPgtableEnv;
+    let mem_start = memblock_lock().memory().first().map(|r| r.base as usize).unwrap_or(0);
+    MEMSTART_ADDR.store(mem_start & !(PUD_SIZE - 1), Ordering::Relaxed);
+
+    // SAFETY: swapper_pg_dir is ours; nothing uses it until the switch.
+    let pgd_pa = __pa_symbol(core::ptr::addr_of!(swapper_pg_dir) as usize);
+    // SAFETY: swapper_pg_dir is zero (.bss) and only this tree edits it.
+    let mut pt = unsafe { PageTable::from_root(pgd_pa) };
+
+    // Kernel image: W^X at page granularity (map_kernel_segment).
+    for seg in kernel_segments() {
+        let size = seg.end.0 - seg.start.0;
+        check(seg.name, pt.map_range(&mut env, seg.start, __pa_symbol(seg.start.0), size, seg.prot, false));
+    }
+    // The linear map (map_mem).
+    let regions: [(u64, u64); 64] = {
+        let mb = memblock_lock();
+        let mut a = [(0u64, 0u64); 64];
+        for (i, r) in mb.memory().iter().enumerate().take(64) {
+            a[i] = (r.base, r.size);
+        }
+        a
+    };
+    let mut linear_end = PAGE_OFFSET;
+    for &(base, size) in regions.iter().filter(|r| r.1 != 0) {
+        let va = __va(PhysAddr(base as usize));
+        check("the linear map", pt.map_range(&mut env, va, PhysAddr(base as usize), size as usize, PAGE_KERNEL, true));
+        linear_end = linear_end.max(va.0 + size as usize);
+    }
+    LINEAR_END.store(linear_end, Ordering::Relaxed);
+    // The boot console's fixmap slot.
+    check("the earlycon fixmap", pt.map_range(&mut env, VirtAddr(FIX_EARLYCON_MEM_BASE),
+        PhysAddr(uart_phys & PAGE_MASK), PAGE_SIZE, PROT_DEVICE_NGNRE, false));
+
+    // Switch TTBR1 from init_pg_dir to swapper_pg_dir. The two map the
+    // image with different block sizes, so the switch goes through an
+    // empty TTBR1 and a full TLB flush, running from the identity map
+    // (Linux: cpu_replace_ttbr1 / idmap_cpu_replace_ttbr1).
+    // SAFETY: the function is position-independent leaf asm, mapped by the
+    // identity map at its physical address; swapper maps everything the
+    // kernel touches from here on.
+    unsafe {
+        let f: unsafe extern "C" fn(usize) = core::mem::transmute(__pa_symbol(idmap_cpu_replace_ttbr1 as *const () as usize).0);
+        f(pgd_pa.0);
+    }
+    SWAPPER_LIVE.store(true, Ordering::Relaxed);
+    *INIT_MM.lock() = Some(pt);
+
+    // The console moves to the fixmap before TTBR0 walks stop.
+    // SAFETY: just mapped as device memory.
+    unsafe { crate::printk::console_set_base(FIX_EARLYCON_MEM_BASE + (uart_phys & !PAGE_MASK)) };
+
+    // No more identity map: TTBR0 walks off, so a NULL dereference faults.
+    // SAFETY: nothing runs from TTBR0 any more (we are in the upper half,
+    // the console and the FDT copy are reached through TTBR1).
+    unsafe {
+        let mut tcr: u64;
+        core::arch::asm!("mrs {}, tcr_el1", out(reg) tcr);
+        tcr |= TCR_EPD0;
+        core::arch::asm!("msr tcr_el1, {}", "isb", "msr ttbr0_el1, xzr", "isb",
+            "tlbi vmalle1", "dsb nsh", "isb", in(reg) tcr, options(nostack));
+    }
+    pr_info!("paging_init: swapper_pg_dir at {:#x} live; identity map retired (TCR_EL1.EPD0 set); console at fixmap {:#x}",
+        pgd_pa.0, FIX_EARLYCON_MEM_BASE);
+}
+
+/// Run `f` on the kernel page tables under init_mm's lock.
+pub fn with_init_mm<R>(f: impl FnOnce(&mut PageTable, &mut KernelPgtableEnv) -> R) -> R {
+    let mut guard = INIT_MM.lock();
+    let pt = guard.as_mut().expect("kernel page tables used before paging_init");
+    f(pt, &mut KernelPgtableEnv)
+}
+
+/// Print the virtual kernel memory layout, as Linux did at boot.
+pub fn print_vm_layout() {
+    fn line(name: &str, start: usize, end: usize) {
+        let size = end - start;
+        if size >= 1 << 30 {
+            pr_info!("    {:<8}: 0x{:016x} - 0x{:016x}   ({:6} GB)", name, start, end, size >> 30);
+        } else if size >= 1 << 20 {
+            pr_info!("    {:<8}: 0x{:016x} - 0x{:016x}   ({:6} MB)", name, start, end, size >> 20);
+        } else {
+            pr_info!("    {:<8}: 0x{:016x} - 0x{:016x}   ({:6} kB)", name, start, end, size >> 10);
+        }
+    }
+    pr_info!("Virtual kernel memory layout:");
+    line("linear", PAGE_OFFSET, linear_map_end());
+    for s in kernel_segments() {
+        line(s.name, s.start.0, s.end.0);
+    }
+    line("vmalloc", VMALLOC_START, VMALLOC_END);
+    line("fixed", FIXADDR_START, FIXADDR_TOP);
+}

@@ -1,0 +1,100 @@
+//! Object caches (Linux: kmem_cache, mm/slab_common.c): fixed-size kernel
+//! objects carved from order-0 pages with an intrusive free list. vmalloc
+//! takes its `vmap_area` and `vm_struct` objects from caches like these, as
+//! 5.10 does with `vmap_area_cachep`.
+//!
+//! Slab pages are kept once allocated (a cache only grows), so after a
+//! warm-up allocation the cache's page count is stable.
+
+use super::fault_inject::{self, Site};
+use super::page_alloc;
+use super::paging::__va;
+use core::ptr::NonNull;
+use kernel::mm::layout::PAGE_SIZE;
+
+struct FreeObject {
+    next: *mut FreeObject,
+}
+
+pub struct KmemCache {
+    pub name: &'static str,
+    obj_size: usize,
+    free_list: *mut FreeObject,
+    /// Objects handed out and not freed.
+    active_objs: usize,
+    /// Objects in all slabs.
+    num_objs: usize,
+    slab_pages: usize,
+}
+
+// SAFETY: the raw pointers only refer to memory owned by the cache; every
+// cache lives behind a lock.
+unsafe impl Send for KmemCache {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlabStats {
+    pub active_objs: usize,
+    pub num_objs: usize,
+    pub slab_pages: usize,
+    pub obj_size: usize,
+}
+
+impl KmemCache {
+    /// A cache of `size`-byte objects aligned to `align` (Linux:
+    /// kmem_cache_create). Both are rounded so the free-list link fits.
+    pub const fn new(name: &'static str, size: usize, align: usize) -> Self {
+        let align = if align < 8 { 8 } else { align };
+        let size = if size < 8 { 8 } else { size };
+        let obj_size = (size + align - 1) / align * align;
+        assert!(obj_size <= PAGE_SIZE, "object caches hold objects of at most a page");
+        Self { name, obj_size, free_list: core::ptr::null_mut(), active_objs: 0, num_objs: 0, slab_pages: 0 }
+    }
+
+    /// Add one page of objects to the free list.
+    fn grow(&mut self) -> bool {
+        let Some(pa) = page_alloc::alloc_pages(0) else { return false };
+        let base = __va(pa).0;
+        let n = PAGE_SIZE / self.obj_size;
+        for i in (0..n).rev() {
+            let obj = (base + i * self.obj_size) as *mut FreeObject;
+            // SAFETY: inside the fresh page, aligned to obj_size's alignment.
+            unsafe { (*obj).next = self.free_list };
+            self.free_list = obj;
+        }
+        self.num_objs += n;
+        self.slab_pages += 1;
+        true
+    }
+
+    /// kmem_cache_alloc: an uninitialised object, or None when out of memory
+    /// (or when fault injection says so).
+    pub fn alloc(&mut self) -> Option<NonNull<u8>> {
+        if fault_inject::should_fail(Site::Slab) {
+            return None;
+        }
+        if self.free_list.is_null() && !self.grow() {
+            return None;
+        }
+        let obj = self.free_list;
+        // SAFETY: obj is the head of our free list.
+        self.free_list = unsafe { (*obj).next };
+        self.active_objs += 1;
+        NonNull::new(obj as *mut u8)
+    }
+
+    /// kmem_cache_free.
+    ///
+    /// # Safety
+    /// `p` must come from `alloc` on this cache and not be used afterwards.
+    pub unsafe fn free(&mut self, p: NonNull<u8>) {
+        let obj = p.as_ptr() as *mut FreeObject;
+        // SAFETY: per the contract the object is ours again.
+        unsafe { (*obj).next = self.free_list };
+        self.free_list = obj;
+        self.active_objs -= 1;
+    }
+
+    pub fn stats(&self) -> SlabStats {
+        SlabStats { active_objs: self.active_objs, num_objs: self.num_objs, slab_pages: self.slab_pages, obj_size: self.obj_size }
+    }
+}

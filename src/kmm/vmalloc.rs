@@ -1,0 +1,1098 @@
+//! vmalloc (Linux 5.10: mm/vmalloc.c): virtually contiguous kernel memory
+//! in `[VMALLOC_START, VMALLOC_END)`, backed by pages taken one at a time
+//! from the buddy allocator.
+//!
+//! ```text
+//! vmalloc / vzalloc / vmalloc_node / __vmalloc / __vmalloc_node
+//!   -> __vmalloc_node_range              size checks
+//!        -> __get_vm_area_node           vm_struct + guard page
+//!             -> alloc_vmap_area         vmap_area from its cache
+//!                  -> __alloc_vmap_area  lowest fit in the augmented free tree
+//!             -> setup_vmalloc_vm
+//!        -> __vmalloc_area_node          page array, pages, map_kernel_range
+//!        -> clear_vm_uninitialized_flag
+//! vfree / vunmap -> __vunmap -> remove_vm_area -> free_unmap_vmap_area
+//!   -> free_vmap_area_noflush (purge tree) -> __purge_vmap_area_lazy
+//!      (one TLB flush for the whole batch, then merge_or_add_vmap_area)
+//! ```
+//!
+//! Every stage keeps Linux's name, is `#[no_mangle]` and `#[inline(never)]`,
+//! so `break alloc_vmap_area` works in GDB. The tree algorithms are in
+//! `kernel::mm::vmap_tree` (host-tested); this file owns the global trees,
+//! their locks, the object caches and the page tables.
+//!
+//! Locks, as in 5.10, never nested the other way round:
+//! `vmap_area_lock` (busy tree) / `free_vmap_area_lock` (free tree) /
+//! `purge_vmap_area_lock` (lazily freed areas) -> `vmap_area_cachep`'s lock
+//! -> `init_mm` (page tables) -> the buddy allocator.
+
+use super::paging::{flush_tlb_kernel_range, with_init_mm, KernelPgtableEnv};
+use super::slab::KmemCache;
+use super::{page_alloc, paging};
+use crate::{pr_err, pr_info, pr_warn};
+use core::alloc::Layout;
+use core::fmt::{self, Write};
+use core::panic::Location;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use kernel::mm::layout::*;
+use kernel::mm::pgtable::{PageProt, PgtableEnv, PAGE_KERNEL, PROT_DEVICE_NGNRE};
+use kernel::mm::vmap_tree::{
+    self, VmapArea, VmapAreaAlloc, VmapAreaRoot, VmapError, __alloc_vmap_area, __find_vmap_area, insert_vmap_area,
+    merge_or_add_vmap_area, unlink_va,
+};
+
+// ---------------------------------------------------------------------------
+// vm_struct and its flags
+// ---------------------------------------------------------------------------
+
+/// `vm_struct.flags` (values as in 5.10's include/linux/vmalloc.h).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(transparent)]
+pub struct VmFlags(pub u32);
+
+impl VmFlags {
+    pub const VM_IOREMAP: VmFlags = VmFlags(0x01);
+    pub const VM_ALLOC: VmFlags = VmFlags(0x02);
+    pub const VM_MAP: VmFlags = VmFlags(0x04);
+    pub const VM_USERMAP: VmFlags = VmFlags(0x08);
+    pub const VM_UNINITIALIZED: VmFlags = VmFlags(0x20);
+    pub const VM_NO_GUARD: VmFlags = VmFlags(0x40);
+
+    pub const fn empty() -> Self {
+        VmFlags(0)
+    }
+    pub const fn contains(self, other: VmFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub const fn union(self, other: VmFlags) -> VmFlags {
+        VmFlags(self.0 | other.0)
+    }
+    pub const fn without(self, other: VmFlags) -> VmFlags {
+        VmFlags(self.0 & !other.0)
+    }
+}
+
+impl core::ops::BitOr for VmFlags {
+    type Output = VmFlags;
+    fn bitor(self, rhs: VmFlags) -> VmFlags {
+        self.union(rhs)
+    }
+}
+
+/// Who asked for an area: the caller's source location (Linux keeps a
+/// return address and prints it with %pS; we keep file:line, which needs no
+/// symbol table at run time).
+pub type Caller = &'static Location<'static>;
+
+/// Linux's `struct vm_struct`: one mapped area.
+#[repr(C)]
+pub struct VmStruct {
+    /// Next early area (vmlist, before vmalloc_init only).
+    pub next: *mut VmStruct,
+    pub addr: usize,
+    /// Size including the guard page.
+    pub size: usize,
+    pub flags: VmFlags,
+    /// Physical address of each page (Linux: struct page *pages[]).
+    pub pages: *mut PhysAddr,
+    pub nr_pages: usize,
+    pub phys_addr: PhysAddr,
+    pub caller: Caller,
+}
+
+impl VmStruct {
+    /// Linux's get_vm_area_size: the usable size, without the guard page.
+    pub fn get_vm_area_size(&self) -> usize {
+        if self.flags.contains(VmFlags::VM_NO_GUARD) {
+            self.size
+        } else {
+            self.size - PAGE_SIZE
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Global state
+// ---------------------------------------------------------------------------
+
+/// Busy areas (Linux: vmap_area_root + vmap_area_list, under vmap_area_lock).
+#[unsafe(no_mangle)]
+pub static vmap_area_root: spin::Mutex<VmapAreaRoot> = spin::Mutex::new(VmapAreaRoot::new_busy());
+/// Free space, augmented with subtree_max_size (free_vmap_area_lock).
+#[unsafe(no_mangle)]
+pub static free_vmap_area_root: spin::Mutex<VmapAreaRoot> = spin::Mutex::new(VmapAreaRoot::new_free());
+/// Lazily freed areas waiting for one batched TLB flush
+/// (purge_vmap_area_lock); merged like the free tree.
+#[unsafe(no_mangle)]
+pub static purge_vmap_area_root: spin::Mutex<VmapAreaRoot> = spin::Mutex::new(VmapAreaRoot::new_busy());
+/// The vmap_area object cache (5.10's vmap_area_cachep).
+#[unsafe(no_mangle)]
+pub static vmap_area_cachep: spin::Mutex<KmemCache> =
+    spin::Mutex::new(KmemCache::new("vmap_area", core::mem::size_of::<VmapArea>(), core::mem::align_of::<VmapArea>()));
+
+/// Early areas registered before vmalloc_init (the kernel image segments).
+struct VmList(*mut VmStruct);
+// SAFETY: only touched at boot, under its lock.
+unsafe impl Send for VmList {}
+static VMLIST: spin::Mutex<VmList> = spin::Mutex::new(VmList(ptr::null_mut()));
+
+/// Pages waiting in the purge tree (Linux: vmap_lazy_nr).
+static VMAP_LAZY_NR: AtomicUsize = AtomicUsize::new(0);
+/// Pages backing vmalloc areas (Linux: nr_vmalloc_pages).
+static NR_VMALLOC_PAGES: AtomicUsize = AtomicUsize::new(0);
+/// Counters for tests and the shell.
+pub static NR_PURGES: AtomicUsize = AtomicUsize::new(0);
+pub static NR_LAZY_FREES: AtomicUsize = AtomicUsize::new(0);
+
+/// The vmap_area cache seen as the node allocator of the tree code.
+struct CacheAlloc;
+
+// SAFETY: nodes come from the cache, are big and aligned enough for
+// VmapArea, and go back to it.
+unsafe impl VmapAreaAlloc for CacheAlloc {
+    fn alloc_vmap_area_node(&mut self) -> Option<NonNull<VmapArea>> {
+        vmap_area_cachep.lock().alloc().map(|p| p.cast())
+    }
+    fn free_vmap_area_node(&mut self, va: NonNull<VmapArea>) {
+        // SAFETY: the tree code hands back nodes that came from alloc.
+        unsafe { vmap_area_cachep.lock().free(va.cast()) }
+    }
+}
+
+/// Linux's lazy_max_pages(): fls(online CPUs) * 32 MiB worth of pages.
+pub fn lazy_max_pages() -> usize {
+    let cpus: usize = 1; // this kernel runs on the boot CPU only
+    let fls = usize::BITS as usize - cpus.leading_zeros() as usize;
+    fls * (32 * 1024 * 1024 / PAGE_SIZE)
+}
+
+// ---------------------------------------------------------------------------
+// Page-table helpers
+// ---------------------------------------------------------------------------
+
+/// The kernel env with TLB flushes deferred: unmapping a vmalloc area
+/// leaves the flush to the lazy purge (Linux: unmap_kernel_range_noflush).
+struct NoFlushEnv(KernelPgtableEnv);
+
+// SAFETY: delegates to the kernel env; only the leaf TLB flush is deferred
+// (the lazy purge flushes before the range is reused).
+unsafe impl PgtableEnv for NoFlushEnv {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        self.0.alloc_table()
+    }
+    fn free_table(&mut self, pa: PhysAddr) {
+        self.0.free_table(pa)
+    }
+    fn table_ptr(&self, pa: PhysAddr) -> *mut u64 {
+        self.0.table_ptr(pa)
+    }
+    fn sync_new_entries(&mut self) {
+        self.0.sync_new_entries()
+    }
+    fn flush_tlb_kernel_range(&mut self, _start: VirtAddr, _end: VirtAddr) {}
+    fn flush_tlb_pgtable(&mut self, start: VirtAddr, end: VirtAddr) {
+        self.0.flush_tlb_pgtable(start, end)
+    }
+}
+
+/// Map `pages` at `addr` (Linux: map_kernel_range -> vmap_pages_range).
+/// On failure nothing stays mapped and no page-table page stays allocated.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn map_kernel_range(addr: usize, pages: &[PhysAddr], prot: PageProt) -> Result<(), kernel::mm::pgtable::PgtableError> {
+    with_init_mm(|pt, env| pt.map_pages(env, VirtAddr(addr), pages, prot))
+}
+
+/// Clear the PTEs of [addr, addr+size) without flushing the TLB.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn unmap_kernel_range_noflush(addr: usize, size: usize) {
+    let r = with_init_mm(|pt, env| {
+        let mut nf = NoFlushEnv(KernelPgtableEnv);
+        let _ = env;
+        pt.unmap_range_allow_holes(&mut nf, VirtAddr(addr), size)
+    });
+    if let Err(e) = r {
+        pr_err!("unmap_kernel_range_noflush({:#x}, {:#x}): {}", addr, size, e);
+    }
+}
+
+/// Map [addr, addr+size) to the contiguous physical range at `phys`
+/// (Linux: ioremap_page_range).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn ioremap_page_range(addr: usize, end: usize, phys: PhysAddr, prot: PageProt) -> Result<(), kernel::mm::pgtable::PgtableError> {
+    with_init_mm(|pt, env| pt.map_range(env, VirtAddr(addr), phys, end - addr, prot, false))
+}
+
+// ---------------------------------------------------------------------------
+// Boot: early areas, vmalloc_init
+// ---------------------------------------------------------------------------
+
+/// Register an area that already exists before vmalloc_init (Linux:
+/// vm_area_add_early; arm64 registers the kernel image segments).
+pub fn vm_area_add_early(vm: *mut VmStruct) {
+    let mut list = VMLIST.lock();
+    // SAFETY: boot-time list of leaked VmStructs, sorted by address.
+    unsafe {
+        let mut p: *mut *mut VmStruct = &mut list.0;
+        while !(*p).is_null() {
+            let tmp = *p;
+            if (*tmp).addr >= (*vm).addr {
+                assert!((*tmp).addr >= (*vm).addr + (*vm).size, "vm_area_add_early: overlapping areas");
+                break;
+            }
+            assert!((*tmp).addr + (*tmp).size <= (*vm).addr, "vm_area_add_early: overlapping areas");
+            p = &mut (*tmp).next;
+        }
+        (*vm).next = *p;
+        *p = vm;
+    }
+}
+
+/// Register the kernel image segments as early vm areas (Linux:
+/// map_kernel_segment's vm_area_add_early).
+#[track_caller]
+fn register_kernel_segments() {
+    let caller = Location::caller();
+    for seg in paging::kernel_segments() {
+        let vm = alloc::boxed::Box::leak(alloc::boxed::Box::new(VmStruct {
+            next: ptr::null_mut(),
+            addr: seg.start.0,
+            size: (seg.end.0 - seg.start.0).next_multiple_of(PAGE_SIZE),
+            flags: VmFlags::VM_MAP | VmFlags::VM_NO_GUARD,
+            pages: ptr::null_mut(),
+            nr_pages: 0,
+            phys_addr: paging::__pa_symbol(seg.start.0),
+            caller,
+        }));
+        vm_area_add_early(vm);
+    }
+}
+
+/// Fill the free tree with everything between busy areas (Linux:
+/// vmap_init_free_space).
+fn vmap_init_free_space() {
+    let busy = vmap_area_root.lock();
+    let mut free = free_vmap_area_root.lock();
+    let mut cursor = VMALLOC_START;
+    let mut add = |start: usize, end: usize| {
+        let node = CacheAlloc.alloc_vmap_area_node().expect("vmap_init_free_space: out of memory");
+        // SAFETY: a fresh node from the cache.
+        unsafe {
+            node.as_ptr().write(VmapArea::new(start, end));
+            insert_vmap_area(&mut free, node).expect("vmap_init_free_space: overlapping free ranges");
+        }
+    };
+    for va in busy.iter() {
+        if va.va_start > cursor {
+            add(cursor, va.va_start);
+        }
+        cursor = cursor.max(va.va_end);
+    }
+    if cursor < VMALLOC_END {
+        add(cursor, VMALLOC_END);
+    }
+}
+
+/// Linux's vmalloc_init: busy areas for the early vm_structs, then the free
+/// tree; registers the oops helper that names vmalloc addresses.
+pub fn vmalloc_init() {
+    register_kernel_segments();
+    {
+        let list = VMLIST.lock();
+        let mut busy = vmap_area_root.lock();
+        let mut vm = list.0;
+        while !vm.is_null() {
+            let node = CacheAlloc.alloc_vmap_area_node().expect("vmalloc_init: out of memory");
+            // SAFETY: fresh node; vm is a leaked early VmStruct.
+            unsafe {
+                let mut va = VmapArea::new((*vm).addr, (*vm).addr + (*vm).size);
+                va.vm = vm as *mut ();
+                node.as_ptr().write(va);
+                insert_vmap_area(&mut busy, node).expect("vmalloc_init: early areas overlap");
+                vm = (*vm).next;
+            }
+        }
+    }
+    vmap_init_free_space();
+    crate::arch::traps::register_addr_describer(describe_vmalloc_addr);
+    let free = free_vmap_area_root.lock();
+    pr_info!(
+        "vmalloc: [{:#x}-{:#x}) ready: {} early area(s), {} free range(s), lazy_max_pages {}",
+        VMALLOC_START,
+        VMALLOC_END,
+        vmap_area_root.lock().len(),
+        free.len(),
+        lazy_max_pages()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Allocating address space
+// ---------------------------------------------------------------------------
+
+/// Take `size` bytes of address space in [vstart, vend) and put the area in
+/// the busy tree. On exhaustion, purge the lazily freed areas once and
+/// retry (Linux: alloc_vmap_area).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn alloc_vmap_area(size: usize, align: usize, vstart: usize, vend: usize) -> Result<NonNull<VmapArea>, VmapError> {
+    debug_assert!(size != 0 && size % PAGE_SIZE == 0 && align.is_power_of_two());
+    let va = CacheAlloc.alloc_vmap_area_node().ok_or(VmapError::NoMemory)?;
+    let mut purged = false;
+    loop {
+        let r = __alloc_vmap_area(&mut free_vmap_area_root.lock(), size, align, vstart, vend, &mut CacheAlloc);
+        match r {
+            Ok(addr) => {
+                // SAFETY: va is ours, fresh from the cache.
+                unsafe {
+                    va.as_ptr().write(VmapArea::new(addr, addr + size));
+                    insert_vmap_area(&mut vmap_area_root.lock(), va).expect("alloc_vmap_area: busy tree overlap");
+                }
+                return Ok(va);
+            }
+            Err(e) => {
+                if !purged {
+                    purge_vmap_area_lazy();
+                    purged = true;
+                    continue;
+                }
+                CacheAlloc.free_vmap_area_node(va);
+                if matches!(e, VmapError::NoSpace { .. }) {
+                    pr_warn!("vmap allocation for size {} failed: use vmalloc=<size> to increase size", size);
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Tie an area to its vm_struct (Linux: setup_vmalloc_vm).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn setup_vmalloc_vm(vm: &mut VmStruct, va: NonNull<VmapArea>, flags: VmFlags, caller: Caller) {
+    let _busy = vmap_area_lock();
+    // SAFETY: va is in the busy tree, protected by vmap_area_lock.
+    unsafe {
+        vm.flags = flags;
+        vm.addr = (*va.as_ptr()).va_start;
+        vm.size = (*va.as_ptr()).va_end - (*va.as_ptr()).va_start;
+        vm.caller = caller;
+        (*va.as_ptr()).vm = vm as *mut VmStruct as *mut ();
+    }
+}
+
+fn vmap_area_lock() -> spin::MutexGuard<'static, VmapAreaRoot> {
+    vmap_area_root.lock()
+}
+
+/// The vm_struct is fully set up: vmallocinfo may show it as such.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn clear_vm_uninitialized_flag(vm: &mut VmStruct) {
+    // Publish the page array and mappings before the flag says so.
+    core::sync::atomic::fence(Ordering::Release);
+    vm.flags = vm.flags.without(VmFlags::VM_UNINITIALIZED);
+}
+
+/// Reserve address space with a guard page (unless VM_NO_GUARD) and its
+/// vm_struct (Linux: __get_vm_area_node).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn __get_vm_area_node(size: usize, align: usize, flags: VmFlags, start: usize, end: usize, caller: Caller) -> *mut VmStruct {
+    let mut size = size.next_multiple_of(PAGE_SIZE);
+    if size == 0 {
+        return ptr::null_mut();
+    }
+    let mut align = align.max(1);
+    if flags.contains(VmFlags::VM_IOREMAP) {
+        // Natural alignment up to IOREMAP_MAX_ORDER, so big windows can
+        // use block mappings (as Linux does).
+        const IOREMAP_MAX_ORDER: u32 = (PUD_SHIFT) as u32;
+        let order = size.next_power_of_two().trailing_zeros().clamp(PAGE_SHIFT as u32, IOREMAP_MAX_ORDER);
+        align = 1 << order;
+    }
+    if !align.is_power_of_two() {
+        pr_warn!("__get_vm_area_node: alignment {:#x} is not a power of two", align);
+        return ptr::null_mut();
+    }
+    // kzalloc: a zeroed vm_struct from the heap (fails as NULL, never aborts).
+    // SAFETY: non-zero-sized layout.
+    let area = unsafe { alloc::alloc::alloc_zeroed(Layout::new::<VmStruct>()) } as *mut VmStruct;
+    if area.is_null() {
+        return ptr::null_mut();
+    }
+    if !flags.contains(VmFlags::VM_NO_GUARD) {
+        size += PAGE_SIZE;
+    }
+    let va = match alloc_vmap_area(size, align, start, end) {
+        Ok(va) => va,
+        Err(_) => {
+            // SAFETY: allocated above with this layout.
+            unsafe { alloc::alloc::dealloc(area as *mut u8, Layout::new::<VmStruct>()) };
+            return ptr::null_mut();
+        }
+    };
+    // SAFETY: area is a zeroed, exclusively owned VmStruct; `caller` is the
+    // only field whose all-zero pattern is invalid, and setup writes it.
+    unsafe {
+        ptr::addr_of_mut!((*area).caller).write(caller);
+        setup_vmalloc_vm(&mut *area, va, flags, caller);
+    }
+    area
+}
+
+/// Linux's get_vm_area: address space only, caller recorded.
+#[track_caller]
+#[inline(never)]
+pub fn get_vm_area(size: usize, flags: VmFlags) -> *mut VmStruct {
+    __get_vm_area_node(size, 1, flags, VMALLOC_START, VMALLOC_END, Location::caller())
+}
+
+/// Linux's get_vm_area_caller.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn get_vm_area_caller(size: usize, flags: VmFlags, caller: Caller) -> *mut VmStruct {
+    __get_vm_area_node(size, 1, flags, VMALLOC_START, VMALLOC_END, caller)
+}
+
+/// Linux's free_vm_area: undo get_vm_area (nothing was mapped by it).
+pub fn free_vm_area(area: *mut VmStruct) {
+    if area.is_null() {
+        return;
+    }
+    // SAFETY: area came from get_vm_area and is live.
+    let addr = unsafe { (*area).addr };
+    let ret = remove_vm_area(addr);
+    if ret != area {
+        pr_err!("free_vm_area({:#x}): area not found in the busy tree", addr);
+        return;
+    }
+    // SAFETY: removed from the tree; we own it now.
+    unsafe { alloc::alloc::dealloc(area as *mut u8, Layout::new::<VmStruct>()) };
+}
+
+// ---------------------------------------------------------------------------
+// Backing pages
+// ---------------------------------------------------------------------------
+
+/// Allocate the page array, then the pages one at a time, then map them
+/// (Linux: __vmalloc_area_node). On any failure the whole area is freed
+/// and NULL returned.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn __vmalloc_area_node(area: &mut VmStruct, prot: PageProt, zero: bool) -> usize {
+    let nr_pages = area.get_vm_area_size() >> PAGE_SHIFT;
+    let array_size = nr_pages * core::mem::size_of::<PhysAddr>();
+    // The page array: from the heap when small, else from vmalloc itself.
+    let pages: *mut PhysAddr = if array_size > PAGE_SIZE {
+        __vmalloc_node(array_size, 1, false, area.caller) as *mut PhysAddr
+    } else {
+        // SAFETY: non-zero layout (nr_pages >= 1).
+        unsafe { alloc::alloc::alloc(Layout::array::<PhysAddr>(nr_pages).unwrap()) as *mut PhysAddr }
+    };
+    if pages.is_null() {
+        pr_warn!("vmalloc error: size {}, failed to allocate page array", nr_pages * PAGE_SIZE);
+        __vfree_area(area);
+        return 0;
+    }
+    area.pages = pages;
+    area.nr_pages = 0;
+    for i in 0..nr_pages {
+        let Some(pa) = page_alloc::alloc_pages(0) else {
+            NR_VMALLOC_PAGES.fetch_add(i, Ordering::Relaxed);
+            pr_warn!("vmalloc error: size {}, failed to allocate pages, allocated {} of {} bytes",
+                nr_pages * PAGE_SIZE, i * PAGE_SIZE, nr_pages * PAGE_SIZE);
+            __vfree_area(area);
+            return 0;
+        };
+        if zero {
+            // SAFETY: a fresh page, reached through the linear map.
+            unsafe { ptr::write_bytes(paging::__va(pa).0 as *mut u8, 0, PAGE_SIZE) };
+        }
+        // SAFETY: i < nr_pages, the array's length.
+        unsafe { pages.add(i).write(pa) };
+        area.nr_pages = i + 1;
+    }
+    NR_VMALLOC_PAGES.fetch_add(nr_pages, Ordering::Relaxed);
+    // SAFETY: the array holds nr_pages initialised entries.
+    let page_slice = unsafe { core::slice::from_raw_parts(pages, nr_pages) };
+    if let Err(e) = map_kernel_range(area.addr, page_slice, prot) {
+        pr_warn!("vmalloc error: size {}, failed to map pages: {}", nr_pages * PAGE_SIZE, e);
+        __vfree_area(area);
+        return 0;
+    }
+    area.addr
+}
+
+/// Free a vm_struct that is still in the busy tree, with whatever pages it
+/// has so far (the failure path of __vmalloc_area_node).
+fn __vfree_area(area: &mut VmStruct) {
+    __vunmap(area.addr, true);
+}
+
+// ---------------------------------------------------------------------------
+// The vmalloc family
+// ---------------------------------------------------------------------------
+
+/// Total RAM in pages (Linux: totalram_pages()).
+fn totalram_pages() -> usize {
+    page_alloc::nr_free_pages().1
+}
+
+/// The core: `size` bytes in [start, end) aligned to `align`, with `prot`
+/// (Linux: __vmalloc_node_range). Returns 0 on failure, with a message.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn __vmalloc_node_range(size: usize, align: usize, start: usize, end: usize, zero: bool, prot: PageProt,
+    vm_flags: VmFlags, caller: Caller) -> usize {
+    let real_size = size;
+    let size = size.next_multiple_of(PAGE_SIZE);
+    if size == 0 || (size >> PAGE_SHIFT) > totalram_pages() {
+        pr_warn!("vmalloc error: size {}, {} (RAM is {} pages)", real_size,
+            if size == 0 { "zero-sized allocation" } else { "exceeds total RAM" }, totalram_pages());
+        return 0;
+    }
+    let area = __get_vm_area_node(size, align, VmFlags::VM_ALLOC | VmFlags::VM_UNINITIALIZED | vm_flags, start, end, caller);
+    if area.is_null() {
+        pr_warn!("vmalloc error: size {}, vm_struct allocation failed (caller {})", real_size, caller);
+        return 0;
+    }
+    // SAFETY: area is live and ours until returned.
+    let area = unsafe { &mut *area };
+    let addr = __vmalloc_area_node(area, prot, zero);
+    if addr == 0 {
+        return 0;
+    }
+    clear_vm_uninitialized_flag(area);
+    addr
+}
+
+/// Linux's __vmalloc_node.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn __vmalloc_node(size: usize, align: usize, zero: bool, caller: Caller) -> usize {
+    __vmalloc_node_range(size, align, VMALLOC_START, VMALLOC_END, zero, PAGE_KERNEL, VmFlags::empty(), caller)
+}
+
+/// Linux's __vmalloc(size, gfp): `zero` stands for __GFP_ZERO.
+#[track_caller]
+#[inline(never)]
+pub fn __vmalloc(size: usize, zero: bool) -> *mut u8 {
+    __vmalloc_node(size, 1, zero, Location::caller()) as *mut u8
+}
+
+/// Linux's vmalloc: `size` bytes of virtually contiguous memory, or null.
+/// Pages are zeroed when `init_on_alloc` is on (the default, as on Debian).
+#[track_caller]
+#[inline(never)]
+pub fn vmalloc(size: usize) -> *mut u8 {
+    __vmalloc_node(size, 1, init_on_alloc(), Location::caller()) as *mut u8
+}
+
+/// Linux's vzalloc: as vmalloc, always zeroed.
+#[track_caller]
+#[inline(never)]
+pub fn vzalloc(size: usize) -> *mut u8 {
+    __vmalloc_node(size, 1, true, Location::caller()) as *mut u8
+}
+
+/// Linux's vmalloc_node (one node here: the argument is accepted and ignored).
+#[track_caller]
+#[inline(never)]
+pub fn vmalloc_node(size: usize, _node: i32) -> *mut u8 {
+    __vmalloc_node(size, 1, init_on_alloc(), Location::caller()) as *mut u8
+}
+
+/// Aligned vmalloc (test_vmalloc's __vmalloc_node(size, align, ...)).
+#[track_caller]
+#[inline(never)]
+pub fn vmalloc_aligned(size: usize, align: usize) -> *mut u8 {
+    __vmalloc_node(size, align, init_on_alloc(), Location::caller()) as *mut u8
+}
+
+static INIT_ON_ALLOC: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
+
+/// `init_on_alloc=`: zero every vmalloc page (default on, as a hardening
+/// measure and as Debian ships Linux).
+pub fn init_on_alloc() -> bool {
+    INIT_ON_ALLOC.load(Ordering::Relaxed)
+}
+
+pub fn set_init_on_alloc(on: bool) {
+    INIT_ON_ALLOC.store(on, Ordering::Relaxed);
+}
+
+/// Map `pages` contiguously (Linux: vmap). The pages stay the caller's.
+#[track_caller]
+#[inline(never)]
+pub fn vmap(pages: &[PhysAddr], flags: VmFlags, prot: PageProt) -> *mut u8 {
+    let count = pages.len();
+    if count == 0 || count > totalram_pages() {
+        pr_warn!("vmap: bad page count {}", count);
+        return ptr::null_mut();
+    }
+    let area = get_vm_area_caller(count << PAGE_SHIFT, flags, Location::caller());
+    if area.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: live area, ours.
+    let addr = unsafe { (*area).addr };
+    if let Err(e) = map_kernel_range(addr, pages, prot) {
+        pr_warn!("vmap: mapping {} pages failed: {}", count, e);
+        vunmap(addr as *mut u8);
+        return ptr::null_mut();
+    }
+    addr as *mut u8
+}
+
+// ---------------------------------------------------------------------------
+// Freeing
+// ---------------------------------------------------------------------------
+
+/// Linux's find_vmap_area: the busy area containing `addr`.
+pub fn find_vmap_area(addr: usize) -> Option<NonNull<VmapArea>> {
+    NonNull::new(__find_vmap_area(&vmap_area_lock(), addr))
+}
+
+/// Linux's find_vm_area: the vm_struct of the area containing `addr`.
+pub fn find_vm_area(addr: usize) -> *mut VmStruct {
+    let busy = vmap_area_lock();
+    let va = __find_vmap_area(&busy, addr);
+    if va.is_null() {
+        ptr::null_mut()
+    } else {
+        // SAFETY: live node under the lock.
+        unsafe { (*va).vm as *mut VmStruct }
+    }
+}
+
+/// Detach the area starting at `addr` from its vm_struct and unmap it; the
+/// address space goes to the purge tree (Linux: remove_vm_area). Only the
+/// exact start of a live area is accepted.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn remove_vm_area(addr: usize) -> *mut VmStruct {
+    let mut busy = vmap_area_lock();
+    let va = __find_vmap_area(&busy, addr);
+    // SAFETY: nodes of the busy tree are live under the lock.
+    unsafe {
+        if va.is_null() || (*va).va_start != addr || (*va).vm.is_null() {
+            return ptr::null_mut();
+        }
+        let vm = (*va).vm as *mut VmStruct;
+        (*va).vm = ptr::null_mut();
+        unlink_va(&mut busy, NonNull::new_unchecked(va));
+        drop(busy);
+        free_unmap_vmap_area(NonNull::new_unchecked(va));
+        vm
+    }
+}
+
+/// Unmap without flushing, then queue for the lazy purge
+/// (Linux: free_unmap_vmap_area).
+fn free_unmap_vmap_area(va: NonNull<VmapArea>) {
+    // SAFETY: va was just unlinked; we own it.
+    let (start, end) = unsafe { ((*va.as_ptr()).va_start, (*va.as_ptr()).va_end) };
+    unmap_kernel_range_noflush(start, end - start);
+    free_vmap_area_noflush(va);
+}
+
+/// Put an unlinked area on the purge tree; purge when too much is pending
+/// (Linux: free_vmap_area_noflush).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn free_vmap_area_noflush(va: NonNull<VmapArea>) {
+    // SAFETY: va is detached and ours.
+    let nr = unsafe { ((*va.as_ptr()).va_end - (*va.as_ptr()).va_start) >> PAGE_SHIFT };
+    let nr_lazy = VMAP_LAZY_NR.fetch_add(nr, Ordering::Relaxed) + nr;
+    NR_LAZY_FREES.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: as above; nodes come from the cache.
+    let r = unsafe { merge_or_add_vmap_area(&mut purge_vmap_area_root.lock(), va, &mut CacheAlloc) };
+    if let Err(e) = r {
+        pr_err!("free_vmap_area_noflush: {}; area leaked", e);
+        return;
+    }
+    if nr_lazy > lazy_max_pages() {
+        purge_vmap_area_lazy();
+    }
+}
+
+/// Flush the TLB once for every lazily freed area and give their address
+/// space back to the free tree (Linux: __purge_vmap_area_lazy).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn __purge_vmap_area_lazy() -> bool {
+    let (start, end, drained) = {
+        let mut purge = purge_vmap_area_root.lock();
+        let (Some(first), Some(last)) = (purge.first(), purge.last()) else { return false };
+        // SAFETY: live nodes under the purge lock. The tree is address
+        // ordered, so one flush over first..last covers every area.
+        let range = unsafe { ((*first.as_ptr()).va_start, (*last.as_ptr()).va_end) };
+        (range.0, range.1, purge.take_all())
+    };
+    flush_tlb_kernel_range(start, end);
+    let mut free = free_vmap_area_root.lock();
+    for va in drained {
+        // SAFETY: detached node from the purge tree, ours now.
+        let nr = unsafe { ((*va.as_ptr()).va_end - (*va.as_ptr()).va_start) >> PAGE_SHIFT };
+        // SAFETY: as above; nodes come from the cache.
+        match unsafe { merge_or_add_vmap_area(&mut free, va, &mut CacheAlloc) } {
+            Ok(_) => {
+                VMAP_LAZY_NR.fetch_sub(nr, Ordering::Relaxed);
+            }
+            Err(e) => pr_err!("__purge_vmap_area_lazy: {}; range leaked", e),
+        }
+    }
+    NR_PURGES.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// Linux's purge_vmap_area_lazy (also what vm_unmap_aliases forces).
+pub fn purge_vmap_area_lazy() {
+    __purge_vmap_area_lazy();
+}
+
+/// Pages waiting for the lazy purge.
+pub fn vmap_lazy_nr() -> usize {
+    VMAP_LAZY_NR.load(Ordering::Relaxed)
+}
+
+/// Unmap and free an area; with `deallocate_pages` also its pages and page
+/// array (Linux: __vunmap).
+#[inline(never)]
+fn __vunmap(addr: usize, deallocate_pages: bool) {
+    if addr == 0 {
+        return;
+    }
+    if addr % PAGE_SIZE != 0 {
+        pr_warn!("Trying to vfree() bad address ({:#x})", addr);
+        return;
+    }
+    let area = remove_vm_area(addr);
+    if area.is_null() {
+        pr_err!("Trying to vfree() nonexistent vm area ({:#x})", addr);
+        return;
+    }
+    // SAFETY: removed from the tree: the vm_struct is ours.
+    let area_ref = unsafe { &mut *area };
+    if deallocate_pages && !area_ref.pages.is_null() {
+        for i in 0..area_ref.nr_pages {
+            // SAFETY: the first nr_pages entries are initialised.
+            page_alloc::__free_pages(unsafe { area_ref.pages.add(i).read() }, 0);
+        }
+        NR_VMALLOC_PAGES.fetch_sub(area_ref.nr_pages, Ordering::Relaxed);
+        kvfree_pages(area_ref);
+    }
+    // SAFETY: allocated in __get_vm_area_node with this layout.
+    unsafe { alloc::alloc::dealloc(area as *mut u8, Layout::new::<VmStruct>()) };
+}
+
+/// Free the page array: vfree when it came from vmalloc, else the heap
+/// (Linux: kvfree).
+fn kvfree_pages(area: &mut VmStruct) {
+    let pages = area.pages;
+    area.pages = ptr::null_mut();
+    if is_vmalloc_addr(pages as usize) {
+        __vunmap(pages as usize, true);
+    } else {
+        let n = area.get_vm_area_size() >> PAGE_SHIFT;
+        // SAFETY: allocated in __vmalloc_area_node with this layout.
+        unsafe { alloc::alloc::dealloc(pages as *mut u8, Layout::array::<PhysAddr>(n).unwrap()) };
+    }
+}
+
+/// Release a vmalloc area (Linux: vfree). vfree(NULL) is a no-op; an
+/// address that is not the start of a live area warns and changes nothing.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vfree(addr: *const u8) {
+    let a = addr as usize;
+    if a == 0 {
+        return;
+    }
+    if let Some(kind) = area_kind_mismatch(a, VmFlags::VM_ALLOC) {
+        pr_warn!("vfree({:#x}): this is a {} area; use {}", a, kind.0, kind.1);
+        return;
+    }
+    __vunmap(a, true);
+}
+
+/// Release a vmap area; the pages stay the caller's (Linux: vunmap).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vunmap(addr: *const u8) {
+    let a = addr as usize;
+    if a == 0 {
+        return;
+    }
+    if let Some(kind) = area_kind_mismatch(a, VmFlags::VM_MAP) {
+        pr_warn!("vunmap({:#x}): this is a {} area; use {}", a, kind.0, kind.1);
+        return;
+    }
+    __vunmap(a, false);
+}
+
+/// If `addr` starts a live area of another kind than `want`, name it and
+/// the right function (a vfree of an ioremap would free device "pages").
+fn area_kind_mismatch(addr: usize, want: VmFlags) -> Option<(&'static str, &'static str)> {
+    let busy = vmap_area_lock();
+    let va = __find_vmap_area(&busy, addr);
+    if va.is_null() {
+        return None;
+    }
+    // SAFETY: live node and vm_struct under the lock.
+    unsafe {
+        if (*va).va_start != addr || (*va).vm.is_null() {
+            return None;
+        }
+        let flags = (*((*va).vm as *const VmStruct)).flags;
+        let ioremap = flags.contains(VmFlags::VM_IOREMAP);
+        let map = flags.contains(VmFlags::VM_MAP);
+        let valloc = flags.contains(VmFlags::VM_ALLOC);
+        if want == VmFlags::VM_ALLOC && !valloc {
+            return Some(if ioremap { ("ioremap", "iounmap()") } else { ("vmap", "vunmap()") });
+        }
+        if want == VmFlags::VM_MAP && !map && !ioremap {
+            return Some(("vmalloc", "vfree()"));
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// ioremap
+// ---------------------------------------------------------------------------
+
+/// Map device memory into the vmalloc range (Linux: __ioremap_caller).
+/// Refuses RAM; keeps the offset inside the page.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn __ioremap_caller(phys: PhysAddr, size: usize, prot: PageProt, caller: Caller) -> *mut u8 {
+    let offset = phys.page_offset();
+    let phys_base = phys.page_align_down();
+    let Some(last) = phys.0.checked_add(size.saturating_sub(1)) else {
+        pr_warn!("ioremap({:#x}, {:#x}): range wraps", phys.0, size);
+        return ptr::null_mut();
+    };
+    let size = (size + offset).next_multiple_of(PAGE_SIZE);
+    if size == 0 || last >= 1 << 48 {
+        pr_warn!("ioremap({:#x}, {:#x}): bad size or beyond the 48-bit physical address space", phys.0, size);
+        return ptr::null_mut();
+    }
+    if let Some(pfn) = (phys_to_pfn(phys_base)..=phys_to_pfn(PhysAddr(last))).find(|&p| page_alloc::pfn_valid(p)) {
+        pr_warn!("ioremap({:#x}, {:#x}): refusing to map RAM (pfn {:#x} is managed memory); use the linear map",
+            phys.0, size, pfn);
+        return ptr::null_mut();
+    }
+    let area = get_vm_area_caller(size, VmFlags::VM_IOREMAP, caller);
+    if area.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: live area, ours.
+    let addr = unsafe {
+        (*area).phys_addr = phys_base;
+        (*area).addr
+    };
+    if let Err(e) = ioremap_page_range(addr, addr + size, phys_base, prot) {
+        pr_warn!("ioremap({:#x}, {:#x}): mapping failed: {}", phys.0, size, e);
+        __vunmap(addr, false);
+        return ptr::null_mut();
+    }
+    (addr + offset) as *mut u8
+}
+
+/// Linux's ioremap: Device-nGnRE, never-execute.
+#[track_caller]
+#[inline(never)]
+pub fn ioremap(phys: PhysAddr, size: usize) -> *mut u8 {
+    __ioremap_caller(phys, size, PROT_DEVICE_NGNRE, Location::caller())
+}
+
+/// Linux's iounmap.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn iounmap(addr: *mut u8) {
+    let a = addr as usize;
+    if !is_vmalloc_addr(a) {
+        pr_warn!("iounmap({:#x}): not an ioremap address", a);
+        return;
+    }
+    let base = a & PAGE_MASK;
+    {
+        let busy = vmap_area_lock();
+        let va = __find_vmap_area(&busy, base);
+        // SAFETY: live node under the lock.
+        let ok = !va.is_null()
+            && unsafe { (*va).va_start == base && !(*va).vm.is_null() && (*((*va).vm as *const VmStruct)).flags.contains(VmFlags::VM_IOREMAP) };
+        if !ok {
+            drop(busy);
+            pr_warn!("iounmap({:#x}): not the address of a live ioremap area", a);
+            return;
+        }
+    }
+    __vunmap(base, false);
+}
+
+// ---------------------------------------------------------------------------
+// Lookups
+// ---------------------------------------------------------------------------
+
+/// Linux's vmalloc_to_page: the page backing a vmalloc address.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vmalloc_to_page(addr: *const u8) -> Option<PhysAddr> {
+    let a = addr as usize;
+    if !is_vmalloc_addr(a) {
+        return None;
+    }
+    with_init_mm(|pt, env| pt.translate(env, VirtAddr(a & PAGE_MASK)))
+}
+
+/// Linux's vmalloc_to_pfn.
+pub fn vmalloc_to_pfn(addr: *const u8) -> Option<usize> {
+    vmalloc_to_page(addr).map(phys_to_pfn)
+}
+
+/// Statistics for meminfo: (VmallocUsed pages, largest free chunk, busy areas).
+pub fn vmalloc_stats() -> (usize, usize, usize) {
+    let used = NR_VMALLOC_PAGES.load(Ordering::Relaxed);
+    let chunk = free_vmap_area_root.lock().max_free_size();
+    let busy = vmap_area_lock().len();
+    (used, chunk, busy)
+}
+
+// ---------------------------------------------------------------------------
+// vmallocinfo
+// ---------------------------------------------------------------------------
+
+/// /proc/vmallocinfo (5.10's s_show), address-ordered, then the areas
+/// waiting for the lazy purge.
+pub fn vmallocinfo(w: &mut dyn Write) -> fmt::Result {
+    let busy = vmap_area_lock();
+    for va in busy.iter() {
+        if va.vm.is_null() {
+            writeln!(w, "0x{:016x}-0x{:016x} {:7} vm_map_ram", va.va_start, va.va_end, va.va_end - va.va_start)?;
+            continue;
+        }
+        // SAFETY: live vm_struct under vmap_area_lock.
+        let v = unsafe { &*(va.vm as *const VmStruct) };
+        if v.flags.contains(VmFlags::VM_UNINITIALIZED) {
+            continue; // being set up; Linux skips these too
+        }
+        write_vm_line(w, v)?;
+    }
+    drop(busy);
+    let purge = purge_vmap_area_root.lock();
+    for va in purge.iter() {
+        writeln!(w, "0x{:016x}-0x{:016x} {:7} unpurged vm_area", va.va_start, va.va_end, va.va_end - va.va_start)?;
+    }
+    Ok(())
+}
+
+/// One vmallocinfo line for `v`.
+pub fn write_vm_line(w: &mut dyn Write, v: &VmStruct) -> fmt::Result {
+    write!(w, "0x{:016x}-0x{:016x} {:7}", v.addr, v.addr + v.size, v.size)?;
+    write!(w, " {}:{}", v.caller.file(), v.caller.line())?;
+    if v.nr_pages != 0 {
+        write!(w, " pages={}", v.nr_pages)?;
+    }
+    if v.phys_addr.0 != 0 {
+        write!(w, " phys=0x{:016x}", v.phys_addr.0)?;
+    }
+    if v.flags.contains(VmFlags::VM_IOREMAP) {
+        write!(w, " ioremap")?;
+    }
+    if v.flags.contains(VmFlags::VM_ALLOC) {
+        write!(w, " vmalloc")?;
+    }
+    if v.flags.contains(VmFlags::VM_MAP) {
+        write!(w, " vmap")?;
+    }
+    if v.flags.contains(VmFlags::VM_USERMAP) {
+        write!(w, " user")?;
+    }
+    if !v.pages.is_null() && is_vmalloc_addr(v.pages as usize) {
+        write!(w, " vpages")?;
+    }
+    writeln!(w)
+}
+
+/// Oops helper: say which vmalloc area (or guard page) `addr` is in. Uses
+/// try_lock: the fault may have hit with the lock held.
+fn describe_vmalloc_addr(addr: usize, w: &mut dyn Write) -> fmt::Result {
+    if !is_vmalloc_addr(addr) {
+        return Ok(());
+    }
+    let Some(busy) = vmap_area_root.try_lock() else {
+        return writeln!(w, "vmalloc: {:#x} is in the vmalloc range (area lookup skipped: lock held)", addr);
+    };
+    let va = __find_vmap_area(&busy, addr);
+    if va.is_null() {
+        return writeln!(w, "vmalloc: {:#x} is in the vmalloc range but in no busy area (free or lazily freed)", addr);
+    }
+    // SAFETY: live node (and vm_struct) under the lock.
+    let (start, end, vm) = unsafe { ((*va).va_start, (*va).va_end, (*va).vm as *const VmStruct) };
+    if vm.is_null() {
+        return writeln!(w, "vmalloc: {:#x} is inside vmap area 0x{:016x}-0x{:016x} (no vm_struct)", addr, start, end);
+    }
+    // SAFETY: as above.
+    let v = unsafe { &*vm };
+    let guard = !v.flags.contains(VmFlags::VM_NO_GUARD) && addr >= end - PAGE_SIZE;
+    write!(w, "vmalloc: {:#x} is {} of area ", addr, if guard { "in the GUARD PAGE" } else { "inside" })?;
+    write_vm_line(w, v)
+}
+
+/// Invariant checks for tests (Linux's DEBUG_AUGMENT_* checks plus
+/// coverage of the whole range).
+pub fn check_vmalloc_invariants() -> Result<(), alloc::string::String> {
+    use alloc::format;
+    let busy = vmap_area_lock();
+    let free = free_vmap_area_root.lock();
+    let purge = purge_vmap_area_root.lock();
+    vmap_tree::check_invariants(&busy).map_err(|e| format!("busy tree: {}", e))?;
+    vmap_tree::check_invariants(&free).map_err(|e| format!("free tree: {}", e))?;
+    vmap_tree::check_invariants(&purge).map_err(|e| format!("purge tree: {}", e))?;
+    vmap_tree::check_coverage(&[&*busy, &*free, &*purge], &[], VMALLOC_START, VMALLOC_END)
+        .map_err(|e| format!("coverage: {}", e))?;
+    for &(size, align) in &[(PAGE_SIZE, PAGE_SIZE), (3 * PAGE_SIZE, PAGE_SIZE), (PMD_SIZE, PMD_SIZE), (PUD_SIZE, PUD_SIZE)] {
+        vmap_tree::check_lowest_match(&free, size, align, VMALLOC_START).map_err(|e| format!("lowest match: {}", e))?;
+    }
+    Ok(())
+}
+
+/// Snapshot of the allocator state that a failed vmalloc must leave
+/// unchanged (fault-injection tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmallocSnapshot {
+    pub free_pages: usize,
+    pub heap_used: usize,
+    pub busy_areas: usize,
+    pub free_areas: usize,
+    pub purge_areas: usize,
+    pub max_free: usize,
+    pub cache_active: usize,
+    pub vmalloc_pages: usize,
+    pub pgtable_pages: usize,
+}
+
+pub fn snapshot() -> VmallocSnapshot {
+    let busy_areas = vmap_area_lock().len();
+    let (free_areas, max_free) = {
+        let f = free_vmap_area_root.lock();
+        (f.len(), f.max_free_size())
+    };
+    VmallocSnapshot {
+        free_pages: page_alloc::nr_free_pages().0,
+        heap_used: super::heap::heap_stats().used,
+        busy_areas,
+        free_areas,
+        purge_areas: purge_vmap_area_root.lock().len(),
+        max_free,
+        cache_active: vmap_area_cachep.lock().stats().active_objs,
+        vmalloc_pages: NR_VMALLOC_PAGES.load(Ordering::Relaxed),
+        pgtable_pages: paging::pgtable_pages(),
+    }
+}
