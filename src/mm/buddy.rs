@@ -1209,6 +1209,9 @@ mod tests {
         assert_eq!(zs.zone_of(0x60000), None);
     }
 
+    // The kernel keeps the zones in a static lock (Linux's zone->lock).
+    static _ZONES: spin::Mutex<Zones> = spin::Mutex::new(Zones::new());
+
     #[test]
     fn zones_capacity() {
         let mut zs = Zones::new();
