@@ -3,6 +3,7 @@
 //! area trees. Everything here is host-testable; the kernel binary supplies
 //! the allocators, barriers and TLB maintenance through small traits.
 
+pub mod buddy;
 pub mod layout;
 pub mod memblock;
 pub mod pgtable;

@@ -1,0 +1,1244 @@
+//! The physical page allocator core: Linux's binary buddy allocator
+//! (mm/page_alloc.c) over a `struct page` array (`mem_map`).
+//!
+//! A [`Zone`] covers a contiguous pfn range. Its free memory is kept as
+//! naturally aligned blocks of 2^order pages, one doubly-linked free list per
+//! order (`free_area[order]`). The links live inside the [`Page`] of each
+//! free block's first page, so allocating and freeing never touch the heap
+//! and cost O(MAX_ORDER):
+//!
+//! * [`Zone::alloc_pages`] is `__rmqueue_smallest()` + `expand()`: take the
+//!   first block of the smallest order that fits and put the unused upper
+//!   halves back on the lower-order lists.
+//! * [`Zone::free_pages`] is `__free_one_page()`: merge with the buddy
+//!   (`pfn ^ (1 << order)`) while it is a free block of the same order inside
+//!   the zone.
+//! * [`Zone::free_range`] is `memblock_free_all()` -> `__free_pages_core()`:
+//!   boot memory goes in as the largest aligned blocks possible, to the tail
+//!   of the free lists (`FPI_TO_TAIL`, as in 5.10).
+//!
+//! Unlike Linux, which trusts its callers, every free is validated first: a
+//! double free, a free of a page that was never handed out or a free with
+//! the wrong order returns a [`BuddyError`] and changes nothing. To make that
+//! O(1) the head page of an allocated block carries [`PG_ALLOCATED`] and its
+//! order (Linux's stand-in is `page_count() > 0`, which cannot tell orders).
+//!
+//! Per-cpu page lists, watermarks and migrate types are not modelled; the
+//! caller provides the locking (Linux's `zone->lock`).
+
+use core::fmt;
+
+/// Number of orders: blocks of 2^0 ..= 2^10 pages (4 MiB with 4 KiB pages).
+pub const MAX_ORDER: usize = 11;
+
+/// Most zones a [`Zones`] set holds.
+pub const MAX_ZONES: usize = 16;
+
+/// "No page" in the free-list links.
+const NONE: u32 = u32::MAX;
+
+/// Never given to the allocator (memblock-reserved, a hole, or not yet
+/// released by [`Zone::free_range`]).
+pub const PG_RESERVED: u32 = 1 << 0;
+/// First page of a free block; `order` says its size (Linux's `PageBuddy`).
+pub const PG_BUDDY: u32 = 1 << 1;
+/// First page of an allocated block; `order` says its size.
+pub const PG_ALLOCATED: u32 = 1 << 2;
+
+/// One `struct page`: the allocator's state for one page frame.
+///
+/// Only a block's first page carries state; the other pages of a free or
+/// allocated block are all zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    flags: u32,
+    /// Block order, valid while `PG_BUDDY` or `PG_ALLOCATED` is set.
+    order: u8,
+    _pad: [u8; 3],
+    /// Free-list links as page indices within the zone (`NONE` = end).
+    next: u32,
+    prev: u32,
+}
+
+// A mem_map costs 16 bytes per 4 KiB page (0.4 %); keep it that way.
+const _: () = assert!(core::mem::size_of::<Page>() == 16);
+
+impl Page {
+    /// The state every page starts in.
+    pub const RESERVED: Page = Page { flags: PG_RESERVED, order: 0, _pad: [0; 3], next: NONE, prev: NONE };
+
+    pub const fn flags(&self) -> u32 {
+        self.flags
+    }
+    /// The block order; meaningful only on a buddy or allocated head page.
+    pub const fn order(&self) -> usize {
+        self.order as usize
+    }
+    pub const fn is_reserved(&self) -> bool {
+        self.flags & PG_RESERVED != 0
+    }
+    pub const fn is_buddy(&self) -> bool {
+        self.flags & PG_BUDDY != 0
+    }
+    pub const fn is_allocated(&self) -> bool {
+        self.flags & PG_ALLOCATED != 0
+    }
+}
+
+/// Free list of one order (Linux's `struct free_area`, one migrate type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FreeArea {
+    head: u32,
+    tail: u32,
+    nr_free: usize,
+}
+
+impl FreeArea {
+    const EMPTY: FreeArea = FreeArea { head: NONE, tail: NONE, nr_free: 0 };
+
+    /// Number of free blocks of this order.
+    pub const fn nr_free(&self) -> usize {
+        self.nr_free
+    }
+}
+
+/// A rejected free or release. Nothing was changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuddyError {
+    /// The page (or the end of the block) lies outside the zone(s).
+    NotInZone { pfn: usize },
+    /// `pfn` is not aligned to `2^order` pages.
+    Misaligned { pfn: usize, order: usize },
+    /// The block is already free, or overlaps a free block.
+    DoubleFree { pfn: usize, order: usize },
+    /// The page was never given to the allocator.
+    Reserved { pfn: usize },
+    /// `order >= MAX_ORDER`.
+    BadOrder { order: usize },
+    /// `pfn` heads an allocated block of a different order.
+    OrderMismatch { pfn: usize, order: usize, allocated_order: usize },
+    /// `pfn` lies inside an allocated block but is not its first page.
+    NotAllocated { pfn: usize },
+}
+
+impl fmt::Display for BuddyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BuddyError::NotInZone { pfn } => write!(f, "pfn {pfn:#x} is outside the zone"),
+            BuddyError::Misaligned { pfn, order } => {
+                write!(f, "pfn {pfn:#x} is not aligned for an order-{order} block")
+            }
+            BuddyError::DoubleFree { pfn, order } => {
+                write!(f, "double free: order-{order} block at pfn {pfn:#x} is already free")
+            }
+            BuddyError::Reserved { pfn } => write!(f, "pfn {pfn:#x} is reserved, never given to the allocator"),
+            BuddyError::BadOrder { order } => write!(f, "order {order} >= MAX_ORDER ({MAX_ORDER})"),
+            BuddyError::OrderMismatch { pfn, order, allocated_order } => write!(
+                f,
+                "freeing pfn {pfn:#x} as order {order}, but it was allocated as order {allocated_order}"
+            ),
+            BuddyError::NotAllocated { pfn } => {
+                write!(f, "pfn {pfn:#x} is not the first page of an allocated block")
+            }
+        }
+    }
+}
+
+/// A broken invariant found by [`Zone::check`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckError {
+    /// A free list's links are inconsistent (bad index, prev/tail mismatch,
+    /// or a cycle).
+    ListCorrupt { order: usize, index: u32 },
+    /// A free-list entry is not a buddy head of that order.
+    NotBuddy { pfn: usize, order: usize },
+    /// A block head is not aligned to its order.
+    Misaligned { pfn: usize, order: usize },
+    /// A block extends past the end of the zone.
+    OutOfZone { pfn: usize, order: usize },
+    /// A page inside a block carries state of its own (overlapping blocks).
+    Overlap { pfn: usize },
+    /// A page belongs to no block and is not reserved.
+    Orphan { pfn: usize },
+    /// `nr_free` disagrees with the list or with the pages marked free.
+    NrFreeMismatch { order: usize, nr_free: usize, counted: usize },
+    /// Two free buddies of the same order were left unmerged.
+    Unmerged { pfn: usize, order: usize },
+    /// The free page counter disagrees with the free lists.
+    FreePagesMismatch { free_pages: usize, counted: usize },
+    /// managed + reserved pages do not add up to the zone span, or
+    /// free + allocated pages do not add up to managed.
+    Conservation { managed: usize, reserved: usize, free: usize, allocated: usize },
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            CheckError::ListCorrupt { order, index } => {
+                write!(f, "free_area[{order}] list corrupt at index {index:#x}")
+            }
+            CheckError::NotBuddy { pfn, order } => {
+                write!(f, "pfn {pfn:#x} on free_area[{order}] is not a buddy of that order")
+            }
+            CheckError::Misaligned { pfn, order } => write!(f, "order-{order} block at pfn {pfn:#x} misaligned"),
+            CheckError::OutOfZone { pfn, order } => {
+                write!(f, "order-{order} block at pfn {pfn:#x} extends past the zone")
+            }
+            CheckError::Overlap { pfn } => write!(f, "pfn {pfn:#x} inside a block has state of its own"),
+            CheckError::Orphan { pfn } => write!(f, "pfn {pfn:#x} belongs to no block"),
+            CheckError::NrFreeMismatch { order, nr_free, counted } => {
+                write!(f, "free_area[{order}].nr_free is {nr_free}, counted {counted}")
+            }
+            CheckError::Unmerged { pfn, order } => {
+                write!(f, "order-{order} buddies at pfn {pfn:#x} were not merged")
+            }
+            CheckError::FreePagesMismatch { free_pages, counted } => {
+                write!(f, "free pages is {free_pages}, free lists hold {counted}")
+            }
+            CheckError::Conservation { managed, reserved, free, allocated } => write!(
+                f,
+                "page accounting broken: managed {managed}, reserved {reserved}, free {free}, allocated {allocated}"
+            ),
+        }
+    }
+}
+
+/// One memory zone and its buddy allocator (Linux's `struct zone`).
+pub struct Zone {
+    name: &'static str,
+    node: u32,
+    start_pfn: usize,
+    spanned_pages: usize,
+    mem_map: *mut Page,
+    free_area: [FreeArea; MAX_ORDER],
+    /// Pages ever released to the allocator (`zone->managed_pages`).
+    managed_pages: usize,
+    /// `NR_FREE_PAGES`.
+    nr_free_pages: usize,
+}
+
+// SAFETY: the zone exclusively owns its mem_map (contract of `Zone::new`),
+// so moving it to another CPU moves sole access with it.
+unsafe impl Send for Zone {}
+
+impl Zone {
+    /// Bytes of mem_map a zone of `spanned_pages` pages needs.
+    pub const fn mem_map_bytes(spanned_pages: usize) -> usize {
+        spanned_pages * core::mem::size_of::<Page>()
+    }
+
+    /// A zone over `[start_pfn, start_pfn + spanned_pages)` named "Normal";
+    /// every page starts `PG_reserved` until [`Zone::free_range`] releases it.
+    ///
+    /// # Safety
+    /// `mem_map` points at `spanned_pages` writable, suitably aligned
+    /// `Page`s (initialised or not) that the zone owns exclusively for its
+    /// whole lifetime.
+    pub unsafe fn new(start_pfn: usize, spanned_pages: usize, mem_map: *mut Page, node: u32) -> Zone {
+        // Links are u32 indices and NONE must stay out of range.
+        assert!(spanned_pages < NONE as usize, "zone too large for u32 page links");
+        assert!(start_pfn.checked_add(spanned_pages).is_some(), "zone wraps the pfn space");
+        for i in 0..spanned_pages {
+            // SAFETY: within the caller-provided array; write() since the
+            // memory may be uninitialised.
+            unsafe { mem_map.add(i).write(Page::RESERVED) };
+        }
+        Zone {
+            name: "Normal",
+            node,
+            start_pfn,
+            spanned_pages,
+            mem_map,
+            free_area: [FreeArea::EMPTY; MAX_ORDER],
+            managed_pages: 0,
+            nr_free_pages: 0,
+        }
+    }
+
+    /// Sets the name /proc/buddyinfo shows ("DMA", "DMA32", "Normal", ...).
+    pub fn with_name(mut self, name: &'static str) -> Zone {
+        self.name = name;
+        self
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+    pub fn node(&self) -> u32 {
+        self.node
+    }
+    pub fn start_pfn(&self) -> usize {
+        self.start_pfn
+    }
+    /// One past the last pfn of the zone (`zone_end_pfn()`).
+    pub fn end_pfn(&self) -> usize {
+        self.start_pfn + self.spanned_pages
+    }
+    pub fn spanned_pages(&self) -> usize {
+        self.spanned_pages
+    }
+    /// Free pages in the zone (`NR_FREE_PAGES`).
+    pub fn free_count(&self) -> usize {
+        self.nr_free_pages
+    }
+    /// Pages released to the allocator (`zone_managed_pages()`).
+    pub fn managed(&self) -> usize {
+        self.managed_pages
+    }
+    /// Free blocks of `order` (`free_area[order].nr_free`); 0 for a bad order.
+    pub fn nr_free(&self, order: usize) -> usize {
+        self.free_area.get(order).map_or(0, |a| a.nr_free)
+    }
+    /// Is `pfn` within the zone's span (`zone_spans_pfn()`)?
+    pub fn contains(&self, pfn: usize) -> bool {
+        pfn >= self.start_pfn && pfn < self.end_pfn()
+    }
+    /// The `struct page` of `pfn`, if the zone spans it.
+    pub fn page(&self, pfn: usize) -> Option<&Page> {
+        self.contains(pfn).then(|| self.pg(pfn - self.start_pfn))
+    }
+
+    #[inline]
+    fn pg(&self, idx: usize) -> &Page {
+        debug_assert!(idx < self.spanned_pages);
+        // SAFETY: idx < spanned_pages and the zone owns mem_map.
+        unsafe { &*self.mem_map.add(idx) }
+    }
+
+    #[inline]
+    fn pg_mut(&mut self, idx: usize) -> &mut Page {
+        debug_assert!(idx < self.spanned_pages);
+        // SAFETY: as in pg(); &mut self gives exclusive access.
+        unsafe { &mut *self.mem_map.add(idx) }
+    }
+
+    /// `page_is_buddy()`: is `pfn` in the zone and the head of a free block
+    /// of exactly `order`?
+    #[inline]
+    fn page_is_buddy(&self, pfn: usize, order: usize) -> bool {
+        if !self.contains(pfn) {
+            return false;
+        }
+        let p = self.pg(pfn - self.start_pfn);
+        p.is_buddy() && p.order() == order
+    }
+
+    fn add_to_free_list(&mut self, idx: usize, order: usize, to_tail: bool) {
+        let i = idx as u32;
+        let area = self.free_area[order];
+        if to_tail {
+            let p = self.pg_mut(idx);
+            p.next = NONE;
+            p.prev = area.tail;
+            if area.tail == NONE {
+                self.free_area[order].head = i;
+            } else {
+                self.pg_mut(area.tail as usize).next = i;
+            }
+            self.free_area[order].tail = i;
+        } else {
+            let p = self.pg_mut(idx);
+            p.prev = NONE;
+            p.next = area.head;
+            if area.head == NONE {
+                self.free_area[order].tail = i;
+            } else {
+                self.pg_mut(area.head as usize).prev = i;
+            }
+            self.free_area[order].head = i;
+        }
+        self.free_area[order].nr_free += 1;
+    }
+
+    fn del_from_free_list(&mut self, idx: usize, order: usize) {
+        let (next, prev) = {
+            let p = self.pg(idx);
+            (p.next, p.prev)
+        };
+        if prev == NONE {
+            self.free_area[order].head = next;
+        } else {
+            self.pg_mut(prev as usize).next = next;
+        }
+        if next == NONE {
+            self.free_area[order].tail = prev;
+        } else {
+            self.pg_mut(next as usize).prev = prev;
+        }
+        let p = self.pg_mut(idx);
+        p.next = NONE;
+        p.prev = NONE;
+        self.free_area[order].nr_free -= 1;
+    }
+
+    /// Marks `idx` as the head of a free block of `order` (`set_buddy_order`).
+    fn set_buddy_order(&mut self, idx: usize, order: usize) {
+        let p = self.pg_mut(idx);
+        p.flags = PG_BUDDY;
+        p.order = order as u8;
+    }
+
+    /// Turns a buddy head into a plain tail page.
+    fn clear_page_state(&mut self, idx: usize) {
+        let p = self.pg_mut(idx);
+        p.flags = 0;
+        p.order = 0;
+    }
+
+    /// `buddy_merge_likely()`: if the block's buddy one order up is free, a
+    /// merge is likely once our buddy comes back, so queue this block at the
+    /// tail where it is less likely to be split in the meantime.
+    fn buddy_merge_likely(&self, pfn: usize, order: usize) -> bool {
+        if order >= MAX_ORDER - 2 {
+            return false;
+        }
+        let combined_pfn = pfn & !(1 << order);
+        self.page_is_buddy(combined_pfn ^ (1 << (order + 1)), order + 1)
+    }
+
+    /// `__free_one_page()`: insert a block whose pages are already accounted
+    /// as free, merging with its buddies as far as possible.
+    fn free_one_page(&mut self, mut pfn: usize, mut order: usize, fpi_to_tail: bool) {
+        while order < MAX_ORDER - 1 {
+            let buddy_pfn = pfn ^ (1 << order); // __find_buddy_pfn()
+            if !self.page_is_buddy(buddy_pfn, order) {
+                break;
+            }
+            let buddy_idx = buddy_pfn - self.start_pfn;
+            self.del_from_free_list(buddy_idx, order);
+            self.clear_page_state(buddy_idx);
+            let idx = pfn - self.start_pfn;
+            self.clear_page_state(idx);
+            pfn &= buddy_pfn;
+            order += 1;
+        }
+        let idx = pfn - self.start_pfn;
+        self.set_buddy_order(idx, order);
+        let to_tail = fpi_to_tail || self.buddy_merge_likely(pfn, order);
+        self.add_to_free_list(idx, order, to_tail);
+    }
+
+    /// `expand()`: split the block at `idx` from order `high` down to `low`,
+    /// giving each upper half back to the free list of its order.
+    fn expand(&mut self, idx: usize, low: usize, mut high: usize) {
+        while high > low {
+            high -= 1;
+            let half = idx + (1 << high);
+            self.set_buddy_order(half, high);
+            self.add_to_free_list(half, high, false);
+        }
+    }
+
+    /// Allocates a naturally aligned block of `2^order` pages and returns its
+    /// first pfn, or `None` if no free block is large enough
+    /// (`__rmqueue_smallest()`). O(MAX_ORDER), never touches the heap.
+    pub fn alloc_pages(&mut self, order: usize) -> Option<usize> {
+        if order >= MAX_ORDER {
+            return None;
+        }
+        for current in order..MAX_ORDER {
+            let head = self.free_area[current].head;
+            if head == NONE {
+                continue;
+            }
+            let idx = head as usize;
+            self.del_from_free_list(idx, current);
+            self.expand(idx, order, current);
+            let p = self.pg_mut(idx);
+            p.flags = PG_ALLOCATED;
+            p.order = order as u8;
+            self.nr_free_pages -= 1 << order;
+            return Some(self.start_pfn + idx);
+        }
+        None
+    }
+
+    /// Returns the block `(pfn, order)` that [`Zone::alloc_pages`] handed
+    /// out. Anything else (double free, wrong order, tail page, reserved
+    /// page, ...) is rejected with nothing changed. O(MAX_ORDER).
+    pub fn free_pages(&mut self, pfn: usize, order: usize) -> Result<(), BuddyError> {
+        let ok = order < MAX_ORDER && self.contains(pfn) && {
+            let p = self.pg(pfn - self.start_pfn);
+            p.is_allocated() && p.order() == order
+        };
+        if !ok {
+            return Err(self.diagnose_free(pfn, order));
+        }
+        self.clear_page_state(pfn - self.start_pfn);
+        self.nr_free_pages += 1 << order;
+        self.free_one_page(pfn, order, false);
+        Ok(())
+    }
+
+    /// Why `(pfn, order)` is not an allocated block. Slow path only.
+    fn diagnose_free(&self, pfn: usize, order: usize) -> BuddyError {
+        if order >= MAX_ORDER {
+            return BuddyError::BadOrder { order };
+        }
+        if !self.contains(pfn) {
+            return BuddyError::NotInZone { pfn };
+        }
+        if pfn & ((1 << order) - 1) != 0 {
+            return BuddyError::Misaligned { pfn, order };
+        }
+        let p = self.pg(pfn - self.start_pfn);
+        if p.is_allocated() {
+            return BuddyError::OrderMismatch { pfn, order, allocated_order: p.order() };
+        }
+        if p.is_buddy() {
+            return BuddyError::DoubleFree { pfn, order };
+        }
+        if p.is_reserved() {
+            return BuddyError::Reserved { pfn };
+        }
+        // A tail page: blocks are aligned, so its head is pfn rounded down to
+        // the order of the block containing it.
+        for k in 1..MAX_ORDER {
+            let head = pfn & !((1 << k) - 1);
+            if head < self.start_pfn {
+                break;
+            }
+            let h = self.pg(head - self.start_pfn);
+            if h.order() == k {
+                if h.is_buddy() {
+                    return BuddyError::DoubleFree { pfn, order };
+                }
+                if h.is_allocated() {
+                    return BuddyError::NotAllocated { pfn };
+                }
+            }
+        }
+        // Unreachable while the invariants hold; check() would say more.
+        BuddyError::NotAllocated { pfn }
+    }
+
+    /// Releases the reserved pages `[start_pfn, end_pfn)` to the allocator
+    /// (`memblock_free_all()` -> `__free_pages_core()`): they go in as the
+    /// largest naturally aligned blocks possible, merging with free
+    /// neighbours. Fails, changing nothing, if the range leaves the zone or
+    /// any page in it was already released.
+    pub fn free_range(&mut self, start_pfn: usize, end_pfn: usize) -> Result<(), BuddyError> {
+        self.check_range_reserved(start_pfn, end_pfn)?;
+        self.release_range(start_pfn, end_pfn);
+        Ok(())
+    }
+
+    fn check_range_reserved(&self, start_pfn: usize, end_pfn: usize) -> Result<(), BuddyError> {
+        if start_pfn >= end_pfn {
+            return Ok(());
+        }
+        if !self.contains(start_pfn) {
+            return Err(BuddyError::NotInZone { pfn: start_pfn });
+        }
+        if end_pfn > self.end_pfn() {
+            return Err(BuddyError::NotInZone { pfn: self.end_pfn() });
+        }
+        for pfn in start_pfn..end_pfn {
+            if !self.pg(pfn - self.start_pfn).is_reserved() {
+                return Err(BuddyError::DoubleFree { pfn, order: 0 });
+            }
+        }
+        Ok(())
+    }
+
+    fn release_range(&mut self, start_pfn: usize, end_pfn: usize) {
+        if start_pfn >= end_pfn {
+            return;
+        }
+        for pfn in start_pfn..end_pfn {
+            self.clear_page_state(pfn - self.start_pfn);
+        }
+        let nr = end_pfn - start_pfn;
+        self.managed_pages += nr;
+        self.nr_free_pages += nr;
+        // __free_pages_memory(): biggest aligned block that still fits.
+        let mut pfn = start_pfn;
+        while pfn < end_pfn {
+            let mut order = (MAX_ORDER - 1).min(pfn.trailing_zeros() as usize);
+            while pfn + (1 << order) > end_pfn {
+                order -= 1;
+            }
+            self.free_one_page(pfn, order, true);
+            pfn += 1 << order;
+        }
+    }
+
+    /// Writes this zone's /proc/buddyinfo line (`frag_show_print()`):
+    /// `"Node %d, zone %8s "`, then `"%6lu "` per order, then a newline.
+    pub fn buddyinfo<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
+        write!(w, "Node {}, zone {:>8} ", self.node, self.name)?;
+        for area in &self.free_area {
+            write!(w, "{:>6} ", area.nr_free)?;
+        }
+        w.write_char('\n')
+    }
+
+    /// Verifies every invariant: free lists well linked, each entry a buddy
+    /// head of its order, aligned and inside the zone; blocks tile the
+    /// non-reserved pages without overlap; no two free buddies left
+    /// unmerged; nr_free, free and managed counts consistent. O(spanned).
+    pub fn check(&self) -> Result<(), CheckError> {
+        let n = self.spanned_pages;
+        let mut listed_pages = 0;
+        for (order, area) in self.free_area.iter().enumerate() {
+            let mut prev = NONE;
+            let mut cur = area.head;
+            let mut count = 0;
+            while cur != NONE {
+                if cur as usize >= n || count >= n {
+                    return Err(CheckError::ListCorrupt { order, index: cur });
+                }
+                let p = self.pg(cur as usize);
+                if p.prev != prev {
+                    return Err(CheckError::ListCorrupt { order, index: cur });
+                }
+                let pfn = self.start_pfn + cur as usize;
+                if p.flags != PG_BUDDY || p.order() != order {
+                    return Err(CheckError::NotBuddy { pfn, order });
+                }
+                count += 1;
+                prev = cur;
+                cur = p.next;
+            }
+            if area.tail != prev {
+                return Err(CheckError::ListCorrupt { order, index: area.tail });
+            }
+            if count != area.nr_free {
+                return Err(CheckError::NrFreeMismatch { order, nr_free: area.nr_free, counted: count });
+            }
+            listed_pages += count << order;
+        }
+        if listed_pages != self.nr_free_pages {
+            return Err(CheckError::FreePagesMismatch { free_pages: self.nr_free_pages, counted: listed_pages });
+        }
+
+        // Walk the zone block by block. Every listed entry is a buddy head,
+        // so matching the per-order head counts below proves the lists hold
+        // exactly the free blocks.
+        let mut heads = [0usize; MAX_ORDER];
+        let (mut reserved, mut allocated) = (0, 0);
+        let mut idx = 0;
+        while idx < n {
+            let p = self.pg(idx);
+            let pfn = self.start_pfn + idx;
+            if p.flags == PG_RESERVED {
+                reserved += 1;
+                idx += 1;
+                continue;
+            }
+            let order = p.order();
+            if (p.flags != PG_BUDDY && p.flags != PG_ALLOCATED) || order >= MAX_ORDER {
+                return Err(CheckError::Orphan { pfn });
+            }
+            if pfn & ((1 << order) - 1) != 0 {
+                return Err(CheckError::Misaligned { pfn, order });
+            }
+            if idx + (1 << order) > n {
+                return Err(CheckError::OutOfZone { pfn, order });
+            }
+            if p.flags == PG_BUDDY {
+                heads[order] += 1;
+                if order < MAX_ORDER - 1 && self.page_is_buddy(pfn ^ (1 << order), order) {
+                    return Err(CheckError::Unmerged { pfn: pfn & !(1 << order), order });
+                }
+            } else {
+                allocated += 1 << order;
+            }
+            for tail in idx + 1..idx + (1 << order) {
+                if self.pg(tail).flags != 0 {
+                    return Err(CheckError::Overlap { pfn: self.start_pfn + tail });
+                }
+            }
+            idx += 1 << order;
+        }
+        for (order, &counted) in heads.iter().enumerate() {
+            if counted != self.free_area[order].nr_free {
+                return Err(CheckError::NrFreeMismatch {
+                    order,
+                    nr_free: self.free_area[order].nr_free,
+                    counted,
+                });
+            }
+        }
+        if reserved + self.managed_pages != n || self.nr_free_pages + allocated != self.managed_pages {
+            return Err(CheckError::Conservation {
+                managed: self.managed_pages,
+                reserved,
+                free: self.nr_free_pages,
+                allocated,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why [`Zones::add`] refused a zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZonesError {
+    /// Already [`MAX_ZONES`] zones.
+    Full,
+    /// The new zone's span overlaps the zone at this index.
+    Overlap { index: usize },
+}
+
+impl fmt::Display for ZonesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ZonesError::Full => write!(f, "already {MAX_ZONES} zones"),
+            ZonesError::Overlap { index } => write!(f, "zone overlaps zone {index}"),
+        }
+    }
+}
+
+/// All zones of the system in a fixed array (no heap), kept in Linux's
+/// order: by node, then by address, which on arm64 is zone index order
+/// (DMA, DMA32, Normal).
+pub struct Zones {
+    zones: [Option<Zone>; MAX_ZONES],
+    nr: usize,
+}
+
+impl Default for Zones {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Zones {
+    pub const fn new() -> Zones {
+        Zones { zones: [const { None }; MAX_ZONES], nr: 0 }
+    }
+
+    /// Adds a zone, keeping (node, start_pfn) order; returns its index.
+    /// Indices of later zones shift, so add every zone before using them.
+    pub fn add(&mut self, zone: Zone) -> Result<usize, ZonesError> {
+        if self.nr == MAX_ZONES {
+            return Err(ZonesError::Full);
+        }
+        if let Some(index) = self
+            .iter()
+            .position(|z| zone.start_pfn < z.end_pfn() && z.start_pfn < zone.end_pfn())
+        {
+            return Err(ZonesError::Overlap { index });
+        }
+        let key = (zone.node, zone.start_pfn);
+        let at = self.iter().position(|z| (z.node, z.start_pfn) > key).unwrap_or(self.nr);
+        self.zones[at..=self.nr].rotate_right(1);
+        self.zones[at] = Some(zone);
+        self.nr += 1;
+        Ok(at)
+    }
+
+    pub fn len(&self) -> usize {
+        self.nr
+    }
+    pub fn is_empty(&self) -> bool {
+        self.nr == 0
+    }
+    pub fn get(&self, index: usize) -> Option<&Zone> {
+        self.zones.get(index).and_then(Option::as_ref)
+    }
+    pub fn get_mut(&mut self, index: usize) -> Option<&mut Zone> {
+        self.zones.get_mut(index).and_then(Option::as_mut)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Zone> {
+        self.zones[..self.nr].iter().flatten()
+    }
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Zone> {
+        self.zones[..self.nr].iter_mut().flatten()
+    }
+
+    /// Index of the zone spanning `pfn` (`page_zone()`).
+    pub fn zone_of(&self, pfn: usize) -> Option<usize> {
+        self.iter().position(|z| z.contains(pfn))
+    }
+
+    /// Allocates `2^order` pages from the first zone in zonelist order that
+    /// has a large enough free block. The zonelist is Linux's
+    /// (`build_zonerefs_node()`): nodes in ascending order and, within a
+    /// node, the highest zone first, so DMA zones are used last.
+    pub fn alloc_pages(&mut self, order: usize) -> Option<usize> {
+        let mut node_start = 0;
+        while node_start < self.nr {
+            let node = self.get(node_start)?.node;
+            let mut node_end = node_start;
+            while node_end < self.nr && self.get(node_end).is_some_and(|z| z.node == node) {
+                node_end += 1;
+            }
+            for i in (node_start..node_end).rev() {
+                if let Some(pfn) = self.get_mut(i).and_then(|z| z.alloc_pages(order)) {
+                    return Some(pfn);
+                }
+            }
+            node_start = node_end;
+        }
+        None
+    }
+
+    /// Frees a block to the zone that spans `pfn`; see [`Zone::free_pages`].
+    pub fn free_pages(&mut self, pfn: usize, order: usize) -> Result<(), BuddyError> {
+        let i = self.zone_of(pfn).ok_or(BuddyError::NotInZone { pfn })?;
+        self.zones[i].as_mut().map_or(Err(BuddyError::NotInZone { pfn }), |z| z.free_pages(pfn, order))
+    }
+
+    /// Releases `[start_pfn, end_pfn)` to whichever zones span it; see
+    /// [`Zone::free_range`]. The whole range must be covered by zones and
+    /// still reserved, else nothing changes.
+    pub fn free_range(&mut self, start_pfn: usize, end_pfn: usize) -> Result<(), BuddyError> {
+        let mut pfn = start_pfn;
+        while pfn < end_pfn {
+            let z = self.zone_of(pfn).and_then(|i| self.get(i)).ok_or(BuddyError::NotInZone { pfn })?;
+            let end = end_pfn.min(z.end_pfn());
+            z.check_range_reserved(pfn, end)?;
+            pfn = end;
+        }
+        for z in self.iter_mut() {
+            let (s, e) = (start_pfn.max(z.start_pfn), end_pfn.min(z.end_pfn()));
+            z.release_range(s, e);
+        }
+        Ok(())
+    }
+
+    /// Total free pages.
+    pub fn free_count(&self) -> usize {
+        self.iter().map(Zone::free_count).sum()
+    }
+    /// Total managed pages (`totalram_pages()`).
+    pub fn managed(&self) -> usize {
+        self.iter().map(Zone::managed).sum()
+    }
+    /// Free blocks of `order` over all zones.
+    pub fn nr_free(&self, order: usize) -> usize {
+        self.iter().map(|z| z.nr_free(order)).sum()
+    }
+
+    /// The whole of /proc/buddyinfo: one line per zone, in zone order.
+    pub fn buddyinfo<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
+        self.iter().try_for_each(|z| z.buddyinfo(w))
+    }
+
+    /// [`Zone::check`] on every zone; the error names the zone index.
+    pub fn check(&self) -> Result<(), (usize, CheckError)> {
+        self.iter().enumerate().try_for_each(|(i, z)| z.check().map_err(|e| (i, e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use std::collections::BTreeMap;
+
+    /// A zone over a leaked Vec<Page> (tests only; the memory is never freed).
+    fn zone(start_pfn: usize, spanned: usize) -> Zone {
+        let mem: &'static mut [Page] = vec![Page::RESERVED; spanned].leak();
+        // SAFETY: the leaked slice has `spanned` pages and is used only here.
+        unsafe { Zone::new(start_pfn, spanned, mem.as_mut_ptr(), 0) }
+    }
+
+    fn counts(z: &Zone) -> [usize; MAX_ORDER] {
+        core::array::from_fn(|o| z.nr_free(o))
+    }
+
+    /// Everything a rejected operation must leave untouched.
+    fn snapshot(z: &Zone) -> (Vec<Page>, [FreeArea; MAX_ORDER], usize, usize) {
+        let pages = (z.start_pfn()..z.end_pfn()).map(|p| *z.page(p).unwrap()).collect();
+        (pages, z.free_area, z.free_count(), z.managed())
+    }
+
+    #[test]
+    fn page_is_16_bytes() {
+        assert_eq!(core::mem::size_of::<Page>(), 16);
+        assert_eq!(Zone::mem_map_bytes(262144), 4 << 20);
+    }
+
+    #[test]
+    fn free_range_unaligned_counts_and_merges() {
+        let mut z = zone(0x40000, 2048);
+        z.free_range(0x40003, 0x40403).unwrap();
+        // 0x40003 o0, 0x40004 o2, 0x40008 o3 ... 0x40200 o9, 0x40400 o1, 0x40402 o0.
+        assert_eq!(counts(&z), [2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0]);
+        assert_eq!((z.free_count(), z.managed()), (1024, 1024));
+        z.check().unwrap();
+
+        // Filling the hole merges everything up to one order-10 block.
+        z.free_range(0x40000, 0x40003).unwrap();
+        assert_eq!(counts(&z), [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(z.free_count(), 1027);
+        z.check().unwrap();
+
+        z.free_range(0x40403, 0x40800).unwrap();
+        assert_eq!(counts(&z), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        assert_eq!((z.free_count(), z.managed()), (2048, 2048));
+        z.check().unwrap();
+    }
+
+    #[test]
+    fn buddies_outside_the_zone_never_merge() {
+        // Zone [0x40001, 0x403e9): 1000 pages, unaligned at both ends.
+        let mut z = zone(0x40001, 1000);
+        z.free_range(0x40001, 0x403e9).unwrap();
+        // o0 @1, o1 @2, o2 @4, o3 @8, o4 @0x10, o5 @0x20, o6 @0x40, o7 @0x80,
+        // o8 @0x100 (buddy @0 outside), o8 @0x200, o7 @0x300, o6 @0x380,
+        // o5 @0x3c0, o3 @0x3e0, o0 @0x3e8 (buddy @0x3e9 outside).
+        assert_eq!(counts(&z), [2, 1, 1, 2, 1, 2, 2, 2, 2, 0, 0]);
+        assert_eq!(z.free_count(), 1000);
+        z.check().unwrap();
+    }
+
+    #[test]
+    fn alloc_free_every_order_restores_counts() {
+        let mut z = zone(0x40001, 1000);
+        z.free_range(0x40001, 0x403e9).unwrap();
+        let before = counts(&z);
+        for order in 0..MAX_ORDER {
+            match z.alloc_pages(order) {
+                Some(pfn) => {
+                    assert_eq!(pfn & ((1 << order) - 1), 0, "order {order} misaligned");
+                    assert!(z.contains(pfn) && z.contains(pfn + (1 << order) - 1));
+                    assert_eq!(z.free_count(), 1000 - (1 << order));
+                    z.check().unwrap();
+                    z.free_pages(pfn, order).unwrap();
+                }
+                None => assert!(order >= 9, "order {order} should fit"),
+            }
+            z.check().unwrap();
+            assert_eq!(counts(&z), before, "order {order}");
+            assert_eq!(z.free_count(), 1000);
+        }
+        // Exhaust each order, free everything in reverse: same state again.
+        for order in 0..MAX_ORDER {
+            let mut got = Vec::new();
+            while let Some(pfn) = z.alloc_pages(order) {
+                got.push(pfn);
+            }
+            assert!((order..MAX_ORDER).all(|o| z.nr_free(o) == 0));
+            z.check().unwrap();
+            for &pfn in got.iter().rev() {
+                z.free_pages(pfn, order).unwrap();
+            }
+            z.check().unwrap();
+            assert_eq!(counts(&z), before, "order {order}");
+        }
+    }
+
+    #[test]
+    fn split_and_merge() {
+        let mut z = zone(0x40000, 1024);
+        z.free_range(0x40000, 0x40400).unwrap();
+        assert_eq!(counts(&z), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+
+        // Splitting an order-10 block leaves one block of every lower order.
+        assert_eq!(z.alloc_pages(0), Some(0x40000));
+        assert_eq!(counts(&z), [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0]);
+        assert_eq!(z.alloc_pages(0), Some(0x40001));
+        assert_eq!(counts(&z), [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0]);
+        assert_eq!(z.alloc_pages(3), Some(0x40008));
+        assert_eq!(counts(&z), [0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0]);
+        z.check().unwrap();
+
+        z.free_pages(0x40000, 0).unwrap();
+        assert_eq!(counts(&z), [1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0]);
+        // 0x40001 comes back: 0+1 -> o1, +2 -> o2, +4 -> o3, then stops at
+        // 0x40008 which is still allocated.
+        z.free_pages(0x40001, 0).unwrap();
+        assert_eq!(counts(&z), [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0]);
+        z.check().unwrap();
+        z.free_pages(0x40008, 3).unwrap();
+        assert_eq!(counts(&z), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(z.free_count(), 1024);
+        z.check().unwrap();
+    }
+
+    #[test]
+    fn exhaustion_returns_none() {
+        let mut z = zone(0x40000, 1024);
+        assert_eq!(z.alloc_pages(0), None, "nothing released yet");
+        z.free_range(0x40000, 0x40400).unwrap();
+        assert_eq!(z.alloc_pages(MAX_ORDER), None);
+        let big = z.alloc_pages(10).unwrap();
+        assert_eq!(z.alloc_pages(0), None);
+        assert_eq!(z.free_count(), 0);
+        z.free_pages(big, 10).unwrap();
+        let mut n = 0;
+        while z.alloc_pages(0).is_some() {
+            n += 1;
+        }
+        assert_eq!(n, z.managed());
+        assert_eq!(z.alloc_pages(1), None);
+        z.check().unwrap();
+    }
+
+    #[test]
+    fn bad_frees_are_detected_and_change_nothing() {
+        let mut z = zone(0x40000, 1024);
+        z.free_range(0x40000, 0x40200).unwrap(); // 0x40200.. stays reserved
+        let a = z.alloc_pages(2).unwrap();
+        let b = z.alloc_pages(0).unwrap();
+        z.free_pages(b, 0).unwrap();
+        let snap = snapshot(&z);
+        let cases = [
+            (b, 0, BuddyError::DoubleFree { pfn: b, order: 0 }),
+            (a, 11, BuddyError::BadOrder { order: 11 }),
+            (a + 1, 2, BuddyError::Misaligned { pfn: a + 1, order: 2 }),
+            (a, 1, BuddyError::OrderMismatch { pfn: a, order: 1, allocated_order: 2 }),
+            (a, 3, BuddyError::OrderMismatch { pfn: a, order: 3, allocated_order: 2 }),
+            (a + 2, 1, BuddyError::NotAllocated { pfn: a + 2 }),
+            (a + 3, 0, BuddyError::NotAllocated { pfn: a + 3 }),
+            (0x40100, 0, BuddyError::DoubleFree { pfn: 0x40100, order: 0 }), // head of a free block
+            (0x40101, 0, BuddyError::DoubleFree { pfn: 0x40101, order: 0 }), // inside a free block
+            (0x40300, 0, BuddyError::Reserved { pfn: 0x40300 }),
+            (0x40200, 9, BuddyError::Reserved { pfn: 0x40200 }),
+            (0x3ffff, 0, BuddyError::NotInZone { pfn: 0x3ffff }),
+            (0x40400, 0, BuddyError::NotInZone { pfn: 0x40400 }),
+        ];
+        for (pfn, order, err) in cases {
+            assert_eq!(z.free_pages(pfn, order), Err(err), "free({pfn:#x}, {order})");
+            assert!(snapshot(&z) == snap, "free({pfn:#x}, {order}) changed state");
+            z.check().unwrap();
+        }
+        // Releasing twice or outside the zone is caught as well.
+        assert_eq!(z.free_range(0x401ff, 0x40201), Err(BuddyError::DoubleFree { pfn: 0x401ff, order: 0 }));
+        assert_eq!(z.free_range(0x40300, 0x40401), Err(BuddyError::NotInZone { pfn: 0x40400 }));
+        assert_eq!(z.free_range(0x3ff00, 0x40001), Err(BuddyError::NotInZone { pfn: 0x3ff00 }));
+        assert!(snapshot(&z) == snap);
+        z.free_pages(a, 2).unwrap();
+        assert_eq!(z.free_pages(a, 2), Err(BuddyError::DoubleFree { pfn: a, order: 2 }));
+        z.check().unwrap();
+        assert_eq!(z.free_count(), 512);
+    }
+
+    #[test]
+    fn error_messages_carry_values() {
+        let e = BuddyError::Misaligned { pfn: 0x40001, order: 2 };
+        assert_eq!(alloc::format!("{e}"), "pfn 0x40001 is not aligned for an order-2 block");
+        let e = BuddyError::DoubleFree { pfn: 0x40000, order: 3 };
+        assert_eq!(alloc::format!("{e}"), "double free: order-3 block at pfn 0x40000 is already free");
+    }
+
+    #[test]
+    fn buddyinfo_matches_linux_format() {
+        let mut z = zone(0x40001, 1000).with_name("DMA");
+        z.free_range(0x40001, 0x403e9).unwrap();
+        let mut s = String::new();
+        z.buddyinfo(&mut s).unwrap();
+        // printf("Node %d, zone %8s ", 0, "DMA"); printf("%6lu ", n) x 11; "\n"
+        assert_eq!(
+            s,
+            "Node 0, zone      DMA      2      1      1      2      1      2      2      2      2      0      0 \n"
+        );
+
+        let mut z = zone(0x80000, 4096);
+        z.free_range(0x80000, 0x81000).unwrap();
+        for _ in 0..3 {
+            z.alloc_pages(0).unwrap();
+        }
+        let mut s = String::new();
+        z.buddyinfo(&mut s).unwrap();
+        assert_eq!(
+            s,
+            "Node 0, zone   Normal      1      0      1      1      1      1      1      1      1      1      3 \n"
+        );
+    }
+
+    /// Seeded xorshift64 so failures reproduce.
+    struct XorShift(u64);
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn randomized_against_model() {
+        let (start, spanned) = (0x40013, 1500);
+        let mut z = zone(start, spanned);
+        // Two released ranges with a reserved hole between them.
+        z.free_range(start + 5, start + 700).unwrap();
+        z.free_range(start + 760, start + spanned - 3).unwrap();
+        let managed = z.managed();
+        assert_eq!(managed, 695 + 737);
+
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut model: BTreeMap<usize, usize> = BTreeMap::new(); // pfn -> order
+        let mut allocated = 0usize;
+        let mut freed_recently: Vec<(usize, usize)> = Vec::new();
+        for op in 0..100_000 {
+            let r = rng.below(100);
+            if r < 50 || model.is_empty() {
+                // Small orders dominate, as in a real kernel.
+                let order = match rng.below(10) {
+                    0..=5 => 0,
+                    6 | 7 => rng.below(3),
+                    _ => rng.below(MAX_ORDER),
+                };
+                match z.alloc_pages(order) {
+                    Some(pfn) => {
+                        let end = pfn + (1 << order);
+                        assert_eq!(pfn & ((1 << order) - 1), 0);
+                        assert!(pfn >= start && end <= start + spanned, "op {op}");
+                        assert!(!(start + 700..start + 760).contains(&pfn), "op {op}: reserved hole");
+                        if let Some((&p, &o)) = model.range(..end).next_back() {
+                            assert!(p + (1 << o) <= pfn, "op {op}: overlap with {p:#x}");
+                        }
+                        model.insert(pfn, order);
+                        allocated += 1 << order;
+                    }
+                    None => assert!((order..MAX_ORDER).all(|o| z.nr_free(o) == 0), "op {op}"),
+                }
+            } else if r < 95 {
+                let k = rng.below(model.len());
+                let (&pfn, &order) = model.iter().nth(k).unwrap();
+                z.free_pages(pfn, order).unwrap();
+                model.remove(&pfn);
+                allocated -= 1 << order;
+                freed_recently.push((pfn, order));
+                if freed_recently.len() > 16 {
+                    freed_recently.remove(0);
+                }
+            } else {
+                // A bogus free: a stale block (unless reallocated since), a
+                // tail page or a wrong order. Must fail and change nothing.
+                let before = (counts(&z), z.free_count());
+                let (pfn, order) = match rng.below(3) {
+                    0 if !freed_recently.is_empty() => freed_recently[rng.below(freed_recently.len())],
+                    1 => {
+                        let (&p, &o) = model.iter().nth(rng.below(model.len())).unwrap();
+                        (p, (o + 1 + rng.below(MAX_ORDER - 1)) % MAX_ORDER)
+                    }
+                    _ => {
+                        let (&p, &o) = model.iter().nth(rng.below(model.len())).unwrap();
+                        (p + 1 + rng.below(1 << o), 0)
+                    }
+                };
+                if model.get(&pfn) != Some(&order) {
+                    assert!(z.free_pages(pfn, order).is_err(), "op {op}: bogus free({pfn:#x}, {order}) accepted");
+                    assert_eq!((counts(&z), z.free_count()), before, "op {op}");
+                }
+            }
+            assert_eq!(z.free_count() + allocated, managed, "op {op}");
+            if let Err(e) = z.check() {
+                panic!("op {op}: {e}");
+            }
+        }
+        for (pfn, order) in core::mem::take(&mut model) {
+            z.free_pages(pfn, order).unwrap();
+        }
+        z.check().unwrap();
+        assert_eq!(z.free_count(), managed);
+    }
+
+    fn zone_named(start: usize, spanned: usize, node: u32, name: &'static str) -> Zone {
+        let mem: &'static mut [Page] = vec![Page::RESERVED; spanned].leak();
+        // SAFETY: as in zone().
+        unsafe { Zone::new(start, spanned, mem.as_mut_ptr(), node) }.with_name(name)
+    }
+
+    #[test]
+    fn zones_route_alloc_and_free() {
+        let mut zs = Zones::new();
+        // Added out of order; kept in zone order.
+        assert_eq!(zs.add(zone_named(0x40400, 2048, 0, "Normal")), Ok(0));
+        assert_eq!(zs.add(zone_named(0x40000, 1024, 0, "DMA")), Ok(0));
+        assert_eq!(zs.add(zone_named(0x40200, 16, 0, "X")), Err(ZonesError::Overlap { index: 0 }));
+        assert_eq!(zs.len(), 2);
+        assert_eq!(zs.get(0).unwrap().name(), "DMA");
+
+        // A range partly outside every zone changes nothing.
+        assert_eq!(zs.free_range(0x40000, 0x40c01), Err(BuddyError::NotInZone { pfn: 0x40c00 }));
+        assert_eq!(zs.managed(), 0);
+        // One release spanning both zones is split at the boundary.
+        zs.free_range(0x40000, 0x40c00).unwrap();
+        assert_eq!((zs.get(0).unwrap().nr_free(10), zs.get(1).unwrap().nr_free(10)), (1, 2));
+        assert_eq!((zs.free_count(), zs.managed(), zs.nr_free(10)), (3072, 3072, 3));
+
+        // Zonelist: Normal before DMA; boot memory queued at the tail.
+        assert_eq!(zs.alloc_pages(10), Some(0x40400));
+        assert_eq!(zs.alloc_pages(10), Some(0x40800));
+        assert_eq!(zs.alloc_pages(10), Some(0x40000));
+        assert_eq!(zs.alloc_pages(10), None);
+        assert_eq!(zs.free_count(), 0);
+
+        zs.free_pages(0x40000, 10).unwrap();
+        assert_eq!(zs.get(0).unwrap().free_count(), 1024);
+        zs.free_pages(0x40800, 10).unwrap();
+        assert_eq!(zs.get(1).unwrap().free_count(), 1024);
+        assert_eq!(zs.free_pages(0x50000, 0), Err(BuddyError::NotInZone { pfn: 0x50000 }));
+        assert_eq!(zs.free_pages(0x40800, 10), Err(BuddyError::DoubleFree { pfn: 0x40800, order: 10 }));
+        assert_eq!(zs.alloc_pages(0), Some(0x40800));
+        zs.check().unwrap();
+
+        let mut s = String::new();
+        zs.buddyinfo(&mut s).unwrap();
+        assert_eq!(
+            s,
+            "Node 0, zone      DMA      0      0      0      0      0      0      0      0      0      0      1 \n\
+             Node 0, zone   Normal      1      1      1      1      1      1      1      1      1      1      0 \n"
+        );
+    }
+
+    #[test]
+    fn zones_prefer_lower_nodes_then_higher_zones() {
+        let mut zs = Zones::new();
+        zs.add(zone_named(0x100000, 1024, 1, "Normal")).unwrap();
+        zs.add(zone_named(0x40000, 1024, 0, "DMA")).unwrap();
+        zs.add(zone_named(0x80000, 1024, 0, "DMA32")).unwrap();
+        let names: Vec<_> = zs.iter().map(|z| (z.node(), z.name())).collect();
+        assert_eq!(names, [(0, "DMA"), (0, "DMA32"), (1, "Normal")]);
+        for i in 0..3 {
+            let z = zs.get(i).unwrap();
+            let (s, e) = (z.start_pfn(), z.end_pfn());
+            zs.free_range(s, e).unwrap();
+        }
+        assert_eq!(zs.alloc_pages(10), Some(0x80000));
+        assert_eq!(zs.alloc_pages(10), Some(0x40000));
+        assert_eq!(zs.alloc_pages(10), Some(0x100000));
+        assert_eq!(zs.alloc_pages(0), None);
+        assert_eq!(zs.zone_of(0x100010), Some(2));
+        assert_eq!(zs.zone_of(0x60000), None);
+    }
+
+    // The kernel keeps the zones in a static lock (Linux's zone->lock).
+    static _ZONES: spin::Mutex<Zones> = spin::Mutex::new(Zones::new());
+
+    #[test]
+    fn zones_capacity() {
+        let mut zs = Zones::new();
+        for i in 0..MAX_ZONES {
+            zs.add(zone_named(i * 0x1000, 8, 0, "Normal")).unwrap();
+        }
+        assert_eq!(zs.add(zone_named(0x100000, 8, 0, "Normal")), Err(ZonesError::Full));
+        assert_eq!(zs.len(), MAX_ZONES);
+    }
+
+    #[test]
+    fn check_catches_corruption() {
+        let mut z = zone(0x40000, 64);
+        z.free_range(0x40000, 0x40040).unwrap();
+        let a = z.alloc_pages(0).unwrap();
+        z.check().unwrap();
+        // Pretend a tail page of a free block got marked allocated.
+        z.pg_mut(5).flags = PG_ALLOCATED;
+        assert!(z.check().is_err());
+        z.pg_mut(5).flags = 0;
+        z.free_area[0].nr_free += 1;
+        assert!(matches!(z.check(), Err(CheckError::NrFreeMismatch { order: 0, .. })));
+        z.free_area[0].nr_free -= 1;
+        z.nr_free_pages += 1;
+        assert!(matches!(z.check(), Err(CheckError::FreePagesMismatch { .. })));
+        z.nr_free_pages -= 1;
+        z.free_pages(a, 0).unwrap();
+        z.check().unwrap();
+    }
+}
