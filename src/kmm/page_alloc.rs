@@ -11,24 +11,22 @@ use super::paging::__va;
 use crate::{pr_info, pr_warn};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
-use kernel::mm::buddy::{Page, Zone};
+use kernel::mm::buddy::{Page, Zone, Zones};
 use kernel::mm::layout::*;
 
 pub use kernel::mm::buddy::MAX_ORDER;
 
-const MAX_ZONES: usize = 16;
-
-struct Zones {
-    zones: [Option<Zone>; MAX_ZONES],
-    nr: usize,
-    total_pages: usize,
+/// The zones and the total span of RAM in pages (Linux: physpages).
+struct PgData {
+    zones: Zones,
+    physpages: usize,
 }
 
 // SAFETY: the zones' mem_map pointers refer to memory owned by the
 // allocator for the life of the kernel; access is serialised by the lock.
-unsafe impl Send for Zones {}
+unsafe impl Send for PgData {}
 
-static ZONES: spin::Mutex<Zones> = spin::Mutex::new(Zones { zones: [const { None }; MAX_ZONES], nr: 0, total_pages: 0 });
+static ZONES: spin::Mutex<PgData> = spin::Mutex::new(PgData { zones: Zones::new(), physpages: 0 });
 static READY: AtomicBool = AtomicBool::new(false);
 
 /// Is the buddy allocator up (memblock retired)?
@@ -37,112 +35,69 @@ pub fn is_ready() -> bool {
 }
 
 /// Linux's alloc_pages: physical address of 2^order contiguous pages.
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn alloc_pages(order: usize) -> Option<PhysAddr> {
     if fault_inject::should_fail(Site::PageAlloc) {
         return None;
     }
-    let mut z = ZONES.lock();
-    let nr = z.nr;
-    for zone in z.zones[..nr].iter_mut().flatten() {
-        if let Some(pfn) = zone.alloc_pages(order) {
-            return Some(pfn_to_phys(pfn));
-        }
-    }
-    None
+    ZONES.lock().zones.alloc_pages(order).map(pfn_to_phys)
 }
 
 /// Linux's __free_pages. A bad free (double free, wrong order, a page the
 /// allocator never handed out) is reported loudly and changes nothing.
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn __free_pages(pa: PhysAddr, order: usize) {
-    let pfn = phys_to_pfn(pa);
-    let mut z = ZONES.lock();
-    let nr = z.nr;
-    let result = match z.zones[..nr].iter_mut().flatten().find(|zone| zone.contains(pfn)) {
-        Some(zone) => zone.free_pages(pfn, order).map_err(|e| Some(e)),
-        None => Err(None),
-    };
-    drop(z);
-    match result {
-        Ok(()) => {}
-        Err(Some(e)) => pr_warn!("__free_pages({:#x}, order {}): {}; ignored", pa.0, order, e),
-        Err(None) => pr_warn!("__free_pages({:#x}, order {}): not in any zone; ignored", pa.0, order),
+    let r = ZONES.lock().zones.free_pages(phys_to_pfn(pa), order);
+    if let Err(e) = r {
+        pr_warn!("__free_pages({:#x}, order {}): {}; ignored", pa.0, order, e);
     }
 }
 
 /// (free pages, managed pages) over all zones.
 pub fn nr_free_pages() -> (usize, usize) {
     let z = ZONES.lock();
-    z.zones[..z.nr].iter().flatten().fold((0, 0), |(f, m), zone| (f + zone.free_count(), m + zone.managed()))
+    (z.zones.free_count(), z.zones.managed())
 }
 
-/// Total pages of RAM (Linux: totalram before reservations = physpages).
+/// Pages spanned by RAM (Linux: physpages).
 pub fn physpages() -> usize {
-    ZONES.lock().total_pages
+    ZONES.lock().physpages
 }
 
 /// /proc/buddyinfo.
 pub fn buddyinfo(w: &mut dyn Write) -> fmt::Result {
     let z = ZONES.lock();
-    for zone in z.zones[..z.nr].iter().flatten() {
-        let mut s = LineBuf::new();
-        zone.buddyinfo(&mut s)?;
-        w.write_str(s.as_str())?;
-    }
-    Ok(())
+    z.zones.buddyinfo(&mut WriteAdapter(w))
 }
 
-/// Per-order free block counts summed over zones (for tests).
+/// Adapts `&mut dyn Write` to the generic `W: Write` the buddy code takes.
+struct WriteAdapter<'a>(&'a mut dyn Write);
+
+impl Write for WriteAdapter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.write_str(s)
+    }
+}
+
+/// Free blocks per order summed over zones (for tests and buddyinfo).
 pub fn free_area_counts() -> [usize; MAX_ORDER] {
     let z = ZONES.lock();
-    let mut c = [0; MAX_ORDER];
-    for zone in z.zones[..z.nr].iter().flatten() {
-        for (o, n) in c.iter_mut().enumerate() {
-            *n += zone.nr_free(o);
-        }
-    }
-    c
+    core::array::from_fn(|o| z.zones.nr_free(o))
 }
 
 /// Zone descriptions: (node, start pfn, spanned pages, free pages).
 pub fn zones_info(mut f: impl FnMut(u32, usize, usize, usize)) {
     let z = ZONES.lock();
-    for zone in z.zones[..z.nr].iter().flatten() {
+    for zone in z.zones.iter() {
         f(zone.node(), zone.start_pfn(), zone.spanned_pages(), zone.free_count());
     }
 }
 
 /// Run the buddy invariant checker on every zone.
-pub fn check_all() -> Result<(), kernel::mm::buddy::CheckError> {
-    let z = ZONES.lock();
-    for zone in z.zones[..z.nr].iter().flatten() {
-        zone.check()?;
-    }
-    Ok(())
-}
-
-struct LineBuf {
-    buf: [u8; 256],
-    len: usize,
-}
-
-impl LineBuf {
-    fn new() -> Self {
-        Self { buf: [0; 256], len: 0 }
-    }
-    fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
-impl Write for LineBuf {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let n = s.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
-    }
+pub fn check_all() -> Result<(), (usize, kernel::mm::buddy::CheckError)> {
+    ZONES.lock().zones.check()
 }
 
 /// Build the zones: one per memblock memory region, its mem_map taken from
@@ -150,16 +105,10 @@ impl Write for LineBuf {
 /// (memblock_free_all). After this memblock is retired.
 pub fn free_area_init(banks_node: impl Fn(u64) -> u32) {
     let mut mb = super::memblock_lock();
-    let mut regions = [(0u64, 0u64); MAX_ZONES];
-    let nregions = mb.memory().len();
-    if nregions > MAX_ZONES {
-        crate::boot_fail(format_args!("free_area_init: {} memory regions, at most {} zones supported", nregions, MAX_ZONES));
-    }
-    for (i, r) in mb.memory().iter().enumerate() {
-        regions[i] = (r.base, r.size);
-    }
     let mut z = ZONES.lock();
-    for (i, &(base, size)) in regions[..nregions].iter().enumerate() {
+    let nregions = mb.memory().len();
+    for i in 0..nregions {
+        let (base, size) = (mb.memory()[i].base, mb.memory()[i].size);
         let start_pfn = (base as usize).div_ceil(PAGE_SIZE);
         let end_pfn = (base + size) as usize / PAGE_SIZE;
         let spanned = end_pfn - start_pfn;
@@ -171,26 +120,18 @@ pub fn free_area_init(banks_node: impl Fn(u64) -> u32) {
         let map = __va(PhysAddr(map_pa as usize)).0 as *mut Page;
         // SAFETY: fresh memblock memory of the right size, ours forever.
         let zone = unsafe { Zone::new(start_pfn, spanned, map, banks_node(base)) };
-        z.zones[i] = Some(zone);
-        z.total_pages += spanned;
+        if let Err(e) = z.zones.add(zone) {
+            crate::boot_fail(format_args!("free_area_init: zone for [{:#x}-{:#x}): {}", base, base + size, e));
+        }
+        z.physpages += spanned;
     }
-    z.nr = nregions;
     // memblock_free_all: everything not reserved goes to the buddy lists.
-    let nr = z.nr;
-    let zones = &mut z.zones[..nr];
+    let zones = &mut z.zones;
     mb.for_each_free_range(|start, end| {
         let (s, e) = ((start as usize).div_ceil(PAGE_SIZE), end as usize / PAGE_SIZE);
-        if s >= e {
-            return;
-        }
-        for zone in zones.iter_mut().flatten() {
-            let zs = zone.start_pfn();
-            let ze = zs + zone.spanned_pages();
-            let (a, b) = (s.max(zs), e.min(ze));
-            if a < b {
-                if let Err(e) = zone.free_range(a, b) {
-                    crate::boot_fail(format_args!("memblock_free_all: pfns [{:#x}-{:#x}): {}", a, b, e));
-                }
+        if s < e {
+            if let Err(err) = zones.free_range(s, e) {
+                crate::boot_fail(format_args!("memblock_free_all: pfns [{:#x}-{:#x}): {}", s, e, err));
             }
         }
     });
@@ -204,6 +145,5 @@ pub fn free_area_init(banks_node: impl Fn(u64) -> u32) {
 /// Linux's pfn_valid: is this page frame RAM that the allocator manages
 /// (or reserved inside a RAM bank)?
 pub fn pfn_valid(pfn: usize) -> bool {
-    let z = ZONES.lock();
-    z.zones[..z.nr].iter().flatten().any(|zone| zone.contains(pfn))
+    ZONES.lock().zones.zone_of(pfn).is_some()
 }
