@@ -118,6 +118,10 @@ unsafe impl PgtableEnv for KernelPgtableEnv {
         };
         // SAFETY: a fresh page, reachable through table_ptr.
         unsafe { core::ptr::write_bytes(self.table_ptr(pa) as *mut u8, 0, PAGE_SIZE) };
+        // The zeroes must be visible to the table walker before the table
+        // is linked in (Linux: the smp_wmb in __pte_alloc).
+        // SAFETY: barrier only.
+        unsafe { core::arch::asm!("dmb ishst", options(nostack, preserves_flags)) };
         PGTABLE_PAGES.fetch_add(1, Ordering::Relaxed);
         Some(pa)
     }

@@ -1041,7 +1041,7 @@ fn describe_vmalloc_addr(addr: usize, w: &mut dyn Write) -> fmt::Result {
     // SAFETY: as above.
     let v = unsafe { &*vm };
     let guard = !v.flags.contains(VmFlags::VM_NO_GUARD) && addr >= end - PAGE_SIZE;
-    write!(w, "vmalloc: {:#x} is {} of area ", addr, if guard { "in the GUARD PAGE" } else { "inside" })?;
+    write!(w, "vmalloc: {:#x} is {} ", addr, if guard { "in the GUARD PAGE of area" } else { "inside area" })?;
     write_vm_line(w, v)
 }
 

@@ -7,6 +7,7 @@
 //! first failure with its file:line and returns from the test.
 
 mod boot;
+mod mm;
 
 use crate::println;
 use core::fmt::{self, Write};
@@ -22,7 +23,7 @@ pub struct Suite {
 }
 
 /// Every suite, in the order they run.
-static SUITES: &[&Suite] = &[&boot::SUITE];
+static SUITES: &[&Suite] = &[&boot::SUITE, &mm::SUITE];
 
 /// One running test: its verdict and the message of its first failure.
 pub struct Test {

@@ -1,0 +1,253 @@
+//! Tests of the memory-management core: W^X kernel tables, faults on
+//! .text writes, .data execution and NULL, the buddy allocator over every
+//! RAM bank, the heap and the object caches.
+
+use super::{Case, Suite, Test};
+use crate::arch::traps::{self, EC_DABT_CUR, EC_IABT_CUR};
+use crate::kmm::{heap, page_alloc, paging, slab::KmemCache};
+use crate::{kassert, kassert_eq};
+use kernel::mm::layout::*;
+use kernel::mm::pgtable::Descriptor;
+
+pub static SUITE: Suite = Suite {
+    name: "mm",
+    cases: &[
+        Case { name: "kernel_segments_are_wx", run: kernel_segments_are_wx },
+        Case { name: "linear_map_uses_blocks_and_xn", run: linear_map_uses_blocks_and_xn },
+        Case { name: "write_to_text_faults", run: write_to_text_faults },
+        Case { name: "exec_from_data_faults", run: exec_from_data_faults },
+        Case { name: "null_dereference_faults", run: null_dereference_faults },
+        Case { name: "no_identity_map_remains", run: no_identity_map_remains },
+        Case { name: "every_order_alloc_free_restores_counts", run: every_order_alloc_free_restores_counts },
+        Case { name: "bad_free_is_refused", run: bad_free_is_refused },
+        Case { name: "every_bank_is_allocatable", run: every_bank_is_allocatable },
+        Case { name: "heap_grows_past_its_first_region", run: heap_grows_past_its_first_region },
+        Case { name: "object_cache_reuses_objects", run: object_cache_reuses_objects },
+        Case { name: "buddy_invariants_hold", run: buddy_invariants_hold },
+    ],
+};
+
+/// The leaf descriptor and its level for `va` in swapper_pg_dir.
+fn leaf(va: usize) -> Option<(u64, usize)> {
+    paging::with_init_mm(|pt, env| {
+        let w = pt.walk(env, VirtAddr(va));
+        let level = w.leaf_level?;
+        w.steps[level].map(|s| (s.desc, level))
+    })
+}
+
+fn kernel_segments_are_wx(t: &mut Test) {
+    for seg in paging::kernel_segments() {
+        let mut va = seg.start.0;
+        while va < seg.end.0 {
+            let Some((desc, level)) = leaf(va) else {
+                t.fail(file!(), line!(), format_args!("{} page {:#x} not mapped", seg.name, va));
+                return;
+            };
+            kassert_eq!(t, level, 3); // 4 KiB granularity
+            let prot = Descriptor(desc).prot();
+            kassert!(t, prot == Some(seg.prot), "{} page {:#x}: prot {:?}, want {:?}", seg.name, va, prot, seg.prot);
+            let p = seg.prot;
+            kassert!(t, !(p.writable && p.executable), "{} is both writable and executable", seg.name);
+            va += PAGE_SIZE;
+        }
+    }
+    let (text, _, rodata, _) = (paging::kernel_segments()[0], 0, paging::kernel_segments()[1], 0);
+    kassert!(t, text.prot.executable && !text.prot.writable, ".text must be RX");
+    kassert!(t, !rodata.prot.executable && !rodata.prot.writable, ".rodata must be R");
+}
+
+fn linear_map_uses_blocks_and_xn(t: &mut Test) {
+    let Some((desc, level)) = leaf(PAGE_OFFSET) else {
+        t.fail(file!(), line!(), format_args!("start of the linear map not mapped"));
+        return;
+    };
+    kassert!(t, level < 3, "linear map start mapped by a level-{} page, expected a block", level);
+    let prot = Descriptor(desc).prot().unwrap();
+    kassert!(t, prot.writable && !prot.executable, "linear map must be RW, XN: {:?}", prot);
+    // A heap object is reachable through the linear map and translates back.
+    let b = alloc::boxed::Box::new(0x5a5a_u64);
+    let va = &*b as *const u64 as usize;
+    let pa = paging::with_init_mm(|pt, env| pt.translate(env, VirtAddr(va)));
+    kassert!(t, pa.is_some(), "heap address {:#x} untranslatable", va);
+    let alias = paging::__va(pa.unwrap()).0 as *const u64;
+    // SAFETY: the linear-map alias of a live heap object.
+    kassert_eq!(t, unsafe { alias.read_volatile() }, 0x5a5a);
+}
+
+unsafe extern "C" {
+    static _stext: u8;
+}
+
+fn write_to_text_faults(t: &mut Test) {
+    // SAFETY: only the address is taken; the write must fault.
+    let text = unsafe { &_stext as *const u8 as usize } + 0x100;
+    let r = traps::catch_fault(|| unsafe { core::ptr::write_volatile(text as *mut u32, 0xd503201f) });
+    let Err(f) = r else {
+        t.fail(file!(), line!(), format_args!("write to .text at {:#x} did not fault", text));
+        return;
+    };
+    kassert_eq!(t, f.ec(), EC_DABT_CUR);
+    kassert_eq!(t, f.far as usize, text);
+    kassert!(t, f.is_write(), "WnR not set for a write: esr {:#x}", f.esr);
+    kassert_eq!(t, f.status().0, "permission fault");
+    kassert_eq!(t, f.status().1, Some(3));
+}
+
+/// A `ret` instruction placed in .data: executing it must fault (XN).
+#[unsafe(link_section = ".data")]
+static mut DATA_RET: [u32; 2] = [0xd65f03c0, 0];
+
+fn exec_from_data_faults(t: &mut Test) {
+    let addr = core::ptr::addr_of!(DATA_RET) as usize;
+    // SAFETY: jumping to data must take an instruction abort, caught here.
+    let r = traps::catch_fault(|| unsafe {
+        let f: extern "C" fn() = core::mem::transmute(addr);
+        f()
+    });
+    let Err(f) = r else {
+        t.fail(file!(), line!(), format_args!("executing .data at {:#x} did not fault", addr));
+        return;
+    };
+    kassert_eq!(t, f.ec(), EC_IABT_CUR);
+    kassert_eq!(t, f.far as usize, addr);
+    kassert_eq!(t, f.status().0, "permission fault");
+}
+
+fn null_dereference_faults(t: &mut Test) {
+    // SAFETY: must fault: TTBR0 walks are disabled.
+    let r = traps::catch_fault(|| unsafe { core::ptr::read_volatile(core::hint::black_box(0usize) as *const u64) });
+    let Err(f) = r else {
+        t.fail(file!(), line!(), format_args!("NULL read did not fault"));
+        return;
+    };
+    kassert_eq!(t, f.ec(), EC_DABT_CUR);
+    kassert_eq!(t, f.far, 0);
+    kassert_eq!(t, f.status().0, "translation fault");
+    kassert_eq!(t, f.status().1, Some(0));
+}
+
+fn no_identity_map_remains(t: &mut Test) {
+    use aarch64_cpu::registers::{Readable, TCR_EL1, TTBR0_EL1};
+    kassert!(t, TCR_EL1.get() & crate::arch::TCR_EPD0 != 0, "TCR_EL1.EPD0 clear: TTBR0 walks still on");
+    kassert_eq!(t, TTBR0_EL1.get(), 0);
+    // The kernel's own physical address must not be reachable any more.
+    let phys = setup_phys_text();
+    let r = traps::catch_fault_quiet(|| unsafe { core::ptr::read_volatile(phys as *const u32) });
+    kassert!(t, r.is_err(), "physical address {:#x} still readable through an identity map", phys);
+}
+
+fn setup_phys_text() -> usize {
+    crate::setup::boot_info().phys_text
+}
+
+fn every_order_alloc_free_restores_counts(t: &mut Test) {
+    for order in 0..page_alloc::MAX_ORDER {
+        let before = page_alloc::free_area_counts();
+        let (free_before, _) = page_alloc::nr_free_pages();
+        let Some(pa) = page_alloc::alloc_pages(order) else {
+            t.fail(file!(), line!(), format_args!("alloc_pages({}) failed", order));
+            return;
+        };
+        kassert!(t, pa.is_aligned(PAGE_SIZE << order), "order-{} block at {:#x} misaligned", order, pa.0);
+        kassert_eq!(t, page_alloc::nr_free_pages().0, free_before - (1 << order));
+        page_alloc::__free_pages(pa, order);
+        kassert_eq!(t, page_alloc::free_area_counts(), before);
+        kassert_eq!(t, page_alloc::nr_free_pages().0, free_before);
+    }
+}
+
+fn bad_free_is_refused(t: &mut Test) {
+    let before = page_alloc::free_area_counts();
+    let pa = page_alloc::alloc_pages(1).unwrap();
+    page_alloc::__free_pages(pa, 1);
+    page_alloc::__free_pages(pa, 1); // double free: warned, ignored
+    kassert_eq!(t, page_alloc::free_area_counts(), before);
+    // A kernel-image page was never given to the allocator.
+    page_alloc::__free_pages(paging::kernel_image_phys().0, 0);
+    kassert_eq!(t, page_alloc::free_area_counts(), before);
+}
+
+/// Allocate every free page (largest blocks first), check each zone ran
+/// dry and the pages add up, then give everything back. The blocks are
+/// chained through their own first word, so no other memory is needed.
+fn every_bank_is_allocatable(t: &mut Test) {
+    let (free_before, _) = page_alloc::nr_free_pages();
+    let counts_before = page_alloc::free_area_counts();
+    let mut head: usize = 0; // pa of the last block, 0 = none
+    let mut got = 0usize;
+    for order in (0..page_alloc::MAX_ORDER).rev() {
+        while let Some(pa) = page_alloc::alloc_pages(order) {
+            let va = paging::__va(pa).0 as *mut usize;
+            // SAFETY: our fresh block, via the linear map.
+            unsafe {
+                va.write(head);
+                va.add(1).write(order);
+            }
+            head = pa.0;
+            got += 1 << order;
+        }
+    }
+    let mut per_zone_ok = true;
+    page_alloc::zones_info(|_, _, _, free| per_zone_ok &= free == 0);
+    let (free_mid, _) = page_alloc::nr_free_pages();
+    while head != 0 {
+        let va = paging::__va(PhysAddr(head)).0 as *const usize;
+        // SAFETY: written above.
+        let (next, order) = unsafe { (va.read(), va.add(1).read()) };
+        page_alloc::__free_pages(PhysAddr(head), order);
+        head = next;
+    }
+    kassert!(t, per_zone_ok, "a zone still had free pages after allocating everything");
+    kassert_eq!(t, free_mid, 0);
+    kassert_eq!(t, got, free_before);
+    kassert_eq!(t, page_alloc::nr_free_pages().0, free_before);
+    kassert_eq!(t, page_alloc::free_area_counts(), counts_before);
+}
+
+fn heap_grows_past_its_first_region(t: &mut Test) {
+    let before = heap::heap_stats();
+    // Twice the boot arena: cannot fit without growing.
+    let n = 2 * heap::HEAP_INITIAL_SIZE / 8;
+    let mut v: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
+    kassert!(t, v.try_reserve_exact(n).is_ok(), "heap could not grow to {} bytes", n * 8);
+    for i in 0..n {
+        v.push(i as u64 ^ 0xdead_beef);
+    }
+    kassert!(t, v.iter().enumerate().all(|(i, &x)| x == i as u64 ^ 0xdead_beef), "heap data corrupted");
+    let during = heap::heap_stats();
+    kassert!(t, during.total > before.total.max(heap::HEAP_INITIAL_SIZE), "heap did not grow: {:?} -> {:?}", before, during);
+    kassert!(t, during.grown_pages > 0);
+    drop(v);
+    kassert_eq!(t, heap::heap_stats().used, before.used);
+}
+
+fn object_cache_reuses_objects(t: &mut Test) {
+    let mut c = KmemCache::new("ktest_obj", 48, 16);
+    let mut objs = [core::ptr::null_mut::<u8>(); 200];
+    for o in objs.iter_mut() {
+        let Some(p) = c.alloc() else {
+            t.fail(file!(), line!(), format_args!("kmem_cache alloc failed"));
+            return;
+        };
+        kassert!(t, p.as_ptr() as usize % 16 == 0, "object {:p} misaligned", p.as_ptr());
+        *o = p.as_ptr();
+    }
+    let s = c.stats();
+    kassert_eq!(t, s.active_objs, 200);
+    kassert_eq!(t, s.slab_pages, 200usize.div_ceil(PAGE_SIZE / 48));
+    for o in objs.iter() {
+        // SAFETY: allocated above, freed once.
+        unsafe { c.free(core::ptr::NonNull::new_unchecked(*o)) };
+    }
+    kassert_eq!(t, c.stats().active_objs, 0);
+    let again = c.alloc().unwrap();
+    kassert!(t, objs.contains(&again.as_ptr()), "freed objects not reused");
+    kassert_eq!(t, c.stats().slab_pages, s.slab_pages);
+}
+
+fn buddy_invariants_hold(t: &mut Test) {
+    if let Err((zone, e)) = page_alloc::check_all() {
+        t.fail(file!(), line!(), format_args!("zone {}: {}", zone, e));
+    }
+}
