@@ -23,8 +23,11 @@ QEMU_BIN=${QEMU:-qemu-system-aarch64}
 # The default machine. Arguments appended after these win: QEMU keeps the
 # last -cpu, -m, -smp, -kernel and -append, and merges repeated -machine
 # options (so a later `-machine virt,virtualization=on` turns EL2 on).
-# -semihosting lets the kernel leave QEMU with an exit status.
-QEMU_DEFAULTS=(-machine virt -cpu cortex-a72 -smp 1 -m 1G -nographic -semihosting)
+# -semihosting lets the kernel leave QEMU with an exit status. -nic none:
+# the kernel has no network driver, and virt's default virtio-net NIC needs
+# efi-virtio.rom from ipxe-qemu (only a Recommends of qemu-system-arm), so
+# without it QEMU refuses to start on a --no-install-recommends machine.
+QEMU_DEFAULTS=(-machine virt -cpu cortex-a72 -smp 1 -m 1G -nographic -nic none -semihosting)
 
 info() { printf '%s\n' "$*" >&2; }
 die() {

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Turn kernel addresses (an oops's pc/lr and Call trace) into function+offset
+# and file:line, with gdb-multiarch in batch mode on the kernel ELF.
+#
+#   scripts/symbolize.sh [-e ELF] ADDR...     addresses as given (0x optional)
+#   scripts/symbolize.sh [-e ELF] < oops.txt  the pc/lr and Call trace lines of a log
+#
+# From a log, return addresses (lr and every Call trace entry but the pc) are
+# looked up at ADDR-4, the `bl` that made the call, so the line is the call
+# site rather than the statement after it. ELF defaults to the release build;
+# for a test-suite log use target/test-logs/kernel/vmkernel (the kernel it ran).
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+elf=$KERNEL_ELF
+addrs=()   # as printed
+lookups=() # where to look up the line
+while (($#)); do
+    case $1 in
+    -e | --elf)
+        elf=${2:?-e needs an ELF}
+        shift 2
+        ;;
+    -h | --help)
+        sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        exit 0
+        ;;
+    *)
+        [[ $1 =~ ^(0x)?([0-9a-fA-F]+)$ ]] || die "not a hex address: $1"
+        addrs+=("0x${BASH_REMATCH[2],,}")
+        lookups+=("0x${BASH_REMATCH[2],,}")
+        shift
+        ;;
+    esac
+done
+[[ -f $elf ]] || die "no kernel ELF at $elf (build it, or pass -e ELF)"
+ensure_tools gdb-multiarch
+
+if ((${#addrs[@]} == 0)); then
+    # An oops from stdin: "pc : X", "lr : X", and Call trace lines " X" / " X (pc)".
+    re_reg='(pc|lr) : ([0-9a-f]{16})'
+    re_trace='^(\[[ 0-9.]+\])?[[:space:]]+([0-9a-f]{16})( \(pc\))?[[:space:]]*$'
+    while IFS= read -r line; do
+        line=${line%$'\r'}
+        if [[ $line =~ $re_reg ]]; then
+            a=0x${BASH_REMATCH[2]}
+            [[ ${BASH_REMATCH[1]} == pc ]] && l=$a || l=$(printf '0x%x' $((a - 4)))
+        elif [[ $line =~ $re_trace ]]; then
+            a=0x${BASH_REMATCH[2]}
+            [[ -n ${BASH_REMATCH[3]} ]] && l=$a || l=$(printf '0x%x' $((a - 4)))
+        else
+            continue
+        fi
+        addrs+=("$a")
+        lookups+=("$l")
+    done
+    ((${#addrs[@]})) || die "no addresses given and none found on stdin"
+fi
+
+# One gdb run for all addresses; @@ lines separate the answers.
+gdb_args=()
+for i in "${!addrs[@]}"; do
+    gdb_args+=(-ex "echo @@ $i\\n" -ex "info symbol ${addrs[i]}" -ex "info line *${lookups[i]}")
+done
+out=$(gdb-multiarch -batch -nx "${gdb_args[@]}" "$elf" 2>&1) || die "gdb-multiarch failed: $out"
+
+# Rust's legacy mangling leaves a ::h<hash> suffix on every name: drop it.
+i=-1
+sym=() loc=()
+while IFS= read -r line; do
+    if [[ $line =~ ^@@\ ([0-9]+) ]]; then
+        i=${BASH_REMATCH[1]}
+        sym[i]="??"
+        loc[i]="??"
+    elif ((i < 0)); then
+        continue
+    elif [[ $line =~ ^(.*)\ \+\ ([0-9]+)\ in\ section ]]; then
+        sym[i]="${BASH_REMATCH[1]}+${BASH_REMATCH[2]}"
+    elif [[ $line =~ ^(.*)\ in\ section ]]; then
+        sym[i]="${BASH_REMATCH[1]}"
+    elif [[ $line =~ ^Line\ ([0-9]+)\ of\ \"([^\"]*)\" ]]; then
+        loc[i]="${BASH_REMATCH[2]}:${BASH_REMATCH[1]}"
+    fi
+done <<<"$out"
+
+for i in "${!addrs[@]}"; do
+    s=$(sed -E 's/::h[0-9a-f]{16}//g' <<<"${sym[i]:-??}")
+    note=""
+    [[ ${lookups[i]} == "${addrs[i]}" ]] || note="  (call site)"
+    printf '%s  %s  %s%s\n' "$(printf '%016x' "${addrs[i]}")" "$s" "${loc[i]:-??}" "$note"
+done
