@@ -10,6 +10,7 @@
 
 #[path = "arch/aarch64/mod.rs"]
 pub mod arch;
+pub mod bench;
 pub mod drivers;
 pub mod kmm;
 pub mod ktest;

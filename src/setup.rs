@@ -79,6 +79,15 @@ pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
                 printk::set_console_loglevel(l);
             }
         }
+        // Linux's init_on_alloc= (mm/page_alloc.c early_param): zero every
+        // vmalloc page; on by default, as Debian ships it.
+        if let Some(v) = arg.strip_prefix("init_on_alloc=") {
+            match crate::bench::parse_bool(v) {
+                Some(on) => crate::kmm::vmalloc::set_init_on_alloc(on),
+                None => pr_warn!("init_on_alloc={}: expected 0 or 1; keeping {}", v,
+                    crate::kmm::vmalloc::init_on_alloc() as u8),
+            }
+        }
     }
     print_machine_summary(info, fdt_pa);
 
@@ -155,6 +164,8 @@ pub fn run_init() -> ! {
         let failed = crate::ktest::run_all(filter);
         crate::ktest::exit_with_result(failed);
     }
+    // Benchmarks (test_vmalloc.*=, bench=): see crate::bench.
+    crate::bench::run_from_cmdline(args);
     if words.any(|w| w == "poweroff") {
         crate::machine_power_off();
     }

@@ -369,6 +369,22 @@ pub fn alloc_vmap_area(size: usize, align: usize, vstart: usize, vend: usize) ->
     }
 }
 
+/// Give a busy area that was never mapped straight back to the free tree,
+/// with no lazy purge (Linux 5.10: free_vmap_area). Nothing to flush: no
+/// PTE ever pointed into it.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn free_vmap_area(va: NonNull<VmapArea>) {
+    // SAFETY: va came from alloc_vmap_area and is in the busy tree; after
+    // unlink_va it is ours, and its node goes back to the cache.
+    unsafe {
+        unlink_va(&mut vmap_area_lock(), va);
+        if let Err(e) = merge_or_add_vmap_area(&mut free_vmap_area_root.lock(), va, &mut CacheAlloc) {
+            pr_err!("free_vmap_area: {}; range leaked", e);
+        }
+    }
+}
+
 /// Tie an area to its vm_struct (Linux: setup_vmalloc_vm).
 #[unsafe(no_mangle)]
 #[inline(never)]

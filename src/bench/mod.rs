@@ -1,0 +1,289 @@
+//! In-kernel benchmarks of the vmalloc pipeline, run from the boot command
+//! line (after mm_init and the console's ioremap, from `run_init`) or from
+//! the shell through [`run_from_params`].
+//!
+//! * [`test_vmalloc`]: Linux's `lib/test_vmalloc.c` (6.1) scenarios with
+//!   its module parameters and its report format (`Summary: ...`,
+//!   `All test took CPU0=<n> cycles`), so the figures compare with the
+//!   module's own on the same QEMU;
+//! * [`scaling`]: one `alloc_vmap_area` + `free_vmap_area` against 10 ..
+//!   100 000 busy areas (the address-space path alone);
+//! * [`floor`]: vmalloc+vfree next to the bare minimum (buddy pages + PTEs),
+//!   and a stage-by-stage breakdown of where a vmalloc+vfree spends its time.
+//!
+//! Command line (Linux's module-parameter spelling for test_vmalloc):
+//!
+//! ```text
+//! test_vmalloc                                 run test_vmalloc with its defaults
+//! test_vmalloc.run_test_mask=N  test_vmalloc.test_loop_count=N
+//! test_vmalloc.test_repeat_count=N  test_vmalloc.nr_pages=N
+//! test_vmalloc.sequential_test_order=0|1  test_vmalloc.nr_threads=N
+//! bench=test_vmalloc,scaling,floor,stages|all  which benchmarks (any order)
+//! bench.loops=N                                iterations per scaling/floor point
+//! bench.seed=N                                 seed of the benchmark RNG
+//! init_on_alloc=0|1                            parsed in setup_arch (zeroing)
+//! ```
+//!
+//! Time is the generic timer (`get_cycles()`, CNTPCT_EL0 at CNTFRQ_EL0, as
+//! Linux's `get_cycles()` on arm64). Under QEMU `-icount shift=0` virtual
+//! time advances 1 ns per instruction, so figures repeat exactly run to run.
+
+pub mod floor;
+pub mod scaling;
+pub mod test_vmalloc;
+
+use crate::arch::timer;
+use crate::pr_warn;
+
+/// Which benchmarks to run and with what parameters.
+#[derive(Clone, Debug)]
+pub struct BenchRequest {
+    pub test_vmalloc: bool,
+    pub scaling: bool,
+    pub floor: bool,
+    pub stages: bool,
+    pub params: test_vmalloc::Params,
+    /// Iterations per scaling / floor / stages data point.
+    pub loops: Option<usize>,
+    pub seed: u64,
+}
+
+impl Default for BenchRequest {
+    fn default() -> Self {
+        Self {
+            test_vmalloc: false,
+            scaling: false,
+            floor: false,
+            stages: false,
+            params: test_vmalloc::Params::default(),
+            loops: None,
+            seed: DEFAULT_SEED,
+        }
+    }
+}
+
+impl BenchRequest {
+    fn any(&self) -> bool {
+        self.test_vmalloc || self.scaling || self.floor || self.stages
+    }
+}
+
+/// The benchmark RNG's default seed: fixed, so that runs under icount are
+/// identical (Linux seeds from the DT's rng-seed, which QEMU changes on
+/// every boot; see docs/performance.md).
+pub const DEFAULT_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Linux's module-parameter integer parsing (kstrtoint with base 0:
+/// decimal, 0x.. hex, 0.. octal, optional sign).
+pub fn parse_int(s: &str) -> Option<i64> {
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let v = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        i64::from_str_radix(h, 16).ok()?
+    } else if s.len() > 1 && s.starts_with('0') {
+        i64::from_str_radix(&s[1..], 8).ok()?
+    } else {
+        s.parse::<i64>().ok()?
+    };
+    Some(if neg { -v } else { v })
+}
+
+/// Linux's param_set_bool (kstrtobool): 1/0, y/n, Y/N, on/off, true/false.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "y" | "Y" | "yes" | "on" | "true" => Some(true),
+        "0" | "n" | "N" | "no" | "off" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// Apply one `name=value` (or bare `name`) word to `req`. `prefixed`: the
+/// test_vmalloc parameters must carry their `test_vmalloc.` module prefix
+/// (the boot command line); without it both spellings are accepted.
+/// Returns false for words that are not ours.
+fn apply_word(req: &mut BenchRequest, word: &str, prefixed: bool) -> bool {
+    let (name, value) = match word.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (word, None),
+    };
+    if name == "test_vmalloc" && value.is_none() {
+        req.test_vmalloc = true;
+        return true;
+    }
+    if name == "bench" {
+        for b in value.unwrap_or("all").split(',') {
+            match b {
+                "all" => {
+                    req.test_vmalloc = true;
+                    req.scaling = true;
+                    req.floor = true;
+                    req.stages = true;
+                }
+                "test_vmalloc" => req.test_vmalloc = true,
+                "scaling" => req.scaling = true,
+                "floor" => req.floor = true,
+                "stages" => req.stages = true,
+                "" => {}
+                other => pr_warn!("bench: unknown benchmark '{}' (known: test_vmalloc, scaling, floor, stages, all)", other),
+            }
+        }
+        return true;
+    }
+    if let Some(p) = name.strip_prefix("bench.") {
+        let Some(v) = value.and_then(parse_int) else {
+            pr_warn!("bench: {}: needs an integer value", word);
+            return true;
+        };
+        match p {
+            "loops" if v > 0 => req.loops = Some(v as usize),
+            "seed" => req.seed = v as u64,
+            _ => pr_warn!("bench: {}: unknown parameter or bad value", word),
+        }
+        return true;
+    }
+    let param = match name.strip_prefix("test_vmalloc.") {
+        Some(p) => p,
+        None if !prefixed => name,
+        None => return false,
+    };
+    match req.params.set(param, value.unwrap_or("")) {
+        Ok(()) => {
+            req.test_vmalloc = true;
+            true
+        }
+        Err(e) => {
+            // Linux: "test_vmalloc: unknown parameter 'x' ignored"
+            pr_warn!("test_vmalloc: {} '{}' ignored", e, word);
+            true
+        }
+    }
+}
+
+/// What the boot command line asks of the benchmarks; None if nothing.
+pub fn parse_cmdline(args: &str) -> Option<BenchRequest> {
+    let mut req = BenchRequest::default();
+    for w in args.split_ascii_whitespace() {
+        apply_word(&mut req, w, true);
+    }
+    req.any().then_some(req)
+}
+
+/// Run what `req` selects, in a fixed order.
+pub fn run(req: &BenchRequest) {
+    if req.test_vmalloc {
+        test_vmalloc::run(&req.params, req.seed);
+    }
+    if req.scaling {
+        scaling::run(req.loops.unwrap_or(scaling::DEFAULT_LOOPS));
+    }
+    if req.floor {
+        floor::run_floor(req.loops.unwrap_or(floor::DEFAULT_LOOPS));
+    }
+    if req.stages {
+        floor::run_stages(req.loops.unwrap_or(floor::DEFAULT_LOOPS));
+    }
+}
+
+/// Boot hook (run_init): run the benchmarks the command line asks for.
+/// Returns whether anything ran.
+pub fn run_from_cmdline(args: &str) -> bool {
+    match parse_cmdline(args) {
+        Some(req) => {
+            run(&req);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Entry point for the shell: `params` in the module-parameter spelling,
+/// with or without the `test_vmalloc.` prefix, e.g.
+/// `run_test_mask=1 test_loop_count=1000` or `bench=scaling bench.loops=500`.
+/// Without a `bench=` word, test_vmalloc runs.
+pub fn run_from_params(params: &str) {
+    let mut req = BenchRequest::default();
+    for w in params.split_ascii_whitespace() {
+        apply_word(&mut req, w, false);
+    }
+    if !req.any() {
+        req.test_vmalloc = true;
+    }
+    run(&req);
+}
+
+/// A small, fast RNG (xorshift64*): the benchmarks' stand-in for
+/// get_random_u32(), deterministic for a given seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(if seed == 0 { DEFAULT_SEED } else { seed })
+    }
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    #[inline]
+    pub fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+    #[inline]
+    pub fn next_u8(&mut self) -> u8 {
+        (self.next_u64() >> 56) as u8
+    }
+    /// Uniform in [0, n) (Linux's get_random_u32_below / prandom_u32_max).
+    #[inline]
+    pub fn below(&mut self, n: u32) -> u32 {
+        ((self.next_u32() as u64 * n as u64) >> 32) as u32
+    }
+    /// Uniform in [lo, hi] (get_random_u32_inclusive).
+    #[inline]
+    pub fn inclusive(&mut self, lo: u32, hi: u32) -> u32 {
+        lo + self.below(hi - lo + 1)
+    }
+}
+
+/// The generic-timer counter (Linux's get_cycles()).
+#[inline(always)]
+pub fn get_cycles() -> u64 {
+    timer::get_cycles()
+}
+
+/// Counter ticks to nanoseconds.
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    timer::ticks_to_ns(ticks)
+}
+
+/// ns with one decimal, as "1234.5", for per-operation figures.
+pub struct Ns10(pub u64);
+
+impl core::fmt::Display for Ns10 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let s = alloc::format!("{}.{}", self.0 / 10, self.0 % 10);
+        f.pad(&s)
+    }
+}
+
+/// Average ns per operation, in tenths: `ticks` for `ops` operations.
+pub fn ns10_per_op(ticks: u64, ops: u64) -> u64 {
+    let ns = ticks as u128 * 1_000_000_000 * 10 / timer::frequency() as u128;
+    (ns / ops.max(1) as u128) as u64
+}
+
+/// A ratio a/b with two decimals, as "1.23".
+pub struct Ratio(pub u64, pub u64);
+
+impl core::fmt::Display for Ratio {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let r = if self.1 == 0 { 0 } else { (self.0 as u128 * 100 + self.1 as u128 / 2) / self.1 as u128 } as u64;
+        let s = alloc::format!("{}.{:02}", r / 100, r % 100);
+        f.pad(&s)
+    }
+}

@@ -1,0 +1,388 @@
+//! Linux's `lib/test_vmalloc.c` (as in 6.1, the kernel of the baseline in
+//! /work/shared/baselines) on vmkernel's vmalloc: same scenarios, same
+//! sizes, alignments and random ranges, same module parameters, same
+//! failure rule (a scenario fails when an allocation returns NULL) and the
+//! same report:
+//!
+//! ```text
+//! Summary: fix_size_alloc_test passed: 1 failed: 0 repeat: 1 loops: 100000 avg: 123456 usec
+//! All test took CPU0=12345678 cycles
+//! ```
+//!
+//! `avg` is the time of one whole run of the scenario (all loops together,
+//! averaged over `test_repeat_count`), as in Linux; `cycles` are
+//! generic-timer ticks (`get_cycles()` on arm64). 6.1 prints
+//! `worker0=` in the last line (5.10 printed `CPU0=`); the figures mean the
+//! same. One worker: vmkernel runs on the boot CPU only, so `nr_threads`
+//! above 1 is reported and treated as 1.
+//!
+//! Differences, all reported in the output:
+//! * `pcpu_alloc_test`, `kvfree_rcu_1_arg_vmalloc_test`,
+//!   `kvfree_rcu_2_arg_vmalloc_test`: there is no percpu allocator and no
+//!   RCU here, so they are skipped as not applicable;
+//! * `vm_map_ram_test` (bit 10, 6.12): vm_map_ram() does not exist here;
+//! * `use_huge`: no huge vmalloc mappings here (vmalloc maps 4 KiB pages);
+//! * random numbers come from a seeded xorshift (`bench.seed=`), not the
+//!   kernel's CRNG, so runs repeat exactly.
+
+use super::{get_cycles, parse_bool, parse_int, ticks_to_ns, Rng};
+use crate::kmm::vmalloc::{self, __vmalloc_node, vfree, vmalloc};
+use crate::{pr_info, pr_warn};
+use core::panic::Location;
+use core::ptr;
+use kernel::mm::layout::PAGE_SIZE;
+
+/// test_vmalloc's module parameters (names, types and defaults as in 6.1).
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// Bit i runs `TEST_CASES[i]`. Default INT_MAX: everything.
+    pub run_test_mask: i32,
+    pub test_repeat_count: i32,
+    pub test_loop_count: i32,
+    /// Pages for fix_size_alloc_test; 0 means 1 (6.1's default).
+    pub nr_pages: i32,
+    pub sequential_test_order: bool,
+    pub nr_threads: i32,
+    pub use_huge: bool,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            run_test_mask: i32::MAX,
+            test_repeat_count: 1,
+            test_loop_count: 1_000_000,
+            nr_pages: 0,
+            sequential_test_order: false,
+            nr_threads: 0,
+            use_huge: false,
+        }
+    }
+}
+
+impl Params {
+    /// Set one parameter from its module-parameter text.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), &'static str> {
+        let int = || parse_int(value).and_then(|v| i32::try_from(v).ok()).ok_or("bad integer for");
+        let boolean = || parse_bool(value).ok_or("bad boolean for");
+        match name {
+            "run_test_mask" => self.run_test_mask = int()?,
+            "test_repeat_count" => self.test_repeat_count = int()?,
+            "test_loop_count" => self.test_loop_count = int()?,
+            "nr_pages" => self.nr_pages = int()?,
+            "nr_threads" => self.nr_threads = int()?,
+            "sequential_test_order" => self.sequential_test_order = boolean()?,
+            "use_huge" => self.use_huge = boolean()?,
+            _ => return Err("unknown parameter"),
+        }
+        Ok(())
+    }
+}
+
+/// Why a test case cannot run here.
+#[derive(Clone, Copy)]
+enum Case {
+    Run(fn(&Ctx, &mut Rng) -> i32),
+    NotApplicable(&'static str),
+}
+
+/// Linux's test_case_array, in its order (bit i of run_test_mask = entry i;
+/// bit 10 is 6.12's vm_map_ram_test).
+const TEST_CASES: [(&str, Case); 11] = [
+    ("fix_size_alloc_test", Case::Run(fix_size_alloc_test)),
+    ("full_fit_alloc_test", Case::Run(full_fit_alloc_test)),
+    ("long_busy_list_alloc_test", Case::Run(long_busy_list_alloc_test)),
+    ("random_size_alloc_test", Case::Run(random_size_alloc_test)),
+    ("fix_align_alloc_test", Case::Run(fix_align_alloc_test)),
+    ("random_size_align_alloc_test", Case::Run(random_size_align_alloc_test)),
+    ("align_shift_alloc_test", Case::Run(align_shift_alloc_test)),
+    ("pcpu_alloc_test", Case::NotApplicable("no percpu allocator (__alloc_percpu) in vmkernel")),
+    ("kvfree_rcu_1_arg_vmalloc_test", Case::NotApplicable("no RCU (kvfree_rcu) in vmkernel")),
+    ("kvfree_rcu_2_arg_vmalloc_test", Case::NotApplicable("no RCU (kvfree_rcu) in vmkernel")),
+    ("vm_map_ram_test", Case::NotApplicable("vm_map_ram() does not exist in vmkernel")),
+];
+
+/// Names of every scenario, in mask-bit order.
+pub fn test_names() -> impl Iterator<Item = &'static str> {
+    TEST_CASES.iter().map(|c| c.0)
+}
+
+/// What the scenarios read (Linux: the module's globals).
+struct Ctx {
+    test_loop_count: i32,
+    nr_pages: i32,
+}
+
+/// arm64's THREAD_ALIGN with VMAP_STACK (2 * THREAD_SIZE, 16 KiB stacks):
+/// fix_align_alloc_test asks for twice that.
+const THREAD_ALIGN: usize = 2 * 16 * 1024;
+
+/// The `*((__u8 *)ptr) = v` of every scenario: the memory must be usable.
+#[inline(always)]
+fn touch(p: *mut u8, v: u8) {
+    // SAFETY: p is a live vmalloc area of at least one page.
+    unsafe { ptr::write_volatile(p, v) };
+}
+
+/// __vmalloc_node(size, align, GFP_KERNEL | __GFP_ZERO, 0, caller): always
+/// zeroed, whatever init_on_alloc says (as in Linux).
+#[inline(always)]
+fn vmalloc_node_zero(size: usize, align: usize) -> *mut u8 {
+    __vmalloc_node(size, align, true, Location::caller()) as *mut u8
+}
+
+fn random_size_align_alloc_test(c: &Ctx, rng: &mut Rng) -> i32 {
+    for _ in 0..c.test_loop_count {
+        let rnd = rng.next_u8() as usize;
+        // Maximum 1024 pages, if PAGE_SIZE is 4096.
+        let align = 1usize << (rnd % 23);
+        // Maximum 10 pages.
+        let size = ((rnd % 10) + 1) * PAGE_SIZE;
+        let p = vmalloc_node_zero(size, align);
+        if p.is_null() {
+            return -1;
+        }
+        vfree(p);
+    }
+    0
+}
+
+/// "This test case is supposed to be failed."
+fn align_shift_alloc_test(_c: &Ctx, _rng: &mut Rng) -> i32 {
+    for i in 0..usize::BITS {
+        let align = 1usize << i;
+        let p = vmalloc_node_zero(PAGE_SIZE, align);
+        if p.is_null() {
+            return -1;
+        }
+        vfree(p);
+    }
+    0
+}
+
+fn fix_align_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
+    for _ in 0..c.test_loop_count {
+        let p = vmalloc_node_zero(5 * PAGE_SIZE, THREAD_ALIGN << 1);
+        if p.is_null() {
+            return -1;
+        }
+        vfree(p);
+    }
+    0
+}
+
+fn random_size_alloc_test(c: &Ctx, rng: &mut Rng) -> i32 {
+    for _ in 0..c.test_loop_count {
+        let n = rng.inclusive(1, 100) as usize;
+        let p = vmalloc(n * PAGE_SIZE);
+        if p.is_null() {
+            return -1;
+        }
+        touch(p, 1);
+        vfree(p);
+    }
+    0
+}
+
+fn long_busy_list_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
+    const N: usize = 15000;
+    let ptr = vmalloc(core::mem::size_of::<*mut u8>() * N) as *mut *mut u8;
+    if ptr.is_null() {
+        return -1;
+    }
+    // SAFETY (all indexing below): ptr holds N pointers.
+    for i in 0..N {
+        unsafe { ptr.add(i).write(vmalloc(PAGE_SIZE)) };
+    }
+    let mut rv = -1;
+    'leave: {
+        for _ in 0..c.test_loop_count {
+            let p1 = vmalloc(100 * PAGE_SIZE);
+            if p1.is_null() {
+                break 'leave;
+            }
+            let p2 = vmalloc(PAGE_SIZE);
+            if p2.is_null() {
+                vfree(p1);
+                break 'leave;
+            }
+            touch(p1, 0);
+            touch(p2, 1);
+            vfree(p1);
+            vfree(p2);
+        }
+        rv = 0;
+    }
+    for i in 0..N {
+        vfree(unsafe { ptr.add(i).read() });
+    }
+    vfree(ptr as *mut u8);
+    rv
+}
+
+fn full_fit_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
+    // fls(num_online_cpus()) * 32 MiB worth of pages: one CPU here.
+    let junk_length = 32 * 1024 * 1024 / PAGE_SIZE;
+    let ptr = vmalloc(core::mem::size_of::<*mut u8>() * junk_length) as *mut *mut u8;
+    if ptr.is_null() {
+        return -1;
+    }
+    let junk_ptr = vmalloc(core::mem::size_of::<*mut u8>() * junk_length) as *mut *mut u8;
+    if junk_ptr.is_null() {
+        vfree(ptr as *mut u8);
+        return -1;
+    }
+    // SAFETY (all indexing below): both arrays hold junk_length pointers.
+    for i in 0..junk_length {
+        unsafe {
+            ptr.add(i).write(vmalloc(PAGE_SIZE));
+            junk_ptr.add(i).write(vmalloc(PAGE_SIZE));
+        }
+    }
+    for i in 0..junk_length {
+        vfree(unsafe { junk_ptr.add(i).read() });
+    }
+    let mut rv = -1;
+    'error: {
+        for _ in 0..c.test_loop_count {
+            let tmp = vmalloc(PAGE_SIZE);
+            if tmp.is_null() {
+                break 'error;
+            }
+            touch(tmp, 1);
+            vfree(tmp);
+        }
+        rv = 0;
+    }
+    for i in 0..junk_length {
+        vfree(unsafe { ptr.add(i).read() });
+    }
+    vfree(ptr as *mut u8);
+    vfree(junk_ptr as *mut u8);
+    rv
+}
+
+fn fix_size_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
+    let size = (if c.nr_pages > 0 { c.nr_pages as usize } else { 1 }) * PAGE_SIZE;
+    for _ in 0..c.test_loop_count {
+        let p = vmalloc(size);
+        if p.is_null() {
+            return -1;
+        }
+        touch(p, 0);
+        vfree(p);
+    }
+    0
+}
+
+/// Linux's shuffle_array (note: j is drawn below i, not up to i).
+fn shuffle_array(arr: &mut [usize], rng: &mut Rng) {
+    for i in (1..arr.len()).rev() {
+        let j = rng.below(i as u32) as usize;
+        arr.swap(i, j);
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct CaseData {
+    passed: i32,
+    failed: i32,
+    usec: u64,
+    ticks: u64,
+}
+
+/// One result, for callers that want the numbers (tests, the shell).
+#[derive(Clone, Copy, Debug)]
+pub struct CaseResult {
+    pub name: &'static str,
+    pub passed: i32,
+    pub failed: i32,
+    pub usec: u64,
+    pub ticks: u64,
+}
+
+/// Linux's test_func + do_concurrent_test for one worker: run the selected
+/// scenarios, then print the summary. Returns the results of the scenarios
+/// that ran.
+pub fn run(p: &Params, seed: u64) -> alloc::vec::Vec<CaseResult> {
+    let mut p = p.clone();
+    // init_test_configurtion()
+    if p.nr_threads > 1 {
+        pr_warn!("test_vmalloc: nr_threads={}: vmkernel runs on one CPU; using 1 worker", p.nr_threads);
+    }
+    if p.test_repeat_count <= 0 {
+        p.test_repeat_count = 1;
+    }
+    if p.test_loop_count <= 0 {
+        p.test_loop_count = 1;
+    }
+    if p.use_huge {
+        pr_warn!("test_vmalloc: use_huge=1: no huge vmalloc mappings in vmkernel; fix_size_alloc_test maps 4 KiB pages");
+    }
+    let ctx = Ctx { test_loop_count: p.test_loop_count, nr_pages: p.nr_pages };
+    let mut rng = Rng::new(seed);
+    let mut order: [usize; TEST_CASES.len()] = core::array::from_fn(|i| i);
+    if !p.sequential_test_order {
+        shuffle_array(&mut order, &mut rng);
+    }
+    let selected = |i: usize| (p.run_test_mask as u32 >> i) & 1 != 0;
+    pr_info!(
+        "test_vmalloc: run_test_mask={:#x} test_loop_count={} test_repeat_count={} nr_pages={} sequential_test_order={} init_on_alloc={} seed={:#x}",
+        p.run_test_mask,
+        p.test_loop_count,
+        p.test_repeat_count,
+        p.nr_pages,
+        p.sequential_test_order as u8,
+        vmalloc::init_on_alloc() as u8,
+        seed
+    );
+
+    let mut data = [CaseData::default(); TEST_CASES.len()];
+    let start = get_cycles();
+    for &index in &order {
+        if !selected(index) {
+            continue;
+        }
+        let Case::Run(f) = TEST_CASES[index].1 else { continue };
+        let kt = get_cycles();
+        for _ in 0..p.test_repeat_count {
+            if f(&ctx, &mut rng) == 0 {
+                data[index].passed += 1;
+            } else {
+                data[index].failed += 1;
+            }
+        }
+        let ticks = get_cycles() - kt;
+        data[index].ticks = ticks / p.test_repeat_count as u64;
+        data[index].usec = ticks_to_ns(ticks) / 1000 / p.test_repeat_count as u64;
+    }
+    let stop = get_cycles();
+
+    let mut results = alloc::vec::Vec::new();
+    for (j, (name, case)) in TEST_CASES.iter().enumerate() {
+        if !selected(j) {
+            continue;
+        }
+        match case {
+            Case::Run(_) => {
+                let d = data[j];
+                pr_info!(
+                    "Summary: {} passed: {} failed: {} repeat: {} loops: {} avg: {} usec",
+                    name, d.passed, d.failed, p.test_repeat_count, p.test_loop_count, d.usec
+                );
+                results.push(CaseResult { name, passed: d.passed, failed: d.failed, usec: d.usec, ticks: d.ticks });
+            }
+            Case::NotApplicable(why) => pr_info!("Skipped: {} not applicable: {}", name, why),
+        }
+    }
+    pr_info!("All test took CPU0={} cycles", stop - start);
+    // Machine-readable detail for scripts/bench.sh: ticks per scenario.
+    for r in &results {
+        pr_info!(
+            "bench: test_vmalloc {} passed={} failed={} loops={} repeat={} usec={} ticks={} init_on_alloc={}",
+            r.name, r.passed, r.failed, p.test_loop_count, p.test_repeat_count, r.usec, r.ticks,
+            vmalloc::init_on_alloc() as u8
+        );
+    }
+    results
+}
