@@ -806,12 +806,21 @@ fn __vunmap(addr: usize, deallocate_pages: bool) {
     unsafe { alloc::alloc::dealloc(area as *mut u8, Layout::new::<VmStruct>()) };
 }
 
+/// Did __vmalloc_area_node take this area's page array from vmalloc (rather
+/// than the heap)? Decided by size, as the allocation was: Linux's kvfree
+/// asks is_vmalloc_addr(), but here the heap's boot arena is in .bss, which
+/// lies inside the vmalloc range (the image is at VMALLOC_START).
+fn pages_array_is_vmalloc(area: &VmStruct) -> bool {
+    (area.get_vm_area_size() >> PAGE_SHIFT) * core::mem::size_of::<PhysAddr>() > PAGE_SIZE
+}
+
 /// Free the page array: vfree when it came from vmalloc, else the heap
 /// (Linux: kvfree).
 fn kvfree_pages(area: &mut VmStruct) {
     let pages = area.pages;
+    let from_vmalloc = pages_array_is_vmalloc(area);
     area.pages = ptr::null_mut();
-    if is_vmalloc_addr(pages as usize) {
+    if from_vmalloc {
         __vunmap(pages as usize, true);
     } else {
         let n = area.get_vm_area_size() >> PAGE_SHIFT;
@@ -1030,7 +1039,7 @@ pub fn write_vm_line(w: &mut dyn Write, v: &VmStruct) -> fmt::Result {
     if v.flags.contains(VmFlags::VM_USERMAP) {
         write!(w, " user")?;
     }
-    if !v.pages.is_null() && is_vmalloc_addr(v.pages as usize) {
+    if !v.pages.is_null() && v.flags.contains(VmFlags::VM_ALLOC) && pages_array_is_vmalloc(v) {
         write!(w, " vpages")?;
     }
     writeln!(w)
