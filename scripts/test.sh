@@ -10,7 +10,7 @@
 # boot (and the command that reproduces it) are kept in target/test-logs/.
 #
 # Environment: TEST_JOBS (parallel QEMU boots, default: number of CPUs),
-# SMOKE_TIMEOUT, KTEST_TIMEOUT, BADBOOT_TIMEOUT (seconds per boot).
+# SMOKE_TIMEOUT, KTEST_TIMEOUT, BADBOOT_TIMEOUT, BENCH_TIMEOUT (seconds per boot).
 #
 # Adding a layer: write a function `layer_NAME` that reports through
 # pass/fail (boots: spawn_boot + wait_boots + verify_boot), then add NAME
@@ -25,12 +25,14 @@ LAYERS=(
     "ktest|in-kernel tests (KTAP over the console, -append ktest)"
     "smoke|boot-smoke matrix (CPU x exception level x RAM size, -append poweroff)"
     "badboot|bad boot input must end in one clear panic line, never a hang"
+    "bench|short in-kernel benchmarks (test_vmalloc scenarios, scaling, floor, stages) must complete"
 )
 
 TEST_JOBS=${TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}
 SMOKE_TIMEOUT=${SMOKE_TIMEOUT:-30}
 KTEST_TIMEOUT=${KTEST_TIMEOUT:-120}
 BADBOOT_TIMEOUT=${BADBOOT_TIMEOUT:-15}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
 TAIL_LINES=60
 
 PASSED=0
@@ -441,6 +443,46 @@ layer_badboot() {
     for spec in "${BADBOOT_CASES[@]}"; do
         IFS='|' read -r name re how <<<"$spec"
         verify_boot "badboot: $name ($how)" "badboot-$name" fail "1$panic" "+$panic $re" '!Oops'
+    done
+}
+
+# ---------------------------------------------------------------------------
+# Layer: benchmarks (short form; no timing is asserted)
+# ---------------------------------------------------------------------------
+
+# Scenarios that must pass (Summary ... passed: 1 failed: 0), the one that
+# fails by design in Linux too, and the ones vmkernel cannot run.
+BENCH_PASS=(fix_size_alloc_test full_fit_alloc_test long_busy_list_alloc_test random_size_alloc_test
+    fix_align_alloc_test random_size_align_alloc_test)
+BENCH_XFAIL=align_shift_alloc_test
+BENCH_NA=(pcpu_alloc_test kvfree_rcu_1_arg_vmalloc_test kvfree_rcu_2_arg_vmalloc_test vm_map_ram_test)
+
+layer_bench() {
+    need_kernel || {
+        fail "bench: no kernel to boot (build failed)"
+        return
+    }
+    local ioa specs n
+    for ioa in 1 0; do
+        spawn_boot "bench-ioa$ioa" "$BENCH_TIMEOUT" -- -kernel "$TEST_IMAGE" -append \
+            "bench=all bench.loops=20 test_vmalloc.test_loop_count=50 test_vmalloc.test_repeat_count=2 init_on_alloc=$ioa poweroff"
+    done
+    wait_boots
+    for ioa in 1 0; do
+        specs=('!panic|Oops|Trying to vfree|invariants broken|bench: [a-z]+: .*failed' '1All test took CPU0=[0-9]+ cycles'
+            "+test_vmalloc: run_test_mask=0x7fffffff test_loop_count=50 test_repeat_count=2 .* init_on_alloc=$ioa "
+            "1Summary: $BENCH_XFAIL passed: [0-9]+ failed: [0-9]+ repeat: 2 loops: 50 avg: [0-9]+ usec"
+            '+vmap allocation for size 8192 failed' '+bench: scaling: vmalloc invariants hold')
+        for n in "${BENCH_PASS[@]}"; do specs+=("1Summary: $n passed: 2 failed: 0 repeat: 2 loops: 50 avg: [0-9]+ usec"); done
+        for n in "${BENCH_NA[@]}"; do specs+=("1Skipped: $n not applicable: "); done
+        # Rows for 10 (ratio 1.00 by definition) up to 100000 busy areas.
+        specs+=('1bench: scaling: +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9.]+ +1\.00 +[0-9.]+ +1\.00'
+            '1bench: scaling: +100[0-9]{3} +[0-9]+ +[0-9]+ +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+')
+        for n in 1 16 256 1024; do specs+=("1bench: floor: +$n +[0-9.]+ +[0-9.]+ +[0-9.]+ "); done
+        for n in 1 16 100 256 1024; do specs+=("1bench: stages: pages=$n measured_ns=[0-9.]+ sum_of_stages_ns="); done
+        verify_boot "bench: init_on_alloc=$ioa: every scenario reports, no failures (align_shift fails as in Linux)" \
+            "bench-ioa$ioa" 0 "${specs[@]}"
+        printf '     (%s ms)\n' "$(boot_ms "bench-ioa$ioa")"
     done
 }
 
