@@ -41,8 +41,8 @@ pub const STAGE_PAGES: [usize; 5] = [1, 16, 100, 256, 1024];
 /// Zero a freshly allocated page the way vmalloc does.
 #[inline(always)]
 fn zero_page(pa: PhysAddr) {
-    // SAFETY: a page we own, through the linear map.
-    unsafe { core::ptr::write_bytes(paging::__va(pa).0 as *mut u8, 0, PAGE_SIZE) };
+    // SAFETY: a page we own, Normal memory in the linear map.
+    unsafe { paging::clear_page(paging::__va(pa).0 as *mut u8) };
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -118,9 +118,28 @@ fn floor_point(n: usize, loops: usize) -> Option<FloorPoint> {
     })
 }
 
+/// Self-check of the zeroing both sides use: a page full of 0xff must come
+/// back all zero. Returns false (and says so) otherwise.
+fn check_clear_page() -> bool {
+    let Some(pa) = page_alloc::alloc_pages(0) else { return true };
+    let va = paging::__va(pa).0 as *mut u8;
+    // SAFETY: our page, Normal memory in the linear map.
+    let bad = unsafe {
+        core::ptr::write_bytes(va, 0xff, PAGE_SIZE);
+        paging::clear_page(va);
+        (0..PAGE_SIZE).find(|&i| va.add(i).read_volatile() != 0)
+    };
+    page_alloc::__free_pages(pa, 0);
+    if let Some(i) = bad {
+        pr_err!("bench: floor: clear_page check failed: byte {:#x} of the page is not zero", i);
+    }
+    bad.is_none()
+}
+
 /// Measure and print the floor table.
 pub fn run_floor(loops: usize) -> Vec<FloorPoint> {
     vmalloc::purge_vmap_area_lazy();
+    check_clear_page();
     pr_info!("bench: floor: buddy pages{} + map_pages + unmap + free vs vmalloc+vfree, init_on_alloc={}, {} loops per size",
         if vmalloc::init_on_alloc() { " (zeroed)" } else { "" }, vmalloc::init_on_alloc() as u8, loops);
     pr_info!("bench: floor: {:>6} {:>12} {:>12} {:>6} {:>14} {:>14}",

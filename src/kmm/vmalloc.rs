@@ -525,8 +525,8 @@ pub fn __vmalloc_area_node(area: &mut VmStruct, prot: PageProt, zero: bool) -> u
             return 0;
         };
         if zero {
-            // SAFETY: a fresh page, reached through the linear map.
-            unsafe { ptr::write_bytes(paging::__va(pa).0 as *mut u8, 0, PAGE_SIZE) };
+            // SAFETY: a fresh page of ours, Normal memory in the linear map.
+            unsafe { paging::clear_page(paging::__va(pa).0 as *mut u8) };
         }
         // SAFETY: i < nr_pages, the array's length.
         unsafe { pages.add(i).write(pa) };
