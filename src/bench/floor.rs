@@ -21,12 +21,11 @@ use super::{get_cycles, ns10_per_op, Ns10, Ratio};
 use crate::kmm::page_alloc;
 use crate::kmm::paging::{self, with_init_mm};
 use crate::kmm::vmalloc::{
-    self, __get_vm_area_node, __vmalloc_node, free_vm_area, get_vm_area, map_kernel_range, remove_vm_area, vfree,
-    vmalloc, VmFlags, VmStruct,
+    self, __get_vm_area_node, alloc_pages_array, free_pages_array, free_vm_area, free_vm_struct, get_vm_area,
+    map_kernel_range, remove_vm_area, vfree, vmalloc, VmFlags,
 };
 use crate::{pr_err, pr_info};
 use alloc::vec::Vec;
-use core::alloc::Layout;
 use core::panic::Location;
 use kernel::mm::layout::{PhysAddr, VirtAddr, PAGE_SIZE, VMALLOC_END, VMALLOC_START};
 use kernel::mm::pgtable::PAGE_KERNEL;
@@ -158,14 +157,14 @@ pub fn run_floor(loops: usize) -> Vec<FloorPoint> {
 /// The stages of one vmalloc+vfree, in pipeline order.
 const STAGES: [&str; 9] = [
     "get_vm_area", // __get_vm_area_node: kzalloc vm_struct + alloc_vmap_area + setup_vmalloc_vm
-    "page_array",  // kmalloc (or nested vmalloc) of the page array
+    "page_array",  // kmalloc (or a nested vmalloc) of the page array
     "alloc_pages", // buddy, one page at a time
     "zero",        // init_on_alloc zeroing
     "map",         // map_kernel_range
     "remove_vm_area", // find + unlink + unmap + free_vmap_area_noflush (+ purge, amortised)
     "free_pages",  // __free_pages, one at a time
     "free_array",  // kfree / vfree of the page array
-    "free_vm",     // kfree of the vm_struct
+    "free_vm",     // kfree of the vm_struct (free_vm_struct)
 ];
 
 /// One row of the stage breakdown: tenths of ns per vmalloc+vfree for each
@@ -182,8 +181,6 @@ fn stage_row(n: usize, loops: usize) -> Option<StageRow> {
     let zero = vmalloc::init_on_alloc();
     let caller = Location::caller();
     let size = n * PAGE_SIZE;
-    let array_bytes = n * core::mem::size_of::<PhysAddr>();
-    let array_layout = Layout::array::<PhysAddr>(n).ok()?;
     let mut ticks = [0u64; STAGES.len()];
     for _ in 0..loops {
         let mut t = [0u64; STAGES.len() + 1];
@@ -196,12 +193,7 @@ fn stage_row(n: usize, loops: usize) -> Option<StageRow> {
         }
         // SAFETY: live area, ours.
         let addr = unsafe { (*area).addr };
-        let pages: *mut PhysAddr = if array_bytes > PAGE_SIZE {
-            __vmalloc_node(array_bytes, 1, false, caller) as *mut PhysAddr
-        } else {
-            // SAFETY: non-zero layout.
-            unsafe { alloc::alloc::alloc(array_layout) as *mut PhysAddr }
-        };
+        let pages = alloc_pages_array(n, caller);
         t[2] = get_cycles();
         if pages.is_null() {
             free_vm_area(area);
@@ -236,16 +228,9 @@ fn stage_row(n: usize, loops: usize) -> Option<StageRow> {
             page_alloc::__free_pages(pa, 0);
         }
         t[7] = get_cycles();
-        if array_bytes > PAGE_SIZE {
-            vfree(pages as *const u8);
-        } else {
-            // SAFETY: allocated above with this layout.
-            unsafe { alloc::alloc::dealloc(pages as *mut u8, array_layout) };
-        }
+        free_pages_array(pages, n);
         t[8] = get_cycles();
-        // SAFETY: removed from the tree: ours; __get_vm_area_node allocates
-        // it from the heap with this layout.
-        unsafe { alloc::alloc::dealloc(vm as *mut u8, Layout::new::<VmStruct>()) };
+        free_vm_struct(vm);
         t[9] = get_cycles();
         for s in 0..STAGES.len() {
             ticks[s] += t[s + 1] - t[s];

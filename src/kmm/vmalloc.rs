@@ -30,7 +30,6 @@ use super::paging::{flush_tlb_kernel_range, with_init_mm, KernelPgtableEnv};
 use super::slab::KmemCache;
 use super::{page_alloc, paging};
 use crate::{pr_err, pr_info, pr_warn};
-use core::alloc::Layout;
 use core::fmt::{self, Write};
 use core::panic::Location;
 use core::ptr::{self, NonNull};
@@ -130,6 +129,95 @@ pub static purge_vmap_area_root: spin::Mutex<VmapAreaRoot> = spin::Mutex::new(Vm
 #[unsafe(no_mangle)]
 pub static vmap_area_cachep: spin::Mutex<KmemCache> =
     spin::Mutex::new(KmemCache::new("vmap_area", core::mem::size_of::<VmapArea>(), core::mem::align_of::<VmapArea>()));
+
+/// vm_struct objects. Linux kzallocs them (kmalloc-64, a slab cache); the
+/// general-purpose heap here scans a free list per size class on every
+/// free, which made a free cost O(live objects) (see docs/performance.md).
+#[unsafe(no_mangle)]
+pub static vm_struct_cachep: spin::Mutex<KmemCache> =
+    spin::Mutex::new(KmemCache::new("vm_struct", core::mem::size_of::<VmStruct>(), core::mem::align_of::<VmStruct>()));
+
+/// Linux's kmalloc-8 .. kmalloc-4096 caches, for page arrays of up to a
+/// page (__vmalloc_area_node's kmalloc_node; bigger arrays are vmalloc'ed).
+static KMALLOC_CACHES: [spin::Mutex<KmemCache>; 10] = [
+    spin::Mutex::new(KmemCache::new("kmalloc-8", 8, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-16", 16, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-32", 32, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-64", 64, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-128", 128, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-256", 256, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-512", 512, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-1k", 1024, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-2k", 2048, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-4k", 4096, 8)),
+];
+
+/// Linux's kmalloc_index for 8 ..= PAGE_SIZE bytes.
+#[inline(always)]
+fn kmalloc_index(size: usize) -> usize {
+    debug_assert!(size != 0 && size <= PAGE_SIZE);
+    (size.max(8).next_power_of_two().trailing_zeros() - 3) as usize
+}
+
+/// Objects handed out by vmalloc's metadata caches (vm_struct + kmalloc-*),
+/// for leak checks.
+pub fn metadata_objects() -> usize {
+    vm_struct_cachep.lock().stats().active_objs + KMALLOC_CACHES.iter().map(|c| c.lock().stats().active_objs).sum::<usize>()
+}
+
+/// kzalloc(sizeof(struct vm_struct)): a cleared vm_struct, or null.
+#[inline]
+pub fn alloc_vm_struct(caller: Caller) -> *mut VmStruct {
+    let Some(p) = vm_struct_cachep.lock().alloc() else { return ptr::null_mut() };
+    let area = p.as_ptr() as *mut VmStruct;
+    // SAFETY: a fresh object of the vm_struct cache: size and alignment fit.
+    unsafe {
+        area.write(VmStruct {
+            next: ptr::null_mut(),
+            addr: 0,
+            size: 0,
+            flags: VmFlags::empty(),
+            pages: ptr::null_mut(),
+            nr_pages: 0,
+            phys_addr: PhysAddr(0),
+            caller,
+        })
+    };
+    area
+}
+
+/// kfree of a vm_struct from [`alloc_vm_struct`].
+#[inline]
+pub fn free_vm_struct(area: *mut VmStruct) {
+    if let Some(p) = NonNull::new(area) {
+        // SAFETY: came from vm_struct_cachep and is no longer used.
+        unsafe { vm_struct_cachep.lock().free(p.cast()) };
+    }
+}
+
+/// The page array of an area of `nr_pages` (Linux's __vmalloc_area_node:
+/// kmalloc_node up to a page, else __vmalloc_node). Uninitialised; null on
+/// failure.
+pub fn alloc_pages_array(nr_pages: usize, caller: Caller) -> *mut PhysAddr {
+    let array_size = nr_pages * core::mem::size_of::<PhysAddr>();
+    if array_size > PAGE_SIZE {
+        __vmalloc_node(array_size, 1, false, caller) as *mut PhysAddr
+    } else {
+        KMALLOC_CACHES[kmalloc_index(array_size)].lock().alloc().map_or(ptr::null_mut(), |p| p.as_ptr() as *mut PhysAddr)
+    }
+}
+
+/// Free what [`alloc_pages_array`] returned for the same `nr_pages`
+/// (Linux: kvfree). Decided by size, as the allocation was.
+pub fn free_pages_array(pages: *mut PhysAddr, nr_pages: usize) {
+    let array_size = nr_pages * core::mem::size_of::<PhysAddr>();
+    if array_size > PAGE_SIZE {
+        __vunmap(pages as usize, true);
+    } else if let Some(p) = NonNull::new(pages) {
+        // SAFETY: came from this kmalloc cache and is no longer used.
+        unsafe { KMALLOC_CACHES[kmalloc_index(array_size)].lock().free(p.cast()) };
+    }
+}
 
 /// Early areas registered before vmalloc_init (the kernel image segments).
 struct VmList(*mut VmStruct);
@@ -434,9 +522,8 @@ pub fn __get_vm_area_node(size: usize, align: usize, flags: VmFlags, start: usiz
         pr_warn!("__get_vm_area_node: alignment {:#x} is not a power of two", align);
         return ptr::null_mut();
     }
-    // kzalloc: a zeroed vm_struct from the heap (fails as NULL, never aborts).
-    // SAFETY: non-zero-sized layout.
-    let area = unsafe { alloc::alloc::alloc_zeroed(Layout::new::<VmStruct>()) } as *mut VmStruct;
+    // kzalloc: a cleared vm_struct (fails as NULL, never aborts).
+    let area = alloc_vm_struct(caller);
     if area.is_null() {
         return ptr::null_mut();
     }
@@ -446,17 +533,12 @@ pub fn __get_vm_area_node(size: usize, align: usize, flags: VmFlags, start: usiz
     let va = match alloc_vmap_area(size, align, start, end) {
         Ok(va) => va,
         Err(_) => {
-            // SAFETY: allocated above with this layout.
-            unsafe { alloc::alloc::dealloc(area as *mut u8, Layout::new::<VmStruct>()) };
+            free_vm_struct(area);
             return ptr::null_mut();
         }
     };
-    // SAFETY: area is a zeroed, exclusively owned VmStruct; `caller` is the
-    // only field whose all-zero pattern is invalid, and setup writes it.
-    unsafe {
-        ptr::addr_of_mut!((*area).caller).write(caller);
-        setup_vmalloc_vm(&mut *area, va, flags, caller);
-    }
+    // SAFETY: area is an initialised, exclusively owned VmStruct.
+    unsafe { setup_vmalloc_vm(&mut *area, va, flags, caller) };
     area
 }
 
@@ -486,8 +568,7 @@ pub fn free_vm_area(area: *mut VmStruct) {
         pr_err!("free_vm_area({:#x}): area not found in the busy tree", addr);
         return;
     }
-    // SAFETY: removed from the tree; we own it now.
-    unsafe { alloc::alloc::dealloc(area as *mut u8, Layout::new::<VmStruct>()) };
+    free_vm_struct(area);
 }
 
 // ---------------------------------------------------------------------------
@@ -501,14 +582,8 @@ pub fn free_vm_area(area: *mut VmStruct) {
 #[inline(never)]
 pub fn __vmalloc_area_node(area: &mut VmStruct, prot: PageProt, zero: bool) -> usize {
     let nr_pages = area.get_vm_area_size() >> PAGE_SHIFT;
-    let array_size = nr_pages * core::mem::size_of::<PhysAddr>();
-    // The page array: from the heap when small, else from vmalloc itself.
-    let pages: *mut PhysAddr = if array_size > PAGE_SIZE {
-        __vmalloc_node(array_size, 1, false, area.caller) as *mut PhysAddr
-    } else {
-        // SAFETY: non-zero layout (nr_pages >= 1).
-        unsafe { alloc::alloc::alloc(Layout::array::<PhysAddr>(nr_pages).unwrap()) as *mut PhysAddr }
-    };
+    // The page array: kmalloc when small, else from vmalloc itself.
+    let pages = alloc_pages_array(nr_pages, area.caller);
     if pages.is_null() {
         pr_warn!("vmalloc error: size {}, failed to allocate page array", nr_pages * PAGE_SIZE);
         __vfree_area(area);
@@ -802,14 +877,13 @@ fn __vunmap(addr: usize, deallocate_pages: bool) {
         NR_VMALLOC_PAGES.fetch_sub(area_ref.nr_pages, Ordering::Relaxed);
         kvfree_pages(area_ref);
     }
-    // SAFETY: allocated in __get_vm_area_node with this layout.
-    unsafe { alloc::alloc::dealloc(area as *mut u8, Layout::new::<VmStruct>()) };
+    free_vm_struct(area);
 }
 
 /// Did __vmalloc_area_node take this area's page array from vmalloc (rather
-/// than the heap)? Decided by size, as the allocation was: Linux's kvfree
-/// asks is_vmalloc_addr(), but here the heap's boot arena is in .bss, which
-/// lies inside the vmalloc range (the image is at VMALLOC_START).
+/// than kmalloc)? Decided by size, as the allocation was: Linux's kvfree
+/// asks is_vmalloc_addr(), but here the kernel image (and the heap's boot
+/// arena in .bss) lies inside the vmalloc range, at VMALLOC_START.
 fn pages_array_is_vmalloc(area: &VmStruct) -> bool {
     (area.get_vm_area_size() >> PAGE_SHIFT) * core::mem::size_of::<PhysAddr>() > PAGE_SIZE
 }
@@ -818,15 +892,8 @@ fn pages_array_is_vmalloc(area: &VmStruct) -> bool {
 /// (Linux: kvfree).
 fn kvfree_pages(area: &mut VmStruct) {
     let pages = area.pages;
-    let from_vmalloc = pages_array_is_vmalloc(area);
     area.pages = ptr::null_mut();
-    if from_vmalloc {
-        __vunmap(pages as usize, true);
-    } else {
-        let n = area.get_vm_area_size() >> PAGE_SHIFT;
-        // SAFETY: allocated in __vmalloc_area_node with this layout.
-        unsafe { alloc::alloc::dealloc(pages as *mut u8, Layout::array::<PhysAddr>(n).unwrap()) };
-    }
+    free_pages_array(pages, area.get_vm_area_size() >> PAGE_SHIFT);
 }
 
 /// Release a vmalloc area (Linux: vfree). vfree(NULL) is a no-op; an
@@ -1099,6 +1166,8 @@ pub struct VmallocSnapshot {
     pub purge_areas: usize,
     pub max_free: usize,
     pub cache_active: usize,
+    /// vm_structs and small page arrays handed out (their caches).
+    pub metadata_objects: usize,
     pub vmalloc_pages: usize,
     pub pgtable_pages: usize,
 }
@@ -1117,6 +1186,7 @@ pub fn snapshot() -> VmallocSnapshot {
         purge_areas: purge_vmap_area_root.lock().len(),
         max_free,
         cache_active: vmap_area_cachep.lock().stats().active_objs,
+        metadata_objects: metadata_objects(),
         vmalloc_pages: NR_VMALLOC_PAGES.load(Ordering::Relaxed),
         pgtable_pages: paging::pgtable_pages(),
     }
