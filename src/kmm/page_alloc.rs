@@ -1,7 +1,9 @@
 //! The physical page allocator (Linux: mm/page_alloc.c): one buddy zone per
 //! RAM bank, fed with everything memblock did not reserve
 //! (`memblock_free_all`). `alloc_pages(order)` / `__free_pages(page, order)`
-//! hand out 2^order contiguous pages, orders 0..MAX_ORDER-1.
+//! hand out 2^order contiguous pages, orders 0..MAX_ORDER-1; order-0 pages
+//! go through each zone's per-cpu list (sized as Linux sizes it), so that
+//! vmalloc's page-at-a-time traffic does not split and merge buddies.
 //!
 //! The buddy logic itself (`kernel::mm::buddy`) is host-tested; this file
 //! owns the global zones, the `struct page` arrays (mem_map) and the lock.
@@ -81,10 +83,18 @@ impl Write for WriteAdapter<'_> {
     }
 }
 
-/// Free blocks per order summed over zones (for tests and buddyinfo).
+/// Free blocks per order summed over zones, after draining the per-cpu
+/// lists into the buddy lists (`drain_all_pages()`), so that the counts
+/// describe all free memory (for tests).
 pub fn free_area_counts() -> [usize; MAX_ORDER] {
-    let z = ZONES.lock();
+    let mut z = ZONES.lock();
+    z.zones.drain_all_pages();
     core::array::from_fn(|o| z.zones.nr_free(o))
+}
+
+/// Give the per-cpu lists back to the buddy lists (Linux: drain_all_pages).
+pub fn drain_all_pages() {
+    ZONES.lock().zones.drain_all_pages();
 }
 
 /// Zone descriptions: (node, start pfn, spanned pages, free pages).
@@ -135,11 +145,17 @@ pub fn free_area_init(banks_node: impl Fn(u64) -> u32) {
             }
         }
     });
+    // Per-cpu lists for order-0 pages (Linux's pageset_init/zone_pcp_init).
+    z.zones.setup_pcp();
+    let pcp = z.zones.get(0).map(|zone| zone.pcp());
     drop(z);
     drop(mb);
     READY.store(true, Ordering::Release);
     let (free, managed) = nr_free_pages();
     pr_info!("page_alloc: {} zone(s), {} pages managed, {} free, MAX_ORDER {}", nregions, managed, free, MAX_ORDER);
+    if let Some(p) = pcp {
+        pr_info!("page_alloc: per-cpu page lists: high {}, batch {} (zone 0)", p.high(), p.batch());
+    }
 }
 
 /// Linux's pfn_valid: is this page frame RAM that the allocator manages

@@ -23,8 +23,15 @@
 //! O(1) the head page of an allocated block carries [`PG_ALLOCATED`] and its
 //! order (Linux's stand-in is `page_count() > 0`, which cannot tell orders).
 //!
-//! Per-cpu page lists, watermarks and migrate types are not modelled; the
-//! caller provides the locking (Linux's `zone->lock`).
+//! Per-cpu page lists (Linux's `struct per_cpu_pages`) are modelled for
+//! the one CPU, opt-in per zone ([`Zone::set_pcp`]): order-0 frees go to a
+//! short LIFO list and order-0 allocations come from it, refilled and
+//! drained `batch` pages at a time (`rmqueue_bulk`, `free_pcppages_bulk`),
+//! so single pages cycle without splitting and merging buddies. Pages on it
+//! carry [`PG_PCP`]: still free memory, but allocated as far as the buddy
+//! lists are concerned (as in Linux); a second free of one is caught.
+//! Watermarks and migrate types are not modelled; the caller provides the
+//! locking (Linux's `zone->lock`, which here also covers the pcp list).
 
 use core::fmt;
 
@@ -44,6 +51,9 @@ pub const PG_RESERVED: u32 = 1 << 0;
 pub const PG_BUDDY: u32 = 1 << 1;
 /// First page of an allocated block; `order` says its size.
 pub const PG_ALLOCATED: u32 = 1 << 2;
+/// An order-0 page on the zone's per-cpu list (free, but not in the buddy
+/// lists; linked through `next`/`prev` like a free block).
+pub const PG_PCP: u32 = 1 << 3;
 
 /// One `struct page`: the allocator's state for one page frame.
 ///
@@ -84,6 +94,53 @@ impl Page {
     pub const fn is_allocated(&self) -> bool {
         self.flags & PG_ALLOCATED != 0
     }
+    pub const fn is_pcp(&self) -> bool {
+        self.flags & PG_PCP != 0
+    }
+}
+
+/// Linux's `struct per_cpu_pages` for the one CPU: a LIFO list of order-0
+/// pages (newest at the head, drained from the tail), with the high
+/// watermark that triggers a drain of `batch` pages. `high == 0`: off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PerCpuPages {
+    count: usize,
+    high: usize,
+    batch: usize,
+    head: u32,
+    tail: u32,
+}
+
+impl PerCpuPages {
+    const OFF: PerCpuPages = PerCpuPages { count: 0, high: 0, batch: 0, head: NONE, tail: NONE };
+
+    /// Pages on the list.
+    pub const fn count(&self) -> usize {
+        self.count
+    }
+    pub const fn high(&self) -> usize {
+        self.high
+    }
+    pub const fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
+/// Linux 5.10's `zone_batchsize()`: pages moved between the buddy lists
+/// and the per-cpu list at a time, for a zone of `managed_pages` (4 KiB
+/// pages): a quarter of 1/1024 of the zone, at most 512 KiB worth, rounded
+/// to 2^n - 1 (31 for a 1 GiB zone). The high watermark is 6 * batch.
+pub const fn zone_batchsize(managed_pages: usize) -> usize {
+    let mut batch = managed_pages / 1024;
+    if batch > 128 {
+        batch = 128;
+    }
+    batch /= 4;
+    if batch < 1 {
+        batch = 1;
+    }
+    let x = batch + batch / 2;
+    (1 << (usize::BITS - 1 - x.leading_zeros())) - 1
 }
 
 /// Free list of one order (Linux's `struct free_area`, one migrate type).
@@ -170,6 +227,10 @@ pub enum CheckError {
     /// managed + reserved pages do not add up to the zone span, or
     /// free + allocated pages do not add up to managed.
     Conservation { managed: usize, reserved: usize, free: usize, allocated: usize },
+    /// The per-cpu list is badly linked, holds a page that is not an
+    /// order-0 `PG_PCP` page, or disagrees with its count (index `NONE`:
+    /// the pages marked `PG_PCP` do not match the list).
+    PcpCorrupt { index: u32 },
 }
 
 impl fmt::Display for CheckError {
@@ -187,6 +248,7 @@ impl fmt::Display for CheckError {
             }
             CheckError::Overlap { pfn } => write!(f, "pfn {pfn:#x} inside a block has state of its own"),
             CheckError::Orphan { pfn } => write!(f, "pfn {pfn:#x} belongs to no block"),
+            CheckError::PcpCorrupt { index } => write!(f, "per-cpu page list corrupt at index {index:#x}"),
             CheckError::NrFreeMismatch { order, nr_free, counted } => {
                 write!(f, "free_area[{order}].nr_free is {nr_free}, counted {counted}")
             }
@@ -214,8 +276,10 @@ pub struct Zone {
     free_area: [FreeArea; MAX_ORDER],
     /// Pages ever released to the allocator (`zone->managed_pages`).
     managed_pages: usize,
-    /// `NR_FREE_PAGES`.
+    /// `NR_FREE_PAGES`: pages in the buddy lists.
     nr_free_pages: usize,
+    /// The per-cpu list (off unless [`Zone::set_pcp`] turned it on).
+    pcp: PerCpuPages,
 }
 
 // SAFETY: the zone exclusively owns its mem_map (contract of `Zone::new`),
@@ -253,6 +317,7 @@ impl Zone {
             free_area: [FreeArea::EMPTY; MAX_ORDER],
             managed_pages: 0,
             nr_free_pages: 0,
+            pcp: PerCpuPages::OFF,
         }
     }
 
@@ -278,9 +343,30 @@ impl Zone {
     pub fn spanned_pages(&self) -> usize {
         self.spanned_pages
     }
-    /// Free pages in the zone (`NR_FREE_PAGES`).
+    /// Free pages in the zone: the buddy lists (`NR_FREE_PAGES`) plus the
+    /// per-cpu list.
     pub fn free_count(&self) -> usize {
-        self.nr_free_pages
+        self.nr_free_pages + self.pcp.count
+    }
+    /// The per-cpu list's state.
+    pub fn pcp(&self) -> PerCpuPages {
+        self.pcp
+    }
+
+    /// Turn the per-cpu list on with `high` and `batch` (Linux's
+    /// `pageset_set_high_and_batch`), or off with `high == 0` (its pages go
+    /// back to the buddy lists first). `batch` is clamped to 1..=high.
+    pub fn set_pcp(&mut self, high: usize, batch: usize) {
+        self.drain_pages();
+        self.pcp.high = high;
+        self.pcp.batch = batch.clamp(1, high.max(1));
+    }
+
+    /// Give every page of the per-cpu list back to the buddy lists (Linux's
+    /// `drain_pages_zone`).
+    pub fn drain_pages(&mut self) {
+        let n = self.pcp.count;
+        self.free_pcppages_bulk(n);
     }
     /// Pages released to the allocator (`zone_managed_pages()`).
     pub fn managed(&self) -> usize {
@@ -386,6 +472,71 @@ impl Zone {
         p.order = 0;
     }
 
+    /// Put the order-0 page `idx` at the head of the per-cpu list.
+    #[inline]
+    fn pcp_push(&mut self, idx: usize) {
+        let head = self.pcp.head;
+        let p = self.pg_mut(idx);
+        p.flags = PG_PCP;
+        p.order = 0;
+        p.prev = NONE;
+        p.next = head;
+        if head == NONE {
+            self.pcp.tail = idx as u32;
+        } else {
+            self.pg_mut(head as usize).prev = idx as u32;
+        }
+        self.pcp.head = idx as u32;
+        self.pcp.count += 1;
+    }
+
+    /// Take the page at `idx` (the head or the tail) off the per-cpu list.
+    #[inline]
+    fn pcp_del(&mut self, idx: usize) {
+        let (next, prev) = {
+            let p = self.pg(idx);
+            (p.next, p.prev)
+        };
+        if prev == NONE {
+            self.pcp.head = next;
+        } else {
+            self.pg_mut(prev as usize).next = next;
+        }
+        if next == NONE {
+            self.pcp.tail = prev;
+        } else {
+            self.pg_mut(next as usize).prev = prev;
+        }
+        let p = self.pg_mut(idx);
+        p.next = NONE;
+        p.prev = NONE;
+        p.flags = 0;
+        self.pcp.count -= 1;
+    }
+
+    /// `rmqueue_bulk()`: move up to `count` order-0 pages from the buddy
+    /// lists to the per-cpu list; returns how many it moved.
+    fn rmqueue_bulk(&mut self, count: usize) -> usize {
+        for i in 0..count {
+            let Some(idx) = self.rmqueue_smallest(0) else { return i };
+            self.nr_free_pages -= 1;
+            self.pcp_push(idx);
+        }
+        count
+    }
+
+    /// `free_pcppages_bulk()`: give the `count` oldest pages of the per-cpu
+    /// list back to the buddy lists.
+    #[inline(never)]
+    fn free_pcppages_bulk(&mut self, count: usize) {
+        for _ in 0..count.min(self.pcp.count) {
+            let idx = self.pcp.tail as usize;
+            self.pcp_del(idx);
+            self.nr_free_pages += 1;
+            self.free_one_page(self.start_pfn + idx, 0, false);
+        }
+    }
+
     /// `buddy_merge_likely()`: if the block's buddy one order up is free, a
     /// merge is likely once our buddy comes back, so queue this block at the
     /// tail where it is less likely to be split in the meantime.
@@ -430,13 +581,10 @@ impl Zone {
         }
     }
 
-    /// Allocates a naturally aligned block of `2^order` pages and returns its
-    /// first pfn, or `None` if no free block is large enough
-    /// (`__rmqueue_smallest()`). O(MAX_ORDER), never touches the heap.
-    pub fn alloc_pages(&mut self, order: usize) -> Option<usize> {
-        if order >= MAX_ORDER {
-            return None;
-        }
+    /// `__rmqueue_smallest()`: take the first block of the smallest order
+    /// >= `order` off its list and split it down to `order`; returns the
+    /// block's index (its head page carries no state yet).
+    fn rmqueue_smallest(&mut self, order: usize) -> Option<usize> {
         for current in order..MAX_ORDER {
             let head = self.free_area[current].head;
             if head == NONE {
@@ -445,19 +593,78 @@ impl Zone {
             let idx = head as usize;
             self.del_from_free_list(idx, current);
             self.expand(idx, order, current);
-            let p = self.pg_mut(idx);
-            p.flags = PG_ALLOCATED;
-            p.order = order as u8;
-            self.nr_free_pages -= 1 << order;
-            return Some(self.start_pfn + idx);
+            return Some(idx);
         }
         None
+    }
+
+    /// Allocates a naturally aligned block of `2^order` pages and returns its
+    /// first pfn, or `None` if no free block is large enough (`rmqueue()`:
+    /// order 0 from the per-cpu list when it is on, refilled `batch` pages
+    /// at a time; else `__rmqueue_smallest()`). O(MAX_ORDER), never touches
+    /// the heap.
+    #[inline]
+    pub fn alloc_pages(&mut self, order: usize) -> Option<usize> {
+        // Fast path: a page off the per-cpu list (count != 0 means it is on).
+        if order == 0 && self.pcp.count != 0 {
+            let idx = self.pcp.head as usize;
+            self.pcp_del(idx);
+            let p = self.pg_mut(idx);
+            p.flags = PG_ALLOCATED;
+            return Some(self.start_pfn + idx);
+        }
+        self.alloc_pages_slow(order)
+    }
+
+    /// Everything but a per-cpu list hit: refill, or the buddy lists.
+    #[inline(never)]
+    fn alloc_pages_slow(&mut self, order: usize) -> Option<usize> {
+        if order >= MAX_ORDER {
+            return None;
+        }
+        let idx = if order == 0 && self.pcp.high != 0 {
+            // rmqueue_pcplist()
+            if self.pcp.count == 0 && self.rmqueue_bulk(self.pcp.batch) == 0 {
+                return None;
+            }
+            let idx = self.pcp.head as usize;
+            self.pcp_del(idx);
+            idx
+        } else {
+            let idx = self.rmqueue_smallest(order)?;
+            self.nr_free_pages -= 1 << order;
+            idx
+        };
+        let p = self.pg_mut(idx);
+        p.flags = PG_ALLOCATED;
+        p.order = order as u8;
+        Some(self.start_pfn + idx)
     }
 
     /// Returns the block `(pfn, order)` that [`Zone::alloc_pages`] handed
     /// out. Anything else (double free, wrong order, tail page, reserved
     /// page, ...) is rejected with nothing changed. O(MAX_ORDER).
+    #[inline]
     pub fn free_pages(&mut self, pfn: usize, order: usize) -> Result<(), BuddyError> {
+        // Fast path: a valid order-0 page onto the per-cpu list.
+        if order == 0 && self.pcp.high != 0 && self.contains(pfn) {
+            let idx = pfn - self.start_pfn;
+            let p = self.pg(idx);
+            if p.flags == PG_ALLOCATED && p.order == 0 {
+                self.pcp_push(idx);
+                if self.pcp.count >= self.pcp.high {
+                    self.free_pcppages_bulk(self.pcp.batch);
+                }
+                return Ok(());
+            }
+        }
+        self.free_pages_slow(pfn, order)
+    }
+
+    /// Everything but a per-cpu list push: validation errors, higher
+    /// orders, the list turned off.
+    #[inline(never)]
+    fn free_pages_slow(&mut self, pfn: usize, order: usize) -> Result<(), BuddyError> {
         let ok = order < MAX_ORDER && self.contains(pfn) && {
             let p = self.pg(pfn - self.start_pfn);
             p.is_allocated() && p.order() == order
@@ -465,7 +672,17 @@ impl Zone {
         if !ok {
             return Err(self.diagnose_free(pfn, order));
         }
-        self.clear_page_state(pfn - self.start_pfn);
+        let idx = pfn - self.start_pfn;
+        if order == 0 && self.pcp.high != 0 {
+            // free_unref_page(): onto the per-cpu list; past the high
+            // watermark, the oldest batch goes back to the buddy lists.
+            self.pcp_push(idx);
+            if self.pcp.count >= self.pcp.high {
+                self.free_pcppages_bulk(self.pcp.batch);
+            }
+            return Ok(());
+        }
+        self.clear_page_state(idx);
         self.nr_free_pages += 1 << order;
         self.free_one_page(pfn, order, false);
         Ok(())
@@ -486,7 +703,7 @@ impl Zone {
         if p.is_allocated() {
             return BuddyError::OrderMismatch { pfn, order, allocated_order: p.order() };
         }
-        if p.is_buddy() {
+        if p.is_buddy() || p.is_pcp() {
             return BuddyError::DoubleFree { pfn, order };
         }
         if p.is_reserved() {
@@ -612,12 +829,31 @@ impl Zone {
         if listed_pages != self.nr_free_pages {
             return Err(CheckError::FreePagesMismatch { free_pages: self.nr_free_pages, counted: listed_pages });
         }
+        // The per-cpu list: well linked, order-0 PG_PCP pages, counted.
+        {
+            let (mut prev, mut cur, mut count) = (NONE, self.pcp.head, 0);
+            while cur != NONE {
+                if cur as usize >= n || count >= n {
+                    return Err(CheckError::PcpCorrupt { index: cur });
+                }
+                let p = self.pg(cur as usize);
+                if p.prev != prev || p.flags != PG_PCP || p.order() != 0 {
+                    return Err(CheckError::PcpCorrupt { index: cur });
+                }
+                count += 1;
+                prev = cur;
+                cur = p.next;
+            }
+            if self.pcp.tail != prev || count != self.pcp.count || (self.pcp.high == 0 && count != 0) {
+                return Err(CheckError::PcpCorrupt { index: self.pcp.tail });
+            }
+        }
 
         // Walk the zone block by block. Every listed entry is a buddy head,
         // so matching the per-order head counts below proves the lists hold
         // exactly the free blocks.
         let mut heads = [0usize; MAX_ORDER];
-        let (mut reserved, mut allocated) = (0, 0);
+        let (mut reserved, mut allocated, mut on_pcp) = (0, 0, 0);
         let mut idx = 0;
         while idx < n {
             let p = self.pg(idx);
@@ -628,8 +864,14 @@ impl Zone {
                 continue;
             }
             let order = p.order();
-            if (p.flags != PG_BUDDY && p.flags != PG_ALLOCATED) || order >= MAX_ORDER {
+            if (p.flags != PG_BUDDY && p.flags != PG_ALLOCATED && p.flags != PG_PCP)
+                || order >= MAX_ORDER
+                || (p.flags == PG_PCP && order != 0)
+            {
                 return Err(CheckError::Orphan { pfn });
+            }
+            if p.flags == PG_PCP {
+                on_pcp += 1;
             }
             if pfn & ((1 << order) - 1) != 0 {
                 return Err(CheckError::Misaligned { pfn, order });
@@ -651,6 +893,9 @@ impl Zone {
                 }
             }
             idx += 1 << order;
+        }
+        if on_pcp != self.pcp.count {
+            return Err(CheckError::PcpCorrupt { index: NONE });
         }
         for (order, &counted) in heads.iter().enumerate() {
             if counted != self.free_area[order].nr_free {
@@ -758,7 +1003,17 @@ impl Zones {
     /// has a large enough free block. The zonelist is Linux's
     /// (`build_zonerefs_node()`): nodes in ascending order and, within a
     /// node, the highest zone first, so DMA zones are used last.
+    #[inline]
     pub fn alloc_pages(&mut self, order: usize) -> Option<usize> {
+        // One zone: no zonelist to walk.
+        if self.nr == 1 {
+            return self.zones[0].as_mut().and_then(|z| z.alloc_pages(order));
+        }
+        self.alloc_pages_zonelist(order)
+    }
+
+    #[inline(never)]
+    fn alloc_pages_zonelist(&mut self, order: usize) -> Option<usize> {
         let mut node_start = 0;
         while node_start < self.nr {
             let node = self.get(node_start)?.node;
@@ -777,7 +1032,15 @@ impl Zones {
     }
 
     /// Frees a block to the zone that spans `pfn`; see [`Zone::free_pages`].
+    #[inline]
     pub fn free_pages(&mut self, pfn: usize, order: usize) -> Result<(), BuddyError> {
+        if self.nr == 1 {
+            if let Some(z) = self.zones[0].as_mut() {
+                if z.contains(pfn) {
+                    return z.free_pages(pfn, order);
+                }
+            }
+        }
         let i = self.zone_of(pfn).ok_or(BuddyError::NotInZone { pfn })?;
         self.zones[i].as_mut().map_or(Err(BuddyError::NotInZone { pfn }), |z| z.free_pages(pfn, order))
     }
@@ -800,7 +1063,21 @@ impl Zones {
         Ok(())
     }
 
-    /// Total free pages.
+    /// Turn on every zone's per-cpu list with Linux's sizes for it
+    /// ([`zone_batchsize`], high = 6 * batch; off where batch is 0).
+    pub fn setup_pcp(&mut self) {
+        for z in self.iter_mut() {
+            let batch = zone_batchsize(z.managed());
+            z.set_pcp(6 * batch, batch);
+        }
+    }
+
+    /// Every per-cpu list back to the buddy lists (`drain_all_pages()`).
+    pub fn drain_all_pages(&mut self) {
+        self.iter_mut().for_each(Zone::drain_pages);
+    }
+
+    /// Total free pages (buddy lists and per-cpu lists).
     pub fn free_count(&self) -> usize {
         self.iter().map(Zone::free_count).sum()
     }
@@ -1062,8 +1339,22 @@ mod tests {
 
     #[test]
     fn randomized_against_model() {
+        randomized(None);
+    }
+
+    /// The same with the per-cpu list on (a small high watermark, so the
+    /// refills and drains happen often).
+    #[test]
+    fn randomized_against_model_with_pcp() {
+        randomized(Some((12, 5)));
+    }
+
+    fn randomized(pcp: Option<(usize, usize)>) {
         let (start, spanned) = (0x40013, 1500);
         let mut z = zone(start, spanned);
+        if let Some((high, batch)) = pcp {
+            z.set_pcp(high, batch);
+        }
         // Two released ranges with a reserved hole between them.
         z.free_range(start + 5, start + 700).unwrap();
         z.free_range(start + 760, start + spanned - 3).unwrap();
@@ -1137,6 +1428,88 @@ mod tests {
         }
         z.check().unwrap();
         assert_eq!(z.free_count(), managed);
+        // Drained, the buddy lists hold everything, fully merged: the same
+        // blocks as releasing the two ranges into a fresh zone.
+        z.drain_pages();
+        z.check().unwrap();
+        let mut fresh = zone(start, spanned);
+        fresh.free_range(start + 5, start + 700).unwrap();
+        fresh.free_range(start + 760, start + spanned - 3).unwrap();
+        assert_eq!(counts(&z), counts(&fresh));
+    }
+
+    #[test]
+    fn zone_batchsize_as_linux_5_10() {
+        assert_eq!(zone_batchsize(262144), 31); // 1 GiB
+        assert_eq!(zone_batchsize(260608), 31);
+        assert_eq!(zone_batchsize(32768), 7); // 128 MiB: 32 / 4 = 8 -> 12 -> 8 - 1
+        // 16 MiB: 4 / 4 = 1 -> 1 -> 1 - 1 = 0, a high watermark of 0: off.
+        assert_eq!(zone_batchsize(4096), 0);
+        assert_eq!(zone_batchsize(1 << 30), 31); // capped at 512 KiB worth
+    }
+
+    #[test]
+    fn pcp_cycles_single_pages_without_touching_the_buddy_lists() {
+        let mut z = zone(0x1000, 256);
+        z.free_range(0x1000, 0x1100).unwrap();
+        z.set_pcp(8, 3);
+        let fresh = counts(&z);
+        // The first order-0 allocation refills `batch` pages.
+        let a = z.alloc_pages(0).unwrap();
+        assert_eq!(z.pcp().count(), 2);
+        assert_eq!(z.free_count(), 255);
+        z.check().unwrap();
+        let after_refill = counts(&z);
+        // Free and allocate again: the same page comes back (LIFO) and the
+        // buddy lists do not change.
+        z.free_pages(a, 0).unwrap();
+        assert_eq!(z.pcp().count(), 3);
+        assert_eq!(z.free_count(), 256);
+        assert_eq!(z.alloc_pages(0), Some(a));
+        assert_eq!(counts(&z), after_refill);
+        // A page on the per-cpu list cannot be freed again.
+        z.free_pages(a, 0).unwrap();
+        let before = (counts(&z), z.free_count(), z.pcp());
+        assert_eq!(z.free_pages(a, 0), Err(BuddyError::DoubleFree { pfn: a, order: 0 }));
+        assert_eq!((counts(&z), z.free_count(), z.pcp()), before);
+        // Higher orders bypass the list.
+        let b = z.alloc_pages(2).unwrap();
+        assert_eq!(z.pcp().count(), 3);
+        z.free_pages(b, 2).unwrap();
+        // Filling the list to `high` drains the oldest `batch` pages.
+        let pages: Vec<usize> = (0..6).map(|_| z.alloc_pages(0).unwrap()).collect();
+        assert_eq!(z.pcp().count(), 0);
+        for &p in &pages {
+            z.free_pages(p, 0).unwrap();
+            assert!(z.pcp().count() < 8);
+            z.check().unwrap();
+        }
+        assert_eq!(z.free_count(), 256);
+        z.drain_pages();
+        assert_eq!(z.pcp().count(), 0);
+        assert_eq!(counts(&z), fresh);
+        z.check().unwrap();
+    }
+
+    #[test]
+    fn pcp_refill_takes_what_is_left_and_off_drains() {
+        let mut z = zone(0x2000, 4);
+        z.free_range(0x2000, 0x2004).unwrap();
+        z.set_pcp(60, 10);
+        let got: Vec<usize> = core::iter::from_fn(|| z.alloc_pages(0)).collect();
+        assert_eq!(got.len(), 4);
+        assert_eq!(z.free_count(), 0);
+        z.check().unwrap();
+        for &p in &got {
+            z.free_pages(p, 0).unwrap();
+        }
+        assert_eq!(z.pcp().count(), 4);
+        assert_eq!(z.nr_free(2), 0);
+        // Turning the list off gives its pages back.
+        z.set_pcp(0, 0);
+        assert_eq!(z.pcp().count(), 0);
+        assert_eq!(z.nr_free(2), 1);
+        z.check().unwrap();
     }
 
     fn zone_named(start: usize, spanned: usize, node: u32, name: &'static str) -> Zone {
