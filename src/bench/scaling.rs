@@ -1,25 +1,27 @@
 //! How the address-space path scales with the number of busy areas: the
 //! cost of one `alloc_vmap_area` + `free_vmap_area` with 10, 1 000, 10 000
-//! and 100 000 busy areas.
+//! and 100 000 busy areas, in two layouts.
 //!
-//! Method. For each N, 2N one-page areas (no guard page) are taken with
-//! `alloc_vmap_area` and every second one is given back with
-//! `free_vmap_area`, so both trees hold about N nodes: N busy areas and N
-//! one-page holes between them (plus the kernel image, the console's
-//! ioremap and the free space above). Then, `loops` times each:
-//!
-//! * "1 page": `alloc_vmap_area(PAGE_SIZE)` takes the lowest hole (a full
-//!   fit: the free node is erased), `free_vmap_area` puts it back (a new
-//!   free node: nothing to merge with, its neighbours are busy);
-//! * "2 pages": no hole fits, so `find_vmap_lowest_match` must steer past
-//!   all N holes to the free space above them (a left-edge fit), and the
-//!   free merges back into it.
+//! * Packed: N one-page areas (no guard page) taken back to back, as a long
+//!   run of vmallocs leaves them. The free tree stays small (the space
+//!   above them); the busy tree holds N nodes. "1 page": take one page
+//!   above them (a left-edge fit of the big free area), insert it into the
+//!   busy tree, then unlink it and merge it back.
+//! * Holes: 2N one-page areas, every second one given back, so the busy
+//!   tree holds N nodes and the free tree N one-page holes between them.
+//!   "1 page": the lowest hole (a full fit: the free node is erased and
+//!   later re-inserted, its neighbours being busy). "2 pages": no hole
+//!   fits, so `find_vmap_lowest_match` must steer past all N holes to the
+//!   free space above them, and the size change propagates to the root.
 //!
 //! Only the address space is measured: nothing is mapped, so areas go back
 //! through `free_vmap_area` (Linux 5.10's direct path, used for areas that
 //! never had PTEs) instead of the lazy purge, whose batching would hide the
 //! per-operation cost in a periodic spike. Each figure is total ticks /
-//! loops, so it includes the vmap_area cache and the three locks.
+//! loops, so it includes the vmap_area cache and the three locks. The tree
+//! heights are printed: the costs follow them (log n), the free tree of the
+//! "holes" layout being the deepest (nodes inserted in address order give a
+//! red-black tree close to its 2 log2(n) bound on the right).
 
 use super::{get_cycles, ns10_per_op, Ns10, Ratio};
 use crate::kmm::vmalloc::{self, alloc_vmap_area, free_vmap_area, free_vmap_area_root, vmap_area_root};
@@ -37,10 +39,13 @@ pub const POINTS: [usize; 4] = [10, 1_000, 10_000, 100_000];
 #[derive(Clone, Copy, Debug)]
 pub struct Point {
     pub busy: usize,
-    pub free: usize,
     pub busy_height: usize,
-    pub free_height: usize,
-    /// Tenths of ns per alloc+free.
+    /// Packed layout: free areas, tenths of ns per alloc+free.
+    pub packed_free: usize,
+    pub packed_ns10: u64,
+    /// Holes layout.
+    pub holes_free: usize,
+    pub holes_free_height: usize,
     pub hole_ns10: u64,
     pub past_ns10: u64,
 }
@@ -49,14 +54,14 @@ fn take(size: usize) -> Option<NonNull<VmapArea>> {
     alloc_vmap_area(size, PAGE_SIZE, VMALLOC_START, VMALLOC_END).ok()
 }
 
-/// One data point; None if the setup ran out of memory.
-fn measure(n: usize, loops: usize) -> Option<Point> {
+/// `n` one-page areas, or None (and nothing kept) if the space ran out.
+fn take_many(n: usize) -> Option<Vec<NonNull<VmapArea>>> {
     let mut areas: Vec<NonNull<VmapArea>> = Vec::new();
-    if areas.try_reserve_exact(2 * n).is_err() {
-        pr_err!("bench: scaling: no memory for {} area pointers", 2 * n);
+    if areas.try_reserve_exact(n).is_err() {
+        pr_err!("bench: scaling: no memory for {} area pointers", n);
         return None;
     }
-    for _ in 0..2 * n {
+    for _ in 0..n {
         match take(PAGE_SIZE) {
             Some(va) => areas.push(va),
             None => {
@@ -66,36 +71,59 @@ fn measure(n: usize, loops: usize) -> Option<Point> {
             }
         }
     }
-    for va in areas.iter().skip(1).step_by(2) {
-        free_vmap_area(*va);
+    Some(areas)
+}
+
+/// Tenths of ns per alloc_vmap_area(size) + free_vmap_area.
+fn time_alloc_free(size: usize, loops: usize) -> Option<u64> {
+    let t0 = get_cycles();
+    for _ in 0..loops {
+        let va = take(size)?;
+        free_vmap_area(va);
     }
-    let (busy, busy_height) = {
+    Some(ns10_per_op(get_cycles() - t0, loops as u64))
+}
+
+/// (busy areas, busy tree height, free areas, free tree height).
+fn tree_shapes() -> (usize, usize, usize, usize) {
+    let (busy, busy_h) = {
         let b = vmap_area_root.lock();
         (b.len(), b.height())
     };
-    let (free, free_height) = {
-        let f = free_vmap_area_root.lock();
-        (f.len(), f.height())
-    };
+    let f = free_vmap_area_root.lock();
+    (busy, busy_h, f.len(), f.height())
+}
 
-    let run = |size: usize| -> Option<u64> {
-        let t0 = get_cycles();
-        for _ in 0..loops {
-            let va = take(size)?;
-            free_vmap_area(va);
-        }
-        Some(ns10_per_op(get_cycles() - t0, loops as u64))
-    };
-    let hole = run(PAGE_SIZE);
-    let past = run(2 * PAGE_SIZE);
+/// One data point; None if the setup ran out of memory or space.
+fn measure(n: usize, loops: usize) -> Option<Point> {
+    // Packed: n areas back to back.
+    let areas = take_many(n)?;
+    let (busy, busy_height, packed_free, _) = tree_shapes();
+    let packed = time_alloc_free(PAGE_SIZE, loops);
+    areas.into_iter().for_each(free_vmap_area);
 
+    // Holes: 2n areas, every second one given back.
+    let areas = take_many(2 * n)?;
+    for va in areas.iter().skip(1).step_by(2) {
+        free_vmap_area(*va);
+    }
+    let (_, _, holes_free, holes_free_height) = tree_shapes();
+    let hole = time_alloc_free(PAGE_SIZE, loops);
+    let past = time_alloc_free(2 * PAGE_SIZE, loops);
     for va in areas.iter().step_by(2) {
         free_vmap_area(*va);
     }
-    match (hole, past) {
-        (Some(hole_ns10), Some(past_ns10)) => {
-            Some(Point { busy, free, busy_height, free_height, hole_ns10, past_ns10 })
-        }
+    match (packed, hole, past) {
+        (Some(packed_ns10), Some(hole_ns10), Some(past_ns10)) => Some(Point {
+            busy,
+            busy_height,
+            packed_free,
+            packed_ns10,
+            holes_free,
+            holes_free_height,
+            hole_ns10,
+            past_ns10,
+        }),
         _ => {
             pr_err!("bench: scaling: alloc_vmap_area failed during the measurement (N = {})", n);
             None
@@ -107,14 +135,16 @@ fn measure(n: usize, loops: usize) -> Option<Point> {
 pub fn run(loops: usize) -> Vec<Point> {
     vmalloc::purge_vmap_area_lazy();
     pr_info!("bench: scaling: alloc_vmap_area + free_vmap_area (address space only, no lazy purge), {} loops per point", loops);
-    pr_info!("bench: scaling: {:>8} {:>8} {:>6} {:>6} {:>14} {:>6} {:>16} {:>6}",
-        "busy", "free", "busy_h", "free_h", "1page_ns", "ratio", "2pages_ns", "ratio");
-    let mut points = Vec::new();
+    pr_info!("bench: scaling: {:>7} {:>6} | packed: {:>5} {:>10} {:>5} | holes: {:>7} {:>6} {:>10} {:>5} {:>10} {:>5}",
+        "busy", "busy_h", "free", "1page_ns", "ratio", "free", "free_h", "1page_ns", "ratio", "2pages_ns", "ratio");
+    let mut points: Vec<Point> = Vec::new();
     for &n in &POINTS {
         let Some(p) = measure(n, loops) else { break };
         let base = points.first().copied().unwrap_or(p);
-        pr_info!("bench: scaling: {:>8} {:>8} {:>6} {:>6} {:>14} {:>6} {:>16} {:>6}",
-            p.busy, p.free, p.busy_height, p.free_height,
+        pr_info!("bench: scaling: {:>7} {:>6} | packed: {:>5} {:>10} {:>5} | holes: {:>7} {:>6} {:>10} {:>5} {:>10} {:>5}",
+            p.busy, p.busy_height,
+            p.packed_free, Ns10(p.packed_ns10), Ratio(p.packed_ns10, base.packed_ns10),
+            p.holes_free, p.holes_free_height,
             Ns10(p.hole_ns10), Ratio(p.hole_ns10, base.hole_ns10),
             Ns10(p.past_ns10), Ratio(p.past_ns10, base.past_ns10));
         points.push(p);
