@@ -315,42 +315,50 @@ pub const fn table_encode(pa: PhysAddr) -> u64 {
 pub struct Descriptor(pub u64);
 
 impl Descriptor {
+    #[inline]
     pub fn is_valid(self) -> bool {
         PD::VALID.is_set(self.0)
     }
 
     /// A table descriptor (only at levels 0..2).
+    #[inline]
     pub fn is_table(self, level: usize) -> bool {
         level < 3 && self.is_valid() && PD::TYPE.is_set(self.0)
     }
 
     /// A block descriptor (only at levels 1 and 2 with a 4 KiB granule).
+    #[inline]
     pub fn is_block(self, level: usize) -> bool {
         (level == 1 || level == 2) && self.is_valid() && !PD::TYPE.is_set(self.0)
     }
 
     /// A page descriptor (level 3).
+    #[inline]
     pub fn is_page(self, level: usize) -> bool {
         level == 3 && self.is_valid() && PD::TYPE.is_set(self.0)
     }
 
     /// A block or a page: the walk ends here with an output address.
+    #[inline]
     pub fn is_leaf(self, level: usize) -> bool {
         self.is_block(level) || self.is_page(level)
     }
 
     /// Address bits [47:12], for any descriptor type.
+    #[inline]
     pub fn output_addr(self) -> PhysAddr {
         PhysAddr((self.0 & OA_MASK) as usize)
     }
 
     /// Address of the next-level table (same bits as `output_addr`).
+    #[inline]
     pub fn table_addr(self) -> PhysAddr {
         self.output_addr()
     }
 
     /// Start of the block or page a leaf at `level` maps (RES0 bits below
     /// the block size are not part of the address, as the hardware sees it).
+    #[inline]
     pub fn leaf_addr(self, level: usize) -> PhysAddr {
         PhysAddr(self.output_addr().0 & !(level_size(level) - 1))
     }
