@@ -12,7 +12,7 @@ use super::fault_inject::{self, Site};
 use super::paging::__va;
 use crate::{pr_info, pr_warn};
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kernel::mm::buddy::{Page, Zone, Zones};
 use kernel::mm::layout::*;
 
@@ -55,6 +55,16 @@ pub fn __free_pages(pa: PhysAddr, order: usize) {
     if let Err(e) = r {
         pr_warn!("__free_pages({:#x}, order {}): {}; ignored", pa.0, order, e);
     }
+}
+
+/// Pages handed to the allocator at boot (Linux: _totalram_pages, read
+/// without the zone lock by totalram_pages()).
+static TOTALRAM_PAGES: AtomicUsize = AtomicUsize::new(0);
+
+/// Linux's totalram_pages(): managed pages over all zones.
+#[inline]
+pub fn totalram_pages() -> usize {
+    TOTALRAM_PAGES.load(Ordering::Relaxed)
 }
 
 /// (free pages, managed pages) over all zones.
@@ -147,6 +157,7 @@ pub fn free_area_init(banks_node: impl Fn(u64) -> u32) {
     });
     // Per-cpu lists for order-0 pages (Linux's pageset_init/zone_pcp_init).
     z.zones.setup_pcp();
+    TOTALRAM_PAGES.store(z.zones.managed(), Ordering::Relaxed);
     let pcp = z.zones.get(0).map(|zone| zone.pcp());
     drop(z);
     drop(mb);

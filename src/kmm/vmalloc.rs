@@ -630,7 +630,7 @@ fn __vfree_area(area: &mut VmStruct) {
 
 /// Total RAM in pages (Linux: totalram_pages()).
 fn totalram_pages() -> usize {
-    page_alloc::nr_free_pages().1
+    page_alloc::totalram_pages()
 }
 
 /// The core: `size` bytes in [start, end) aligned to `align`, with `prot`
