@@ -14,6 +14,8 @@
 #   --no-icount          run without -icount (real time; varies run to run)
 #   --icount-opts OPTS   -icount options (default shift=0,sleep=off)
 #   --verify             boot twice and check that both runs print identical figures
+#   --separate           one boot per test_vmalloc scenario (as the Linux baseline's
+#                        MODE=separate), plus one for the other benchmarks
 #   --compare FILE       print the ratio to a saved baseline per scenario; FILE may hold
 #                        "KERNEL TEST AVG_USEC" rows (/work/shared/baselines/linux-test_vmalloc.txt),
 #                        run.sh's "linux TEST ... avg_usec=N" lines or "Summary: ..." lines
@@ -42,6 +44,7 @@ BENCH_LOOPS=
 ICOUNT=1
 ICOUNT_OPTS=shift=0,sleep=off
 VERIFY=0
+SEPARATE=0
 COMPARE=
 KERNEL_ABI=
 FROM_LOG=
@@ -50,7 +53,7 @@ TIMEOUT=3600
 APPEND_EXTRA=
 BENCH_LOG_DIR=$TARGET_DIR/bench-logs
 
-usage() { sed -n '2,31s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,33s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 while (($#)); do
     case $1 in
@@ -64,6 +67,7 @@ while (($#)); do
     --no-icount) ICOUNT=0 && shift ;;
     --icount-opts) ICOUNT_OPTS=$2 && shift 2 ;;
     --verify) VERIFY=1 && shift ;;
+    --separate) SEPARATE=1 && shift ;;
     --compare) COMPARE=$2 && shift 2 ;;
     --kernel) KERNEL_ABI=$2 && shift 2 ;;
     --log) FROM_LOG=$2 && shift 2 ;;
@@ -134,28 +138,55 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 # Boot and report
 # ---------------------------------------------------------------------------
 
+# cmdline INIT_ON_ALLOC [MASK [BENCHES]]
 cmdline() {
-    local ioa=$1 args extra
-    args=(bench="$BENCHES" init_on_alloc="$ioa"
+    local ioa=$1 mask=${2:-$MASK} benches=${3:-$BENCHES} args extra
+    args=(bench="$benches" init_on_alloc="$ioa"
         test_vmalloc.test_loop_count="$LOOPS" test_vmalloc.test_repeat_count="$REPEAT"
         test_vmalloc.nr_pages="$NR_PAGES" test_vmalloc.sequential_test_order=1)
-    [[ -n $MASK ]] && args+=(test_vmalloc.run_test_mask="$MASK")
+    [[ -n $mask ]] && args+=(test_vmalloc.run_test_mask="$mask")
     [[ -n $BENCH_LOOPS ]] && args+=(bench.loops="$BENCH_LOOPS")
     read -ra extra <<<"$APPEND_EXTRA"
     printf '%s ' "${args[@]}" "${extra[@]}" poweroff
 }
 
-# boot NAME INIT_ON_ALLOC: one QEMU run; the log is $BENCH_LOG_DIR/NAME.log.
+# boot NAME INIT_ON_ALLOC [MASK [BENCHES]]: one QEMU run; the log is
+# $BENCH_LOG_DIR/NAME.log.
 boot() {
     local name=$1 ioa=$2 qargs=(-kernel "$KERNEL_IMAGE")
     ((ICOUNT)) && qargs+=(-icount "$ICOUNT_OPTS")
-    LOG_DIR=$BENCH_LOG_DIR boot_capture "$name" "$TIMEOUT" -- "${qargs[@]}" -append "$(cmdline "$ioa")"
+    LOG_DIR=$BENCH_LOG_DIR boot_capture "$name" "$TIMEOUT" -- "${qargs[@]}" -append "$(cmdline "$ioa" "${@:3}")"
     local log=$BENCH_LOG_DIR/$name.log
     info "bench: $name: QEMU exit status $BOOT_STATUS, $(cat "$BENCH_LOG_DIR/$name.ms") ms wall; log $log"
     if ((BOOT_STATUS != 0)) || grep -Eq 'Kernel panic|Oops' "$log"; then
         tail -n 40 "$log" >&2
         die "bench: $name did not finish cleanly (status $BOOT_STATUS); reproduce: $(cat "$BENCH_LOG_DIR/$name.cmd")"
     fi
+}
+
+# run_set NAME INIT_ON_ALLOC: the whole benchmark, in one boot or (with
+# --separate) one boot per scenario; $BENCH_LOG_DIR/NAME.log gets every log.
+run_set() {
+    local name=$1 ioa=$2 mask bit others=() b logs=()
+    if ((!SEPARATE)); then
+        boot "$name" "$ioa"
+        return
+    fi
+    mask=$((${MASK:-0x7fffffff}))
+    if [[ ,$BENCHES, == *,test_vmalloc,* ]]; then
+        for bit in {0..10}; do
+            ((mask >> bit & 1)) || continue
+            boot "$name-t$bit" "$ioa" $((1 << bit)) test_vmalloc
+            logs+=("$BENCH_LOG_DIR/$name-t$bit.log")
+        done
+    fi
+    IFS=, read -ra others <<<"$BENCHES"
+    for b in "${!others[@]}"; do [[ ${others[b]} == test_vmalloc ]] && unset 'others[b]'; done
+    if ((${#others[@]})); then
+        boot "$name-other" "$ioa" "${MASK:-0x7fffffff}" "$(IFS=, && echo "${others[*]}")"
+        logs+=("$BENCH_LOG_DIR/$name-other.log")
+    fi
+    cat "${logs[@]}" >"$BENCH_LOG_DIR/$name.log"
 }
 
 # The figures that must repeat under icount: every Summary/cycles/bench line
@@ -165,7 +196,7 @@ figures() { tr -d '\r' <"$1" | grep -E 'Summary:|All test took|bench: ' | sed 's
 report() {
     local log=$1 label=$2 line name passed failed loops usec ticks ns base
     printf '\n== %s\n' "$label"
-    sed -n 's/^\[[ 0-9.]*\] \(test_vmalloc: run_test_mask.*\)/\1/p' "$log" | tr -d '\r'
+    sed -n 's/^\[[ 0-9.]*\] \(test_vmalloc: run_test_mask.*\)/\1/p' "$log" | tr -d '\r'  | head -1
     if grep -q 'bench: test_vmalloc ' "$log"; then
         printf '\n%-30s %6s %6s %12s %12s %10s' scenario passed failed avg_usec cycles ns/loop
         [[ -n $COMPARE ]] && printf ' %12s %6s' "${BASE_LABEL%% *}" ratio
@@ -223,10 +254,11 @@ main() {
     tag=$( ((ICOUNT)) && echo icount || echo noicount)
     for ioa in "${SETTINGS[@]}"; do
         name=bench-$tag-ioa$ioa-loops$LOOPS
-        boot "$name" "$ioa"
-        report "$BENCH_LOG_DIR/$name.log" "init_on_alloc=$ioa, $( ((ICOUNT)) && echo "-icount $ICOUNT_OPTS" || echo 'no icount'), test_loop_count=$LOOPS"
+        ((SEPARATE)) && name+=-separate
+        run_set "$name" "$ioa"
+        report "$BENCH_LOG_DIR/$name.log" "init_on_alloc=$ioa, $( ((ICOUNT)) && echo "-icount $ICOUNT_OPTS" || echo 'no icount'), test_loop_count=$LOOPS$( ((SEPARATE)) && echo ', one boot per scenario')"
         if ((VERIFY)); then
-            boot "$name-2" "$ioa"
+            run_set "$name-2" "$ioa"
             if diff <(figures "$BENCH_LOG_DIR/$name.log") <(figures "$BENCH_LOG_DIR/$name-2.log") >"$BENCH_LOG_DIR/$name.diff"; then
                 printf '\nverify: a second boot printed identical figures (%d lines compared)\n' \
                     "$(figures "$BENCH_LOG_DIR/$name.log" | wc -l)"

@@ -18,7 +18,8 @@
 //! test_vmalloc.run_test_mask=N  test_vmalloc.test_loop_count=N
 //! test_vmalloc.test_repeat_count=N  test_vmalloc.nr_pages=N
 //! test_vmalloc.sequential_test_order=0|1  test_vmalloc.nr_threads=N
-//! bench=test_vmalloc,scaling,floor,stages|all  which benchmarks (any order)
+//! bench=test_vmalloc,scaling,floor,stages|all  which benchmarks (any order;
+//!                                              without it, test_vmalloc.*= runs test_vmalloc)
 //! bench.loops=N                                iterations per scaling/floor point
 //! bench.seed=N                                 seed of the benchmark RNG
 //! init_on_alloc=0|1                            parsed in setup_arch (zeroing)
@@ -38,6 +39,8 @@ use crate::pr_warn;
 /// Which benchmarks to run and with what parameters.
 #[derive(Clone, Debug)]
 pub struct BenchRequest {
+    /// Run test_vmalloc: the bare word `test_vmalloc`, `bench=test_vmalloc`,
+    /// or (without any `bench=`) a `test_vmalloc.*=` parameter.
     pub test_vmalloc: bool,
     pub scaling: bool,
     pub floor: bool,
@@ -46,6 +49,10 @@ pub struct BenchRequest {
     /// Iterations per scaling / floor / stages data point.
     pub loops: Option<usize>,
     pub seed: u64,
+    /// A `bench=` word was given: it alone says which benchmarks run.
+    listed: bool,
+    /// A test_vmalloc parameter was given.
+    tv_params: bool,
 }
 
 impl Default for BenchRequest {
@@ -58,6 +65,8 @@ impl Default for BenchRequest {
             params: test_vmalloc::Params::default(),
             loops: None,
             seed: DEFAULT_SEED,
+            listed: false,
+            tv_params: false,
         }
     }
 }
@@ -65,6 +74,15 @@ impl Default for BenchRequest {
 impl BenchRequest {
     fn any(&self) -> bool {
         self.test_vmalloc || self.scaling || self.floor || self.stages
+    }
+
+    /// After all words: test_vmalloc parameters alone (no `bench=`) mean
+    /// "run test_vmalloc", as loading the module with them would.
+    fn finish(mut self) -> Self {
+        if self.tv_params && !self.listed {
+            self.test_vmalloc = true;
+        }
+        self
     }
 }
 
@@ -113,6 +131,7 @@ fn apply_word(req: &mut BenchRequest, word: &str, prefixed: bool) -> bool {
         return true;
     }
     if name == "bench" {
+        req.listed = true;
         for b in value.unwrap_or("all").split(',') {
             match b {
                 "all" => {
@@ -150,7 +169,7 @@ fn apply_word(req: &mut BenchRequest, word: &str, prefixed: bool) -> bool {
     };
     match req.params.set(param, value.unwrap_or("")) {
         Ok(()) => {
-            req.test_vmalloc = true;
+            req.tv_params = true;
             true
         }
         Err(e) => {
@@ -167,6 +186,7 @@ pub fn parse_cmdline(args: &str) -> Option<BenchRequest> {
     for w in args.split_ascii_whitespace() {
         apply_word(&mut req, w, true);
     }
+    let req = req.finish();
     req.any().then_some(req)
 }
 
@@ -207,7 +227,8 @@ pub fn run_from_params(params: &str) {
     for w in params.split_ascii_whitespace() {
         apply_word(&mut req, w, false);
     }
-    if !req.any() {
+    let mut req = req.finish();
+    if !req.any() && !req.listed {
         req.test_vmalloc = true;
     }
     run(&req);
