@@ -217,7 +217,7 @@ report() {
             fi
             printf '\n'
         done < <(tr -d '\r' <"$log")
-        grep -h 'Skipped: ' "$log" | tr -d '\r' | sed 's/^\[[ 0-9.]*\] /  /'
+        { grep -h 'Skipped: ' "$log" || true; } | tr -d '\r' | sed 's/^\[[ 0-9.]*\] /  /'
         if [[ -n $COMPARE ]]; then
             for name in "${!BASE[@]}"; do
                 grep -q "Summary: $name \|Skipped: $name " "$log" ||
