@@ -231,6 +231,8 @@ fn check(what: &str, r: Result<(), PgtableError>) {
 
 /// Build swapper_pg_dir, switch to it, drop the identity map, move the boot
 /// console to the fixmap. Called once, with memblock populated.
+#[unsafe(no_mangle)]
+#[inline(never)]
 pub fn paging_init(uart_phys: usize) {
     let mut env = KernelPgtableEnv;
     let mem_start = memblock_lock().memory().first().map(|r| r.base as usize).unwrap_or(0);

@@ -446,6 +446,7 @@ pub fn __get_vm_area_node(size: usize, align: usize, flags: VmFlags, start: usiz
 
 /// Linux's get_vm_area: address space only, caller recorded.
 #[track_caller]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn get_vm_area(size: usize, flags: VmFlags) -> *mut VmStruct {
     __get_vm_area_node(size, 1, flags, VMALLOC_START, VMALLOC_END, Location::caller())
@@ -579,6 +580,7 @@ pub fn __vmalloc_node(size: usize, align: usize, zero: bool, caller: Caller) -> 
 
 /// Linux's __vmalloc(size, gfp): `zero` stands for __GFP_ZERO.
 #[track_caller]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn __vmalloc(size: usize, zero: bool) -> *mut u8 {
     __vmalloc_node(size, 1, zero, Location::caller()) as *mut u8
@@ -587,6 +589,7 @@ pub fn __vmalloc(size: usize, zero: bool) -> *mut u8 {
 /// Linux's vmalloc: `size` bytes of virtually contiguous memory, or null.
 /// Pages are zeroed when `init_on_alloc` is on (the default, as on Debian).
 #[track_caller]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vmalloc(size: usize) -> *mut u8 {
     __vmalloc_node(size, 1, init_on_alloc(), Location::caller()) as *mut u8
@@ -594,6 +597,7 @@ pub fn vmalloc(size: usize) -> *mut u8 {
 
 /// Linux's vzalloc: as vmalloc, always zeroed.
 #[track_caller]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vzalloc(size: usize) -> *mut u8 {
     __vmalloc_node(size, 1, true, Location::caller()) as *mut u8
@@ -601,6 +605,7 @@ pub fn vzalloc(size: usize) -> *mut u8 {
 
 /// Linux's vmalloc_node (one node here: the argument is accepted and ignored).
 #[track_caller]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vmalloc_node(size: usize, _node: i32) -> *mut u8 {
     __vmalloc_node(size, 1, init_on_alloc(), Location::caller()) as *mut u8
@@ -612,6 +617,32 @@ pub fn vmalloc_node(size: usize, _node: i32) -> *mut u8 {
 pub fn vmalloc_aligned(size: usize, align: usize) -> *mut u8 {
     __vmalloc_node(size, align, init_on_alloc(), Location::caller()) as *mut u8
 }
+
+/// Every entry point of the pipeline, kept in the ELF even in a build where
+/// nothing calls it yet: the linker's `--gc-sections` drops unreferenced
+/// functions, and `break vfree` in GDB should always find its target.
+#[allow(dead_code)]
+struct KeepForGdb([*const (); 15]);
+// SAFETY: the addresses are never used for anything but being there.
+unsafe impl Sync for KeepForGdb {}
+#[used]
+static KEEP_FOR_GDB: KeepForGdb = KeepForGdb([
+    __vmalloc_node_range as *const (),
+    __vmalloc_node as *const (),
+    __vmalloc as *const (),
+    vmalloc as *const (),
+    vzalloc as *const (),
+    vmalloc_node as *const (),
+    __vmalloc_area_node as *const (),
+    map_kernel_range as *const (),
+    get_vm_area as *const (),
+    vmap as *const (),
+    vfree as *const (),
+    vunmap as *const (),
+    iounmap as *const (),
+    remove_vm_area as *const (),
+    vmalloc_to_page as *const (),
+]);
 
 static INIT_ON_ALLOC: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
 
@@ -627,6 +658,7 @@ pub fn set_init_on_alloc(on: bool) {
 
 /// Map `pages` contiguously (Linux: vmap). The pages stay the caller's.
 #[track_caller]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vmap(pages: &[PhysAddr], flags: VmFlags, prot: PageProt) -> *mut u8 {
     let count = pages.len();
@@ -906,6 +938,7 @@ pub fn __ioremap_caller(phys: PhysAddr, size: usize, prot: PageProt, caller: Cal
 
 /// Linux's ioremap: Device-nGnRE, never-execute.
 #[track_caller]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn ioremap(phys: PhysAddr, size: usize) -> *mut u8 {
     __ioremap_caller(phys, size, PROT_DEVICE_NGNRE, Location::caller())

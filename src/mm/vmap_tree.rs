@@ -955,6 +955,13 @@ unsafe fn lowest_match(
 }
 
 /// Search with the guaranteed-fit length first, then exactly.
+///
+/// This is the search `__alloc_vmap_area` runs, so it carries the symbol
+/// `find_vmap_lowest_match`: `break find_vmap_lowest_match` in GDB stops on
+/// the kernel's allocation path (the unbounded wrapper below is a plain Rust
+/// function, `kernel::mm::vmap_tree::find_vmap_lowest_match`).
+#[export_name = "find_vmap_lowest_match"]
+#[inline(never)]
 fn lowest_match_bounded(root: &VmapAreaRoot, size: usize, align: usize, vstart: usize, vend: usize) -> Link {
     if !root.augmented || size == 0 || !align.is_power_of_two() {
         return ptr::null_mut();
@@ -976,7 +983,6 @@ fn lowest_match_bounded(root: &VmapAreaRoot, size: usize, align: usize, vstart: 
 /// large enough to fit the block at any page-aligned position win over
 /// lower, smaller ones that fit only by luck (see the module docs). Null on a
 /// non-augmented tree.
-#[no_mangle]
 #[inline(never)]
 pub fn find_vmap_lowest_match(root: &VmapAreaRoot, size: usize, align: usize, vstart: usize) -> *mut VmapArea {
     lowest_match_bounded(root, size, align, vstart, usize::MAX)
