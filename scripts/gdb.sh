@@ -98,8 +98,8 @@ fi
 case $console in
 file) info "console: $console_log (tail -f it in another terminal; lx-dmesg in GDB)" ;;
 pty)
-    pts=$(grep -o '/dev/pts/[0-9]*' "$qemu_err" | head -1 || true)
-    info "console: ${pts:-a pseudo-terminal (see $qemu_err)}  (screen ${pts:-/dev/pts/N}, or picocom)"
+    pts=$(cat "$LOG_DIR/gdb-qemu.out" "$qemu_err" | grep -o '/dev/pts/[0-9]*' | head -1 || true)
+    info "console: ${pts:-a pseudo-terminal (see $LOG_DIR/gdb-qemu.out)}  (screen ${pts:-/dev/pts/N}, or picocom)"
     ;;
 tcp) info "console: nc 127.0.0.1 $cport   (output before you connect is dropped)" ;;
 esac

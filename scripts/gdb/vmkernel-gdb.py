@@ -27,5 +27,6 @@ import vmkernel.vmalloc  # noqa: E402,F401
 import vmkernel.pgtable  # noqa: E402,F401
 import vmkernel.buddy  # noqa: E402,F401
 import vmkernel.symbols  # noqa: E402,F401
+import vmkernel.rustenum  # noqa: E402,F401
 
 gdb.write("vmkernel helpers: lx-dmesg lx-vmallocinfo lx-pgwalk lx-buddyinfo lx-symbols-phys $lx_va() $lx_pa()\n")
