@@ -10,7 +10,8 @@
 # boot (and the command that reproduces it) are kept in target/test-logs/.
 #
 # Environment: TEST_JOBS (parallel QEMU boots, default: number of CPUs),
-# SMOKE_TIMEOUT, KTEST_TIMEOUT, BADBOOT_TIMEOUT (seconds per boot).
+# SMOKE_TIMEOUT, KTEST_TIMEOUT, BADBOOT_TIMEOUT (seconds per boot),
+# GDB_TEST_TIMEOUT (the GDB session).
 #
 # Adding a layer: write a function `layer_NAME` that reports through
 # pass/fail (boots: spawn_boot + wait_boots + verify_boot), then add NAME
@@ -25,6 +26,7 @@ LAYERS=(
     "ktest|in-kernel tests (KTAP over the console, -append ktest)"
     "smoke|boot-smoke matrix (CPU x exception level x RAM size, -append poweroff)"
     "badboot|bad boot input must end in one clear panic line, never a hang"
+    "gdb|scripted GDB session through the vmalloc pipeline (scripts/gdb-test.sh)"
 )
 
 TEST_JOBS=${TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}
@@ -442,6 +444,33 @@ layer_badboot() {
         IFS='|' read -r name re how <<<"$spec"
         verify_boot "badboot: $name ($how)" "badboot-$name" fail "1$panic" "+$panic $re" '!Oops'
     done
+}
+
+# ---------------------------------------------------------------------------
+# Layer: scripted GDB session
+# ---------------------------------------------------------------------------
+
+# scripts/gdb-test.sh prints one PASS/FAIL line per check; report them here.
+layer_gdb() {
+    need_kernel || {
+        fail "gdb: no kernel to debug (build failed)"
+        return
+    }
+    local log=$LOG_DIR/gdb-test.log line status=0 n=0
+    timeout --kill-after=5 $((${GDB_TEST_TIMEOUT:-120} + 30)) "$REPO_ROOT/scripts/gdb-test.sh" \
+        --elf "$TEST_ELF" --image "$TEST_IMAGE" --out "$LOG_DIR/gdb" >"$log" 2>&1 || status=$?
+    while IFS= read -r line; do
+        case $line in
+        "PASS "*) pass "${line#PASS }" && n=$((n + 1)) ;;
+        "FAIL "*) fail "${line#FAIL }" && n=$((n + 1)) ;;
+        *" passed, "*" failed") ;;
+        *) printf '%s\n' "$line" ;;
+        esac
+    done <"$log"
+    if ((n == 0)); then
+        fail "gdb: scripts/gdb-test.sh reported nothing (exit status $status)"
+        show_tail "$log"
+    fi
 }
 
 # ---------------------------------------------------------------------------

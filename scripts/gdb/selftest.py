@@ -286,9 +286,8 @@ def at_run_init():
 def trigger_vmalloc():
     """Run to the first vmalloc's __get_vm_area_node; returns how it was triggered."""
     # Only __get_vm_area_node calls made by __vmalloc_node_range (ioremap and
-    # vmap reach it too). Frame 0 may be a function inlined at the
-    # breakpoint address, hence a depth of 3.
-    run('break __get_vm_area_node if $_any_caller_matches(".*::__vmalloc_node_range$", 3)')
+    # vmap reach it too).
+    run("lx-break-from __vmalloc_node_range __get_vm_area_node 3")
     run("break vmkernel::machine_power_off")
     out, err = run("continue")
     if stopped_in("__get_vm_area_node"):
@@ -316,6 +315,8 @@ def pipeline():
     result(in_order(chain, ["__get_vm_area_node", "__vmalloc_node_range"]),
            "bt at __get_vm_area_node: __get_vm_area_node <- __vmalloc_node_range <- caller", chain_str())
     rng = find_frame("__vmalloc_node_range")
+    if rng is None:
+        raise Abort(f"__get_vm_area_node was not called from __vmalloc_node_range: {chain_str()}")
     req = None
     try:
         v = rng.read_var("size")

@@ -1,6 +1,6 @@
 # Loader for vmkernel's GDB helpers (Linux: vmlinux-gdb.py).
 #   (gdb) source scripts/gdb/vmkernel-gdb.py
-# scripts/gdb.sh does this for you. Commands: lx-dmesg, lx-vmallocinfo,
+# scripts/gdb.sh does this for you. Commands: lx-dmesg, lx-vmallocinfo, lx-break-from,
 # lx-pgwalk, lx-buddyinfo, lx-symbols-phys; functions $lx_va(), $lx_pa().
 # `help lx-<name>` explains each.
 import os
@@ -28,5 +28,6 @@ import vmkernel.pgtable  # noqa: E402,F401
 import vmkernel.buddy  # noqa: E402,F401
 import vmkernel.symbols  # noqa: E402,F401
 import vmkernel.rustenum  # noqa: E402,F401
+import vmkernel.breakpoints  # noqa: E402,F401
 
-gdb.write("vmkernel helpers: lx-dmesg lx-vmallocinfo lx-pgwalk lx-buddyinfo lx-symbols-phys $lx_va() $lx_pa()\n")
+gdb.write("vmkernel helpers: lx-dmesg lx-vmallocinfo lx-pgwalk lx-buddyinfo lx-break-from lx-symbols-phys $lx_va() $lx_pa()\n")
