@@ -162,13 +162,22 @@ class TableReader:
         self.text = utils.elf_symbol_addr("_text")
         self.end = utils.elf_symbol_addr("_end")
         self.phys_text = self._phys_text(ttbr_base)
-        live = utils.lookup("SWAPPER_LIVE")
-        self.linear = int(live.value()["v"]["value"]) != 0
-        self.memstart = utils.atomic(utils.value("MEMSTART_ADDR"))
-        self.linear_end = utils.atomic(utils.value("LINEAR_END"))
+        try:
+            self.linear = utils.atomic(utils.value("SWAPPER_LIVE")) != 0
+            self.memstart = utils.atomic(utils.value("MEMSTART_ADDR"))
+            self.linear_end = utils.atomic(utils.value("LINEAR_END"))
+        except gdb.MemoryError:
+            # The statics themselves are unreachable: the MMU is still off
+            # (head.S), so there is no linear map either.
+            self.linear = False
+            self.memstart = self.linear_end = 0
+            self.notes.append("kernel statics unreadable (MMU off): no linear map yet")
 
     def _phys_text(self, ttbr_base):
-        bi = utils.once_get(utils.value("BOOT_INFO"))
+        try:
+            bi = utils.once_get(utils.value("BOOT_INFO"))
+        except gdb.MemoryError:
+            bi = None
         if bi is not None:
             return int(bi["phys_text"])
         # Before setup_arch records it: TTBR1 points at a page table inside
@@ -270,7 +279,10 @@ def walk(va):
         index = (va >> (39 - 9 * level)) & 511
         v, how = reader.entry(table, index, level)
         if how == "QEMU monitor xp":
-            lines.append(f"  (table {table:#x} read with QEMU's monitor xp: {reader.va_of(table)[1]})")
+            tva, why = reader.va_of(table)
+            if tva is not None:
+                why = f"its {why} address {tva:#x} is not readable (MMU off?)"
+            lines.append(f"  (table {table:#x} read with QEMU's monitor xp: {why})")
         lines.append(f"  L{level} {LEVEL_NAME[level]}[{index}] in table {table:#x}: {desc_fmt(v, level)}")
         lines.append(f"       {desc_fields(v, level, mair)}")
         if is_table(v, level):
