@@ -33,12 +33,18 @@ class CallerBreakpoint(gdb.Breakpoint):
         super().__init__(spec)
 
     def stop(self):
-        f = gdb.newest_frame().older()  # frame 0 is the breakpoint's own function
-        for _ in range(self.depth):
-            if f is None:
-                return False
+        # Depth counts real frames: an optimised build stacks many inlined
+        # frames (atomics, lock guards) on top of the function itself.
+        f = gdb.newest_frame()
+        while f is not None and f.type() == gdb.INLINE_FRAME:
+            f = f.older()  # up to the breakpoint's own function
+        f = f.older() if f is not None else None
+        real = 0
+        while f is not None and real < self.depth:
             if frame_matches(f, self.caller):
                 return True
+            if f.type() != gdb.INLINE_FRAME:
+                real += 1
             f = f.older()
         return False
 
@@ -47,8 +53,9 @@ class LxBreakFrom(gdb.Command):
     """Break at LOCATION only when it was called (directly or not) from CALLER.
 
 Usage: lx-break-from CALLER LOCATION [DEPTH]
-Stops at LOCATION only if a frame of CALLER is among the DEPTH (default 8)
-frames above it; inlined frames count as frames. Examples:
+Stops at LOCATION only if CALLER is among the DEPTH (default 8) function
+frames above it (functions inlined into them are searched too, and do not
+count towards DEPTH). Examples:
   lx-break-from __vmalloc_node_range __get_vm_area_node   (not ioremap's)
   lx-break-from __vmalloc_area_node alloc_pages           (vmalloc's pages only)
 Delete it like any breakpoint."""
