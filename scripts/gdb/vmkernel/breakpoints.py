@@ -69,8 +69,8 @@ Delete it like any breakpoint."""
             utils.fail("usage: lx-break-from CALLER LOCATION [DEPTH]")
         depth = int(args[2]) if len(args) == 3 else 8
         bp = CallerBreakpoint(args[1], args[0], depth)
-        gdb.write(f"(breakpoint {bp.number} stops only when called from {args[0]}, "
-                  f"within {depth} frames)\n")
+        frames = "the direct caller" if depth == 1 else f"the {depth} callers above it"
+        gdb.write(f"(breakpoint {bp.number} stops only when {args[0]} is {frames})\n")
 
 
 LxBreakFrom()
