@@ -24,7 +24,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=gdb/lib-gdb.sh
 source "$REPO_ROOT/scripts/gdb/lib-gdb.sh"
 
-console=file
+console="file"
 build=1
 batch=()
 gdb_files=()

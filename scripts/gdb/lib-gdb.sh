@@ -12,6 +12,7 @@
 #   build_profile PROFILE     cargo build --profile PROFILE + Image; sets
 #                             PROFILE_ELF and PROFILE_IMAGE (profile_paths)
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 GDB_HELPERS=$REPO_ROOT/scripts/gdb/vmkernel-gdb.py
 
 # free_port: bind port 0 and report what the kernel picked. QEMU binds it a
