@@ -790,12 +790,19 @@ fn __vunmap(addr: usize, deallocate_pages: bool) {
     unsafe { alloc::alloc::dealloc(area as *mut u8, Layout::new::<VmStruct>()) };
 }
 
+/// Did __vmalloc_area_node take this area's page array from vmalloc? The
+/// same size rule it used, not is_vmalloc_addr as Linux's kvfree: the
+/// heap's boot arena is in .bss, i.e. inside the vmalloc range.
+fn page_array_is_vmalloced(area: &VmStruct) -> bool {
+    (area.get_vm_area_size() >> PAGE_SHIFT) * core::mem::size_of::<PhysAddr>() > PAGE_SIZE
+}
+
 /// Free the page array: vfree when it came from vmalloc, else the heap
 /// (Linux: kvfree).
 fn kvfree_pages(area: &mut VmStruct) {
     let pages = area.pages;
     area.pages = ptr::null_mut();
-    if is_vmalloc_addr(pages as usize) {
+    if page_array_is_vmalloced(area) {
         __vunmap(pages as usize, true);
     } else {
         let n = area.get_vm_area_size() >> PAGE_SHIFT;
@@ -1014,7 +1021,7 @@ pub fn write_vm_line(w: &mut dyn Write, v: &VmStruct) -> fmt::Result {
     if v.flags.contains(VmFlags::VM_USERMAP) {
         write!(w, " user")?;
     }
-    if !v.pages.is_null() && is_vmalloc_addr(v.pages as usize) {
+    if !v.pages.is_null() && page_array_is_vmalloced(v) {
         write!(w, " vpages")?;
     }
     writeln!(w)
