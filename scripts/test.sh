@@ -10,7 +10,8 @@
 # boot (and the command that reproduces it) are kept in target/test-logs/.
 #
 # Environment: TEST_JOBS (parallel QEMU boots, default: number of CPUs),
-# SMOKE_TIMEOUT, KTEST_TIMEOUT, BADBOOT_TIMEOUT (seconds per boot).
+# SMOKE_TIMEOUT, KTEST_TIMEOUT, BADBOOT_TIMEOUT (seconds per boot),
+# SHELL_TIMEOUT / SHELL_CMD_TIMEOUT (the shell session / one command).
 #
 # Adding a layer: write a function `layer_NAME` that reports through
 # pass/fail (boots: spawn_boot + wait_boots + verify_boot), then add NAME
@@ -18,6 +19,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=shell-session.sh
+source "$(dirname "${BASH_SOURCE[0]}")/shell-session.sh"
 
 # The layers, in the order they run: "name|description".
 LAYERS=(
@@ -25,6 +28,7 @@ LAYERS=(
     "ktest|in-kernel tests (KTAP over the console, -append ktest)"
     "smoke|boot-smoke matrix (CPU x exception level x RAM size, -append poweroff)"
     "badboot|bad boot input must end in one clear panic line, never a hang"
+    "shell|scripted serial-shell session: every command, faults, bad input, line editing"
 )
 
 TEST_JOBS=${TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}
@@ -442,6 +446,18 @@ layer_badboot() {
         IFS='|' read -r name re how <<<"$spec"
         verify_boot "badboot: $name ($how)" "badboot-$name" fail "1$panic" "+$panic $re" '!Oops'
     done
+}
+
+# ---------------------------------------------------------------------------
+# Layer: serial shell (the session is in scripts/shell-session.sh)
+# ---------------------------------------------------------------------------
+
+layer_shell() {
+    need_kernel || {
+        fail "shell: no kernel to boot (build failed)"
+        return
+    }
+    shell_layer_main
 }
 
 # ---------------------------------------------------------------------------

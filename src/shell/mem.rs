@@ -151,8 +151,8 @@ fn refuse(sh: &Shell, addr: usize, want: &str) -> CmdResult {
             addr, an(want), v.kind(), v.addr, v.addr + v.size
         ),
         Some(v) => fail!(
-            "{:#x} is {} area from {}, not created from this shell; refusing to free it",
-            addr, an(v.kind()), v.caller
+            "{:#x} is {} area from {}:{}, not created from this shell; refusing to free it",
+            addr, an(v.kind()), v.caller.file(), v.caller.line()
         ),
     }
 }
