@@ -78,7 +78,7 @@ sh_raw() {
     from=$(stat -c %s "$SH_LOG")
     printf '%s\n' "$bytes" >>"$SH_SENT"
     # shellcheck disable=SC2059 # BYTES is a %b string on purpose
-    if ! printf '%b' "$bytes" >&"$SH_FD" 2>/dev/null; then
+    if ! { printf '%b' "$bytes" >&"$SH_FD"; } 2>/dev/null; then
         SH_DEAD="writing to QEMU's stdin failed"
         return 1
     fi
@@ -175,7 +175,9 @@ meminfo_kb() {
     echo -1
 }
 
-# Reads MemFree, PageTables, Slab into the named prefix: snap_meminfo P -> P_free P_pt P_slab
+# snap_meminfo P: MemFree, PageTables and Slab of the last reply into
+# P_free, P_pt and P_slab (globals; the session reads them).
+# shellcheck disable=SC2034 # assigned through printf -v
 snap_meminfo() {
     printf -v "$1_free" '%s' "$(meminfo_kb MemFree)"
     printf -v "$1_pt" '%s' "$(meminfo_kb PageTables)"
@@ -192,6 +194,7 @@ SHELL_COMMANDS=(help meminfo buddyinfo vmallocinfo vmalloc vzalloc vfree vmap vu
     pt peek poke dt dmesg uptime history ktest poweroff)
 
 # The checks, in order; returns 1 when the session died (the caller reports).
+# shellcheck disable=SC2154 # m0_free etc. are set by snap_meminfo
 shell_session() {
     local l c a z m io al txt con b f0 n up1 up2 re
 

@@ -26,7 +26,7 @@ pub fn cmd_pt(_: &mut Shell, args: &mut Args) -> CmdResult {
 }
 
 fn check_aligned(addr: u64) -> CmdResult {
-    if addr % 8 != 0 {
+    if !addr.is_multiple_of(8) {
         fail!("ADDR {:#x} is not 8-byte aligned", addr);
     }
     Ok(())
@@ -37,7 +37,7 @@ fn describe(f: &Fault) -> alloc::string::String {
     match f.status() {
         (s, Some(l)) if f.is_abort() => alloc::format!("level {} {}", l, s),
         (s, _) if f.is_abort() => alloc::string::String::from(s),
-        _ => alloc::format!("{}", crate::arch::traps::esr_class_str(f.ec())),
+        _ => alloc::string::String::from(crate::arch::traps::esr_class_str(f.ec())),
     }
 }
 

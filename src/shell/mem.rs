@@ -146,7 +146,7 @@ fn refuse(sh: &Shell, addr: usize, want: &str) -> CmdResult {
     }
     match vm_info(addr & PAGE_MASK) {
         None => fail!("{:#x} is not the start of {} area", addr, an(want)),
-        Some(v) if v.addr != addr & PAGE_MASK || (want != "ioremap" && addr % PAGE_SIZE != 0) => fail!(
+        Some(v) if v.addr != addr & PAGE_MASK || (want != "ioremap" && !addr.is_multiple_of(PAGE_SIZE)) => fail!(
             "{:#x} is not the start of {} area (it is inside the {} area 0x{:016x}-0x{:016x})",
             addr, an(want), v.kind(), v.addr, v.addr + v.size
         ),
