@@ -92,6 +92,25 @@ pub fn vmallocinfo(_: &mut Shell, args: &mut Args) -> CmdResult {
     Ok(())
 }
 
+fn nr_purges() -> usize {
+    vmalloc::NR_PURGES.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// What became of the freed address space: a purge ran (more than
+/// lazy_max_pages were pending) or it waits on the purge list.
+struct LazyNote(usize);
+
+impl core::fmt::Display for LazyNote {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if nr_purges() != self.0 {
+            write!(f, "lazy_max_pages ({}) exceeded: lazily freed address space purged now ({} page(s) still pending)",
+                vmalloc::lazy_max_pages(), vmalloc::vmap_lazy_nr())
+        } else {
+            write!(f, "address space waits for the lazy purge ({} page(s) pending)", vmalloc::vmap_lazy_nr())
+        }
+    }
+}
+
 /// A copy of the interesting fields of the area containing `addr`.
 struct VmInfo {
     addr: usize,
@@ -230,12 +249,13 @@ pub fn cmd_vfree(sh: &mut Shell, args: &mut Args) -> CmdResult {
     let v = vm_info(addr).expect("a shell vmalloc area vanished");
     let pages = (v.size - PAGE_SIZE) / PAGE_SIZE;
     let free_before = page_alloc::nr_free_pages().0;
+    let purges = nr_purges();
     vmalloc::vfree(addr as *const u8);
     sh.areas.0.swap_remove(i);
     let returned = page_alloc::nr_free_pages().0 as isize - free_before as isize;
     println!(
-        "vfree: freed 0x{:016x}-0x{:016x}: {} page(s), {} free pages more; address space waits for the lazy purge ({} page(s) pending)",
-        v.addr, v.addr + v.size, pages, returned, vmalloc::vmap_lazy_nr()
+        "vfree: freed 0x{:016x}-0x{:016x}: {} page(s), {} free pages more; {}",
+        v.addr, v.addr + v.size, pages, returned, LazyNote(purges)
     );
     Ok(())
 }
@@ -290,6 +310,7 @@ pub fn cmd_vunmap(sh: &mut Shell, args: &mut Args) -> CmdResult {
         return refuse(sh, addr, "vmap");
     };
     let v = vm_info(addr).expect("a shell vmap area vanished");
+    let purges = nr_purges();
     vmalloc::vunmap(addr as *const u8);
     let area = sh.areas.0.swap_remove(i);
     let Kind::Vmap(pages) = area.kind else { unreachable!() };
@@ -297,8 +318,8 @@ pub fn cmd_vunmap(sh: &mut Shell, args: &mut Args) -> CmdResult {
         page_alloc::__free_pages(pa, 0);
     }
     println!(
-        "vunmap: unmapped 0x{:016x}-0x{:016x} and freed its {} page(s); address space waits for the lazy purge ({} page(s) pending)",
-        v.addr, v.addr + v.size, pages.len(), vmalloc::vmap_lazy_nr()
+        "vunmap: unmapped 0x{:016x}-0x{:016x} and freed its {} page(s); {}",
+        v.addr, v.addr + v.size, pages.len(), LazyNote(purges)
     );
     Ok(())
 }
@@ -347,11 +368,12 @@ pub fn cmd_iounmap(sh: &mut Shell, args: &mut Args) -> CmdResult {
         return refuse(sh, addr, "ioremap");
     };
     let v = vm_info(addr).expect("a shell ioremap area vanished");
+    let purges = nr_purges();
     vmalloc::iounmap(addr as *mut u8);
     sh.areas.0.swap_remove(i);
     println!(
-        "iounmap: unmapped 0x{:016x}-0x{:016x}; address space waits for the lazy purge ({} page(s) pending)",
-        v.addr, v.addr + v.size, vmalloc::vmap_lazy_nr()
+        "iounmap: unmapped 0x{:016x}-0x{:016x}; {}",
+        v.addr, v.addr + v.size, LazyNote(purges)
     );
     Ok(())
 }
