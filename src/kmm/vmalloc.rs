@@ -253,9 +253,7 @@ pub fn vm_area_add_early(vm: *mut VmStruct) {
 
 /// Register the kernel image segments as early vm areas (Linux:
 /// map_kernel_segment's vm_area_add_early).
-#[track_caller]
 fn register_kernel_segments() {
-    let caller = Location::caller();
     for seg in paging::kernel_segments() {
         let vm = alloc::boxed::Box::leak(alloc::boxed::Box::new(VmStruct {
             next: ptr::null_mut(),
@@ -265,7 +263,7 @@ fn register_kernel_segments() {
             pages: ptr::null_mut(),
             nr_pages: 0,
             phys_addr: paging::__pa_symbol(seg.start.0),
-            caller,
+            caller: seg.caller,
         }));
         vm_area_add_early(vm);
     }
