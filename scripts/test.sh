@@ -122,8 +122,8 @@ wait_boots() {
     wait
 }
 
-boot_status() { cat "$LOG_DIR/$1.status"; }
-boot_ms() { cat "$LOG_DIR/$1.ms"; }
+boot_status() { cat "$LOG_DIR/$1.status" 2>/dev/null || echo 255; } # 255: boot_capture itself failed
+boot_ms() { cat "$LOG_DIR/$1.ms" 2>/dev/null || echo 0; }
 
 # verify_boot CHECK BOOT WANT [SPEC...]: one check on a finished boot.
 #   WANT: 0 (exit status must be 0) or fail (must be non-zero, not a timeout)
