@@ -70,6 +70,9 @@ ensure_tools() {
             APT_UPDATED=1
         fi
         DEBIAN_FRONTEND=noninteractive "${install[@]}" >/dev/null || die "${install[*]} failed"
+        for cmd in "${cmds[@]}"; do
+            command -v "$cmd" >/dev/null 2>&1 || die "$cmd still missing after installing ${TOOL_PACKAGE[$cmd]}"
+        done
     fi
     ensure_rust
 }
@@ -138,14 +141,23 @@ boot_capture() {
     mkdir -p "$LOG_DIR"
     qemu_cmd "$@"
     local base=$LOG_DIR/$name start=${EPOCHREALTIME//[.,]/} status=0
-    printf '%q ' "${QEMU_CMD[@]}" >"$base.cmd"
-    echo >>"$base.cmd"
+    shell_quote "${QEMU_CMD[@]}" >"$base.cmd"
     # --kill-after: a QEMU that ignores SIGTERM must not hang the suite.
     timeout --kill-after=5 "$secs" "${QEMU_CMD[@]}" <"$input" >"$base.log" 2>&1 || status=$?
     echo "$status" >"$base.status"
     echo $(((${EPOCHREALTIME//[.,]/} - start) / 1000)) >"$base.ms"
     # shellcheck disable=SC2034 # read by callers
     BOOT_STATUS=$status
+}
+
+# shell_quote ARGS...: one line a shell can run; plain words stay unquoted
+# (printf %q alone would escape every comma of `-device loader,file=...`).
+shell_quote() {
+    local a out=()
+    for a in "$@"; do
+        if [[ $a =~ ^[A-Za-z0-9,._/=:+@%-]+$ ]]; then out+=("$a"); else out+=("$(printf '%q' "$a")"); fi
+    done
+    printf '%s\n' "${out[*]}"
 }
 
 # le32 VALUE: four little-endian bytes as \x escapes (for printf %b).

@@ -63,7 +63,7 @@ gdb_args=()
 for i in "${!addrs[@]}"; do
     gdb_args+=(-ex "echo @@ $i\\n" -ex "info symbol ${addrs[i]}" -ex "info line *${lookups[i]}")
 done
-out=$(gdb-multiarch -batch -nx "${gdb_args[@]}" "$elf" 2>&1) || die "gdb-multiarch failed: $out"
+gdb_out=$(gdb-multiarch -batch -nx "${gdb_args[@]}" "$elf" 2>&1) || die "gdb-multiarch failed: $gdb_out"
 
 # Rust's legacy mangling leaves a ::h<hash> suffix on every name: drop it.
 i=-1
@@ -82,7 +82,7 @@ while IFS= read -r line; do
     elif [[ $line =~ ^Line\ ([0-9]+)\ of\ \"([^\"]*)\" ]]; then
         loc[i]="${BASH_REMATCH[2]}:${BASH_REMATCH[1]}"
     fi
-done <<<"$out"
+done <<<"$gdb_out"
 
 for i in "${!addrs[@]}"; do
     s=$(sed -E 's/::h[0-9a-f]{16}//g' <<<"${sym[i]:-??}")

@@ -439,8 +439,6 @@ def pipeline():
     out, err = run("lx-vmallocinfo")
     nr = size // PAGE_SIZE - 1
     line = next((l for l in out.splitlines() if l.startswith(f"0x{addr:016x}-")), None)
-    # (" vpages" may follow: the kernel calls a page array in the image's
-    # .bss heap "vmalloc'd" too, since the image sits in the vmalloc range.)
     ok = line is not None and f" pages={nr} vmalloc" in line
     result(ok, f"lx-vmallocinfo after __vmalloc_node_range returned: the new area with pages={nr} vmalloc",
            f"line: {line}", str(err or ""))

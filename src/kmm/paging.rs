@@ -46,6 +46,8 @@ pub struct KernelSegment {
     pub start: VirtAddr,
     pub end: VirtAddr,
     pub prot: PageProt,
+    /// Where the segment's mapping is defined (vmallocinfo's caller column).
+    pub caller: &'static core::panic::Location<'static>,
 }
 
 /// Linear-map offset: `__va(pa) = pa - memstart_addr + PAGE_OFFSET`.
@@ -193,11 +195,13 @@ static SEGMENTS: spin::Once<[KernelSegment; 3]> = spin::Once::new();
 pub fn kernel_segments() -> &'static [KernelSegment; 3] {
     SEGMENTS.call_once(|| {
         // SAFETY: linker symbols; only their addresses are used.
+        // (map_kernel_segment in Linux: one call per segment.)
         unsafe {
+            let here = core::panic::Location::caller();
             [
-                KernelSegment { name: ".text", start: VirtAddr(sym(&_text)), end: VirtAddr(sym(&_etext)), prot: PAGE_KERNEL_ROX },
-                KernelSegment { name: ".rodata", start: VirtAddr(sym(&__start_rodata)), end: VirtAddr(sym(&__end_rodata)), prot: PAGE_KERNEL_RO },
-                KernelSegment { name: ".data", start: VirtAddr(sym(&_sdata)), end: VirtAddr(sym(&_end)), prot: PAGE_KERNEL },
+                KernelSegment { name: ".text", start: VirtAddr(sym(&_text)), end: VirtAddr(sym(&_etext)), prot: PAGE_KERNEL_ROX, caller: here },
+                KernelSegment { name: ".rodata", start: VirtAddr(sym(&__start_rodata)), end: VirtAddr(sym(&__end_rodata)), prot: PAGE_KERNEL_RO, caller: here },
+                KernelSegment { name: ".data", start: VirtAddr(sym(&_sdata)), end: VirtAddr(sym(&_end)), prot: PAGE_KERNEL, caller: here },
             ]
         }
     })

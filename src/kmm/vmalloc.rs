@@ -253,9 +253,7 @@ pub fn vm_area_add_early(vm: *mut VmStruct) {
 
 /// Register the kernel image segments as early vm areas (Linux:
 /// map_kernel_segment's vm_area_add_early).
-#[track_caller]
 fn register_kernel_segments() {
-    let caller = Location::caller();
     for seg in paging::kernel_segments() {
         let vm = alloc::boxed::Box::leak(alloc::boxed::Box::new(VmStruct {
             next: ptr::null_mut(),
@@ -265,7 +263,7 @@ fn register_kernel_segments() {
             pages: ptr::null_mut(),
             nr_pages: 0,
             phys_addr: paging::__pa_symbol(seg.start.0),
-            caller,
+            caller: seg.caller,
         }));
         vm_area_add_early(vm);
     }
@@ -422,6 +420,7 @@ pub fn __get_vm_area_node(size: usize, align: usize, flags: VmFlags, start: usiz
     // SAFETY: non-zero-sized layout.
     let area = unsafe { alloc::alloc::alloc_zeroed(Layout::new::<VmStruct>()) } as *mut VmStruct;
     if area.is_null() {
+        pr_warn!("get_vm_area: size {}, failed to allocate the vm_struct (caller {})", size, caller);
         return ptr::null_mut();
     }
     if !flags.contains(VmFlags::VM_NO_GUARD) {
@@ -429,7 +428,11 @@ pub fn __get_vm_area_node(size: usize, align: usize, flags: VmFlags, start: usiz
     }
     let va = match alloc_vmap_area(size, align, start, end) {
         Ok(va) => va,
-        Err(_) => {
+        Err(e) => {
+            // NoSpace was reported by alloc_vmap_area itself.
+            if !matches!(e, VmapError::NoSpace { .. }) {
+                pr_warn!("get_vm_area: size {}, failed to allocate the vmap_area: {} (caller {})", size, e, caller);
+            }
             // SAFETY: allocated above with this layout.
             unsafe { alloc::alloc::dealloc(area as *mut u8, Layout::new::<VmStruct>()) };
             return ptr::null_mut();
@@ -488,7 +491,7 @@ pub fn __vmalloc_area_node(area: &mut VmStruct, prot: PageProt, zero: bool) -> u
     let nr_pages = area.get_vm_area_size() >> PAGE_SHIFT;
     let array_size = nr_pages * core::mem::size_of::<PhysAddr>();
     // The page array: from the heap when small, else from vmalloc itself.
-    let pages: *mut PhysAddr = if array_size > PAGE_SIZE {
+    let pages: *mut PhysAddr = if page_array_is_vmalloced(nr_pages) {
         __vmalloc_node(array_size, 1, false, area.caller) as *mut PhysAddr
     } else {
         // SAFETY: non-zero layout (nr_pages >= 1).
@@ -558,7 +561,7 @@ pub fn __vmalloc_node_range(size: usize, align: usize, start: usize, end: usize,
     }
     let area = __get_vm_area_node(size, align, VmFlags::VM_ALLOC | VmFlags::VM_UNINITIALIZED | vm_flags, start, end, caller);
     if area.is_null() {
-        pr_warn!("vmalloc error: size {}, vm_struct allocation failed (caller {})", real_size, caller);
+        pr_warn!("vmalloc error: size {}, no vm area (caller {})", real_size, caller);
         return 0;
     }
     // SAFETY: area is live and ours until returned.
@@ -822,12 +825,20 @@ fn __vunmap(addr: usize, deallocate_pages: bool) {
     unsafe { alloc::alloc::dealloc(area as *mut u8, Layout::new::<VmStruct>()) };
 }
 
+/// Does an area of `nr_pages` keep its page array in vmalloc memory (more
+/// than a page of entries) rather than on the heap? Linux's kvfree decides
+/// by is_vmalloc_addr(); here the heap's boot arena lies in the kernel
+/// image, inside the vmalloc range, so the size decides.
+pub fn page_array_is_vmalloced(nr_pages: usize) -> bool {
+    nr_pages * core::mem::size_of::<PhysAddr>() > PAGE_SIZE
+}
+
 /// Free the page array: vfree when it came from vmalloc, else the heap
 /// (Linux: kvfree).
 fn kvfree_pages(area: &mut VmStruct) {
     let pages = area.pages;
     area.pages = ptr::null_mut();
-    if is_vmalloc_addr(pages as usize) {
+    if page_array_is_vmalloced(area.get_vm_area_size() >> PAGE_SHIFT) {
         __vunmap(pages as usize, true);
     } else {
         let n = area.get_vm_area_size() >> PAGE_SHIFT;
@@ -1047,7 +1058,7 @@ pub fn write_vm_line(w: &mut dyn Write, v: &VmStruct) -> fmt::Result {
     if v.flags.contains(VmFlags::VM_USERMAP) {
         write!(w, " user")?;
     }
-    if !v.pages.is_null() && is_vmalloc_addr(v.pages as usize) {
+    if !v.pages.is_null() && page_array_is_vmalloced(v.get_vm_area_size() >> PAGE_SHIFT) {
         write!(w, " vpages")?;
     }
     writeln!(w)

@@ -71,8 +71,11 @@ def vm_line(vm):
         s += " vmap"
     if flags & utils.VM_USERMAP:
         s += " user"
-    pages = int(vm["pages"])
-    if pages and utils.is_vmalloc_addr(pages):
+    # The kernel's page_array_is_vmalloced(): the array is vmalloc'd when it
+    # needs more than a page (the heap's boot arena is inside the vmalloc
+    # range, so the address cannot tell).
+    usable = size if flags & utils.VM_NO_GUARD else size - utils.PAGE_SIZE
+    if int(vm["pages"]) and (usable // utils.PAGE_SIZE) * 8 > utils.PAGE_SIZE:
         s += " vpages"
     return s
 
