@@ -164,8 +164,10 @@ done
 
 # The kernel prints vmallocinfo at the end of setup_arch; the helper ran
 # right after, at run_init: the same lines, timestamps aside.
-sed -n '/\] vmallocinfo:$/,$p' "$out/console.txt" | sed -n '2,$p' |
-    sed -n '/^\[ *[0-9]*\.[0-9]*\] 0x[0-9a-f]\{16\}-0x/!q;s/^\[[^]]*\] //p' >"$out/vmallocinfo-console.txt"
+# (One awk: a pipeline that stops reading early would die of SIGPIPE.)
+awk '/\] vmallocinfo:$/ { on = 1; next }
+     on && /^\[ *[0-9]+\.[0-9]+\] 0x[0-9a-f]+-0x/ { sub(/^\[[^]]*\] /, ""); print; next }
+     on { exit }' "$out/console.txt" >"$out/vmallocinfo-console.txt"
 if [[ ! -s $out/vmallocinfo-run_init.txt ]]; then
     report FAIL "lx-vmallocinfo == the kernel's boot vmallocinfo" "no snapshot (session stopped early)"
 elif [[ -s $out/vmallocinfo-console.txt ]] && cmp -s "$out/vmallocinfo-console.txt" "$out/vmallocinfo-run_init.txt"; then

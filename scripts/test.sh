@@ -472,7 +472,7 @@ layer_gdb() {
         fail "gdb: no kernel to debug (build failed)"
         return
     }
-    local log=$LOG_DIR/gdb-test.log line status=0 n=0
+    local log=$LOG_DIR/gdb-test.log line status=0 n=0 failed_before=$FAILED
     timeout --kill-after=5 $((${GDB_TEST_TIMEOUT:-120} + 30)) "$REPO_ROOT/scripts/gdb-test.sh" \
         --elf "$TEST_ELF" --image "$TEST_IMAGE" --out "$LOG_DIR/gdb" >"$log" 2>&1 || status=$?
     while IFS= read -r line; do
@@ -483,8 +483,8 @@ layer_gdb() {
         *) printf '%s\n' "$line" ;;
         esac
     done <"$log"
-    if ((n == 0)); then
-        fail "gdb: scripts/gdb-test.sh reported nothing (exit status $status)"
+    if ((n == 0 || (status != 0 && FAILED == failed_before))); then
+        fail "gdb: scripts/gdb-test.sh stopped early (exit status $status)"
         show_tail "$log"
     fi
 }
