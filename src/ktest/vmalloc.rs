@@ -357,6 +357,8 @@ fn churn_10k_areas_with_invariants(t: &mut Test) {
     slots.resize(N, 0);
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut live = 0usize;
+    let mut frees = 0usize;
+    let flushes_before = TLB_FLUSHES.load(Ordering::Relaxed);
     for op in 0..3 * N {
         let i = (rng.next() % N as u64) as usize;
         if slots[i] == 0 {
@@ -372,6 +374,7 @@ fn churn_10k_areas_with_invariants(t: &mut Test) {
             vm::vfree(slots[i] as *const u8);
             slots[i] = 0;
             live -= 1;
+            frees += 1;
         }
         if op % 2500 == 0 {
             if let Err(e) = vm::check_vmalloc_invariants() {
@@ -383,10 +386,15 @@ fn churn_10k_areas_with_invariants(t: &mut Test) {
     for s in slots.iter_mut().filter(|s| **s != 0) {
         vm::vfree(*s as *const u8);
         *s = 0;
+        frees += 1;
     }
     if t.has_failed() {
         return;
     }
+    let flushes = TLB_FLUSHES.load(Ordering::Relaxed) - flushes_before;
+    crate::pr_info!("ktest: churn: {} vfree()s, {} TLB flush(es): {} flushes saved by the lazy purge", frees, flushes,
+        frees.saturating_sub(flushes));
+    kassert!(t, flushes < frees / 100, "{} TLB flushes for {} frees: the purge did not batch", flushes, frees);
     if let Err(e) = vm::check_vmalloc_invariants() {
         t.fail(file!(), line!(), format_args!("after churn: {}", e));
     }
