@@ -6,9 +6,11 @@
 #   scripts/symbolize.sh [-e ELF] < oops.txt  the pc/lr and Call trace lines of a log
 #
 # From a log, return addresses (lr and every Call trace entry but the pc) are
-# looked up at ADDR-4, the `bl` that made the call, so the line is the call
-# site rather than the statement after it. ELF defaults to the release build;
-# for a test-suite log use target/test-logs/kernel/vmkernel (the kernel it ran).
+# looked up at ADDR-4, the `bl` that made the call, so the function and line
+# are the call site's (a call that never returns can be a function's last
+# instruction, and ADDR itself would then name the next function).
+# ELF defaults to the release build; for a test-suite log use
+# target/test-logs/kernel/vmkernel (the kernel it ran).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -23,7 +25,7 @@ while (($#)); do
         shift 2
         ;;
     -h | --help)
-        sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
         exit 0
         ;;
     *)
@@ -61,7 +63,7 @@ fi
 # One gdb run for all addresses; @@ lines separate the answers.
 gdb_args=()
 for i in "${!addrs[@]}"; do
-    gdb_args+=(-ex "echo @@ $i\\n" -ex "info symbol ${addrs[i]}" -ex "info line *${lookups[i]}")
+    gdb_args+=(-ex "echo @@ $i\\n" -ex "info symbol ${lookups[i]}" -ex "info line *${lookups[i]}")
 done
 gdb_out=$(gdb-multiarch -batch -nx "${gdb_args[@]}" "$elf" 2>&1) || die "gdb-multiarch failed: $gdb_out"
 

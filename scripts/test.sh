@@ -10,7 +10,9 @@
 # boot (and the command that reproduces it) are kept in target/test-logs/.
 #
 # Environment: TEST_JOBS (parallel QEMU boots, default: number of CPUs),
-# SMOKE_TIMEOUT, KTEST_TIMEOUT, BADBOOT_TIMEOUT, BENCH_TIMEOUT (seconds per boot).
+# SMOKE_TIMEOUT, KTEST_TIMEOUT, BADBOOT_TIMEOUT, BENCH_TIMEOUT (seconds per boot),
+# SHELL_TIMEOUT / SHELL_CMD_TIMEOUT (the shell session / one command),
+# GDB_TEST_TIMEOUT (the GDB session).
 #
 # Adding a layer: write a function `layer_NAME` that reports through
 # pass/fail (boots: spawn_boot + wait_boots + verify_boot), then add NAME
@@ -18,6 +20,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=shell-session.sh
+source "$(dirname "${BASH_SOURCE[0]}")/shell-session.sh"
 
 # The layers, in the order they run: "name|description".
 LAYERS=(
@@ -25,6 +29,8 @@ LAYERS=(
     "ktest|in-kernel tests (KTAP over the console, -append ktest)"
     "smoke|boot-smoke matrix (CPU x exception level x RAM size, -append poweroff)"
     "badboot|bad boot input must end in one clear panic line, never a hang"
+    "shell|scripted serial-shell session: every command, faults, bad input, line editing"
+    "gdb|scripted GDB session through the vmalloc pipeline (scripts/gdb-test.sh)"
     "bench|short in-kernel benchmarks (test_vmalloc scenarios, scaling, floor, stages) must complete"
 )
 
@@ -120,8 +126,8 @@ wait_boots() {
     wait
 }
 
-boot_status() { cat "$LOG_DIR/$1.status"; }
-boot_ms() { cat "$LOG_DIR/$1.ms"; }
+boot_status() { cat "$LOG_DIR/$1.status" 2>/dev/null || echo 255; } # 255: boot_capture itself failed
+boot_ms() { cat "$LOG_DIR/$1.ms" 2>/dev/null || echo 0; }
 
 # verify_boot CHECK BOOT WANT [SPEC...]: one check on a finished boot.
 #   WANT: 0 (exit status must be 0) or fail (must be non-zero, not a timeout)
@@ -444,6 +450,45 @@ layer_badboot() {
         IFS='|' read -r name re how <<<"$spec"
         verify_boot "badboot: $name ($how)" "badboot-$name" fail "1$panic" "+$panic $re" '!Oops'
     done
+}
+
+# ---------------------------------------------------------------------------
+# Layer: serial shell (the session is in scripts/shell-session.sh)
+# ---------------------------------------------------------------------------
+
+layer_shell() {
+    need_kernel || {
+        fail "shell: no kernel to boot (build failed)"
+        return
+    }
+    shell_layer_main
+}
+
+# ---------------------------------------------------------------------------
+# Layer: scripted GDB session
+# ---------------------------------------------------------------------------
+
+# scripts/gdb-test.sh prints one PASS/FAIL line per check; report them here.
+layer_gdb() {
+    need_kernel || {
+        fail "gdb: no kernel to debug (build failed)"
+        return
+    }
+    local log=$LOG_DIR/gdb-test.log line status=0 n=0 failed_before=$FAILED
+    timeout --kill-after=5 $((${GDB_TEST_TIMEOUT:-120} + 30)) "$REPO_ROOT/scripts/gdb-test.sh" \
+        --elf "$TEST_ELF" --image "$TEST_IMAGE" --out "$LOG_DIR/gdb" >"$log" 2>&1 || status=$?
+    while IFS= read -r line; do
+        case $line in
+        "PASS "*) pass "${line#PASS }" && n=$((n + 1)) ;;
+        "FAIL "*) fail "${line#FAIL }" && n=$((n + 1)) ;;
+        *" passed, "*" failed") ;;
+        *) printf '%s\n' "$line" ;;
+        esac
+    done <"$log"
+    if ((n == 0 || (status != 0 && FAILED == failed_before))); then
+        fail "gdb: scripts/gdb-test.sh stopped early (exit status $status)"
+        show_tail "$log"
+    fi
 }
 
 # ---------------------------------------------------------------------------

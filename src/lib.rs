@@ -8,5 +8,6 @@
 
 extern crate alloc;
 
+pub mod cmdline;
 pub mod dt;
 pub mod mm;

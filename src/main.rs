@@ -4,7 +4,7 @@
 //! Boot flow (Linux names): `_start`/`primary_entry` in head.S set up the
 //! early page tables and turn the MMU on, then [`start_kernel`] runs in the
 //! upper half: early console, device tree, and whatever the command line asks
-//! for (in-kernel tests, power-off, ...).
+//! for (in-kernel tests, power-off, and by default the serial shell).
 #![no_std]
 #![no_main]
 
@@ -16,6 +16,7 @@ pub mod kmm;
 pub mod ktest;
 pub mod printk;
 pub mod setup;
+pub mod shell;
 
 extern crate alloc;
 

@@ -202,3 +202,21 @@ macro_rules! println {
     () => { $crate::print!("\n") };
     ($($arg:tt)*) => { $crate::printk::print(format_args!("{}\n", format_args!($($arg)*))) };
 }
+
+/// Total bytes ever logged (a position in the log for [`log_contains_since`]).
+pub fn log_len() -> usize {
+    log_next.load(Ordering::Acquire)
+}
+
+/// Has `needle` been logged since position `since` (from [`log_len`])?
+/// Only the part still in the ring is searched.
+pub fn log_contains_since(since: usize, needle: &str) -> bool {
+    let _c = CONSOLE.lock();
+    let next = log_next.load(Ordering::Acquire);
+    let start = since.max(next.saturating_sub(LOG_BUF_LEN));
+    let n = needle.as_bytes();
+    // SAFETY: read under the console lock.
+    let buf = unsafe { &*core::ptr::addr_of!(__log_buf) };
+    let byte = |i: usize| buf[i % LOG_BUF_LEN];
+    (start..next.saturating_sub(n.len() - 1).max(start)).any(|i| n.iter().enumerate().all(|(j, &b)| byte(i + j) == b))
+}

@@ -102,7 +102,8 @@ pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
     let _ = crate::kmm::vmalloc::vmallocinfo(&mut w);
 }
 
-fn print_machine_summary(info: &MachineInfo, fdt_pa: usize) {
+/// The device-tree summary (boot log, and the shell's `dt`).
+pub fn print_machine_summary(info: &MachineInfo, fdt_pa: usize) {
     pr_info!("Machine model: {}", info.model());
     match info.pl011() {
         Some(u) => {
@@ -169,7 +170,5 @@ pub fn run_init() -> ! {
     if words.any(|w| w == "poweroff") {
         crate::machine_power_off();
     }
-    pr_info!("vmkernel: boot complete; nothing else to run (add `ktest` or `poweroff` to the command line)");
-    pr_info!("vmkernel: idle. Press Ctrl-A X to leave QEMU.");
-    cpu::halt()
+    crate::shell::run()
 }

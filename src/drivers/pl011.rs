@@ -73,8 +73,18 @@ register_structs! {
 /// Size of the register window the driver touches.
 pub const PL011_REG_SIZE: usize = 0x1000;
 
+/// Most bytes kept from before `init` (the receive FIFO's depth).
+const EARLY_RX_MAX: usize = 32;
+
 pub struct Pl011 {
     base: usize,
+    /// Bytes that were already received when `init` ran. Changing
+    /// LCR_H.FEN empties the receive FIFO (QEMU does), and input piped into
+    /// QEMU can arrive before the kernel's first instruction; `getc` hands
+    /// these out first, so the first typed byte is not lost.
+    early_rx: [u8; EARLY_RX_MAX],
+    early_len: u8,
+    early_pos: u8,
 }
 
 impl Pl011 {
@@ -82,7 +92,7 @@ impl Pl011 {
     /// `base` must map a PL011's registers as device memory for as long as
     /// this value (or a later `set_base`) is used.
     pub const unsafe fn new(base: usize) -> Self {
-        Self { base }
+        Self { base, early_rx: [0; EARLY_RX_MAX], early_len: 0, early_pos: 0 }
     }
 
     fn regs(&self) -> &Pl011Regs {
@@ -107,6 +117,13 @@ impl Pl011 {
     /// The baud rate divisor is left as firmware set it (QEMU ignores it).
     pub fn init(&mut self) {
         self.flush();
+        // Keep what arrived before us: the FEN write below drops it.
+        let mut n = self.early_len as usize;
+        while n < EARLY_RX_MAX && !self.regs().fr.is_set(FR::RXFE) {
+            self.early_rx[n] = self.regs().dr.read(DR::DATA) as u8;
+            n += 1;
+        }
+        self.early_len = n as u8;
         let r = self.regs();
         r.cr.set(0);
         r.imsc.set(0);
@@ -133,6 +150,10 @@ impl Pl011 {
 
     /// A received byte, if any (polled).
     pub fn getc(&mut self) -> Option<u8> {
+        if self.early_pos < self.early_len {
+            self.early_pos += 1;
+            return Some(self.early_rx[self.early_pos as usize - 1]);
+        }
         let r = self.regs();
         if r.fr.is_set(FR::RXFE) {
             None

@@ -56,13 +56,7 @@ pub fn arm64_memblock_init(info: &MachineInfo) {
 
 /// Bring up the page allocator and print Linux's Memory: line.
 pub fn mm_init(info: &MachineInfo) {
-    page_alloc::free_area_init(|base| {
-        info.memory()
-            .iter()
-            .find(|b| b.region.base <= base && base < b.region.base + b.region.size)
-            .and_then(|b| b.numa_node)
-            .unwrap_or(0)
-    });
+    page_alloc::free_area_init(info.memory());
     mem_print_memory_info();
     paging::print_vm_layout();
     vmalloc::vmalloc_init();

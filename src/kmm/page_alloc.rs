@@ -120,26 +120,30 @@ pub fn check_all() -> Result<(), (usize, kernel::mm::buddy::CheckError)> {
     ZONES.lock().zones.check()
 }
 
-/// Build the zones: one per memblock memory region, its mem_map taken from
-/// memblock, then every free memblock range handed to its zone
-/// (memblock_free_all). After this memblock is retired.
-pub fn free_area_init(banks_node: impl Fn(u64) -> u32) {
+/// Build the zones: one per RAM bank of the device tree (so each NUMA
+/// node's memory stays its own zone, as Linux keeps memblock regions of
+/// different nodes apart), each mem_map taken from memblock; then hand
+/// every free memblock range to the buddy lists (memblock_free_all).
+/// After this memblock is retired.
+pub fn free_area_init(banks: &[kernel::dt::MemBank]) {
     let mut mb = super::memblock_lock();
     let mut z = ZONES.lock();
-    let nregions = mb.memory().len();
-    for i in 0..nregions {
-        let (base, size) = (mb.memory()[i].base, mb.memory()[i].size);
+    for bank in banks {
+        let (base, size) = (bank.region.base, bank.region.size);
         let start_pfn = (base as usize).div_ceil(PAGE_SIZE);
         let end_pfn = (base + size) as usize / PAGE_SIZE;
+        if end_pfn <= start_pfn {
+            continue; // less than a page: nothing to manage
+        }
         let spanned = end_pfn - start_pfn;
-        let map_bytes = (spanned * core::mem::size_of::<Page>()).next_multiple_of(PAGE_SIZE);
+        let map_bytes = Zone::mem_map_bytes(spanned).next_multiple_of(PAGE_SIZE);
         let Some(map_pa) = mb.phys_alloc(map_bytes as u64, PAGE_SIZE as u64) else {
             crate::boot_fail(format_args!("free_area_init: no memory for the {} KiB mem_map of [{:#x}-{:#x})",
                 map_bytes >> 10, base, base + size));
         };
         let map = __va(PhysAddr(map_pa as usize)).0 as *mut Page;
         // SAFETY: fresh memblock memory of the right size, ours forever.
-        let zone = unsafe { Zone::new(start_pfn, spanned, map, banks_node(base)) };
+        let zone = unsafe { Zone::new(start_pfn, spanned, map, bank.numa_node.unwrap_or(0)) };
         if let Err(e) = z.zones.add(zone) {
             crate::boot_fail(format_args!("free_area_init: zone for [{:#x}-{:#x}): {}", base, base + size, e));
         }
@@ -163,10 +167,14 @@ pub fn free_area_init(banks_node: impl Fn(u64) -> u32) {
     drop(mb);
     READY.store(true, Ordering::Release);
     let (free, managed) = nr_free_pages();
-    pr_info!("page_alloc: {} zone(s), {} pages managed, {} free, MAX_ORDER {}", nregions, managed, free, MAX_ORDER);
+    pr_info!("page_alloc: {} zone(s), {} pages managed, {} free, MAX_ORDER {}", zones_len(), managed, free, MAX_ORDER);
     if let Some(p) = pcp {
         pr_info!("page_alloc: per-cpu page lists: high {}, batch {} (zone 0)", p.high(), p.batch());
     }
+}
+
+fn zones_len() -> usize {
+    ZONES.lock().zones.len()
 }
 
 /// Linux's pfn_valid: is this page frame RAM that the allocator manages

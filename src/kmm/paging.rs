@@ -46,6 +46,8 @@ pub struct KernelSegment {
     pub start: VirtAddr,
     pub end: VirtAddr,
     pub prot: PageProt,
+    /// Where the segment's mapping is defined (vmallocinfo's caller column).
+    pub caller: &'static core::panic::Location<'static>,
 }
 
 /// Linear-map offset: `__va(pa) = pa - memstart_addr + PAGE_OFFSET`.
@@ -261,11 +263,13 @@ static SEGMENTS: spin::Once<[KernelSegment; 3]> = spin::Once::new();
 pub fn kernel_segments() -> &'static [KernelSegment; 3] {
     SEGMENTS.call_once(|| {
         // SAFETY: linker symbols; only their addresses are used.
+        // (map_kernel_segment in Linux: one call per segment.)
         unsafe {
+            let here = core::panic::Location::caller();
             [
-                KernelSegment { name: ".text", start: VirtAddr(sym(&_text)), end: VirtAddr(sym(&_etext)), prot: PAGE_KERNEL_ROX },
-                KernelSegment { name: ".rodata", start: VirtAddr(sym(&__start_rodata)), end: VirtAddr(sym(&__end_rodata)), prot: PAGE_KERNEL_RO },
-                KernelSegment { name: ".data", start: VirtAddr(sym(&_sdata)), end: VirtAddr(sym(&_end)), prot: PAGE_KERNEL },
+                KernelSegment { name: ".text", start: VirtAddr(sym(&_text)), end: VirtAddr(sym(&_etext)), prot: PAGE_KERNEL_ROX, caller: here },
+                KernelSegment { name: ".rodata", start: VirtAddr(sym(&__start_rodata)), end: VirtAddr(sym(&__end_rodata)), prot: PAGE_KERNEL_RO, caller: here },
+                KernelSegment { name: ".data", start: VirtAddr(sym(&_sdata)), end: VirtAddr(sym(&_end)), prot: PAGE_KERNEL, caller: here },
             ]
         }
     })
@@ -299,6 +303,8 @@ fn check(what: &str, r: Result<(), PgtableError>) {
 
 /// Build swapper_pg_dir, switch to it, drop the identity map, move the boot
 /// console to the fixmap. Called once, with memblock populated.
+#[unsafe(no_mangle)]
+#[inline(never)]
 pub fn paging_init(uart_phys: usize) {
     let mut env = KernelPgtableEnv;
     let mem_start = memblock_lock().memory().first().map(|r| r.base as usize).unwrap_or(0);

@@ -200,7 +200,7 @@ pub fn free_vm_struct(area: *mut VmStruct) {
 /// failure.
 pub fn alloc_pages_array(nr_pages: usize, caller: Caller) -> *mut PhysAddr {
     let array_size = nr_pages * core::mem::size_of::<PhysAddr>();
-    if array_size > PAGE_SIZE {
+    if page_array_is_vmalloced(nr_pages) {
         __vmalloc_node(array_size, 1, false, caller) as *mut PhysAddr
     } else {
         KMALLOC_CACHES[kmalloc_index(array_size)].lock().alloc().map_or(ptr::null_mut(), |p| p.as_ptr() as *mut PhysAddr)
@@ -211,7 +211,7 @@ pub fn alloc_pages_array(nr_pages: usize, caller: Caller) -> *mut PhysAddr {
 /// (Linux: kvfree). Decided by size, as the allocation was.
 pub fn free_pages_array(pages: *mut PhysAddr, nr_pages: usize) {
     let array_size = nr_pages * core::mem::size_of::<PhysAddr>();
-    if array_size > PAGE_SIZE {
+    if page_array_is_vmalloced(nr_pages) {
         __vunmap(pages as usize, true);
     } else if let Some(p) = NonNull::new(pages) {
         // SAFETY: came from this kmalloc cache and is no longer used.
@@ -341,9 +341,7 @@ pub fn vm_area_add_early(vm: *mut VmStruct) {
 
 /// Register the kernel image segments as early vm areas (Linux:
 /// map_kernel_segment's vm_area_add_early).
-#[track_caller]
 fn register_kernel_segments() {
-    let caller = Location::caller();
     for seg in paging::kernel_segments() {
         let vm = alloc::boxed::Box::leak(alloc::boxed::Box::new(VmStruct {
             next: ptr::null_mut(),
@@ -353,7 +351,7 @@ fn register_kernel_segments() {
             pages: ptr::null_mut(),
             nr_pages: 0,
             phys_addr: paging::__pa_symbol(seg.start.0),
-            caller,
+            caller: seg.caller,
         }));
         vm_area_add_early(vm);
     }
@@ -525,6 +523,7 @@ pub fn __get_vm_area_node(size: usize, align: usize, flags: VmFlags, start: usiz
     // kzalloc: a cleared vm_struct (fails as NULL, never aborts).
     let area = alloc_vm_struct(caller);
     if area.is_null() {
+        pr_warn!("get_vm_area: size {}, failed to allocate the vm_struct (caller {})", size, caller);
         return ptr::null_mut();
     }
     if !flags.contains(VmFlags::VM_NO_GUARD) {
@@ -532,7 +531,11 @@ pub fn __get_vm_area_node(size: usize, align: usize, flags: VmFlags, start: usiz
     }
     let va = match alloc_vmap_area(size, align, start, end) {
         Ok(va) => va,
-        Err(_) => {
+        Err(e) => {
+            // NoSpace was reported by alloc_vmap_area itself.
+            if !matches!(e, VmapError::NoSpace { .. }) {
+                pr_warn!("get_vm_area: size {}, failed to allocate the vmap_area: {} (caller {})", size, e, caller);
+            }
             free_vm_struct(area);
             return ptr::null_mut();
         }
@@ -544,6 +547,7 @@ pub fn __get_vm_area_node(size: usize, align: usize, flags: VmFlags, start: usiz
 
 /// Linux's get_vm_area: address space only, caller recorded.
 #[track_caller]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn get_vm_area(size: usize, flags: VmFlags) -> *mut VmStruct {
     __get_vm_area_node(size, 1, flags, VMALLOC_START, VMALLOC_END, Location::caller())
@@ -648,7 +652,7 @@ pub fn __vmalloc_node_range(size: usize, align: usize, start: usize, end: usize,
     }
     let area = __get_vm_area_node(size, align, VmFlags::VM_ALLOC | VmFlags::VM_UNINITIALIZED | vm_flags, start, end, caller);
     if area.is_null() {
-        pr_warn!("vmalloc error: size {}, vm_struct allocation failed (caller {})", real_size, caller);
+        pr_warn!("vmalloc error: size {}, no vm area (caller {})", real_size, caller);
         return 0;
     }
     // SAFETY: area is live and ours until returned.
@@ -670,6 +674,7 @@ pub fn __vmalloc_node(size: usize, align: usize, zero: bool, caller: Caller) -> 
 
 /// Linux's __vmalloc(size, gfp): `zero` stands for __GFP_ZERO.
 #[track_caller]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn __vmalloc(size: usize, zero: bool) -> *mut u8 {
     __vmalloc_node(size, 1, zero, Location::caller()) as *mut u8
@@ -678,6 +683,7 @@ pub fn __vmalloc(size: usize, zero: bool) -> *mut u8 {
 /// Linux's vmalloc: `size` bytes of virtually contiguous memory, or null.
 /// Pages are zeroed when `init_on_alloc` is on (the default, as on Debian).
 #[track_caller]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vmalloc(size: usize) -> *mut u8 {
     __vmalloc_node(size, 1, init_on_alloc(), Location::caller()) as *mut u8
@@ -685,6 +691,7 @@ pub fn vmalloc(size: usize) -> *mut u8 {
 
 /// Linux's vzalloc: as vmalloc, always zeroed.
 #[track_caller]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vzalloc(size: usize) -> *mut u8 {
     __vmalloc_node(size, 1, true, Location::caller()) as *mut u8
@@ -692,6 +699,7 @@ pub fn vzalloc(size: usize) -> *mut u8 {
 
 /// Linux's vmalloc_node (one node here: the argument is accepted and ignored).
 #[track_caller]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vmalloc_node(size: usize, _node: i32) -> *mut u8 {
     __vmalloc_node(size, 1, init_on_alloc(), Location::caller()) as *mut u8
@@ -703,6 +711,32 @@ pub fn vmalloc_node(size: usize, _node: i32) -> *mut u8 {
 pub fn vmalloc_aligned(size: usize, align: usize) -> *mut u8 {
     __vmalloc_node(size, align, init_on_alloc(), Location::caller()) as *mut u8
 }
+
+/// Every entry point of the pipeline, kept in the ELF even in a build where
+/// nothing calls it yet: the linker's `--gc-sections` drops unreferenced
+/// functions, and `break vfree` in GDB should always find its target.
+#[allow(dead_code)]
+struct KeepForGdb([*const (); 15]);
+// SAFETY: the addresses are never used for anything but being there.
+unsafe impl Sync for KeepForGdb {}
+#[used]
+static KEEP_FOR_GDB: KeepForGdb = KeepForGdb([
+    __vmalloc_node_range as *const (),
+    __vmalloc_node as *const (),
+    __vmalloc as *const (),
+    vmalloc as *const (),
+    vzalloc as *const (),
+    vmalloc_node as *const (),
+    __vmalloc_area_node as *const (),
+    map_kernel_range as *const (),
+    get_vm_area as *const (),
+    vmap as *const (),
+    vfree as *const (),
+    vunmap as *const (),
+    iounmap as *const (),
+    remove_vm_area as *const (),
+    vmalloc_to_page as *const (),
+]);
 
 static INIT_ON_ALLOC: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
 
@@ -718,6 +752,7 @@ pub fn set_init_on_alloc(on: bool) {
 
 /// Map `pages` contiguously (Linux: vmap). The pages stay the caller's.
 #[track_caller]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vmap(pages: &[PhysAddr], flags: VmFlags, prot: PageProt) -> *mut u8 {
     let count = pages.len();
@@ -880,12 +915,12 @@ fn __vunmap(addr: usize, deallocate_pages: bool) {
     free_vm_struct(area);
 }
 
-/// Did __vmalloc_area_node take this area's page array from vmalloc (rather
-/// than kmalloc)? Decided by size, as the allocation was: Linux's kvfree
-/// asks is_vmalloc_addr(), but here the kernel image (and the heap's boot
-/// arena in .bss) lies inside the vmalloc range, at VMALLOC_START.
-fn pages_array_is_vmalloc(area: &VmStruct) -> bool {
-    (area.get_vm_area_size() >> PAGE_SHIFT) * core::mem::size_of::<PhysAddr>() > PAGE_SIZE
+/// Does an area of `nr_pages` keep its page array in vmalloc memory (more
+/// than a page of entries) rather than in a kmalloc cache? Linux's kvfree
+/// decides by is_vmalloc_addr(); here the kernel image (with the heap's
+/// boot arena) lies inside the vmalloc range, so the size decides.
+pub fn page_array_is_vmalloced(nr_pages: usize) -> bool {
+    nr_pages * core::mem::size_of::<PhysAddr>() > PAGE_SIZE
 }
 
 /// Free the page array: vfree when it came from vmalloc, else the heap
@@ -998,6 +1033,7 @@ pub fn __ioremap_caller(phys: PhysAddr, size: usize, prot: PageProt, caller: Cal
 
 /// Linux's ioremap: Device-nGnRE, never-execute.
 #[track_caller]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn ioremap(phys: PhysAddr, size: usize) -> *mut u8 {
     __ioremap_caller(phys, size, PROT_DEVICE_NGNRE, Location::caller())
@@ -1106,7 +1142,7 @@ pub fn write_vm_line(w: &mut dyn Write, v: &VmStruct) -> fmt::Result {
     if v.flags.contains(VmFlags::VM_USERMAP) {
         write!(w, " user")?;
     }
-    if !v.pages.is_null() && v.flags.contains(VmFlags::VM_ALLOC) && pages_array_is_vmalloc(v) {
+    if !v.pages.is_null() && page_array_is_vmalloced(v.get_vm_area_size() >> PAGE_SHIFT) {
         write!(w, " vpages")?;
     }
     writeln!(w)

@@ -189,7 +189,11 @@ fn every_bank_is_allocatable(t: &mut Test) {
         }
     }
     let mut per_zone_ok = true;
-    page_alloc::zones_info(|_, _, _, free| per_zone_ok &= free == 0);
+    let mut zones = 0;
+    page_alloc::zones_info(|_, _, _, free| {
+        per_zone_ok &= free == 0;
+        zones += 1;
+    });
     let (free_mid, _) = page_alloc::nr_free_pages();
     while head != 0 {
         let va = paging::__va(PhysAddr(head)).0 as *const usize;
@@ -199,6 +203,8 @@ fn every_bank_is_allocatable(t: &mut Test) {
         head = next;
     }
     kassert!(t, per_zone_ok, "a zone still had free pages after allocating everything");
+    // One zone per RAM bank of the device tree (NUMA nodes stay apart).
+    kassert_eq!(t, zones, crate::setup::machine().memory().len());
     kassert_eq!(t, free_mid, 0);
     kassert_eq!(t, got, free_before);
     kassert_eq!(t, page_alloc::nr_free_pages().0, free_before);

@@ -8,6 +8,7 @@
 
 mod boot;
 mod mm;
+mod vmalloc;
 
 use crate::println;
 use core::fmt::{self, Write};
@@ -23,7 +24,7 @@ pub struct Suite {
 }
 
 /// Every suite, in the order they run.
-static SUITES: &[&Suite] = &[&boot::SUITE, &mm::SUITE];
+static SUITES: &[&Suite] = &[&boot::SUITE, &mm::SUITE, &vmalloc::SUITE];
 
 /// One running test: its verdict and the message of its first failure.
 pub struct Test {

@@ -261,6 +261,11 @@ impl VmapAreaRoot {
     }
 
     // ---- red-black tree core ----------------------------------------------
+    //
+    // Safety of the private helpers below: every non-null pointer they are
+    // given or follow is a live node linked into `self` (unless the helper
+    // says it takes a detached node), and nothing else mutates the tree
+    // meanwhile (the caller holds the lock that guards the root).
 
     #[inline(always)]
     unsafe fn change_child(&mut self, parent: Link, old: Link, new: Link) {
@@ -955,6 +960,13 @@ unsafe fn lowest_match(
 }
 
 /// Search with the guaranteed-fit length first, then exactly.
+///
+/// This is the search `__alloc_vmap_area` runs, so it carries the symbol
+/// `find_vmap_lowest_match`: `break find_vmap_lowest_match` in GDB stops on
+/// the kernel's allocation path (the unbounded wrapper below is a plain Rust
+/// function, `kernel::mm::vmap_tree::find_vmap_lowest_match`).
+#[export_name = "find_vmap_lowest_match"]
+#[inline(never)]
 fn lowest_match_bounded(root: &VmapAreaRoot, size: usize, align: usize, vstart: usize, vend: usize) -> Link {
     if !root.augmented || size == 0 || !align.is_power_of_two() {
         return ptr::null_mut();
@@ -976,7 +988,6 @@ fn lowest_match_bounded(root: &VmapAreaRoot, size: usize, align: usize, vstart: 
 /// large enough to fit the block at any page-aligned position win over
 /// lower, smaller ones that fit only by luck (see the module docs). Null on a
 /// non-augmented tree.
-#[no_mangle]
 #[inline(never)]
 pub fn find_vmap_lowest_match(root: &VmapAreaRoot, size: usize, align: usize, vstart: usize) -> *mut VmapArea {
     lowest_match_bounded(root, size, align, vstart, usize::MAX)
@@ -1142,6 +1153,8 @@ impl fmt::Display for VmapError {
     }
 }
 
+impl core::error::Error for VmapError {}
+
 // ---- debug checks (Linux's DEBUG_AUGMENT_*_CHECK) ---------------------------
 
 /// A broken invariant, naming the node(s) by address.
@@ -1233,6 +1246,8 @@ impl fmt::Display for InvariantError {
         }
     }
 }
+
+impl core::error::Error for InvariantError {}
 
 struct Walk {
     augmented: bool,
@@ -1963,7 +1978,44 @@ mod tests {
         model: Model,
         start: usize,
         end: usize,
-        stats: [usize; 6],
+        stats: Stats,
+    }
+
+    /// What a property run exercised.
+    #[derive(Default, Debug, Clone, Copy)]
+    struct Stats {
+        allocs: usize,
+        frees: usize,
+        no_memory: usize,
+        no_space: usize,
+        lowest_match_checks: usize,
+        purges: usize,
+        /// Allocations by fit type: FL, LE, RE, NE.
+        fits: [usize; 4],
+        /// Allocations served by the exact second search.
+        fallback: usize,
+        /// Frees into the free tree merged with: nothing, prev, next, both.
+        merges: [usize; 4],
+        max_free_nodes: usize,
+        max_busy_nodes: usize,
+    }
+
+    impl Stats {
+        fn add(&mut self, o: &Stats) {
+            self.allocs += o.allocs;
+            self.frees += o.frees;
+            self.no_memory += o.no_memory;
+            self.no_space += o.no_space;
+            self.lowest_match_checks += o.lowest_match_checks;
+            self.purges += o.purges;
+            self.fallback += o.fallback;
+            for i in 0..4 {
+                self.fits[i] += o.fits[i];
+                self.merges[i] += o.merges[i];
+            }
+            self.max_free_nodes = self.max_free_nodes.max(o.max_free_nodes);
+            self.max_busy_nodes = self.max_busy_nodes.max(o.max_busy_nodes);
+        }
     }
 
     impl World {
@@ -1985,7 +2037,7 @@ mod tests {
                 model,
                 start,
                 end,
-                stats: [0; 6],
+                stats: Stats::default(),
             }
         }
 
@@ -2023,7 +2075,7 @@ mod tests {
                 }
             }
             self.chain_ranges.clear();
-            self.stats[5] += 1;
+            self.stats.purges += 1;
         }
 
         fn alloc(&mut self, rng: &mut Rng, cfg: &Config) {
@@ -2049,7 +2101,7 @@ mod tests {
                     (Some((s, e, n)), _) if inject && s < n && n + size < e => {
                         assert_eq!(got, Err(VmapError::NoMemory), "{}", ctx());
                         assert_eq!(Some(snapshot(&self.free)), before, "{}: tree changed", ctx());
-                        self.stats[2] += 1;
+                        self.stats.no_memory += 1;
                         return;
                     }
                     (Some(w), Ok(addr)) => {
@@ -2058,13 +2110,25 @@ mod tests {
                         let va = self.a.node(addr, addr + size);
                         unsafe { insert_vmap_area(&mut self.busy, va).unwrap() };
                         self.busy_list.push((addr, addr + size));
-                        self.stats[0] += 1;
+                        self.stats.allocs += 1;
+                        let (s, e, n) = w;
+                        self.stats.fits[match (s == n, n + size == e) {
+                            (true, true) => 0,
+                            (true, false) => 1,
+                            (false, true) => 2,
+                            (false, false) => 3,
+                        }] += 1;
+                        if e - s < size + align - align.min(P) {
+                            self.stats.fallback += 1;
+                        }
+                        self.stats.max_free_nodes = self.stats.max_free_nodes.max(self.free.len());
+                        self.stats.max_busy_nodes = self.stats.max_busy_nodes.max(self.busy.len());
                         return;
                     }
                     (None, Err(VmapError::NoSpace { .. })) => {
                         // alloc_vmap_area's overflow path: purge once, retry.
                         if purged || (self.purge.is_empty() && self.chain.is_null()) {
-                            self.stats[3] += 1;
+                            self.stats.no_space += 1;
                             return;
                         }
                         self.purge();
@@ -2085,6 +2149,9 @@ mod tests {
             assert!(unsafe { unlink_va(&mut self.busy, va) });
             match rng.below(10) {
                 0..=6 => {
+                    let with_prev = self.model.free.range(..s).next_back().is_some_and(|(_, &pe)| pe == s);
+                    let with_next = self.model.free.contains_key(&e);
+                    self.stats.merges[with_prev as usize + 2 * with_next as usize] += 1;
                     unsafe { merge_or_add_vmap_area(&mut self.free, va, &mut self.a).unwrap() };
                     self.model.give(s, e);
                 }
@@ -2097,7 +2164,7 @@ mod tests {
                     self.chain_ranges.push((s, e));
                 }
             }
-            self.stats[1] += 1;
+            self.stats.frees += 1;
         }
 
         fn teardown(mut self) {
@@ -2118,7 +2185,7 @@ mod tests {
         }
     }
 
-    fn run_property(seed: u64, ops: usize, cfg: &Config) -> [usize; 6] {
+    fn run_property(seed: u64, ops: usize, cfg: &Config) -> Stats {
         let mut rng = Rng::new(seed);
         let mut w = World::new(cfg.start, cfg.end);
         for op in 0..ops {
@@ -2141,7 +2208,7 @@ mod tests {
                     .unwrap_or_else(|e| panic!("seed {seed} op {op}: {e}"));
                 // Linux's own check: align 1, arbitrary vstart.
                 check_lowest_match(&w.free, size, 1, vstart + rng.below(P)).unwrap();
-                w.stats[4] += 1;
+                w.stats.lowest_match_checks += 1;
             }
         }
         let stats = w.stats;
@@ -2159,23 +2226,21 @@ mod tests {
             // Medium, many small areas: deep trees, lots of merging.
             Config { start: VMALLOC_START, end: VMALLOC_START + (1 << 30), max_order: 4, max_align_shift: 4, target_busy: 600 },
         ];
-        let mut total = [0usize; 6];
+        let mut total = Stats::default();
         let mut ops = 0;
         for seed in 1..=12u64 {
             let cfg = &configs[seed as usize % configs.len()];
             let n = 10_000;
             let s = run_property(seed, n, cfg);
-            for (t, v) in total.iter_mut().zip(s) {
-                *t += v;
-            }
+            total.add(&s);
             ops += n;
         }
-        std::println!(
-            "{ops} ops: {} allocs, {} frees, {} NoMemory, {} NoSpace, {} lowest-match checks, {} purges",
-            total[0], total[1], total[2], total[3], total[4], total[5]
-        );
+        std::println!("{ops} ops: {total:?}");
         assert!(ops >= 100_000);
-        assert!(total[2] > 0 && total[3] > 0 && total[5] > 0, "{total:?}");
+        // Every path must have been exercised.
+        let t = &total;
+        assert!(t.no_memory > 0 && t.no_space > 0 && t.purges > 0 && t.fallback > 0, "{t:?}");
+        assert!(t.fits.iter().all(|&n| n > 0) && t.merges.iter().all(|&n| n > 0), "{t:?}");
     }
 
     // ---- scaling -------------------------------------------------------------
@@ -2198,10 +2263,9 @@ mod tests {
         for i in (1..N).rev() {
             order.swap(i, rng.below(i + 1));
         }
-        for i in 0..N {
+        for (i, &j) in order.iter().enumerate() {
             let va = a.node(B + i * 2 * P, B + i * 2 * P + P);
             unsafe { insert_vmap_area(&mut asc, va).unwrap() };
-            let j = order[i];
             let va = a.node(B + j * 2 * P, B + j * 2 * P + P);
             unsafe { insert_vmap_area(&mut shuffled, va).unwrap() };
         }

@@ -191,6 +191,8 @@ __primary_switch:
     .text
 /* Now running at KIMAGE_VADDR. */
 __primary_switched:
+    .cfi_startproc
+    .cfi_undefined x30              // the outermost frame: debuggers stop here
     ldr     x0, =init_stack_top
     mov     sp, x0
     ldr     x0, =vectors
@@ -204,6 +206,7 @@ __primary_switched:
     bl      start_kernel
 5:  wfe                             // start_kernel does not return
     b       5b
+    .cfi_endproc
     .ltorg
 
 /*

@@ -1,0 +1,80 @@
+# shellcheck shell=bash
+# Helpers shared by scripts/gdb.sh and scripts/gdb-test.sh: a free TCP port,
+# QEMU paused with its gdbstub on it, and the kernel build for a profile.
+# Source after scripts/lib.sh.
+#
+#   free_port                 print a free loopback TCP port
+#   wait_listen PORT PID SECS wait until PORT is listening (0) or PID died (1)
+#   start_qemu_gdb PORT OUT ERR ARGS...
+#                             QEMU (defaults + ARGS) paused (-S) with its gdbstub
+#                             on 127.0.0.1:PORT, in its own session; console to
+#                             OUT, QEMU's messages to ERR; sets QEMU_PID
+#   build_profile PROFILE     cargo build --profile PROFILE + Image; sets
+#                             PROFILE_ELF and PROFILE_IMAGE (profile_paths)
+
+# shellcheck disable=SC2034 # used by the scripts that source this file
+GDB_HELPERS=$REPO_ROOT/scripts/gdb/vmkernel-gdb.py
+
+# free_port: bind port 0 and report what the kernel picked. QEMU binds it a
+# moment later; start_qemu_gdb notices if someone else took it meanwhile.
+free_port() {
+    local py='import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c "$py"
+    else
+        # gdb-multiarch embeds Python, and we need it anyway.
+        gdb-multiarch -nx -batch -ex "python $py"
+    fi
+}
+
+# wait_listen PORT PID SECS: is PORT in LISTEN state on 127.0.0.1 (read from
+# /proc/net/tcp, so no connection is made: QEMU's gdbstub takes exactly
+# one)? Fails as soon as PID exits or after SECS seconds.
+wait_listen() {
+    local port=$1 pid=$2 secs=$3 hex i
+    hex=$(printf '%04X' "$port")
+    for ((i = 0; i < secs * 20; i++)); do
+        # local_address is 0100007F:PORT, state 0A = LISTEN
+        grep -q "^ *[0-9]*: 0100007F:$hex 00000000:0000 0A " /proc/net/tcp 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# start_qemu_gdb PORT OUT ERR [QEMU_ARGS...]: QEMU stopped at its first
+# instruction (-S) with the gdbstub on 127.0.0.1:PORT (never 0.0.0.0). Its
+# own session (setsid), so Ctrl-C in GDB interrupts the kernel, not QEMU.
+# Returns 1 if QEMU did not start listening (e.g. the port was taken).
+start_qemu_gdb() {
+    local port=$1 out=$2 err=$3
+    shift 3
+    qemu_cmd "$@" -gdb "tcp:127.0.0.1:$port" -S
+    setsid "${QEMU_CMD[@]}" </dev/null >"$out" 2>"$err" &
+    QEMU_PID=$!
+    if ! wait_listen "$port" "$QEMU_PID" 10; then
+        kill "$QEMU_PID" 2>/dev/null || true
+        wait "$QEMU_PID" 2>/dev/null || true
+        return 1
+    fi
+}
+
+# profile_paths PROFILE: PROFILE_ELF and PROFILE_IMAGE of a cargo profile
+# (cargo puts the dev profile in debug/).
+profile_paths() {
+    local dir=$1
+    [[ $1 == dev ]] && dir=debug
+    PROFILE_ELF=$TARGET_DIR/$KERNEL_TRIPLE/$dir/vmkernel
+    PROFILE_IMAGE=$TARGET_DIR/$KERNEL_TRIPLE/$dir/Image
+}
+
+# build_profile PROFILE: build the kernel with a cargo profile and make its
+# Image: release (the default build: opt-level 3, debug info), dev
+# (opt-level 1, debug assertions) or debugging (opt-level 0); see
+# docs/debugging.md for the trade-off.
+build_profile() {
+    (cd "$REPO_ROOT" && cargo build --profile "$1" --bin vmkernel) || return 1
+    profile_paths "$1"
+    make_image "$PROFILE_ELF" "$PROFILE_IMAGE" || return 1
+    info "kernel ($1): Image $PROFILE_IMAGE, ELF $PROFILE_ELF"
+}

@@ -1,0 +1,134 @@
+"""lx-vmallocinfo: /proc/vmallocinfo from the busy and purge trees.
+
+Data structures (src/kmm/vmalloc.rs, src/mm/vmap_tree.rs):
+
+    vmap_area_root: spin::Mutex<VmapAreaRoot>
+        VmapAreaRoot { root, list_head, list_tail, count, augmented }
+    VmapArea { va_start, va_end, rb_*, subtree_max_size, list_prev,
+               list_next, vm: *mut (), purge_next, rb_color }
+    VmStruct { next, addr, size, flags: VmFlags(u32), pages, nr_pages,
+               phys_addr: PhysAddr(usize), caller: &'static Location }
+
+`VmapArea.vm` is an opaque `*mut ()` in the portable tree code, so it is
+cast to `*mut VmStruct` here exactly as the kernel does. The lines are the
+kernel's write_vm_line(), byte for byte:
+
+    0x<start>-0x<end> <size:7> <file>:<line> [pages=N] [phys=0x%016x] [ioremap] [vmalloc] [vmap] [user] [vpages]
+"""
+
+import gdb
+
+from vmkernel import utils
+
+# Stop a walk of a corrupt list instead of looping forever.
+MAX_AREAS = 1 << 20
+
+
+def walk_list(root_value, what):
+    """VmapArea values of a VmapAreaRoot, in address (list) order."""
+    root = utils.mutex_data(root_value)
+    va = root["list_head"]
+    count = int(root["count"])
+    n = 0
+    while int(va) != 0:
+        if n >= MAX_AREAS or n >= count:
+            utils.fail(f"{what}: list longer than its count ({count}): corrupt list_next links?")
+        try:
+            node = va.dereference()
+            node.fetch_lazy()
+        except gdb.MemoryError:
+            utils.fail(f"{what}: cannot read vmap_area at {int(va):#x} (list_next of area #{n}); "
+                       "the nodes live in the linear map, which exists only after paging_init")
+        yield node
+        va = node["list_next"]
+        n += 1
+
+
+def vm_flags(vm):
+    # VmFlags is a #[repr(transparent)] tuple struct: VmFlags(u32).
+    f = vm["flags"]
+    return int(f["__0"]) if utils.has_field(f, "__0") else int(f)
+
+
+def vm_line(vm):
+    """The kernel's write_vm_line() for one VmStruct."""
+    addr, size = int(vm["addr"]), int(vm["size"])
+    s = f"0x{addr:016x}-0x{addr + size:016x} {size:7}"
+    s += " " + utils.location_str(vm["caller"])
+    nr_pages = int(vm["nr_pages"])
+    if nr_pages:
+        s += f" pages={nr_pages}"
+    pa = vm["phys_addr"]
+    phys = int(pa["__0"]) if utils.has_field(pa, "__0") else int(pa)
+    if phys:
+        s += f" phys=0x{phys:016x}"
+    flags = vm_flags(vm)
+    if flags & utils.VM_IOREMAP:
+        s += " ioremap"
+    if flags & utils.VM_ALLOC:
+        s += " vmalloc"
+    if flags & utils.VM_MAP:
+        s += " vmap"
+    if flags & utils.VM_USERMAP:
+        s += " user"
+    # The kernel's page_array_is_vmalloced(): the array is vmalloc'd when it
+    # needs more than a page (the heap's boot arena is inside the vmalloc
+    # range, so the address cannot tell).
+    usable = size if flags & utils.VM_NO_GUARD else size - utils.PAGE_SIZE
+    if int(vm["pages"]) and (usable // utils.PAGE_SIZE) * 8 > utils.PAGE_SIZE:
+        s += " vpages"
+    return s
+
+
+def vmallocinfo_lines(show_uninitialized=False):
+    vm_t = utils.lookup_type("VmStruct").pointer()
+    lines = []
+    for va in walk_list(utils.value("vmap_area_root"), "vmap_area_root"):
+        start, end = int(va["va_start"]), int(va["va_end"])
+        if int(va["vm"]) == 0:
+            lines.append(f"0x{start:016x}-0x{end:016x} {end - start:7} vm_map_ram")
+            continue
+        vm = va["vm"].cast(vm_t).dereference()
+        if vm_flags(vm) & utils.VM_UNINITIALIZED:
+            # Being set up (between __get_vm_area_node and the end of
+            # __vmalloc_node_range): the kernel skips these, as Linux does.
+            if show_uninitialized:
+                lines.append(vm_line(vm) + "  <- VM_UNINITIALIZED (being set up)")
+            continue
+        lines.append(vm_line(vm))
+    for va in walk_list(utils.value("purge_vmap_area_root"), "purge_vmap_area_root"):
+        start, end = int(va["va_start"]), int(va["va_end"])
+        lines.append(f"0x{start:016x}-0x{end:016x} {end - start:7} unpurged vm_area")
+    return lines
+
+
+class LxVmallocinfo(utils.LxCommand):
+    """Print /proc/vmallocinfo as the kernel would, from its busy and purge trees.
+
+Usage: lx-vmallocinfo [-a]
+Walks vmap_area_root's address-sorted list (list_head -> list_next) and
+prints each area's vm_struct in the kernel's vmallocinfo format, then the
+lazily freed areas of purge_vmap_area_root as "unpurged vm_area".
+-a  also show areas still being set up (VM_UNINITIALIZED), which the
+    kernel hides: useful at a breakpoint inside the vmalloc pipeline."""
+
+    def __init__(self):
+        super().__init__("lx-vmallocinfo", gdb.COMMAND_DATA)
+
+    def run(self, arg, from_tty):
+        utils.need_target()
+        args = gdb.string_to_argv(arg)
+        if args not in ([], ["-a"]):
+            utils.fail("usage: lx-vmallocinfo [-a]")
+        busy = utils.value("vmap_area_root")
+        if int(utils.mutex_data(busy)["count"]) == 0:
+            utils.fail("lx-vmallocinfo: vmap_area_root is empty: vmalloc_init has not run yet "
+                       "(it registers the kernel image segments in mm_init, after paging_init)")
+        if utils.mutex_locked(busy):
+            gdb.write("warning: vmap_area_lock is held (the kernel is inside the vmalloc code): "
+                      "the list may be mid-update\n")
+        for line in vmallocinfo_lines(show_uninitialized=bool(args)):
+            gdb.write(line + "\n")
+
+
+LxVmallocinfo()

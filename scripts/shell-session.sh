@@ -1,0 +1,559 @@
+# shellcheck shell=bash
+# The `shell` layer of scripts/test.sh: a scripted session on the kernel's
+# serial shell. Sourced by test.sh (it uses pass/fail/show_tail, LOG_DIR,
+# TEST_IMAGE, spawn_boot/verify_boot); defines functions only.
+#
+# How the session is driven: QEMU's stdin is a FIFO, its console goes to
+# $LOG_DIR/shell-session.log. Each command is written only once the log ends
+# with the prompt and has stopped growing, so no input waits in the UART's
+# receive FIFO (16 bytes in QEMU's PL011) and each reply is exactly the bytes
+# between the command and the next prompt. Every wait is bounded; if QEMU
+# dies or a reply never comes, the session stops with one failure and the
+# log's tail.
+#
+#   sh_start NAME QEMU_ARGS...   boot, wait for the first prompt
+#   sh_run CMD [SECS]            type CMD + Enter, wait for the prompt;
+#                                SH_OUT = the reply lines (echo removed)
+#   sh_raw BYTES [SECS]          the same for raw bytes (printf %b)
+#   sh_finish                    close stdin, wait for QEMU, SH_STATUS
+
+SH_PROMPT='vmkernel# '
+SHELL_TIMEOUT=${SHELL_TIMEOUT:-120} # the whole session
+SHELL_CMD_TIMEOUT=${SHELL_CMD_TIMEOUT:-20}
+
+sh_start() {
+    SH_NAME=$1
+    shift
+    SH_LOG=$LOG_DIR/$SH_NAME.log
+    SH_SENT=$LOG_DIR/$SH_NAME.sent
+    local fifo=$LOG_DIR/$SH_NAME.fifo
+    rm -f "$fifo" "$SH_LOG" "$SH_SENT" "$LOG_DIR/$SH_NAME.status"
+    mkfifo "$fifo"
+    : >"$SH_LOG"
+    : >"$SH_SENT"
+    qemu_cmd "$@"
+    printf '%q ' "${QEMU_CMD[@]}" >"$LOG_DIR/$SH_NAME.cmd"
+    printf '< %q\n' "$SH_SENT" >>"$LOG_DIR/$SH_NAME.cmd"
+    (
+        st=0
+        timeout --kill-after=5 "$SHELL_TIMEOUT" "${QEMU_CMD[@]}" <"$fifo" >"$SH_LOG" 2>&1 || st=$?
+        echo "$st" >"$LOG_DIR/$SH_NAME.status"
+    ) &
+    SH_PID=$!
+    # Blocks until QEMU has opened its end.
+    exec {SH_FD}>"$fifo"
+    SH_DEAD=""
+    SH_OUT=()
+    sh_wait_prompt 0 30
+}
+
+# sh_wait_prompt FROM SECS: wait until the log, grown past FROM bytes, ends
+# with the prompt and did not grow for one poll. Sets SH_DEAD on failure.
+sh_wait_prompt() {
+    local from=$1 deadline=$((SECONDS + $2)) size prev=-1
+    while ((SECONDS < deadline)); do
+        size=$(stat -c %s "$SH_LOG")
+        if ((size > from)) && [[ $(tail -c ${#SH_PROMPT} "$SH_LOG") == "$SH_PROMPT" ]]; then
+            ((size == prev)) && return 0
+            prev=$size
+        else
+            prev=-1
+        fi
+        if ! kill -0 "$SH_PID" 2>/dev/null; then
+            sleep 0.2 # let the last bytes land
+            SH_DEAD="QEMU exited (status $(cat "$LOG_DIR/$SH_NAME.status" 2>/dev/null || echo '?'))"
+            return 1
+        fi
+        sleep 0.05
+    done
+    SH_DEAD="no prompt within $2 s"
+    return 1
+}
+
+# sh_raw BYTES [SECS]: send BYTES (printf %b), wait for the prompt, and set
+# SH_OUT to the reply lines without the echo line and the final prompt.
+sh_raw() {
+    [[ -z $SH_DEAD ]] || return 1
+    local from bytes=$1 secs=${2:-$SHELL_CMD_TIMEOUT}
+    from=$(stat -c %s "$SH_LOG")
+    printf '%s\n' "$bytes" >>"$SH_SENT"
+    # shellcheck disable=SC2059 # BYTES is a %b string on purpose
+    if ! { printf '%b' "$bytes" >&"$SH_FD"; } 2>/dev/null; then
+        SH_DEAD="writing to QEMU's stdin failed"
+        return 1
+    fi
+    sh_wait_prompt "$from" "$secs" || return 1
+    local size reply
+    size=$(stat -c %s "$SH_LOG")
+    reply=$(tail -c +$((from + 1)) "$SH_LOG" | head -c $((size - from - ${#SH_PROMPT})) | tr -d '\r')
+    mapfile -t SH_OUT <<<"$reply"
+    SH_ECHO=${SH_OUT[0]-}
+    SH_OUT=("${SH_OUT[@]:1}")
+    # A reply that is only a newline leaves one empty element.
+    if ((${#SH_OUT[@]} == 1)) && [[ -z ${SH_OUT[0]} ]]; then SH_OUT=(); fi
+}
+
+sh_run() {
+    sh_raw "$1\n" "${2:-}"
+}
+
+sh_finish() {
+    exec {SH_FD}>&-
+    wait "$SH_PID" 2>/dev/null || true
+    SH_STATUS=$(cat "$LOG_DIR/$SH_NAME.status" 2>/dev/null || echo '?')
+}
+
+# ---------------------------------------------------------------------------
+# Expectations on the last reply; `verdict NAME` reports them as one check.
+# ---------------------------------------------------------------------------
+
+SH_REASONS=()
+
+# out_has ERE: some reply line matches.
+out_has() {
+    local l
+    for l in "${SH_OUT[@]}"; do [[ $l =~ $1 ]] && return 0; done
+    SH_REASONS+=("no reply line matches: $1")
+}
+
+# out_lacks ERE: no reply line matches.
+out_lacks() {
+    local l
+    for l in "${SH_OUT[@]}"; do
+        if [[ $l =~ $1 ]]; then
+            SH_REASONS+=("unexpected reply line: $l")
+            return 0
+        fi
+    done
+}
+
+# out_one_line ERE: the reply is exactly one line, matching.
+out_one_line() {
+    if ((${#SH_OUT[@]} != 1)); then
+        SH_REASONS+=("expected exactly one reply line, got ${#SH_OUT[@]}")
+    elif ! [[ ${SH_OUT[0]} =~ $1 ]]; then
+        SH_REASONS+=("reply '${SH_OUT[0]}' does not match: $1")
+    fi
+}
+
+# expect COND DESCRIPTION: an arithmetic condition.
+expect() {
+    (($1)) || SH_REASONS+=("$2")
+}
+
+# out_capture ERE: BASH_REMATCH of the first matching reply line (returns 1
+# and records a reason if none matches).
+out_capture() {
+    local l
+    for l in "${SH_OUT[@]}"; do [[ $l =~ $1 ]] && return 0; done
+    SH_REASONS+=("no reply line matches: $1")
+    return 1
+}
+
+verdict() {
+    if [[ -n $SH_DEAD ]]; then
+        SH_REASONS+=("session ended: $SH_DEAD")
+    fi
+    if ((${#SH_REASONS[@]} == 0)); then
+        pass "shell: $1"
+    else
+        local shown=("${SH_OUT[@]:0:20}")
+        fail "shell: $1" "${SH_REASONS[@]}" "command: $SH_ECHO" "${shown[@]/#/| }"
+    fi
+    SH_REASONS=()
+}
+
+# meminfo_kb NAME: the value of a meminfo line in the last reply.
+meminfo_kb() {
+    local l re="^$1: +([0-9]+) kB$"
+    for l in "${SH_OUT[@]}"; do
+        if [[ $l =~ $re ]]; then
+            echo "${BASH_REMATCH[1]}"
+            return
+        fi
+    done
+    echo -1
+}
+
+# snap_meminfo P: MemFree, PageTables and Slab of the last reply into
+# P_free, P_pt and P_slab (globals; the session reads them).
+# shellcheck disable=SC2034 # assigned through printf -v
+snap_meminfo() {
+    printf -v "$1_free" '%s' "$(meminfo_kb MemFree)"
+    printf -v "$1_pt" '%s' "$(meminfo_kb PageTables)"
+    printf -v "$1_slab" '%s' "$(meminfo_kb Slab)"
+}
+
+hex() { printf '0x%x' "$(($1))"; }
+
+# ---------------------------------------------------------------------------
+# The session
+# ---------------------------------------------------------------------------
+
+SHELL_COMMANDS=(help meminfo buddyinfo vmallocinfo vmalloc vzalloc vfree vmap vunmap ioremap iounmap purge
+    pt peek poke dt dmesg uptime history ktest poweroff)
+
+# The checks, in order; returns 1 when the session died (the caller reports).
+# shellcheck disable=SC2154 # m0_free etc. are set by snap_meminfo
+shell_session() {
+    local l c a z m io al txt con b f0 n up1 up2 re
+
+    sh_run help || return 1
+    for c in "${SHELL_COMMANDS[@]}"; do
+        re="^  $c( |$)"
+        out_has "$re"
+    done
+    verdict "help lists all ${#SHELL_COMMANDS[@]} commands, one line each"
+
+    sh_run meminfo || return 1
+    for l in MemTotal MemFree Slab PageTables VmallocTotal VmallocUsed VmallocChunk; do
+        out_has "^$l: +[0-9]+ kB$"
+    done
+    l=$(meminfo_kb MemTotal) # 1 GiB less what the kernel reserved
+    expect "l > 900000 && l <= 1048576" "MemTotal $l kB, want a little under 1048576 kB"
+    out_has '^VmallocUsed: +0 kB$'
+    verdict "meminfo: /proc/meminfo lines (MemTotal ~1 GiB, VmallocUsed 0)"
+
+    sh_run buddyinfo || return 1
+    out_one_line '^Node 0, zone +Normal( +[0-9]+){11} *$'
+    verdict "buddyinfo: one zone, 11 orders"
+
+    sh_run vmallocinfo || return 1
+    out_has '^0x[0-9a-f]{16}-0x[0-9a-f]{16} +[0-9]+ src/kmm/mod.rs:[0-9]+ phys=0x0000000009000000 ioremap$'
+    out_has '^0xffff800010000000-0x[0-9a-f]{16} +[0-9]+ .* vmap$'
+    verdict "vmallocinfo: kernel image segments and the console's ioremap"
+    [[ ${SH_OUT[0]} =~ ^(0x[0-9a-f]{16})- ]] && txt=${BASH_REMATCH[1]}
+    out_capture '^(0x[0-9a-f]{16})-0x[0-9a-f]{16} +[0-9]+ src/kmm/mod.rs:[0-9]+ .*ioremap$' && con=${BASH_REMATCH[1]}
+    SH_REASONS=()
+
+    # --- vmalloc, and MemFree accounting -------------------------------
+    sh_run meminfo || return 1
+    snap_meminfo m0
+    sh_run 'vmalloc 64K' || return 1
+    out_capture '^vmalloc: 64K at (0x[0-9a-f]{16}) \(16 page\(s\) \+ guard page\)$' && a=${BASH_REMATCH[1]}
+    out_has "^$a-$(printf '0x%016x' $((a + 0x11000))) +69632 src/shell/mem.rs:[0-9]+ pages=16 vmalloc$"
+    verdict "vmalloc 64K: address, 16 pages + guard, its vmallocinfo line"
+    sh_run meminfo || return 1
+    snap_meminfo m1
+    expect "m0_free - m1_free == 64 + (m1_pt - m0_pt) + (m1_slab - m0_slab)" \
+        "MemFree $m0_free -> $m1_free kB; PageTables $m0_pt -> $m1_pt; Slab $m0_slab -> $m1_slab (want 64 kB of pages + tables + slab)"
+    out_has '^VmallocUsed: +64 kB$'
+    verdict "meminfo after vmalloc 64K: MemFree down by 64 kB (+ page tables/slab), VmallocUsed 64 kB"
+
+    sh_run "poke $(hex "a + 8") 0x1122334455667788" || return 1
+    out_one_line "^poke: wrote 0x1122334455667788 to $(hex "a + 8")$"
+    verdict "poke into the vmalloc area"
+    sh_run "peek $a 2" || return 1
+    out_one_line "^$(printf '0x%016x' "$a"): [0-9a-f]{16} 1122334455667788$"
+    verdict "peek reads the poked word back"
+
+    sh_run 'vzalloc 3M' || return 1
+    out_capture '^vzalloc: 3M at (0x[0-9a-f]{16}) \(768 page\(s\) \+ guard page\)$' && z=${BASH_REMATCH[1]}
+    out_has ' pages=768 vmalloc vpages$'
+    verdict "vzalloc 3M: 768 pages, page array itself vmalloc'ed (vpages)"
+    sh_run "peek $(hex "z + 0x2ffe0") 4" || return 1
+    out_one_line '^0x[0-9a-f]{16}: 0000000000000000 0000000000000000 0000000000000000 0000000000000000$'
+    verdict "vzalloc'ed memory reads as zeroes up to its last word"
+
+    sh_run 'vmalloc 8K 2M' || return 1
+    out_capture '^vmalloc: 8K at (0x[0-9a-f]{16}) ' && al=${BASH_REMATCH[1]}
+    expect "${al:-1} % 0x200000 == 0" "address ${al:-none} is not 2 MiB aligned"
+    verdict "vmalloc 8K 2M: 2 MiB-aligned address"
+
+    sh_run 'vmap 4' || return 1
+    out_capture '^vmap: 4 page\(s\) at (0x[0-9a-f]{16}), pfns( 0x[0-9a-f]+){4}$' && m=${BASH_REMATCH[1]}
+    out_has "^$m-0x[0-9a-f]{16} +20480 src/shell/mem.rs:[0-9]+ vmap$"
+    verdict "vmap 4: four alloc_pages(0) pages mapped, vmallocinfo line"
+    sh_run "poke $m 0x5a5a" || return 1
+    sh_run "peek $m" || return 1
+    out_one_line '^0x[0-9a-f]{16}: 0000000000005a5a$'
+    verdict "the vmap area is writable and readable"
+
+    sh_run 'ioremap 0x9000000 4K' || return 1
+    out_capture '^ioremap: phys 0x9000000 size 4K at (0x[0-9a-f]{16}) \(1 page\(s\) Device-nGnRE' && io=${BASH_REMATCH[1]}
+    out_has "^$io-0x[0-9a-f]{16} +8192 src/shell/mem.rs:[0-9]+ phys=0x0000000009000000 ioremap$"
+    verdict "ioremap of the PL011: address and vmallocinfo line"
+    sh_run "peek $(hex "io + 0xfe0")" || return 1
+    out_one_line '^0x[0-9a-f]{16}: 0000001000000011$'
+    verdict "peek through the ioremap reads the PL011's PeriphID0/1 (0x11, 0x10)"
+
+    # --- page-table walks ----------------------------------------------
+    sh_run "pt $a" || return 1
+    out_has '^  L0 pgd\[256\] in table 0x[0-9a-f]+: pgd 0x[0-9a-f]{16} TABLE'
+    out_has '^  L3 pte\[[0-9]+\] in table 0x[0-9a-f]+: pte 0x[0-9a-f]{16} PAGE pa=0x[0-9a-f]+ attr0=Normal RW XN '
+    out_has '^  => pa 0x[0-9a-f]+ \(4 KiB page at level 3\)$'
+    verdict "pt on a vmalloc address: four levels decoded down to a 4 KiB page"
+    sh_run "pt $(hex "a + 0x10000")" || return 1
+    out_has '^  => not mapped \(no valid entry at level 3, pte\)$'
+    verdict "pt on the guard page: not mapped at level 3"
+    sh_run 'pt 0xffff000000000000' || return 1
+    out_has '^  => pa 0x40000000 \((1 GiB|2 MiB) block at level [12]\)$'
+    verdict "pt on the linear map: a block mapping of RAM"
+
+    # --- faults: oops, then back to the prompt with everything intact ---
+    sh_run "peek $(hex "a + 0xfff8") 2" || return 1
+    out_has "^\[ *[0-9]+\.[0-9]+\] Unable to handle kernel paging request at virtual address $(printf '%016x' $((a + 0x10000)))$"
+    out_has 'FSC = 0x07: level 3 translation fault$'
+    out_has "is in the GUARD PAGE of area $a-"
+    out_has 'Internal error: Oops: '
+    out_has 'Fault recovered by catch_fault'
+    out_has '^0x[0-9a-f]{16}: [0-9a-f]{16}$'
+    out_has "^peek: reading $(hex "a + 0x10000") faulted \(level 3 translation fault\); 1 of 2 word\(s\) read$"
+    verdict "peek across the end into the guard page: the word before, the oops, one line"
+    sh_run vmallocinfo || return 1
+    out_has "^$a-0x[0-9a-f]{16} +69632 src/shell/mem.rs:[0-9]+ pages=16 vmalloc$"
+    verdict "after the fault: the shell runs the next command; the area is still listed"
+    sh_run "peek $(hex "a + 8")" || return 1
+    out_one_line '^0x[0-9a-f]{16}: 1122334455667788$'
+    verdict "after the fault: the area still holds what was written"
+
+    sh_run "peek $txt" || return 1
+    out_capture '^0x[0-9a-f]{16}: ([0-9a-f]{16})$'
+    local text_word=${BASH_REMATCH[1]-}
+    SH_REASONS=()
+    sh_run "poke $(hex "txt + 0x100") 0" || return 1
+    out_has 'FSC = 0x0f: level 3 permission fault$'
+    out_has 'WnR = 1 \(write\)'
+    out_has "^poke: writing $(hex "txt + 0x100") faulted \(level 3 permission fault\); nothing written$"
+    verdict "poke to .text: permission-fault oops, one line, back to the prompt"
+    sh_run "peek $txt" || return 1
+    out_one_line "^0x[0-9a-f]{16}: ${text_word:-missing}$"
+    verdict "after the .text fault: the kernel keeps running, .text unchanged"
+
+    sh_run 'peek 0xffff900000000000' || return 1
+    out_has 'Unable to handle kernel paging request at virtual address ffff900000000000'
+    out_has '^peek: reading 0xffff900000000000 faulted \(level [0-3] translation fault\); 0 of 1 word\(s\) read$'
+    verdict "peek at an unmapped vmalloc-range address: oops, one line"
+    sh_run 'peek 0' || return 1
+    out_has 'Unable to handle kernel NULL pointer dereference at virtual address 0000000000000000'
+    out_has '^peek: reading 0x0 faulted'
+    verdict "peek at NULL: oops, one line"
+
+    # --- bad input: one line each, nothing changes ------------------------
+    sh_run vmallocinfo || return 1
+    local vi_before=("${SH_OUT[@]}")
+    sh_run meminfo || return 1
+    local mi_before=("${SH_OUT[@]}")
+    local bad=(
+        'frobnicate|^frobnicate: unknown command \(type .help. for the list\)$'
+        'vmalloc|^vmalloc: missing SIZE \(usage: vmalloc SIZE \[ALIGN\]\)$'
+        'vmalloc 12q|^vmalloc: SIZE: .12q. is not a size'
+        'vmalloc 0x|^vmalloc: SIZE: .0x. is not a size'
+        'vmalloc 4KB|^vmalloc: SIZE: .4KB. is not a size'
+        'vmalloc 99999999999999999999|^vmalloc: SIZE: .99999999999999999999. does not fit in 64 bits'
+        'vmalloc 20000000000000000G|^vmalloc: SIZE: .20000000000000000G. does not fit in 64 bits'
+        'vmalloc 0|^vmalloc: SIZE must not be zero$'
+        'vmalloc 2G|^vmalloc: SIZE 2G is more than the [0-9]+ kB of RAM$'
+        'vmalloc 4K 3|^vmalloc: ALIGN 0x3 must be a power of two'
+        'vmalloc 4K 8K 1|^vmalloc: unexpected argument .1.'
+        'vzalloc 0|^vzalloc: SIZE must not be zero$'
+        'vfree|^vfree: missing ADDR'
+        'vfree 0xffff800012345000|^vfree: 0xffff800012345000 is not the start of a vmalloc area$'
+        "vfree $(hex "a + 8")|^vfree: $(hex "a + 8") is not the start of a vmalloc area \\(it is inside the vmalloc area $a-"
+        "vfree $m|^vfree: $m is a vmap area; use vunmap$"
+        "vfree $con|^vfree: $con is an ioremap area from src/kmm/mod.rs:[0-9]+, not created from this shell; refusing"
+        "vfree $txt|^vfree: $txt is a vmap area from .*, not created from this shell; refusing"
+        "vunmap $a|^vunmap: $a is a vmalloc area; use vfree$"
+        "iounmap $con|^iounmap: $con is an ioremap area from src/kmm/mod.rs:[0-9]+, not created from this shell; refusing"
+        'iounmap 0x1000|^iounmap: 0x1000 is not the start of an ioremap area$'
+        'vmap 0|^vmap: NPAGES must not be zero$'
+        'vmap 99999999999|^vmap: 99999999999 pages is more than the [0-9]+ free pages$'
+        'ioremap 0x9000000|^ioremap: missing SIZE'
+        'ioremap 0x9000000 0|^ioremap: SIZE must not be zero$'
+        'ioremap 0xfffffffffffff000 8K|^ioremap: .* goes beyond the 48-bit physical address space$'
+        'ioremap 0x40000000 4K|^ioremap: \[0x40000000-0x40001000\) overlaps RAM'
+        "peek $(hex "a + 4")|^peek: ADDR $(hex "a + 4") is not 8-byte aligned$"
+        "peek $a 0|^peek: COUNT 0 must be from 1 to 512$"
+        "peek $a 513|^peek: COUNT 513 must be from 1 to 512$"
+        'peek 0xg|^peek: ADDR: .0xg. is not a number'
+        "poke $a|^poke: missing VALUE"
+        "poke $a 0x1ffffffffffffffff|^poke: VALUE: .0x1ffffffffffffffff. does not fit in 64 bits"
+        'pt|^pt: missing VA \(usage: pt VA\)$'
+        'meminfo now|^meminfo: unexpected argument .now.'
+    )
+    local spec
+    for spec in "${bad[@]}"; do
+        sh_run "${spec%%|*}" || return 1
+        out_one_line "${spec#*|}"
+        verdict "bad input '${spec%%|*}': one clear line"
+    done
+    sh_run vmallocinfo || return 1
+    [[ "${SH_OUT[*]}" == "${vi_before[*]}" ]] || SH_REASONS+=("vmallocinfo changed across the bad commands")
+    sh_run meminfo || return 1
+    [[ "${SH_OUT[*]}" == "${mi_before[*]}" ]] || SH_REASONS+=("meminfo changed across the bad commands")
+    verdict "bad input changed nothing (vmallocinfo and meminfo identical before and after)"
+
+    # --- line editing (raw bytes) ----------------------------------------
+    sh_raw 'uptimX\x7fe\n' || return 1
+    out_one_line '^up [0-9]+\.[0-9]{6} s '
+    verdict "line editing: DEL erases a character"
+    sh_raw 'meminfoo\x08\n' || return 1
+    out_has '^MemTotal:'
+    verdict "line editing: BS erases a character"
+    sh_raw 'vfree 0x1234\x15uptime\n' || return 1
+    out_one_line '^up [0-9]+\.[0-9]{6} s '
+    verdict "line editing: Ctrl-U kills the line"
+    sh_raw 'vfree 0x1234\x03' || return 1
+    expect "${#SH_OUT[@]} == 0" "Ctrl-C printed a reply"
+    [[ $SH_ECHO == 'vfree 0x1234^C' ]] || SH_REASONS+=("echo '$SH_ECHO', want 'vfree 0x1234^C'")
+    verdict "line editing: Ctrl-C abandons the line, new prompt"
+    sh_raw '\x1b[A\n' || return 1
+    out_one_line '^up [0-9]+\.[0-9]{6} s '
+    verdict "history: Up recalls the last command (uptime)"
+    sh_raw '\x1b[A\x1b[A\n' || return 1
+    out_has '^MemTotal:'
+    verdict "history: Up Up recalls the one before (meminfo)"
+    # The ring now ends: uptime, meminfo (recalled lines are entered again).
+    sh_raw '\x1b[A\x1b[A\x1b[B\n' || return 1
+    out_has '^MemTotal:'
+    verdict "history: Up Up Down is the newest entry again (meminfo)"
+    sh_raw 'uptime\r\n' || return 1
+    out_one_line '^up [0-9]+\.[0-9]{6} s '
+    [[ $(tail -c 200 "$SH_LOG" | tr -d '\r') != *"$SH_PROMPT"$'\n'"$SH_PROMPT" ]] || SH_REASONS+=("an empty prompt line: CRLF ran two commands")
+    verdict "CRLF ends one line (no empty second command)"
+    sh_raw 'uptime\r' || return 1
+    out_one_line '^up [0-9]+\.[0-9]{6} s \(CNTPCT_EL0 ([0-9]+) '
+    [[ ${SH_OUT[0]-} =~ CNTPCT_EL0\ ([0-9]+) ]] && up1=${BASH_REMATCH[1]}
+    verdict "CR alone ends a line"
+    sh_run uptime || return 1
+    [[ ${SH_OUT[0]-} =~ CNTPCT_EL0\ ([0-9]+) ]] && up2=${BASH_REMATCH[1]}
+    expect "${up2:-0} > ${up1:-0}" "uptime did not advance: ${up1:-?} -> ${up2:-?}"
+    verdict "uptime advances"
+    sh_run history || return 1
+    out_has '^ +[0-9]+  uptime$'
+    [[ ${SH_OUT[-1]-} =~ ^\ +16\ \ history$ ]] || SH_REASONS+=("last history line '${SH_OUT[-1]-}', want entry 16 'history'")
+    expect "${#SH_OUT[@]} == 16" "history holds ${#SH_OUT[@]} lines, want 16 (the ring size)"
+    verdict "history: the last 16 lines"
+
+    # --- freeing, and MemFree coming back ----------------------------------
+    sh_run meminfo || return 1
+    snap_meminfo m0
+    sh_run 'vmalloc 256K' || return 1
+    out_capture '^vmalloc: 256K at (0x[0-9a-f]{16}) ' && b=${BASH_REMATCH[1]}
+    verdict "vmalloc 256K"
+    sh_run "vfree $b" || return 1
+    out_one_line "^vfree: freed $b-0x[0-9a-f]{16}: 64 page\\(s\\), 64 free pages more; address space waits for the lazy purge \\([0-9]+ page\\(s\\) pending\\)$"
+    verdict "vfree: 64 pages back at once, address space pending the lazy purge"
+    sh_run meminfo || return 1
+    snap_meminfo m1
+    expect "m1_free == m0_free - (m1_pt - m0_pt) - (m1_slab - m0_slab)" \
+        "MemFree $m0_free -> $m1_free kB, PageTables $m0_pt -> $m1_pt, Slab $m0_slab -> $m1_slab: pages not all returned"
+    verdict "meminfo after vmalloc+vfree: MemFree back (page tables kept, counted in PageTables)"
+    sh_run vmallocinfo || return 1
+    out_has "^0x[0-9a-f]{16}-0x[0-9a-f]{16} +[0-9]+ unpurged vm_area$"
+    out_lacks "^$b-.* vmalloc$"
+    verdict "vmallocinfo: the freed range is an unpurged vm_area"
+    sh_run purge || return 1
+    out_one_line '^purge: [1-9][0-9]* lazily freed page\(s\) of address space back in the free tree \(1 TLB flush\(es\)\)'
+    verdict "purge: lazily freed areas back in the free tree with one TLB flush"
+    sh_run vmallocinfo || return 1
+    out_lacks 'unpurged'
+    verdict "vmallocinfo after purge: no unpurged areas"
+    sh_run 'vmalloc 256K' || return 1
+    out_capture '^vmalloc: 256K at (0x[0-9a-f]{16}) ' && f0=${BASH_REMATCH[1]}
+    [[ ${f0-} == "$b" ]] || SH_REASONS+=("got ${f0:-nothing}, want the purged range's $b back")
+    verdict "after purge, vmalloc 256K reuses the same address (lowest fit)"
+    sh_run meminfo || return 1
+    snap_meminfo m2
+    sh_run "vfree $b" || return 1
+    sh_run meminfo || return 1
+    snap_meminfo m3
+    expect "m1_free - m2_free == 256 && m3_free == m1_free && m3_pt == m1_pt" \
+        "MemFree $m1_free -> $m2_free -> $m3_free kB, PageTables $m1_pt -> $m3_pt (want -256 then back, tables reused)"
+    verdict "warm vmalloc 256K + vfree: MemFree exactly -256 kB, then exactly back"
+
+    sh_run "vunmap $m" || return 1
+    out_one_line "^vunmap: unmapped $m-0x[0-9a-f]{16} and freed its 4 page\\(s\\);"
+    verdict "vunmap: unmapped and its 4 pages freed"
+    sh_run "vunmap $m" || return 1
+    out_one_line "^vunmap: $m is not the start of a vmap area$"
+    verdict "vunmap twice: one clear line"
+    sh_run "iounmap $io" || return 1
+    out_one_line "^iounmap: unmapped $(printf '0x%016x' "$io")-"
+    verdict "iounmap of the shell's ioremap"
+    sh_run "vfree $a" || return 1
+    out_has '^vfree: freed .*16 page\(s\), 16 free pages more'
+    sh_run "vfree $z" || return 1
+    out_has '^vfree: freed .*768 page\(s\), 770 free pages more'
+    sh_run "vfree $al" || return 1
+    out_has '^vfree: freed .*2 page\(s\), 2 free pages more'
+    verdict "vfree of every remaining area (the 3M one frees its vmalloc'ed page array too)"
+    sh_run "vfree $a" || return 1
+    out_one_line "^vfree: $a is not the start of a vmalloc area$"
+    verdict "vfree twice: one clear line, no allocator warning"
+    sh_run meminfo || return 1
+    out_has '^VmallocUsed: +0 kB$'
+    verdict "meminfo: VmallocUsed back to 0"
+
+    # --- the rest ---------------------------------------------------------
+    sh_run dt || return 1
+    out_has 'Machine model: linux,dummy-virt$'
+    out_has 'RAM: 1024 MiB in 1 bank\(s\)$'
+    verdict "dt: the device-tree summary"
+    sh_run dmesg || return 1
+    out_has '^\[ *[0-9]+\.[0-9]{6}\] Booting vmkernel on physical CPU'
+    out_has 'Internal error: Oops: '
+    out_has "^${SH_PROMPT}dmesg$"
+    verdict "dmesg: the log ring from the banner to this command"
+    sh_run 'ktest boot' 120 || return 1
+    out_has '^    # Subtest: boot$'
+    out_has '^ktest: [1-9][0-9]* passed, 0 failed$'
+    out_lacks '^    # Subtest: mm$'
+    verdict "ktest boot: the filtered suite runs from the shell"
+    sh_run ktest 180 || return 1
+    out_capture '^ktest: ([0-9]+) passed, ([0-9]+) failed$' && n="${BASH_REMATCH[1]} passed, ${BASH_REMATCH[2]} failed"
+    out_has '^ktest: [1-9][0-9]* passed, 0 failed$'
+    out_lacks 'reboot: Power down'
+    verdict "ktest: every suite passes from the shell (${n:-no summary}) and QEMU keeps running"
+    sh_run uptime || return 1
+    out_one_line '^up '
+    verdict "the shell still answers after ktest"
+
+    sh_raw 'poweroff\n' 30
+    [[ ${SH_DEAD-} == QEMU\ exited* ]] && SH_DEAD=""
+    sh_finish
+    grep -q 'reboot: Power down' "$SH_LOG" || SH_REASONS+=("no 'reboot: Power down'")
+    [[ $SH_STATUS == 0 ]] || SH_REASONS+=("QEMU exit status $SH_STATUS, want 0")
+    SH_OUT=()
+    verdict "poweroff: QEMU exits with status 0"
+    return 0
+}
+
+# Piped input without any pacing, as in `echo -e 'help\npoweroff' | scripts/run.sh`:
+# several boots at once, since losing the first byte was a race.
+SHELL_PIPE_BOOTS=${SHELL_PIPE_BOOTS:-6}
+
+shell_pipe_boots() {
+    local i input=$LOG_DIR/shell-pipe.in
+    printf 'help\r\nmeminfo\npoweroff\n' >"$input"
+    for ((i = 1; i <= SHELL_PIPE_BOOTS; i++)); do
+        spawn_boot "shell-pipe-$i" 30 --stdin "$input" -- -kernel "$TEST_IMAGE"
+    done
+    wait_boots
+    for ((i = 1; i <= SHELL_PIPE_BOOTS; i++)); do
+        verify_boot "shell: piped 'help, meminfo, poweroff' (boot $i of $SHELL_PIPE_BOOTS): read in order, exit 0" \
+            "shell-pipe-$i" 0 "1^${SH_PROMPT}help"$'\r?$' '+^  poweroff +power' "1^${SH_PROMPT}meminfo"$'\r?$' \
+            '+^MemFree: +[0-9]+ kB' "1^${SH_PROMPT}poweroff"$'\r?$' '+reboot: Power down' \
+            '!unknown command' "!^${SH_PROMPT}"$'\r?$'
+    done
+}
+
+shell_layer_main() {
+    if ! sh_start shell-session -kernel "$TEST_IMAGE"; then
+        fail "shell: boot to the first prompt" "$SH_DEAD" "reproduce: $(cat "$LOG_DIR/shell-session.cmd")"
+        show_tail "$SH_LOG"
+        sh_finish
+        return
+    fi
+    pass "shell: boot to the first prompt"
+    trap '' PIPE
+    if ! shell_session; then
+        fail "shell: scripted session ran to the end" "$SH_DEAD" "last command: $(tail -n 1 "$SH_SENT")" \
+            "reproduce: $(cat "$LOG_DIR/shell-session.cmd")"
+        show_tail "$SH_LOG"
+        kill "$SH_PID" 2>/dev/null || true
+        sh_finish
+    fi
+    trap - PIPE
+    shell_pipe_boots
+}

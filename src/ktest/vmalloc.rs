@@ -1,0 +1,458 @@
+//! Tests of the vmalloc subsystem: every API, guard pages, ioremap, the
+//! fault-injection sweep over the pipeline's allocations, a 10k-area churn
+//! with the invariant checker, and the lazy purge's batching.
+
+use super::{Case, Suite, Test};
+use crate::arch::traps;
+use crate::kmm::vmalloc::{self as vm, VmFlags};
+use crate::kmm::{fault_inject, page_alloc, paging, TLB_FLUSHES};
+use crate::{kassert, kassert_eq};
+use core::sync::atomic::Ordering;
+use kernel::mm::layout::*;
+use kernel::mm::pgtable::PAGE_KERNEL;
+
+pub static SUITE: Suite = Suite {
+    name: "vmalloc",
+    cases: &[
+        Case { name: "vmalloc_maps_every_page", run: vmalloc_maps_every_page },
+        Case { name: "vzalloc_zeroes", run: vzalloc_zeroes },
+        Case { name: "multi_mib_write_read_back", run: multi_mib_write_read_back },
+        Case { name: "alignment_is_honoured", run: alignment_is_honoured },
+        Case { name: "guard_page_faults_and_is_named", run: guard_page_faults_and_is_named },
+        Case { name: "vfree_null_is_noop", run: vfree_null_is_noop },
+        Case { name: "vfree_bad_address_changes_nothing", run: vfree_bad_address_changes_nothing },
+        Case { name: "double_vfree_is_caught", run: double_vfree_is_caught },
+        Case { name: "zero_and_huge_sizes_fail", run: zero_and_huge_sizes_fail },
+        Case { name: "ioremap_refuses_ram", run: ioremap_refuses_ram },
+        Case { name: "ioremap_keeps_offset_and_reaches_device", run: ioremap_keeps_offset_and_reaches_device },
+        Case { name: "vmap_aliases_pages", run: vmap_aliases_pages },
+        Case { name: "get_vm_area_and_free_vm_area", run: get_vm_area_and_free_vm_area },
+        Case { name: "vmallocinfo_lists_areas", run: vmallocinfo_lists_areas },
+        Case { name: "big_page_array_comes_from_vmalloc", run: big_page_array_comes_from_vmalloc },
+        Case { name: "fault_injection_sweep", run: fault_injection_sweep },
+        Case { name: "churn_10k_areas_with_invariants", run: churn_10k_areas_with_invariants },
+        Case { name: "lazy_purge_batches_tlb_flushes", run: lazy_purge_batches_tlb_flushes },
+        Case { name: "exhaustion_purges_and_retries", run: exhaustion_purges_and_retries },
+    ],
+};
+
+/// Collects text in a fixed buffer (tests search the output of vmallocinfo).
+struct Buf {
+    data: alloc::vec::Vec<u8>,
+}
+
+impl core::fmt::Write for Buf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.data.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl Buf {
+    fn new() -> Self {
+        Buf { data: alloc::vec::Vec::new() }
+    }
+    fn contains(&self, needle: &str) -> bool {
+        self.data.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+}
+
+fn vmallocinfo_text() -> Buf {
+    let mut b = Buf::new();
+    let _ = vm::vmallocinfo(&mut b);
+    b
+}
+
+/// Purge lazily freed areas so the trees are in their settled state.
+fn settle() {
+    vm::purge_vmap_area_lazy();
+}
+
+fn vmalloc_maps_every_page(t: &mut Test) {
+    let p = vm::vmalloc(3 * PAGE_SIZE);
+    kassert!(t, !p.is_null(), "vmalloc(3 pages) failed");
+    let a = p as usize;
+    kassert!(t, is_vmalloc_addr(a) && a % PAGE_SIZE == 0, "bad address {:#x}", a);
+    let area = vm::find_vm_area(a);
+    kassert!(t, !area.is_null(), "find_vm_area({:#x}) found nothing", a);
+    // SAFETY: live area.
+    let (size, nr, flags) = unsafe { ((*area).size, (*area).nr_pages, (*area).flags) };
+    kassert_eq!(t, size, 4 * PAGE_SIZE); // 3 pages + guard
+    kassert_eq!(t, nr, 3);
+    kassert!(t, flags.contains(VmFlags::VM_ALLOC) && !flags.contains(VmFlags::VM_UNINITIALIZED), "flags {:?}", flags);
+    for i in 0..3 {
+        let va = a + i * PAGE_SIZE;
+        let pa = vm::vmalloc_to_page(va as *const u8);
+        kassert!(t, pa.is_some(), "page {} of {:#x} not mapped", i, a);
+        kassert_eq!(t, vm::vmalloc_to_pfn(va as *const u8), Some(phys_to_pfn(pa.unwrap())));
+        // Write through vmalloc, read through the linear map.
+        // SAFETY: our mapping and the linear alias of its page.
+        unsafe {
+            ((va + 8) as *mut u64).write_volatile(0x1234_0000 + i as u64);
+            kassert_eq!(t, ((paging::__va(pa.unwrap()).0 + 8) as *const u64).read_volatile(), 0x1234_0000 + i as u64);
+        }
+    }
+    kassert!(t, vm::vmalloc_to_page((a + 3 * PAGE_SIZE) as *const u8).is_none(), "guard page is mapped");
+    vm::vfree(p);
+    kassert!(t, vm::find_vm_area(a).is_null(), "area still busy after vfree");
+}
+
+fn vzalloc_zeroes(t: &mut Test) {
+    // Dirty some pages first so the allocator hands back used memory.
+    let d = vm::vmalloc(8 * PAGE_SIZE);
+    kassert!(t, !d.is_null());
+    // SAFETY: our 8 pages.
+    unsafe { core::ptr::write_bytes(d, 0xa5, 8 * PAGE_SIZE) };
+    vm::vfree(d);
+    let p = vm::vzalloc(8 * PAGE_SIZE);
+    kassert!(t, !p.is_null());
+    // SAFETY: our 8 pages.
+    let s = unsafe { core::slice::from_raw_parts(p, 8 * PAGE_SIZE) };
+    let nonzero = s.iter().position(|&b| b != 0);
+    vm::vfree(p);
+    kassert!(t, nonzero.is_none(), "vzalloc byte {} not zero", nonzero.unwrap_or(0));
+}
+
+fn multi_mib_write_read_back(t: &mut Test) {
+    const SIZE: usize = 8 << 20;
+    let p = vm::vmalloc(SIZE) as *mut u64;
+    kassert!(t, !p.is_null(), "vmalloc(8 MiB) failed");
+    let words = SIZE / 8;
+    // SAFETY: our 8 MiB.
+    unsafe {
+        for i in (0..words).step_by(64) {
+            p.add(i).write_volatile(i as u64 * 0x9e37_79b9);
+        }
+        for i in (0..words).step_by(64) {
+            if p.add(i).read_volatile() != i as u64 * 0x9e37_79b9 {
+                vm::vfree(p as *const u8);
+                t.fail(file!(), line!(), format_args!("word {} read back wrong", i));
+                return;
+            }
+        }
+    }
+    vm::vfree(p as *const u8);
+}
+
+fn alignment_is_honoured(t: &mut Test) {
+    for &align in &[PAGE_SIZE * 4, PMD_SIZE, 1 << 24] {
+        let p = vm::vmalloc_aligned(2 * PAGE_SIZE, align);
+        kassert!(t, !p.is_null(), "vmalloc_aligned(2 pages, {:#x}) failed", align);
+        let ok = p as usize % align == 0;
+        vm::vfree(p);
+        kassert!(t, ok, "{:p} not aligned to {:#x}", p, align);
+    }
+}
+
+fn guard_page_faults_and_is_named(t: &mut Test) {
+    let p = vm::vmalloc(2 * PAGE_SIZE);
+    kassert!(t, !p.is_null());
+    let guard = p as usize + 2 * PAGE_SIZE;
+    let log_before = crate::printk::log_len();
+    // SAFETY: must fault on the unmapped guard page.
+    let r = traps::catch_fault(|| unsafe { core::ptr::read_volatile(guard as *const u8) });
+    let named = crate::printk::log_contains_since(log_before, "in the GUARD PAGE of area");
+    vm::vfree(p);
+    let Err(f) = r else {
+        t.fail(file!(), line!(), format_args!("guard page {:#x} did not fault", guard));
+        return;
+    };
+    kassert_eq!(t, f.far as usize, guard);
+    kassert_eq!(t, f.status().0, "translation fault");
+    kassert!(t, named, "the oops did not name the vmalloc area of the guard page");
+}
+
+fn vfree_null_is_noop(t: &mut Test) {
+    settle();
+    let before = vm::snapshot();
+    vm::vfree(core::ptr::null());
+    vm::vunmap(core::ptr::null());
+    kassert_eq!(t, vm::snapshot(), before);
+}
+
+fn vfree_bad_address_changes_nothing(t: &mut Test) {
+    let p = vm::vmalloc(2 * PAGE_SIZE);
+    kassert!(t, !p.is_null());
+    settle();
+    let before = vm::snapshot();
+    vm::vfree((p as usize + PAGE_SIZE) as *const u8); // inside, not the start
+    vm::vfree((p as usize + 8) as *const u8); // not page aligned
+    vm::vfree((VMALLOC_END - PAGE_SIZE) as *const u8); // nothing there
+    let after = vm::snapshot();
+    vm::vfree(p);
+    kassert_eq!(t, after, before);
+}
+
+fn double_vfree_is_caught(t: &mut Test) {
+    let p = vm::vmalloc(PAGE_SIZE);
+    kassert!(t, !p.is_null());
+    vm::vfree(p);
+    settle();
+    let before = vm::snapshot();
+    let log_before = crate::printk::log_len();
+    vm::vfree(p);
+    kassert!(t, crate::printk::log_contains_since(log_before, "Trying to vfree() nonexistent vm area"), "no warning");
+    kassert_eq!(t, vm::snapshot(), before);
+}
+
+fn zero_and_huge_sizes_fail(t: &mut Test) {
+    settle();
+    let before = vm::snapshot();
+    kassert!(t, vm::vmalloc(0).is_null(), "vmalloc(0) succeeded");
+    let ram = page_alloc::nr_free_pages().1 * PAGE_SIZE;
+    kassert!(t, vm::vmalloc(ram + PAGE_SIZE).is_null(), "vmalloc beyond RAM succeeded");
+    kassert_eq!(t, vm::snapshot(), before);
+}
+
+fn ioremap_refuses_ram(t: &mut Test) {
+    settle();
+    let before = vm::snapshot();
+    let ram = crate::setup::machine().memory()[0].region.base as usize;
+    kassert!(t, vm::ioremap(PhysAddr(ram), PAGE_SIZE).is_null(), "ioremap of RAM at {:#x} succeeded", ram);
+    kassert!(t, vm::ioremap(PhysAddr(ram - PAGE_SIZE), 2 * PAGE_SIZE).is_null(), "ioremap straddling RAM succeeded");
+    kassert_eq!(t, vm::snapshot(), before);
+}
+
+fn ioremap_keeps_offset_and_reaches_device(t: &mut Test) {
+    let uart = crate::setup::machine().pl011().map(|u| u.base as usize).unwrap_or(crate::EARLYCON_PL011_PHYS);
+    // UARTFR at offset 0x18; UARTPeriphID0 at 0xfe0 reads 0x11 on a PL011.
+    let p = vm::ioremap(PhysAddr(uart + 0xfe0), 4);
+    kassert!(t, !p.is_null(), "ioremap of the PL011 failed");
+    kassert_eq!(t, p as usize & !PAGE_MASK, 0xfe0);
+    // SAFETY: device register, mapped just now.
+    let id0 = unsafe { (p as *const u32).read_volatile() } & 0xff;
+    let area = vm::find_vm_area(p as usize);
+    // SAFETY: live area.
+    let (flags, phys) = unsafe { ((*area).flags, (*area).phys_addr) };
+    vm::iounmap(p);
+    kassert_eq!(t, id0, 0x11);
+    kassert!(t, flags.contains(VmFlags::VM_IOREMAP), "flags {:?}", flags);
+    kassert_eq!(t, phys.0, uart);
+    kassert!(t, vm::find_vm_area(p as usize).is_null(), "iounmap left the area busy");
+}
+
+fn vmap_aliases_pages(t: &mut Test) {
+    let mut pages = [PhysAddr(0); 4];
+    for p in pages.iter_mut() {
+        *p = page_alloc::alloc_pages(0).unwrap();
+    }
+    // Scatter the order so vmap has to map non-contiguous pages.
+    pages.swap(0, 3);
+    let v = vm::vmap(&pages, VmFlags::VM_MAP, PAGE_KERNEL);
+    kassert!(t, !v.is_null(), "vmap failed");
+    for (i, pa) in pages.iter().enumerate() {
+        // SAFETY: the vmap alias and the linear alias of our page.
+        unsafe {
+            ((v as usize + i * PAGE_SIZE) as *mut u64).write_volatile(0xabc0 + i as u64);
+            kassert_eq!(t, (paging::__va(*pa).0 as *const u64).read_volatile(), 0xabc0 + i as u64);
+        }
+        kassert_eq!(t, vm::vmalloc_to_page((v as usize + i * PAGE_SIZE) as *const u8), Some(*pa));
+    }
+    let free_before = page_alloc::nr_free_pages().0;
+    vm::vunmap(v);
+    // vunmap leaves the pages to their owner.
+    kassert_eq!(t, page_alloc::nr_free_pages().0, free_before);
+    for pa in pages {
+        page_alloc::__free_pages(pa, 0);
+    }
+}
+
+fn get_vm_area_and_free_vm_area(t: &mut Test) {
+    let area = vm::get_vm_area(5 * PAGE_SIZE, VmFlags::VM_MAP);
+    kassert!(t, !area.is_null());
+    // SAFETY: live area.
+    let (addr, size) = unsafe { ((*area).addr, (*area).size) };
+    kassert_eq!(t, size, 6 * PAGE_SIZE);
+    kassert!(t, is_vmalloc_addr(addr));
+    kassert_eq!(t, vm::find_vm_area(addr + 4 * PAGE_SIZE), area);
+    vm::free_vm_area(area);
+    kassert!(t, vm::find_vm_area(addr).is_null());
+}
+
+fn vmallocinfo_lists_areas(t: &mut Test) {
+    let p = vm::vmalloc(5 * PAGE_SIZE);
+    kassert!(t, !p.is_null());
+    let info = vmallocinfo_text();
+    let mut line = Buf::new();
+    let _ = core::fmt::Write::write_fmt(&mut line, format_args!("0x{:016x}-0x{:016x}   24576 src/ktest/vmalloc.rs:", p as usize, p as usize + 6 * PAGE_SIZE));
+    let want = core::str::from_utf8(&line.data).unwrap_or("");
+    let has_line = info.contains(want) && info.contains(" pages=5 vmalloc\n");
+    let has_uart = info.contains(" ioremap\n") && info.contains("phys=0x0000000009000000");
+    let has_text = info.contains(" vmap\n");
+    vm::vfree(p);
+    let after = vmallocinfo_text();
+    let unpurged = after.contains("unpurged vm_area");
+    kassert!(t, has_line, "no vmallocinfo line starting {}", want);
+    kassert!(t, has_uart, "the ioremapped PL011 is not listed");
+    kassert!(t, has_text, "the kernel segments are not listed");
+    kassert!(t, unpurged, "a freed area is not listed as unpurged");
+}
+
+fn big_page_array_comes_from_vmalloc(t: &mut Test) {
+    // 1024 pages -> an 8 KiB page array: allocated with vmalloc (vpages).
+    let p = vm::vmalloc(1024 * PAGE_SIZE);
+    kassert!(t, !p.is_null());
+    let area = vm::find_vm_area(p as usize);
+    // SAFETY: live area.
+    let pages = unsafe { (*area).pages } as usize;
+    let info = vmallocinfo_text();
+    vm::vfree(p);
+    kassert!(t, is_vmalloc_addr(pages), "page array at {:#x} is not a vmalloc address", pages);
+    kassert!(t, info.contains(" pages=1024 vmalloc vpages\n"), "no vpages line");
+}
+
+/// For each request, fail its 1st, 2nd, ... allocation in turn; after each
+/// failure the allocator state must equal the state before.
+fn fault_injection_sweep(t: &mut Test) {
+    for &pages in &[1usize, 3, 600] {
+        // Warm up: object caches and page tables for this size exist.
+        let w = vm::vmalloc(pages * PAGE_SIZE);
+        kassert!(t, !w.is_null());
+        vm::vfree(w);
+        settle();
+        let before = vm::snapshot();
+        let mut n = 1;
+        loop {
+            fault_inject::arm(n);
+            let p = vm::vmalloc(pages * PAGE_SIZE);
+            let (seen, injected) = fault_inject::disarm();
+            if injected == 0 {
+                // Every allocation of the request succeeded: the sweep is done.
+                kassert!(t, !p.is_null(), "vmalloc failed without an injected failure");
+                kassert!(t, seen >= pages + 2, "only {} allocations seen for {} pages", seen, pages);
+                vm::vfree(p);
+                break;
+            }
+            kassert!(t, p.is_null(), "vmalloc({} pages) succeeded although allocation {} failed", pages, n);
+            settle();
+            let after = vm::snapshot();
+            kassert!(t, after == before, "{} pages, failing allocation {}: state changed\n    before {:?}\n    after  {:?}",
+                pages, n, before, after);
+            if let Err(e) = vm::check_vmalloc_invariants() {
+                t.fail(file!(), line!(), format_args!("{} pages, failing allocation {}: {}", pages, n, e));
+                return;
+            }
+            n += 1;
+            kassert!(t, n < 5000, "sweep did not terminate");
+        }
+    }
+}
+
+/// xorshift64*, for reproducible pseudo-random churn.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn churn_10k_areas_with_invariants(t: &mut Test) {
+    const N: usize = 10_000;
+    let mut slots: alloc::vec::Vec<usize> = alloc::vec::Vec::new();
+    kassert!(t, slots.try_reserve_exact(N).is_ok());
+    slots.resize(N, 0);
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut live = 0usize;
+    let mut frees = 0usize;
+    let flushes_before = TLB_FLUSHES.load(Ordering::Relaxed);
+    for op in 0..3 * N {
+        let i = (rng.next() % N as u64) as usize;
+        if slots[i] == 0 {
+            let pages = 1 + (rng.next() % 4) as usize;
+            let p = vm::vmalloc(pages * PAGE_SIZE);
+            if p.is_null() {
+                t.fail(file!(), line!(), format_args!("vmalloc failed at op {} with {} live areas", op, live));
+                break;
+            }
+            slots[i] = p as usize;
+            live += 1;
+        } else {
+            vm::vfree(slots[i] as *const u8);
+            slots[i] = 0;
+            live -= 1;
+            frees += 1;
+        }
+        if op % 2500 == 0 {
+            if let Err(e) = vm::check_vmalloc_invariants() {
+                t.fail(file!(), line!(), format_args!("op {}: {}", op, e));
+                break;
+            }
+        }
+    }
+    for s in slots.iter_mut().filter(|s| **s != 0) {
+        vm::vfree(*s as *const u8);
+        *s = 0;
+        frees += 1;
+    }
+    if t.has_failed() {
+        return;
+    }
+    let flushes = TLB_FLUSHES.load(Ordering::Relaxed) - flushes_before;
+    crate::pr_info!("ktest: churn: {} vfree()s, {} TLB flush(es): {} flushes saved by the lazy purge", frees, flushes,
+        frees.saturating_sub(flushes));
+    kassert!(t, flushes < frees / 100, "{} TLB flushes for {} frees: the purge did not batch", flushes, frees);
+    if let Err(e) = vm::check_vmalloc_invariants() {
+        t.fail(file!(), line!(), format_args!("after churn: {}", e));
+    }
+    settle();
+    if let Err(e) = vm::check_vmalloc_invariants() {
+        t.fail(file!(), line!(), format_args!("after purge: {}", e));
+    }
+}
+
+fn lazy_purge_batches_tlb_flushes(t: &mut Test) {
+    settle();
+    const N: usize = 3000;
+    let mut ptrs: alloc::vec::Vec<usize> = alloc::vec::Vec::new();
+    kassert!(t, ptrs.try_reserve_exact(N).is_ok());
+    for _ in 0..N {
+        let p = vm::vmalloc(4 * PAGE_SIZE); // 5 pages of address space each
+        kassert!(t, !p.is_null());
+        ptrs.push(p as usize);
+    }
+    let flushes_before = TLB_FLUSHES.load(Ordering::Relaxed);
+    let purges_before = vm::NR_PURGES.load(Ordering::Relaxed);
+    for &p in &ptrs {
+        vm::vfree(p as *const u8);
+    }
+    let flushes = TLB_FLUSHES.load(Ordering::Relaxed) - flushes_before;
+    let purges = vm::NR_PURGES.load(Ordering::Relaxed) - purges_before;
+    // 3000 * 5 pages = 15000 lazy pages: one purge at 8192, the rest pending.
+    crate::pr_info!("ktest: {} vfree()s caused {} TLB flush(es) in {} purge(s); {} pages still lazy",
+        N, flushes, purges, vm::vmap_lazy_nr());
+    kassert!(t, purges >= 1, "lazy_max_pages exceeded but nothing was purged");
+    kassert!(t, flushes <= purges, "{} flushes for {} purges: frees flushed individually", flushes, purges);
+    kassert!(t, flushes * 100 < N, "{} flushes for {} frees: no batching", flushes, N);
+    kassert!(t, vm::vmap_lazy_nr() <= vm::lazy_max_pages(), "lazy pages {} over the limit", vm::vmap_lazy_nr());
+    settle();
+    kassert_eq!(t, vm::vmap_lazy_nr(), 0);
+}
+
+fn exhaustion_purges_and_retries(t: &mut Test) {
+    // A small window [start, start + 8 pages): fill it, free lazily, and the
+    // next allocation must purge and succeed instead of failing.
+    settle();
+    let a = vm::get_vm_area(64 * PAGE_SIZE, VmFlags::VM_MAP);
+    kassert!(t, !a.is_null());
+    // SAFETY: live area (used only for its address range).
+    let start = unsafe { (*a).addr };
+    vm::free_vm_area(a);
+    settle();
+    let end = start + 8 * PAGE_SIZE;
+    let caller = core::panic::Location::caller();
+    let p = vm::__vmalloc_node_range(4 * PAGE_SIZE, 1, start, end, false, PAGE_KERNEL, VmFlags::empty(), caller);
+    kassert!(t, p != 0, "first allocation in the window failed");
+    vm::vfree(p as *const u8); // now lazily freed: the window looks full
+    let purges_before = vm::NR_PURGES.load(Ordering::Relaxed);
+    let q = vm::__vmalloc_node_range(6 * PAGE_SIZE, 1, start, end, false, PAGE_KERNEL, VmFlags::empty(), caller);
+    let purged = vm::NR_PURGES.load(Ordering::Relaxed) > purges_before;
+    if q != 0 {
+        vm::vfree(q as *const u8);
+    }
+    kassert!(t, q != 0, "allocation after lazy free failed: no purge-and-retry");
+    kassert!(t, purged, "the retry did not purge");
+}

@@ -1,0 +1,176 @@
+//! The serial shell: what `run_init` starts when the command line asks for
+//! nothing else. A prompt on the console (the ioremap()ed PL011), polled
+//! input, a line editor with history (`kernel::cmdline`, host-tested), and
+//! commands that drive the memory-management code by hand: vmalloc and
+//! friends, page-table walks, raw memory reads and writes, the log, tests.
+//!
+//! Robustness rules:
+//! * every command runs under [`catch_fault`], so a bad `peek`/`poke` (or a
+//!   bug) prints the oops and comes back to the prompt; state that must
+//!   survive a fault (the areas created from the shell) lives in [`Shell`],
+//!   outside the closure;
+//! * bad input gives one line, `CMD: what is wrong`, and changes nothing:
+//!   arguments are checked here *before* the kernel functions are called, so
+//!   their own warnings only appear for real failures (out of memory);
+//! * only areas created from the shell can be freed from it: the console's
+//!   ioremap or a vmalloc'ed page array are refused, not torn down.
+
+mod inspect;
+mod mem;
+mod sys;
+
+use crate::arch::traps::catch_fault;
+use crate::printk;
+use crate::{print, println};
+use alloc::string::String;
+use core::fmt::{self, Write};
+use kernel::cmdline::{split_command, ArgError, Args, Event, LineEditor};
+
+pub const PROMPT: &str = "vmkernel# ";
+
+/// Console output for code that takes a `fmt::Write` (vmallocinfo, the line
+/// editor's echo): raw, no timestamps, like `print!`.
+pub struct Console;
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        printk::print(format_args!("{}", s));
+        Ok(())
+    }
+}
+
+/// Why a command did nothing: one line, printed as `CMD: msg`.
+pub struct Error {
+    msg: String,
+    /// Append the command's usage (for argument errors).
+    usage: bool,
+}
+
+pub type CmdResult = Result<(), Error>;
+
+impl From<ArgError<'_>> for Error {
+    fn from(e: ArgError<'_>) -> Self {
+        Error { msg: alloc::format!("{}", e), usage: true }
+    }
+}
+
+/// `Err` with a one-line message.
+pub fn fail_with(args: fmt::Arguments) -> CmdResult {
+    Err(Error { msg: alloc::fmt::format(args), usage: false })
+}
+
+/// `return fail!(...)` in command handlers.
+macro_rules! fail {
+    ($($arg:tt)*) => { return $crate::shell::fail_with(format_args!($($arg)*)) };
+}
+pub(crate) use fail;
+
+/// The shell's state; lives in `run`'s frame, outside the fault-catching
+/// closures.
+pub struct Shell {
+    editor: LineEditor,
+    /// Areas created from the shell (only these may be freed from it).
+    areas: mem::Areas,
+}
+
+pub struct Command {
+    pub name: &'static str,
+    pub args: &'static str,
+    pub help: &'static str,
+    run: fn(&mut Shell, &mut Args) -> CmdResult,
+}
+
+/// Every command, in the order `help` lists them.
+static COMMANDS: &[Command] = &[
+    Command { name: "help", args: "", help: "list the commands", run: help },
+    Command { name: "meminfo", args: "", help: "memory summary in /proc/meminfo format", run: mem::meminfo },
+    Command { name: "buddyinfo", args: "", help: "free blocks per order, as /proc/buddyinfo", run: mem::buddyinfo },
+    Command { name: "vmallocinfo", args: "", help: "every vmalloc-range area, as /proc/vmallocinfo", run: mem::vmallocinfo },
+    Command { name: "vmalloc", args: "SIZE [ALIGN]", help: "vmalloc SIZE bytes (K/M/G suffixes), optionally aligned", run: mem::cmd_vmalloc },
+    Command { name: "vzalloc", args: "SIZE", help: "vzalloc SIZE bytes (zeroed)", run: mem::cmd_vzalloc },
+    Command { name: "vfree", args: "ADDR", help: "vfree an area vmalloc/vzalloc returned here", run: mem::cmd_vfree },
+    Command { name: "vmap", args: "NPAGES", help: "alloc_pages(0) NPAGES times and vmap them", run: mem::cmd_vmap },
+    Command { name: "vunmap", args: "ADDR", help: "vunmap an area vmap returned here and free its pages", run: mem::cmd_vunmap },
+    Command { name: "ioremap", args: "PHYS SIZE", help: "map device memory (Device-nGnRE, XN); RAM is refused", run: mem::cmd_ioremap },
+    Command { name: "iounmap", args: "ADDR", help: "unmap an area ioremap returned here", run: mem::cmd_iounmap },
+    Command { name: "purge", args: "", help: "purge lazily freed vmap areas now (one TLB flush)", run: mem::cmd_purge },
+    Command { name: "pt", args: "VA", help: "walk swapper_pg_dir for VA, decoding each level", run: inspect::cmd_pt },
+    Command { name: "peek", args: "ADDR [COUNT]", help: "read COUNT (default 1, max 512) u64 words at ADDR", run: inspect::cmd_peek },
+    Command { name: "poke", args: "ADDR VALUE", help: "write one u64 at ADDR", run: inspect::cmd_poke },
+    Command { name: "dt", args: "", help: "the device-tree summary printed at boot", run: sys::cmd_dt },
+    Command { name: "dmesg", args: "", help: "the kernel log ring", run: sys::cmd_dmesg },
+    Command { name: "uptime", args: "", help: "time since reset (generic timer)", run: sys::cmd_uptime },
+    Command { name: "history", args: "", help: "the command history (up/down arrows recall it)", run: cmd_history },
+    Command { name: "ktest", args: "[FILTER]", help: "run the in-kernel tests (suite or suite.case prefix)", run: sys::cmd_ktest },
+    Command { name: "poweroff", args: "", help: "power the machine off (QEMU exits with status 0)", run: sys::cmd_poweroff },
+];
+
+fn help(_: &mut Shell, args: &mut Args) -> CmdResult {
+    args.end()?;
+    println!("Commands (numbers: decimal or 0x hex; sizes: K/M/G suffixes):");
+    for c in COMMANDS {
+        let usage = alloc::format!("{} {}", c.name, c.args);
+        println!("  {:<22} {}", usage.trim_end(), c.help);
+    }
+    println!("Line editing: Backspace, Ctrl-U (kill line), Ctrl-C (abandon line), Up/Down (history).");
+    Ok(())
+}
+
+fn cmd_history(sh: &mut Shell, args: &mut Args) -> CmdResult {
+    args.end()?;
+    for (i, l) in sh.editor.history().enumerate() {
+        println!("{:5}  {}", i + 1, l);
+    }
+    Ok(())
+}
+
+/// Wait for one byte from the console (polled: no interrupts exist).
+fn getc() -> u8 {
+    loop {
+        if let Some(b) = printk::console_getc() {
+            return b;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Run one command line.
+fn execute(sh: &mut Shell, line: &str) {
+    let Some((name, rest)) = split_command(line) else { return };
+    let Some(cmd) = COMMANDS.iter().find(|c| c.name == name) else {
+        println!("{}: unknown command (type 'help' for the list)", name);
+        return;
+    };
+    let mut args = Args::new(rest);
+    match catch_fault(|| (cmd.run)(sh, &mut args)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if e.usage => println!("{}: {} (usage: {} {})", cmd.name, e.msg, cmd.name, cmd.args),
+        Ok(Err(e)) => println!("{}: {}", cmd.name, e.msg),
+        Err(f) => println!(
+            "{}: aborted by a fault at pc {:#x} (far {:#x}); back to the prompt",
+            cmd.name, f.pc, f.far
+        ),
+    }
+}
+
+/// The shell's main loop; never returns (`poweroff` ends it).
+pub fn run() -> ! {
+    let mut sh = Shell { editor: LineEditor::new(), areas: mem::Areas::new() };
+    crate::pr_info!("vmkernel: serial shell on the console; type 'help' for the commands");
+    let mut line = String::new();
+    loop {
+        print!("{}", PROMPT);
+        loop {
+            match sh.editor.feed(getc(), &mut Console) {
+                Event::None => continue,
+                Event::Cancel => break,
+                Event::Line => {
+                    line.clear();
+                    line.push_str(sh.editor.line());
+                    execute(&mut sh, &line);
+                    break;
+                }
+            }
+        }
+    }
+}

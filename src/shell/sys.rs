@@ -1,0 +1,73 @@
+//! System commands: `dt`, `dmesg`, `uptime`, `ktest`, `poweroff`.
+
+use super::{fail, CmdResult, Shell};
+use crate::arch::timer;
+use crate::{print, println, printk, setup};
+use alloc::vec::Vec;
+use kernel::cmdline::Args;
+
+pub fn cmd_dt(_: &mut Shell, args: &mut Args) -> CmdResult {
+    args.end()?;
+    setup::print_machine_summary(setup::machine(), setup::boot_info().fdt_pa);
+    Ok(())
+}
+
+pub fn cmd_dmesg(_: &mut Shell, args: &mut Args) -> CmdResult {
+    args.end()?;
+    // Copy first: the ring is read under the console lock, which printing
+    // needs too.
+    let mut log = Vec::new();
+    if log.try_reserve_exact(printk::LOG_BUF_LEN).is_err() {
+        fail!("no memory for a {} KiB copy of the log", printk::LOG_BUF_LEN >> 10);
+    }
+    printk::for_each_log_chunk(|c| log.extend_from_slice(c));
+    // If the ring wrapped, the first line is partial: skip it.
+    let skip = if log.len() == printk::LOG_BUF_LEN {
+        log.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1)
+    } else {
+        0
+    };
+    for chunk in log[skip..].utf8_chunks() {
+        print!("{}", chunk.valid());
+        if !chunk.invalid().is_empty() {
+            print!("\u{fffd}");
+        }
+    }
+    // The log ends with this very command line's prompt and echo.
+    if log.last() != Some(&b'\n') {
+        println!();
+    }
+    Ok(())
+}
+
+pub fn cmd_uptime(_: &mut Shell, args: &mut Args) -> CmdResult {
+    args.end()?;
+    let ticks = timer::get_cycles();
+    let ns = timer::ticks_to_ns(ticks);
+    let hz = timer::frequency();
+    println!(
+        "up {}.{:06} s (CNTPCT_EL0 {} at {}.{:02} MHz)",
+        ns / 1_000_000_000,
+        (ns % 1_000_000_000) / 1000,
+        ticks,
+        hz / 1_000_000,
+        (hz / 10_000) % 100
+    );
+    Ok(())
+}
+
+pub fn cmd_ktest(_: &mut Shell, args: &mut Args) -> CmdResult {
+    let filter = args.word().unwrap_or("");
+    args.end()?;
+    // run_all only reports; unlike the `ktest` boot argument nothing exits.
+    let failed = crate::ktest::run_all(filter);
+    if failed != 0 {
+        fail!("{} test(s) failed", failed);
+    }
+    Ok(())
+}
+
+pub fn cmd_poweroff(_: &mut Shell, args: &mut Args) -> CmdResult {
+    args.end()?;
+    crate::machine_power_off()
+}
