@@ -159,6 +159,14 @@ fn kmalloc_index(size: usize) -> usize {
     (size.max(8).next_power_of_two().trailing_zeros() - 3) as usize
 }
 
+/// Pages held by vmalloc's object caches (vmap_area, vm_struct,
+/// kmalloc-*): meminfo's Slab.
+pub fn slab_pages() -> usize {
+    vmap_area_cachep.lock().stats().slab_pages
+        + vm_struct_cachep.lock().stats().slab_pages
+        + KMALLOC_CACHES.iter().map(|c| c.lock().stats().slab_pages).sum::<usize>()
+}
+
 /// Objects handed out by vmalloc's metadata caches (vm_struct + kmalloc-*),
 /// for leak checks.
 pub fn metadata_objects() -> usize {

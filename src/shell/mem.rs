@@ -65,12 +65,12 @@ pub fn meminfo(_: &mut Shell, args: &mut Args) -> CmdResult {
     let (free, managed) = page_alloc::nr_free_pages();
     let (vm_used, chunk, _) = vmalloc::vmalloc_stats();
     let hs = heap::heap_stats();
-    let cache = vmalloc::vmap_area_cachep.lock().stats();
     meminfo_line("MemTotal", kb(managed));
     meminfo_line("MemFree", kb(free));
     // Pages taken from the buddy allocator for kmalloc (the heap's growth;
-    // its boot arena is in .bss) and for the vmap_area object cache.
-    meminfo_line("Slab", kb(hs.grown_pages + cache.slab_pages));
+    // its boot arena is in .bss) and for vmalloc's object caches (vmap_area,
+    // vm_struct, kmalloc-* page arrays).
+    meminfo_line("Slab", kb(hs.grown_pages + vmalloc::slab_pages()));
     meminfo_line("PageTables", kb(paging::pgtable_pages()));
     meminfo_line("VmallocTotal", (VMALLOC_END - VMALLOC_START) >> 10);
     meminfo_line("VmallocUsed", kb(vm_used));
