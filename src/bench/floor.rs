@@ -265,7 +265,7 @@ pub fn run_stages(loops: usize) -> Vec<StageRow> {
         pr_info!("bench: stages: pages={} measured_ns={} sum_of_stages_ns={} ({}x of measured)",
             n, Ns10(r.measured_ns10), Ns10(r.sum_ns10), Ratio(r.sum_ns10, r.measured_ns10));
         for (s, name) in STAGES.iter().enumerate() {
-            let pct10 = if r.sum_ns10 == 0 { 0 } else { r.stage_ns10[s] * 1000 / r.sum_ns10 };
+            let pct10 = (r.stage_ns10[s] * 1000).checked_div(r.sum_ns10).unwrap_or(0);
             pr_info!("bench: stages: pages={} {:<15} {:>12} ns {:>3}.{}%", n, name, Ns10(r.stage_ns10[s]), pct10 / 10, pct10 % 10);
         }
         out.push(r);

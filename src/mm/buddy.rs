@@ -582,8 +582,8 @@ impl Zone {
     }
 
     /// `__rmqueue_smallest()`: take the first block of the smallest order
-    /// >= `order` off its list and split it down to `order`; returns the
-    /// block's index (its head page carries no state yet).
+    /// at least `order` off its list and split it down to `order`; returns
+    /// the block's index (its head page carries no state yet).
     fn rmqueue_smallest(&mut self, order: usize) -> Option<usize> {
         for current in order..MAX_ORDER {
             let head = self.free_area[current].head;
