@@ -191,7 +191,7 @@ hex() { printf '0x%x' "$(($1))"; }
 # ---------------------------------------------------------------------------
 
 SHELL_COMMANDS=(help meminfo buddyinfo vmallocinfo vmalloc vzalloc vfree vmap vunmap ioremap iounmap purge
-    pt peek poke dt dmesg uptime history ktest poweroff)
+    pt peek poke dt dmesg uptime history ktest bench poweroff)
 
 # The checks, in order; returns 1 when the session died (the caller reports).
 # shellcheck disable=SC2154 # m0_free etc. are set by snap_meminfo
@@ -508,6 +508,12 @@ shell_session() {
     sh_run uptime || return 1
     out_one_line '^up '
     verdict "the shell still answers after ktest"
+    sh_run 'bench run_test_mask=5 test_loop_count=200' 120 || return 1
+    out_has 'Summary: fix_size_alloc_test passed: 1 failed: 0 repeat: 1 loops: 200 avg: [0-9]+ usec$'
+    out_has 'Summary: long_busy_list_alloc_test passed: 1 failed: 0 repeat: 1 loops: 200 avg: [0-9]+ usec$'
+    out_has 'All test took CPU0=[0-9]+ cycles$'
+    out_lacks 'Oops|panic'
+    verdict "bench: test_vmalloc with Linux's module parameters from the shell"
 
     sh_raw 'poweroff\n' 30
     [[ ${SH_DEAD-} == QEMU\ exited* ]] && SH_DEAD=""

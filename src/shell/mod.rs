@@ -102,6 +102,7 @@ static COMMANDS: &[Command] = &[
     Command { name: "uptime", args: "", help: "time since reset (generic timer)", run: sys::cmd_uptime },
     Command { name: "history", args: "", help: "the command history (up/down arrows recall it)", run: cmd_history },
     Command { name: "ktest", args: "[FILTER]", help: "run the in-kernel tests (suite or suite.case prefix)", run: sys::cmd_ktest },
+    Command { name: "bench", args: "[PARAM=VALUE...]", help: "test_vmalloc (run_test_mask=, test_loop_count=, nr_pages=, ...) or bench=scaling,floor,stages", run: sys::cmd_bench },
     Command { name: "poweroff", args: "", help: "power the machine off (QEMU exits with status 0)", run: sys::cmd_poweroff },
 ];
 

@@ -67,6 +67,19 @@ pub fn cmd_ktest(_: &mut Shell, args: &mut Args) -> CmdResult {
     Ok(())
 }
 
+/// Linux's test_vmalloc with its module parameters (`run_test_mask=1
+/// test_loop_count=1000`, with or without the `test_vmalloc.` prefix), or
+/// `bench=scaling,floor,stages`.
+pub fn cmd_bench(_: &mut Shell, args: &mut Args) -> CmdResult {
+    let mut params = alloc::string::String::new();
+    while let Some(w) = args.word() {
+        params.push_str(w);
+        params.push(' ');
+    }
+    crate::bench::run_from_params(&params);
+    Ok(())
+}
+
 pub fn cmd_poweroff(_: &mut Shell, args: &mut Args) -> CmdResult {
     args.end()?;
     crate::machine_power_off()
