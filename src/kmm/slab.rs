@@ -98,3 +98,19 @@ impl KmemCache {
         SlabStats { active_objs: self.active_objs, num_objs: self.num_objs, slab_pages: self.slab_pages, obj_size: self.obj_size }
     }
 }
+
+impl Drop for KmemCache {
+    /// Caches are meant to live in statics: there is no kmem_cache_destroy
+    /// that could give slab pages back, so dropping a cache that has any
+    /// leaks them, and says so.
+    fn drop(&mut self) {
+        if self.slab_pages != 0 {
+            crate::pr_warn!(
+                "kmem_cache {}: dropped with {} slab page(s), {} object(s) in use: the pages are leaked",
+                self.name,
+                self.slab_pages,
+                self.active_objs
+            );
+        }
+    }
+}
