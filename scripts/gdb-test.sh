@@ -71,22 +71,10 @@ rm -rf "$out"
 mkdir -p "$out"
 
 QEMU_PID=
-cleanup() {
-    if [[ -n $QEMU_PID ]] && kill -0 "$QEMU_PID" 2>/dev/null; then
-        kill "$QEMU_PID" 2>/dev/null || true
-        wait "$QEMU_PID" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
+trap stop_qemu EXIT
 
 port=
-for _ in 1 2 3; do
-    p=$(free_port)
-    if start_qemu_gdb "$p" "$out/console.log" "$out/qemu.err" -kernel "$image" -append "$GDB_TEST_APPEND"; then
-        port=$p
-        break
-    fi
-done
+start_qemu_gdb_free_port "$out/console.log" "$out/qemu.err" -kernel "$image" -append "$GDB_TEST_APPEND" && port=$GDB_PORT
 shell_words=$(printf '%q ' "${QEMU_CMD[@]}")
 echo "$shell_words" >"$out/qemu.cmd"
 if [[ -z $port ]]; then

@@ -72,28 +72,14 @@ tcp)
 esac
 
 QEMU_PID=
-cleanup() {
-    if [[ -n $QEMU_PID ]] && kill -0 "$QEMU_PID" 2>/dev/null; then
-        kill "$QEMU_PID" 2>/dev/null || true
-        wait "$QEMU_PID" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
+trap stop_qemu EXIT
 trap 'exit 130' INT TERM
 
-# A port free a moment ago may be taken by the time QEMU binds it: retry.
-port=
-for _ in 1 2 3; do
-    p=$(free_port)
-    if start_qemu_gdb "$p" "$LOG_DIR/gdb-qemu.out" "$qemu_err" -kernel "$PROFILE_IMAGE" "${console_args[@]}" "$@"; then
-        port=$p
-        break
-    fi
-done
-if [[ -z $port ]]; then
+if ! start_qemu_gdb_free_port "$LOG_DIR/gdb-qemu.out" "$qemu_err" -kernel "$PROFILE_IMAGE" "${console_args[@]}" "$@"; then
     cat "$qemu_err" >&2
     die "QEMU did not start its gdbstub (command: ${QEMU_CMD[*]})"
 fi
+port=$GDB_PORT
 
 case $console in
 file) info "console: $console_log (tail -f it in another terminal; lx-dmesg in GDB)" ;;

@@ -11,3 +11,4 @@ extern crate alloc;
 pub mod cmdline;
 pub mod dt;
 pub mod mm;
+pub mod rand;

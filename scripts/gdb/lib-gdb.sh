@@ -59,6 +59,30 @@ start_qemu_gdb() {
     fi
 }
 
+# start_qemu_gdb_free_port OUT ERR [QEMU_ARGS...]: start_qemu_gdb on a free
+# port. A port free a moment ago may be taken by the time QEMU binds it, so
+# try three. Sets GDB_PORT; returns 1 if QEMU never listened.
+start_qemu_gdb_free_port() {
+    local p
+    GDB_PORT=
+    for _ in 1 2 3; do
+        p=$(free_port)
+        if start_qemu_gdb "$p" "$@"; then
+            GDB_PORT=$p
+            return 0
+        fi
+    done
+    return 1
+}
+
+# stop_qemu: the EXIT trap of the GDB scripts: QEMU must not outlive GDB.
+stop_qemu() {
+    if [[ -n ${QEMU_PID-} ]] && kill -0 "$QEMU_PID" 2>/dev/null; then
+        kill "$QEMU_PID" 2>/dev/null || true
+        wait "$QEMU_PID" 2>/dev/null || true
+    fi
+}
+
 # profile_paths PROFILE: PROFILE_ELF and PROFILE_IMAGE of a cargo profile
 # (cargo puts the dev profile in debug/).
 profile_paths() {

@@ -33,6 +33,7 @@ pub mod floor;
 pub mod scaling;
 pub mod test_vmalloc;
 
+use kernel::rand::XorShift64Star;
 use crate::arch::timer;
 use crate::pr_warn;
 
@@ -234,30 +235,25 @@ pub fn run_from_params(params: &str) {
     run(&req);
 }
 
-/// A small, fast RNG (xorshift64*): the benchmarks' stand-in for
-/// get_random_u32(), deterministic for a given seed.
-pub struct Rng(u64);
+/// The benchmarks' stand-in for get_random_u32(): the shared xorshift64*,
+/// deterministic for a given seed, with Linux's range helpers on top.
+pub struct Rng(XorShift64Star);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(if seed == 0 { DEFAULT_SEED } else { seed })
+        Rng(XorShift64Star::new(if seed == 0 { DEFAULT_SEED } else { seed }))
     }
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.next()
     }
     #[inline]
     pub fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
+        self.0.next_u32()
     }
     #[inline]
     pub fn next_u8(&mut self) -> u8 {
-        (self.next_u64() >> 56) as u8
+        self.0.next_u8()
     }
     /// Uniform in [0, n) (Linux's get_random_u32_below / prandom_u32_max).
     #[inline]

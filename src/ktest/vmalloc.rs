@@ -338,17 +338,8 @@ fn fault_injection_sweep(t: &mut Test) {
     }
 }
 
-/// xorshift64*, for reproducible pseudo-random churn.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+/// Reproducible pseudo-random churn.
+use kernel::rand::XorShift64Star as Rng;
 
 fn churn_10k_areas_with_invariants(t: &mut Test) {
     const N: usize = 10_000;

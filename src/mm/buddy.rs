@@ -1321,21 +1321,8 @@ mod tests {
         );
     }
 
-    /// Seeded xorshift64 so failures reproduce.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    /// Seeded PRNG so failures reproduce.
+    use crate::rand::XorShift64Star as XorShift;
 
     #[test]
     fn randomized_against_model() {

@@ -148,6 +148,16 @@ pub const fn level_size(level: usize) -> usize {
     1 << (PGDIR_SHIFT - 9 * level)
 }
 
+// The map's invariants, checked at compile time.
+const _: () = {
+    assert!(PAGE_OFFSET < PAGE_END);
+    assert!(PAGE_END <= KIMAGE_VADDR);
+    assert!(VMALLOC_START < VMALLOC_END);
+    assert!(VMALLOC_END < FIXADDR_START);
+    assert!(FIX_EARLYCON_MEM_BASE >= FIXADDR_START && FIX_EARLYCON_MEM_BASE < FIXADDR_TOP);
+    assert!(is_vmalloc_addr(KIMAGE_VADDR) && !is_vmalloc_addr(VMALLOC_END));
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,16 +173,6 @@ mod tests {
             let idx = [va.pgd_index(), va.pud_index(), va.pmd_index(), va.pte_index()][level];
             assert_eq!(va.table_index(level), idx);
         }
-    }
-
-    #[test]
-    fn regions_are_ordered() {
-        assert!(PAGE_OFFSET < PAGE_END);
-        assert!(PAGE_END <= KIMAGE_VADDR);
-        assert!(VMALLOC_START < VMALLOC_END);
-        assert!(VMALLOC_END < FIXADDR_START);
-        assert!(FIX_EARLYCON_MEM_BASE >= FIXADDR_START && FIX_EARLYCON_MEM_BASE < FIXADDR_TOP);
-        assert!(is_vmalloc_addr(KIMAGE_VADDR) && !is_vmalloc_addr(VMALLOC_END));
     }
 
     #[test]

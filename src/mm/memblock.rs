@@ -687,18 +687,7 @@ mod tests {
 
     // ------------------------------------------------------------ model
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::rand::XorShift64Star as XorShift;
 
     /// Pages in the modelled address space.
     const PAGES: usize = 512;
@@ -735,10 +724,10 @@ mod tests {
             let mut mem = [false; PAGES];
             let mut res = [false; PAGES];
             let random_range = |rng: &mut XorShift| {
-                let base = rng.below(PAGES as u64);
+                let base = rng.below(PAGES) as u64;
                 // Mostly short ranges, sometimes long ones.
                 let max_len = if rng.below(4) == 0 { PAGES as u64 } else { 24 };
-                let len = 1 + rng.below(max_len);
+                let len = 1 + rng.below(max_len as usize) as u64;
                 (base * K, min(len, PAGES as u64 - base) * K)
             };
             for _ in 0..1 + rng.below(12) {
@@ -765,7 +754,7 @@ mod tests {
             // A few allocations: each must be the highest aligned free fit.
             let mut free = free;
             for _ in 0..rng.below(6) {
-                let pages = 1 + rng.below(8) as usize;
+                let pages = 1 + rng.below(8);
                 let align_pages = 1usize << rng.below(4);
                 let want = (0..=PAGES.saturating_sub(pages))
                     .rev()

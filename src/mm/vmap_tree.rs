@@ -1507,27 +1507,11 @@ mod tests {
         }
     }
 
-    /// xorshift64* PRNG.
-    struct Rng(u64);
+    /// xorshift64* PRNG, seeded as `seed * golden ratio | 1`.
+    use crate::rand::XorShift64Star as Rng;
 
-    impl Rng {
-        fn new(seed: u64) -> Self {
-            Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-        }
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            self.0 = x;
-            x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn chance(&mut self, percent: usize) -> bool {
-            self.below(100) < percent
-        }
+    fn rng(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
     }
 
     fn ranges(root: &VmapAreaRoot) -> Vec<(usize, usize)> {
@@ -2186,7 +2170,7 @@ mod tests {
     }
 
     fn run_property(seed: u64, ops: usize, cfg: &Config) -> Stats {
-        let mut rng = Rng::new(seed);
+        let mut rng = rng(seed);
         let mut w = World::new(cfg.start, cfg.end);
         for op in 0..ops {
             let busy = w.busy_list.len();
@@ -2259,7 +2243,7 @@ mod tests {
         let mut asc = VmapAreaRoot::new_busy();
         let mut shuffled = VmapAreaRoot::new_busy();
         let mut order: Vec<usize> = (0..N).collect();
-        let mut rng = Rng::new(99);
+        let mut rng = rng(99);
         for i in (1..N).rev() {
             order.swap(i, rng.below(i + 1));
         }
