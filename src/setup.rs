@@ -49,7 +49,7 @@ pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
     );
     BOOT_INFO.call_once(|| BootInfo { fdt_pa, boot_el, phys_text });
 
-    if fdt_pa == 0 || fdt_pa % 8 != 0 || fdt_pa >= IDMAP_LIMIT {
+    if fdt_pa == 0 || !fdt_pa.is_multiple_of(8) || fdt_pa >= IDMAP_LIMIT {
         boot_fail(format_args!(
             "no device tree: x0 = {:#x} at entry is not a plausible FDT address (the loader must pass the DTB's physical address in x0, as the arm64 boot protocol says)",
             fdt_pa

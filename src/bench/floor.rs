@@ -63,7 +63,8 @@ fn floor_point(n: usize, loops: usize) -> Option<FloorPoint> {
     let addr = unsafe { (*area).addr };
     let mut pages: Vec<PhysAddr> = Vec::new();
     if pages.try_reserve_exact(n).is_err() {
-        free_vm_area(area);
+        // SAFETY: from get_vm_area above, freed once.
+        unsafe { free_vm_area(area) };
         return None;
     }
     pages.resize(n, PhysAddr(0));
@@ -96,7 +97,8 @@ fn floor_point(n: usize, loops: usize) -> Option<FloorPoint> {
         }
     }
     let floor_ticks = get_cycles() - t0;
-    free_vm_area(area);
+    // SAFETY: from get_vm_area above, freed once.
+    unsafe { free_vm_area(area) };
     if !ok {
         return None;
     }
@@ -196,7 +198,8 @@ fn stage_row(n: usize, loops: usize) -> Option<StageRow> {
         let pages = alloc_pages_array(n, caller);
         t[2] = get_cycles();
         if pages.is_null() {
-            free_vm_area(area);
+            // SAFETY: from get_vm_area above, freed once.
+            unsafe { free_vm_area(area) };
             return None;
         }
         for i in 0..n {

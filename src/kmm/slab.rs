@@ -45,7 +45,7 @@ impl KmemCache {
     pub const fn new(name: &'static str, size: usize, align: usize) -> Self {
         let align = if align < 8 { 8 } else { align };
         let size = if size < 8 { 8 } else { size };
-        let obj_size = (size + align - 1) / align * align;
+        let obj_size = size.div_ceil(align) * align;
         assert!(obj_size <= PAGE_SIZE, "object caches hold objects of at most a page");
         Self { name, obj_size, free_list: core::ptr::null_mut(), active_objs: 0, num_objs: 0, slab_pages: 0 }
     }

@@ -328,9 +328,13 @@ pub fn ioremap_page_range(addr: usize, end: usize, phys: PhysAddr, prot: PagePro
 
 /// Register an area that already exists before vmalloc_init (Linux:
 /// vm_area_add_early; arm64 registers the kernel image segments).
-pub fn vm_area_add_early(vm: *mut VmStruct) {
+///
+/// # Safety
+/// `vm` points to a valid VmStruct that lives forever and is on no list.
+unsafe fn vm_area_add_early(vm: *mut VmStruct) {
     let mut list = VMLIST.lock();
-    // SAFETY: boot-time list of leaked VmStructs, sorted by address.
+    // SAFETY: boot-time list of leaked VmStructs, sorted by address; `vm`
+    // is valid per the contract.
     unsafe {
         let mut p: *mut *mut VmStruct = &mut list.0;
         while !(*p).is_null() {
@@ -361,7 +365,8 @@ fn register_kernel_segments() {
             phys_addr: paging::__pa_symbol(seg.start.0),
             caller: seg.caller,
         }));
-        vm_area_add_early(vm);
+        // SAFETY: leaked just above, on no list yet.
+        unsafe { vm_area_add_early(vm) };
     }
 }
 
@@ -433,7 +438,7 @@ pub fn vmalloc_init() {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn alloc_vmap_area(size: usize, align: usize, vstart: usize, vend: usize) -> Result<NonNull<VmapArea>, VmapError> {
-    debug_assert!(size != 0 && size % PAGE_SIZE == 0 && align.is_power_of_two());
+    debug_assert!(size != 0 && size.is_multiple_of(PAGE_SIZE) && align.is_power_of_two());
     let va = CacheAlloc.alloc_vmap_area_node().ok_or(VmapError::NoMemory)?;
     let mut purged = false;
     loop {
@@ -569,11 +574,15 @@ pub fn get_vm_area_caller(size: usize, flags: VmFlags, caller: Caller) -> *mut V
 }
 
 /// Linux's free_vm_area: undo get_vm_area (nothing was mapped by it).
-pub fn free_vm_area(area: *mut VmStruct) {
+///
+/// # Safety
+/// `area` is null or a live area returned by get_vm_area /
+/// get_vm_area_caller, not freed before; it must not be used afterwards.
+pub unsafe fn free_vm_area(area: *mut VmStruct) {
     if area.is_null() {
         return;
     }
-    // SAFETY: area came from get_vm_area and is live.
+    // SAFETY: per the contract, a live vm_struct.
     let addr = unsafe { (*area).addr };
     let ret = remove_vm_area(addr);
     if ret != area {
@@ -649,6 +658,7 @@ fn totalram_pages() -> usize {
 /// (Linux: __vmalloc_node_range). Returns 0 on failure, with a message.
 #[unsafe(no_mangle)]
 #[inline(never)]
+#[allow(clippy::too_many_arguments)] // Linux's signature, argument for argument
 pub fn __vmalloc_node_range(size: usize, align: usize, start: usize, end: usize, zero: bool, prot: PageProt,
     vm_flags: VmFlags, caller: Caller) -> usize {
     let real_size = size;
@@ -901,7 +911,7 @@ fn __vunmap(addr: usize, deallocate_pages: bool) {
     if addr == 0 {
         return;
     }
-    if addr % PAGE_SIZE != 0 {
+    if !addr.is_multiple_of(PAGE_SIZE) {
         pr_warn!("Trying to vfree() bad address ({:#x})", addr);
         return;
     }

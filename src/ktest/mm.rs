@@ -243,7 +243,7 @@ fn object_cache_reuses_objects(t: &mut Test) {
             t.fail(file!(), line!(), format_args!("kmem_cache alloc failed"));
             return;
         };
-        kassert!(t, p.as_ptr() as usize % 16 == 0, "object {:p} misaligned", p.as_ptr());
+        kassert!(t, (p.as_ptr() as usize).is_multiple_of(16), "object {:p} misaligned", p.as_ptr());
         *o = p.as_ptr();
     }
     let s = c.stats();

@@ -72,7 +72,7 @@ fn vmalloc_maps_every_page(t: &mut Test) {
     let p = vm::vmalloc(3 * PAGE_SIZE);
     kassert!(t, !p.is_null(), "vmalloc(3 pages) failed");
     let a = p as usize;
-    kassert!(t, is_vmalloc_addr(a) && a % PAGE_SIZE == 0, "bad address {:#x}", a);
+    kassert!(t, is_vmalloc_addr(a) && a.is_multiple_of(PAGE_SIZE), "bad address {:#x}", a);
     let area = vm::find_vm_area(a);
     kassert!(t, !area.is_null(), "find_vm_area({:#x}) found nothing", a);
     // SAFETY: live area.
@@ -138,7 +138,7 @@ fn alignment_is_honoured(t: &mut Test) {
     for &align in &[PAGE_SIZE * 4, PMD_SIZE, 1 << 24] {
         let p = vm::vmalloc_aligned(2 * PAGE_SIZE, align);
         kassert!(t, !p.is_null(), "vmalloc_aligned(2 pages, {:#x}) failed", align);
-        let ok = p as usize % align == 0;
+        let ok = (p as usize).is_multiple_of(align);
         vm::vfree(p);
         kassert!(t, ok, "{:p} not aligned to {:#x}", p, align);
     }
@@ -265,7 +265,8 @@ fn get_vm_area_and_free_vm_area(t: &mut Test) {
     kassert_eq!(t, size, 6 * PAGE_SIZE);
     kassert!(t, is_vmalloc_addr(addr));
     kassert_eq!(t, vm::find_vm_area(addr + 4 * PAGE_SIZE), area);
-    vm::free_vm_area(area);
+    // SAFETY: from get_vm_area above, freed once.
+    unsafe { vm::free_vm_area(area) };
     kassert!(t, vm::find_vm_area(addr).is_null());
 }
 
@@ -431,7 +432,8 @@ fn exhaustion_purges_and_retries(t: &mut Test) {
     kassert!(t, !a.is_null());
     // SAFETY: live area (used only for its address range).
     let start = unsafe { (*a).addr };
-    vm::free_vm_area(a);
+    // SAFETY: from get_vm_area above, freed once.
+    unsafe { vm::free_vm_area(a) };
     settle();
     let end = start + 8 * PAGE_SIZE;
     let caller = core::panic::Location::caller();

@@ -24,11 +24,11 @@ const SCTLR_EL1_MMU_ON: u64 = SCTLR_EL1_RES1 | (1 << 0) | (1 << 2) | (1 << 3) | 
 /// TCR_EL1: 48-bit VA in both halves (T0SZ = T1SZ = 16), 4 KiB granules,
 /// inner-shareable write-back write-allocate walks. IPS is filled in at run
 /// time from ID_AA64MMFR0_EL1.PARange.
+/// (TG0 = 0b00 at bits [15:14] selects the 4 KiB granule for TTBR0.)
 const TCR_EL1_VALUE: u64 = 16
     | (0b01 << 8)   // IRGN0: WB WA
     | (0b01 << 10)  // ORGN0: WB WA
     | (0b11 << 12)  // SH0: inner shareable
-    | (0b00 << 14)  // TG0: 4 KiB
     | (16 << 16)    // T1SZ
     | (0b01 << 24)  // IRGN1
     | (0b01 << 26)  // ORGN1

@@ -269,7 +269,7 @@ fn write_oops(w: &mut dyn Write, regs: &PtRegs, kind: u64, n: usize) -> fmt::Res
 pub fn backtrace_from(w: &mut dyn Write, mut fp: u64) -> fmt::Result {
     let (lo, hi) = crate::stack_bounds();
     for _ in 0..32 {
-        if fp == 0 || fp % 16 != 0 || fp < lo || fp + 16 > hi {
+        if fp == 0 || !fp.is_multiple_of(16) || fp < lo || fp + 16 > hi {
             break;
         }
         // SAFETY: fp lies inside the kernel stack (checked above).
