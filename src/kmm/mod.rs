@@ -103,4 +103,12 @@ pub fn mem_print_memory_info() {
         k(physpages - free),
         paging::pgtable_pages()
     );
+    let h = heap::heap_stats();
+    pr_info!(
+        "kmalloc heap: {}K managed ({}K boot arena + {} page(s) grown), {} bytes in use",
+        h.total / 1024,
+        heap::HEAP_INITIAL_SIZE / 1024,
+        h.grown_pages,
+        h.used
+    );
 }
