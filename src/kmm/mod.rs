@@ -12,6 +12,7 @@
 
 pub mod fault_inject;
 pub mod heap;
+pub mod ioremap;
 pub mod page_alloc;
 pub mod paging;
 pub mod slab;
@@ -71,7 +72,7 @@ pub fn console_ioremap(info: &MachineInfo) {
         Some(u) => (u.base as usize, u.size as usize),
         None => (crate::EARLYCON_PL011_PHYS, crate::drivers::pl011::PL011_REG_SIZE),
     };
-    let base = vmalloc::ioremap(PhysAddr(phys), size);
+    let base = ioremap::ioremap(PhysAddr(phys), size);
     if base.is_null() {
         crate::pr_err!("console: ioremap of the PL011 at {:#x} failed; staying on the fixmap", phys);
         return;

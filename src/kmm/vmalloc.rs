@@ -35,7 +35,7 @@ use core::panic::Location;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::mm::layout::*;
-use kernel::mm::pgtable::{PageProt, PgtableEnv, PAGE_KERNEL, PROT_DEVICE_NGNRE};
+use kernel::mm::pgtable::{PageProt, PgtableEnv, PAGE_KERNEL};
 use kernel::mm::vmap_tree::{
     self, VmapArea, VmapAreaAlloc, VmapAreaRoot, VmapError, __alloc_vmap_area, __find_vmap_area, insert_vmap_area,
     merge_or_add_vmap_area, unlink_va,
@@ -312,14 +312,6 @@ pub fn unmap_kernel_range_noflush(addr: usize, size: usize) {
     if let Err(e) = r {
         pr_err!("unmap_kernel_range_noflush({:#x}, {:#x}): {}", addr, size, e);
     }
-}
-
-/// Map [addr, addr+size) to the contiguous physical range at `phys`
-/// (Linux: ioremap_page_range).
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub fn ioremap_page_range(addr: usize, end: usize, phys: PhysAddr, prot: PageProt) -> Result<(), kernel::mm::pgtable::PgtableError> {
-    with_init_mm(|pt, env| pt.map_range(env, VirtAddr(addr), phys, end - addr, prot, false))
 }
 
 // ---------------------------------------------------------------------------
@@ -734,7 +726,7 @@ pub fn vmalloc_aligned(size: usize, align: usize) -> *mut u8 {
 /// nothing calls it yet: the linker's `--gc-sections` drops unreferenced
 /// functions, and `break vfree` in GDB should always find its target.
 #[allow(dead_code)]
-struct KeepForGdb([*const (); 15]);
+struct KeepForGdb([*const (); 16]);
 // SAFETY: the addresses are never used for anything but being there.
 unsafe impl Sync for KeepForGdb {}
 #[used]
@@ -751,7 +743,8 @@ static KEEP_FOR_GDB: KeepForGdb = KeepForGdb([
     vmap as *const (),
     vfree as *const (),
     vunmap as *const (),
-    iounmap as *const (),
+    super::ioremap::iounmap as *const (),
+    super::ioremap::ioremap as *const (),
     remove_vm_area as *const (),
     vmalloc_to_page as *const (),
 ]);
@@ -907,7 +900,7 @@ pub fn vmap_lazy_nr() -> usize {
 /// Unmap and free an area; with `deallocate_pages` also its pages and page
 /// array (Linux: __vunmap).
 #[inline(never)]
-fn __vunmap(addr: usize, deallocate_pages: bool) {
+pub(super) fn __vunmap(addr: usize, deallocate_pages: bool) {
     if addr == 0 {
         return;
     }
@@ -1005,81 +998,6 @@ fn area_kind_mismatch(addr: usize, want: VmFlags) -> Option<(&'static str, &'sta
         }
     }
     None
-}
-
-// ---------------------------------------------------------------------------
-// ioremap
-// ---------------------------------------------------------------------------
-
-/// Map device memory into the vmalloc range (Linux: __ioremap_caller).
-/// Refuses RAM; keeps the offset inside the page.
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub fn __ioremap_caller(phys: PhysAddr, size: usize, prot: PageProt, caller: Caller) -> *mut u8 {
-    let offset = phys.page_offset();
-    let phys_base = phys.page_align_down();
-    let Some(last) = phys.0.checked_add(size.saturating_sub(1)) else {
-        pr_warn!("ioremap({:#x}, {:#x}): range wraps", phys.0, size);
-        return ptr::null_mut();
-    };
-    let size = (size + offset).next_multiple_of(PAGE_SIZE);
-    if size == 0 || last >= 1 << 48 {
-        pr_warn!("ioremap({:#x}, {:#x}): bad size or beyond the 48-bit physical address space", phys.0, size);
-        return ptr::null_mut();
-    }
-    if let Some(pfn) = (phys_to_pfn(phys_base)..=phys_to_pfn(PhysAddr(last))).find(|&p| page_alloc::pfn_valid(p)) {
-        pr_warn!("ioremap({:#x}, {:#x}): refusing to map RAM (pfn {:#x} is managed memory); use the linear map",
-            phys.0, size, pfn);
-        return ptr::null_mut();
-    }
-    let area = get_vm_area_caller(size, VmFlags::VM_IOREMAP, caller);
-    if area.is_null() {
-        return ptr::null_mut();
-    }
-    // SAFETY: live area, ours.
-    let addr = unsafe {
-        (*area).phys_addr = phys_base;
-        (*area).addr
-    };
-    if let Err(e) = ioremap_page_range(addr, addr + size, phys_base, prot) {
-        pr_warn!("ioremap({:#x}, {:#x}): mapping failed: {}", phys.0, size, e);
-        __vunmap(addr, false);
-        return ptr::null_mut();
-    }
-    (addr + offset) as *mut u8
-}
-
-/// Linux's ioremap: Device-nGnRE, never-execute.
-#[track_caller]
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub fn ioremap(phys: PhysAddr, size: usize) -> *mut u8 {
-    __ioremap_caller(phys, size, PROT_DEVICE_NGNRE, Location::caller())
-}
-
-/// Linux's iounmap.
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub fn iounmap(addr: *mut u8) {
-    let a = addr as usize;
-    if !is_vmalloc_addr(a) {
-        pr_warn!("iounmap({:#x}): not an ioremap address", a);
-        return;
-    }
-    let base = a & PAGE_MASK;
-    {
-        let busy = vmap_area_lock();
-        let va = __find_vmap_area(&busy, base);
-        // SAFETY: live node under the lock.
-        let ok = !va.is_null()
-            && unsafe { (*va).va_start == base && !(*va).vm.is_null() && (*((*va).vm as *const VmStruct)).flags.contains(VmFlags::VM_IOREMAP) };
-        if !ok {
-            drop(busy);
-            pr_warn!("iounmap({:#x}): not the address of a live ioremap area", a);
-            return;
-        }
-    }
-    __vunmap(base, false);
 }
 
 // ---------------------------------------------------------------------------

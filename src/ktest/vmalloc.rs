@@ -5,7 +5,7 @@
 use super::{Case, Suite, Test};
 use crate::arch::traps;
 use crate::kmm::vmalloc::{self as vm, VmFlags};
-use crate::kmm::{fault_inject, page_alloc, paging, TLB_FLUSHES};
+use crate::kmm::{fault_inject, ioremap, page_alloc, paging, TLB_FLUSHES};
 use crate::{kassert, kassert_eq};
 use core::sync::atomic::Ordering;
 use kernel::mm::layout::*;
@@ -208,15 +208,15 @@ fn ioremap_refuses_ram(t: &mut Test) {
     settle();
     let before = vm::snapshot();
     let ram = crate::setup::machine().memory()[0].region.base as usize;
-    kassert!(t, vm::ioremap(PhysAddr(ram), PAGE_SIZE).is_null(), "ioremap of RAM at {:#x} succeeded", ram);
-    kassert!(t, vm::ioremap(PhysAddr(ram - PAGE_SIZE), 2 * PAGE_SIZE).is_null(), "ioremap straddling RAM succeeded");
+    kassert!(t, ioremap::ioremap(PhysAddr(ram), PAGE_SIZE).is_null(), "ioremap of RAM at {:#x} succeeded", ram);
+    kassert!(t, ioremap::ioremap(PhysAddr(ram - PAGE_SIZE), 2 * PAGE_SIZE).is_null(), "ioremap straddling RAM succeeded");
     kassert_eq!(t, vm::snapshot(), before);
 }
 
 fn ioremap_keeps_offset_and_reaches_device(t: &mut Test) {
     let uart = crate::setup::machine().pl011().map(|u| u.base as usize).unwrap_or(crate::EARLYCON_PL011_PHYS);
     // UARTFR at offset 0x18; UARTPeriphID0 at 0xfe0 reads 0x11 on a PL011.
-    let p = vm::ioremap(PhysAddr(uart + 0xfe0), 4);
+    let p = ioremap::ioremap(PhysAddr(uart + 0xfe0), 4);
     kassert!(t, !p.is_null(), "ioremap of the PL011 failed");
     kassert_eq!(t, p as usize & !PAGE_MASK, 0xfe0);
     // SAFETY: device register, mapped just now.
@@ -224,7 +224,7 @@ fn ioremap_keeps_offset_and_reaches_device(t: &mut Test) {
     let area = vm::find_vm_area(p as usize);
     // SAFETY: live area.
     let (flags, phys) = unsafe { ((*area).flags, (*area).phys_addr) };
-    vm::iounmap(p);
+    ioremap::iounmap(p);
     kassert_eq!(t, id0, 0x11);
     kassert!(t, flags.contains(VmFlags::VM_IOREMAP), "flags {:?}", flags);
     kassert_eq!(t, phys.0, uart);

@@ -349,7 +349,7 @@ pub fn cmd_ioremap(sh: &mut Shell, args: &mut Args) -> CmdResult {
             );
         }
     }
-    let p = vmalloc::ioremap(PhysAddr(phys as usize), size as usize);
+    let p = crate::kmm::ioremap::ioremap(PhysAddr(phys as usize), size as usize);
     if p.is_null() {
         fail!("mapping [{:#x}-{:#x}) failed (nothing was kept)", phys, end);
     }
@@ -369,7 +369,7 @@ pub fn cmd_iounmap(sh: &mut Shell, args: &mut Args) -> CmdResult {
     };
     let v = vm_info(addr).expect("a shell ioremap area vanished");
     let purges = nr_purges();
-    vmalloc::iounmap(addr as *mut u8);
+    crate::kmm::ioremap::iounmap(addr as *mut u8);
     sh.areas.0.swap_remove(i);
     println!(
         "iounmap: unmapped 0x{:016x}-0x{:016x}; {}",

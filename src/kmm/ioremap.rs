@@ -1,0 +1,85 @@
+//! ioremap (Linux: arch/arm64/mm/ioremap.c, lib/ioremap.c): device memory
+//! mapped into the vmalloc range, Device-nGnRE and never-execute, in a
+//! `VM_IOREMAP` area from `get_vm_area_caller`. The console's PL011 is the
+//! first user: from `console_ioremap` on, every byte goes through one.
+
+use super::page_alloc;
+use super::paging::with_init_mm;
+use super::vmalloc::{Caller, VmFlags, __vunmap, find_vm_area, get_vm_area_caller};
+use crate::pr_warn;
+use core::panic::Location;
+use core::ptr;
+use kernel::mm::layout::*;
+use kernel::mm::pgtable::{PageProt, PgtableError, PROT_DEVICE_NGNRE};
+
+/// Map [addr, end) to the contiguous physical range at `phys`
+/// (Linux: ioremap_page_range).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn ioremap_page_range(addr: usize, end: usize, phys: PhysAddr, prot: PageProt) -> Result<(), PgtableError> {
+    with_init_mm(|pt, env| pt.map_range(env, VirtAddr(addr), phys, end - addr, prot, false))
+}
+
+/// Map device memory into the vmalloc range (Linux: __ioremap_caller).
+/// Refuses RAM; keeps the offset inside the page.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn __ioremap_caller(phys: PhysAddr, size: usize, prot: PageProt, caller: Caller) -> *mut u8 {
+    let offset = phys.page_offset();
+    let phys_base = phys.page_align_down();
+    let Some(last) = phys.0.checked_add(size.saturating_sub(1)) else {
+        pr_warn!("ioremap({:#x}, {:#x}): range wraps", phys.0, size);
+        return ptr::null_mut();
+    };
+    let size = (size + offset).next_multiple_of(PAGE_SIZE);
+    if size == 0 || last >= 1 << 48 {
+        pr_warn!("ioremap({:#x}, {:#x}): bad size or beyond the 48-bit physical address space", phys.0, size);
+        return ptr::null_mut();
+    }
+    if let Some(pfn) = (phys_to_pfn(phys_base)..=phys_to_pfn(PhysAddr(last))).find(|&p| page_alloc::pfn_valid(p)) {
+        pr_warn!("ioremap({:#x}, {:#x}): refusing to map RAM (pfn {:#x} is managed memory); use the linear map",
+            phys.0, size, pfn);
+        return ptr::null_mut();
+    }
+    let area = get_vm_area_caller(size, VmFlags::VM_IOREMAP, caller);
+    if area.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: live area, ours.
+    let addr = unsafe {
+        (*area).phys_addr = phys_base;
+        (*area).addr
+    };
+    if let Err(e) = ioremap_page_range(addr, addr + size, phys_base, prot) {
+        pr_warn!("ioremap({:#x}, {:#x}): mapping failed: {}", phys.0, size, e);
+        __vunmap(addr, false);
+        return ptr::null_mut();
+    }
+    (addr + offset) as *mut u8
+}
+
+/// Linux's ioremap: Device-nGnRE, never-execute.
+#[track_caller]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn ioremap(phys: PhysAddr, size: usize) -> *mut u8 {
+    __ioremap_caller(phys, size, PROT_DEVICE_NGNRE, Location::caller())
+}
+
+/// Linux's iounmap: only what ioremap returned (the sub-page offset is
+/// allowed); anything else warns and changes nothing.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn iounmap(addr: *mut u8) {
+    let a = addr as usize;
+    let base = a & PAGE_MASK;
+    let vm = if is_vmalloc_addr(a) { find_vm_area(base) } else { ptr::null_mut() };
+    // SAFETY: a live vm_struct found in the busy tree (single CPU: nothing
+    // frees it between the lookup and this check).
+    let ok = !vm.is_null() && unsafe { (*vm).addr == base && (*vm).flags.contains(VmFlags::VM_IOREMAP) };
+    if !ok {
+        pr_warn!("iounmap({:#x}): not the address of a live ioremap area", a);
+        return;
+    }
+    __vunmap(base, false);
+}
