@@ -1,5 +1,5 @@
 //! Linux's `lib/test_vmalloc.c` (as in 6.1, the kernel of the baseline in
-//! /work/shared/baselines) on vmkernel's vmalloc: same scenarios, same
+//! ../shared/baselines) on vmkernel's vmalloc: same scenarios, same
 //! sizes, alignments and random ranges, same module parameters, same
 //! failure rule (a scenario fails when an allocation returns NULL) and the
 //! same report:
@@ -20,13 +20,15 @@
 //! * `pcpu_alloc_test`, `kvfree_rcu_1_arg_vmalloc_test`,
 //!   `kvfree_rcu_2_arg_vmalloc_test`: there is no percpu allocator and no
 //!   RCU here, so they are skipped as not applicable;
-//! * `vm_map_ram_test` (bit 10, 6.12): vm_map_ram() does not exist here;
+//! * `vm_map_ram_test` (bit 10) is 6.12's; it runs here (vm_map_ram with
+//!   vmap blocks, as 5.10 has it), to compare with the 6.12 baseline row;
 //! * `use_huge`: no huge vmalloc mappings here (vmalloc maps 4 KiB pages);
 //! * random numbers come from a seeded xorshift (`bench.seed=`), not the
 //!   kernel's CRNG, so runs repeat exactly.
 
 use super::{get_cycles, parse_bool, parse_int, ticks_to_ns, Rng};
 use crate::kmm::vmalloc::{self, __vmalloc_node, vfree, vmalloc};
+use crate::kmm::vmap_block::{vm_map_ram, vm_unmap_ram};
 use crate::{pr_info, pr_warn};
 use core::panic::Location;
 use core::ptr;
@@ -99,7 +101,7 @@ const TEST_CASES: [(&str, Case); 11] = [
     ("pcpu_alloc_test", Case::NotApplicable("no percpu allocator (__alloc_percpu) in vmkernel")),
     ("kvfree_rcu_1_arg_vmalloc_test", Case::NotApplicable("no RCU (kvfree_rcu) in vmkernel")),
     ("kvfree_rcu_2_arg_vmalloc_test", Case::NotApplicable("no RCU (kvfree_rcu) in vmkernel")),
-    ("vm_map_ram_test", Case::NotApplicable("vm_map_ram() does not exist in vmkernel")),
+    ("vm_map_ram_test", Case::Run(vm_map_ram_test)),
 ];
 
 /// Names of every scenario, in mask-bit order.
@@ -260,6 +262,40 @@ fn full_fit_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
     vfree(ptr as *mut u8);
     vfree(junk_ptr as *mut u8);
     rv
+}
+
+/// 6.12's vm_map_ram_test: `nr_pages` (default 1) pages mapped with
+/// vm_map_ram, written, unmapped, test_loop_count times. The pages come
+/// one by one from alloc_pages (Linux: alloc_pages_bulk_array), outside the
+/// timed loop either way.
+fn vm_map_ram_test(c: &Ctx, _rng: &mut Rng) -> i32 {
+    let n = if c.nr_pages > 0 { c.nr_pages as usize } else { 1 };
+    let mut pages: alloc::vec::Vec<kernel::mm::layout::PhysAddr> = alloc::vec::Vec::new();
+    if pages.try_reserve_exact(n).is_err() {
+        return -1;
+    }
+    while pages.len() < n {
+        match crate::kmm::page_alloc::alloc_pages(0) {
+            Some(pa) => pages.push(pa),
+            None => break,
+        }
+    }
+    let mut ret = if pages.len() == n { 0 } else { -1 };
+    if ret == 0 {
+        for _ in 0..c.test_loop_count {
+            let p = vm_map_ram(&pages);
+            if p.is_null() {
+                ret = -1;
+                break;
+            }
+            touch(p, b'a');
+            vm_unmap_ram(p, n);
+        }
+    }
+    for &pa in &pages {
+        crate::kmm::page_alloc::__free_pages(pa, 0);
+    }
+    ret
 }
 
 fn fix_size_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {

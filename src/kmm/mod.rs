@@ -17,6 +17,7 @@ pub mod page_alloc;
 pub mod paging;
 pub mod slab;
 pub mod vmalloc;
+pub mod vmap_block;
 
 use crate::{pr_info, setup};
 use core::sync::atomic::AtomicUsize;

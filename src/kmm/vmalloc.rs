@@ -242,7 +242,7 @@ pub static NR_PURGES: AtomicUsize = AtomicUsize::new(0);
 pub static NR_LAZY_FREES: AtomicUsize = AtomicUsize::new(0);
 
 /// The vmap_area cache seen as the node allocator of the tree code.
-struct CacheAlloc;
+pub(super) struct CacheAlloc;
 
 // SAFETY: nodes come from the cache, are big and aligned enough for
 // VmapArea, and go back to it.
@@ -826,6 +826,13 @@ pub fn remove_vm_area(addr: usize) -> *mut VmStruct {
         free_unmap_vmap_area(NonNull::new_unchecked(va));
         vm
     }
+}
+
+/// Take an area out of the busy tree; false if it was not in it (Linux
+/// does this inside free_vmap_area_noflush).
+pub(super) fn unlink_vmap_area(va: NonNull<VmapArea>) -> bool {
+    // SAFETY: va is a live node; if linked, it is linked into the busy tree.
+    unsafe { unlink_va(&mut vmap_area_lock(), va) }
 }
 
 /// Unmap without flushing, then queue for the lazy purge

@@ -33,6 +33,12 @@ pub static SUITE: Suite = Suite {
         Case { name: "churn_10k_areas_with_invariants", run: churn_10k_areas_with_invariants },
         Case { name: "lazy_purge_batches_tlb_flushes", run: lazy_purge_batches_tlb_flushes },
         Case { name: "exhaustion_purges_and_retries", run: exhaustion_purges_and_retries },
+        Case { name: "vm_map_ram_small_uses_blocks", run: vm_map_ram_small_uses_blocks },
+        Case { name: "vm_map_ram_block_released_when_all_dirty", run: vm_map_ram_block_released_when_all_dirty },
+        Case { name: "vm_map_ram_large_has_own_area", run: vm_map_ram_large_has_own_area },
+        Case { name: "vm_unmap_ram_bad_input_changes_nothing", run: vm_unmap_ram_bad_input_changes_nothing },
+        Case { name: "vm_unmap_aliases_flushes_dirty_ranges", run: vm_unmap_aliases_flushes_dirty_ranges },
+        Case { name: "vm_map_ram_fault_injection_sweep", run: vm_map_ram_fault_injection_sweep },
     ],
 };
 
@@ -448,4 +454,202 @@ fn exhaustion_purges_and_retries(t: &mut Test) {
     }
     kassert!(t, q != 0, "allocation after lazy free failed: no purge-and-retry");
     kassert!(t, purged, "the retry did not purge");
+}
+
+// ---------------------------------------------------------------------------
+// vm_map_ram and vmap blocks
+// ---------------------------------------------------------------------------
+
+use crate::kmm::vmap_block::{self as vb, VMAP_BBMAP_BITS, VMAP_BLOCK_SIZE};
+
+/// `n` fresh pages, each tagged in its first word with its index.
+fn tagged_pages<const N: usize>() -> [PhysAddr; N] {
+    core::array::from_fn(|i| {
+        let pa = page_alloc::alloc_pages(0).expect("alloc_pages(0)");
+        // SAFETY: our fresh page, through the linear map.
+        unsafe { (paging::__va(pa).0 as *mut u64).write_volatile(0x7a90_0000 + i as u64) };
+        pa
+    })
+}
+
+fn free_pages(pages: &[PhysAddr]) {
+    for &pa in pages {
+        page_alloc::__free_pages(pa, 0);
+    }
+}
+
+/// No live blocks: fragmented ones released, dirty ranges flushed.
+fn settle_blocks() {
+    vb::vm_unmap_aliases();
+}
+
+fn vm_map_ram_small_uses_blocks(t: &mut Test) {
+    settle_blocks();
+    let pages = tagged_pages::<3>();
+    let p1 = vb::vm_map_ram(&pages);
+    let p2 = vb::vm_map_ram(&pages[..1]);
+    let ok = !p1.is_null() && !p2.is_null();
+    let (blocks, _) = vb::vmap_block_stats();
+    let info = vmallocinfo_text();
+    // SAFETY: live mappings of our tagged pages.
+    let (w1, w2) = if ok {
+        unsafe { ((p1.add(2 * PAGE_SIZE) as *const u64).read_volatile(), (p2 as *const u64).read_volatile()) }
+    } else {
+        (0, 0)
+    };
+    if ok {
+        vb::vm_unmap_ram(p1, 3);
+        vb::vm_unmap_ram(p2, 1);
+    }
+    let gone = vm::vmalloc_to_page(p1).is_none();
+    free_pages(&pages);
+    kassert!(t, ok, "vm_map_ram failed");
+    kassert!(t, (p1 as usize).is_multiple_of(VMAP_BLOCK_SIZE), "first mapping {:p} is not at its block's start", p1);
+    // 3 pages take a power of two (4) from the block; the next follows.
+    kassert_eq!(t, p2 as usize, p1 as usize + 4 * PAGE_SIZE);
+    kassert_eq!(t, blocks, 1);
+    kassert_eq!(t, w1, 0x7a90_0002);
+    kassert_eq!(t, w2, 0x7a90_0000);
+    kassert!(t, info.contains(" 4194304 vm_map_ram\n"), "the block is not listed as vm_map_ram");
+    kassert!(t, gone, "vm_unmap_ram left the PTE in place");
+}
+
+fn vm_map_ram_block_released_when_all_dirty(t: &mut Test) {
+    settle_blocks();
+    let busy_before = vm::vmalloc_stats().2;
+    let pages = tagged_pages::<1>();
+    let mut first = 0usize;
+    let mut released = false;
+    for i in 0..VMAP_BBMAP_BITS {
+        let p = vb::vm_map_ram(&pages);
+        if p.is_null() {
+            t.fail(file!(), line!(), format_args!("vm_map_ram failed at {}", i));
+            break;
+        }
+        if i == 0 {
+            first = p as usize;
+        } else if p as usize != first + i * PAGE_SIZE {
+            t.fail(file!(), line!(), format_args!("mapping {} at {:p}, expected the next page of the block", i, p));
+            vb::vm_unmap_ram(p, 1);
+            break;
+        }
+        vb::vm_unmap_ram(p, 1);
+        if i == VMAP_BBMAP_BITS - 1 {
+            released = vb::vmap_block_stats().0 == 0;
+        }
+    }
+    free_pages(&pages);
+    if t.has_failed() {
+        return;
+    }
+    kassert!(t, released, "a fully dirty block was not released");
+    kassert_eq!(t, vm::vmalloc_stats().2, busy_before);
+    let info = vmallocinfo_text();
+    kassert!(t, info.contains(" 4194304 unpurged vm_area\n"), "the released block is not waiting for the lazy purge");
+}
+
+fn vm_map_ram_large_has_own_area(t: &mut Test) {
+    let pages: alloc::vec::Vec<PhysAddr> = (0..100).map(|_| page_alloc::alloc_pages(0).unwrap()).collect();
+    let p = vb::vm_map_ram(&pages);
+    let found = vm::find_vmap_area(p as usize);
+    // SAFETY: a live busy area (nothing frees it meanwhile).
+    let shape = found.map(|va| unsafe { ((*va.as_ptr()).va_start, (*va.as_ptr()).va_end, (*va.as_ptr()).vm.is_null()) });
+    let mapped = (0..100).all(|i| vm::vmalloc_to_page((p as usize + i * PAGE_SIZE) as *const u8) == Some(pages[i]));
+    if !p.is_null() {
+        vb::vm_unmap_ram(p, 100);
+    }
+    let gone = vm::find_vmap_area(p as usize).is_none();
+    free_pages(&pages);
+    kassert!(t, !p.is_null(), "vm_map_ram(100 pages) failed");
+    // Its own area, exactly 100 pages (no guard page), no vm_struct.
+    kassert_eq!(t, shape, Some((p as usize, p as usize + 100 * PAGE_SIZE, true)));
+    kassert!(t, mapped, "some page is not mapped where expected");
+    kassert!(t, gone, "vm_unmap_ram left the area busy");
+}
+
+fn vm_unmap_ram_bad_input_changes_nothing(t: &mut Test) {
+    settle_blocks();
+    let pages = tagged_pages::<2>();
+    let small = vb::vm_map_ram(&pages[..1]);
+    let big_pages: alloc::vec::Vec<PhysAddr> = (0..70).map(|_| pages[1]).collect();
+    let big = vb::vm_map_ram(&big_pages);
+    kassert!(t, !small.is_null() && !big.is_null());
+    settle();
+    let before = (vm::snapshot(), vb::vmap_block_stats());
+    let log_before = crate::printk::log_len();
+    vb::vm_unmap_ram((small as usize + PAGE_SIZE) as *const u8, 1); // never handed out
+    vb::vm_unmap_ram(big, 69); // wrong count: taken as a small one, not in a block
+    vb::vm_unmap_ram((big as usize + PAGE_SIZE) as *const u8, 70); // not the start
+    vb::vm_unmap_ram(core::ptr::null(), 1);
+    let warned = crate::printk::log_contains_since(log_before, "vm_unmap_ram(");
+    let after = (vm::snapshot(), vb::vmap_block_stats());
+    vb::vm_unmap_ram(small, 1);
+    vb::vm_unmap_ram(big, 70);
+    vb::vm_unmap_ram(small, 1); // double unmap: refused
+    free_pages(&pages);
+    kassert_eq!(t, after, before);
+    kassert!(t, warned, "bad vm_unmap_ram calls did not warn");
+}
+
+fn vm_unmap_aliases_flushes_dirty_ranges(t: &mut Test) {
+    settle_blocks();
+    let pages = tagged_pages::<1>();
+    let a = vb::vm_map_ram(&pages);
+    let b = vb::vm_map_ram(&pages);
+    kassert!(t, !a.is_null() && !b.is_null());
+    vb::vm_unmap_ram(a, 1); // dirty, not flushed; b keeps the block alive
+    let flushes = TLB_FLUSHES.load(Ordering::Relaxed);
+    vb::vm_unmap_aliases();
+    let flushed = TLB_FLUSHES.load(Ordering::Relaxed) > flushes;
+    let still_live = vb::vmap_block_stats().0;
+    vb::vm_unmap_ram(b, 1);
+    vb::vm_unmap_aliases(); // now fragmented: released
+    let after = vb::vmap_block_stats().0;
+    free_pages(&pages);
+    kassert!(t, flushed, "vm_unmap_aliases did not flush the dirty range");
+    kassert_eq!(t, still_live, 1);
+    kassert_eq!(t, after, 0);
+}
+
+/// As fault_injection_sweep, for vm_map_ram: a small request that has to
+/// create a block, and a large one with its own area.
+fn vm_map_ram_fault_injection_sweep(t: &mut Test) {
+    let pages: alloc::vec::Vec<PhysAddr> = (0..100).map(|_| page_alloc::alloc_pages(0).unwrap()).collect();
+    for &count in &[1usize, 100] {
+        // Warm up, then settle: no live block, caches warm.
+        let w = vb::vm_map_ram(&pages[..count]);
+        kassert!(t, !w.is_null());
+        vb::vm_unmap_ram(w, count);
+        settle_blocks();
+        let before = (vm::snapshot(), vb::vmap_block_stats(), vb::vmap_block_cache_active());
+        let mut n = 1;
+        loop {
+            fault_inject::arm(n);
+            let p = vb::vm_map_ram(&pages[..count]);
+            let (_, injected) = fault_inject::disarm();
+            if injected == 0 {
+                kassert!(t, !p.is_null(), "vm_map_ram failed without an injected failure");
+                vb::vm_unmap_ram(p, count);
+                break;
+            }
+            // A failed split node is retried after a purge (alloc_vmap_area
+            // does that, as in Linux): success is allowed, but must then
+            // unmap cleanly like any other.
+            if !p.is_null() {
+                vb::vm_unmap_ram(p, count);
+            }
+            settle_blocks();
+            let after = (vm::snapshot(), vb::vmap_block_stats(), vb::vmap_block_cache_active());
+            kassert!(t, after == before, "{} pages, failing allocation {}: state changed\n    before {:?}\n    after  {:?}",
+                count, n, before, after);
+            n += 1;
+            kassert!(t, n < 100, "sweep did not terminate");
+        }
+        kassert!(t, n > 1, "{} pages: no allocation to fail", count);
+    }
+    settle_blocks();
+    free_pages(&pages);
+    if let Err(e) = vm::check_vmalloc_invariants() {
+        t.fail(file!(), line!(), format_args!("{}", e));
+    }
 }
