@@ -50,12 +50,31 @@ pub struct VmapBlock {
     dirty_max: usize,
     /// Next block with free pages (Linux: vbq->free list).
     next_free: *mut VmapBlock,
+    /// Pages currently mapped, one bit each. Linux keeps no such map; with
+    /// it a double or bogus vm_unmap_ram is refused instead of freeing the
+    /// block under live mappings.
+    mapped: [u64; VMAP_BBMAP_BITS / 64],
 }
 
 impl VmapBlock {
     fn start(&self) -> usize {
         // SAFETY: the block's area lives as long as the block.
         unsafe { (*self.va.as_ptr()).va_start }
+    }
+
+    fn set_mapped(&mut self, first: usize, pages: usize, on: bool) {
+        for pg in first..first + pages {
+            let (w, b) = (pg / 64, 1u64 << (pg % 64));
+            if on {
+                self.mapped[w] |= b;
+            } else {
+                self.mapped[w] &= !b;
+            }
+        }
+    }
+
+    fn all_mapped(&self, first: usize, pages: usize) -> bool {
+        first + pages <= VMAP_BBMAP_BITS && (first..first + pages).all(|pg| self.mapped[pg / 64] & (1 << (pg % 64)) != 0)
     }
 }
 
@@ -112,7 +131,9 @@ fn new_vmap_block(vbs: &mut VmapBlocks, pages: usize) -> Option<usize> {
             dirty_min: VMAP_BBMAP_BITS,
             dirty_max: 0,
             next_free: ptr::null_mut(),
+            mapped: [0; VMAP_BBMAP_BITS / 64],
         });
+        (*vb.as_ptr()).set_mapped(0, pages, true);
         let mut node = VmapArea::new(start, start + VMAP_BLOCK_SIZE);
         node.vm = vb.as_ptr() as *mut ();
         index.as_ptr().write(node);
@@ -144,6 +165,7 @@ pub fn vb_alloc(pages: usize) -> Option<usize> {
             if vb.free >= pages {
                 let off = VMAP_BBMAP_BITS - vb.free;
                 vb.free -= pages;
+                vb.set_mapped(off, pages, true);
                 let addr = vb.start() + off * PAGE_SIZE;
                 if vb.free == 0 {
                     *p = vb.next_free;
@@ -205,13 +227,13 @@ pub fn vb_free(addr: usize, pages: usize) {
     let vb = unsafe { (*node).vm as *mut VmapBlock };
     let vbr = unsafe { &mut *vb };
     let offset = (addr - vbr.start()) / PAGE_SIZE;
-    let handed_out = VMAP_BBMAP_BITS - vbr.free;
-    if offset + pages > handed_out || vbr.dirty + pages > handed_out {
+    if !vbr.all_mapped(offset, pages) {
         drop(vbs);
         pr_warn!("vm_unmap_ram({:#x}, {} pages): not a live vm_map_ram range of its block (bad size or double unmap); ignored",
             addr, pages);
         return;
     }
+    vbr.set_mapped(offset, pages, false);
     unmap_kernel_range_noflush(addr, pages * PAGE_SIZE);
     vbr.dirty_min = vbr.dirty_min.min(offset);
     vbr.dirty_max = vbr.dirty_max.max(offset + pages);
@@ -264,6 +286,10 @@ pub fn vm_unmap_ram(mem: *const u8, count: usize) {
     }
     if count <= VMAP_MAX_ALLOC {
         vb_free(addr, block_pages(count));
+        return;
+    }
+    if !__find_vmap_area(&vmap_blocks.lock().index, addr).is_null() {
+        pr_warn!("vm_unmap_ram({:#x}, {}): that is a vmap block, not a large vm_map_ram area; ignored", addr, count);
         return;
     }
     let Some(va) = super::vmalloc::find_vmap_area(addr) else {

@@ -581,12 +581,18 @@ fn vm_unmap_ram_bad_input_changes_nothing(t: &mut Test) {
     vb::vm_unmap_ram(big, 69); // wrong count: taken as a small one, not in a block
     vb::vm_unmap_ram((big as usize + PAGE_SIZE) as *const u8, 70); // not the start
     vb::vm_unmap_ram(core::ptr::null(), 1);
+    // The whole block as if it were a large mapping.
+    let block = (small as usize) & !(VMAP_BLOCK_SIZE - 1);
+    vb::vm_unmap_ram(block as *const u8, VMAP_BBMAP_BITS);
     let warned = crate::printk::log_contains_since(log_before, "vm_unmap_ram(");
     let after = (vm::snapshot(), vb::vmap_block_stats());
     vb::vm_unmap_ram(small, 1);
     vb::vm_unmap_ram(big, 70);
+    let log_double = crate::printk::log_len();
     vb::vm_unmap_ram(small, 1); // double unmap: refused
+    let double_refused = crate::printk::log_contains_since(log_double, "double unmap");
     free_pages(&pages);
+    kassert!(t, double_refused, "a double vm_unmap_ram was not refused");
     kassert_eq!(t, after, before);
     kassert!(t, warned, "bad vm_unmap_ram calls did not warn");
 }
