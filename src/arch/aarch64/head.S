@@ -60,6 +60,17 @@ el1_entry:
     b       1b
 2:
     bl      __create_page_tables
+    /*
+     * .bss (the early tables, the stack) was written with the MMU off,
+     * i.e. non-cacheable, straight to memory. Stale lines for it may sit in
+     * the caches (from whatever ran before us), and the table walker and
+     * the kernel will read it cacheable: invalidate it to the PoC.
+     */
+    adrp    x0, __bss_start
+    add     x0, x0, :lo12:__bss_start
+    adrp    x1, __bss_stop
+    add     x1, x1, :lo12:__bss_stop
+    bl      __inval_dcache_area
     bl      __cpu_setup             // returns the SCTLR_EL1 value in x0
     b       __primary_switch
 
@@ -143,6 +154,25 @@ __create_page_tables:
     subs    x4, x4, #1
     b.ne    4b
     dsb     ishst                   // tables visible to the walker before it runs
+    ret
+
+/*
+ * __inval_dcache_area(start = x0, end = x1): dc ivac every data cache line
+ * of [start, end) (Linux: arch/arm64/mm/cache.S). Leaf, no stack.
+ */
+__inval_dcache_area:
+    mrs     x3, ctr_el0
+    ubfx    x3, x3, #16, #4         // DminLine: log2(words) of the smallest line
+    mov     x2, #4
+    lsl     x2, x2, x3              // line size in bytes
+    sub     x3, x2, #1
+    bic     x0, x0, x3              // align the start down to a line
+    dmb     sy                      // order the earlier stores first
+6:  dc      ivac, x0
+    add     x0, x0, x2
+    cmp     x0, x1
+    b.lo    6b
+    dsb     sy
     ret
 
 /*
