@@ -47,6 +47,10 @@ pub extern "C" fn start_kernel(fdt_pa: usize, boot_el: u64, phys_text: usize) ->
     // SAFETY: GiB 0 is identity-mapped as device memory by head.S.
     unsafe { printk::console_init(EARLYCON_PL011_PHYS) };
     semihosting::probe();
+    // Asynchronous aborts (SError) are reported from here on, as Linux
+    // unmasks them early; IRQ and FIQ stay masked (everything is polled).
+    // SAFETY: the vectors are installed (head.S), so an SError has a handler.
+    unsafe { core::arch::asm!("msr daifclr, #4", options(nomem, nostack)) };
     kmm::heap::heap_init();
     setup::setup_arch(fdt_pa, boot_el, phys_text);
     setup::run_init()
