@@ -33,6 +33,13 @@ unsafe extern "C" {
     static __bss_stop: u8;
     static _end: u8;
     fn idmap_cpu_replace_ttbr1(ttbr1: usize);
+    static init_stack_guard: u8;
+}
+
+/// The unmapped page below the kernel stack (head.S).
+pub fn stack_guard_page() -> usize {
+    // SAFETY: an asm symbol; only its address is used.
+    unsafe { sym(&init_stack_guard) }
 }
 
 fn sym(s: &u8) -> usize {
@@ -315,10 +322,19 @@ pub fn paging_init(uart_phys: usize) {
     // SAFETY: swapper_pg_dir is zero (.bss) and only this tree edits it.
     let mut pt = unsafe { PageTable::from_root(pgd_pa) };
 
-    // Kernel image: W^X at page granularity (map_kernel_segment).
+    // Kernel image: W^X at page granularity (map_kernel_segment). The
+    // stack's guard page inside .bss stays unmapped, so an overflow faults.
+    let guard = stack_guard_page();
     for seg in kernel_segments() {
-        let size = seg.end.0 - seg.start.0;
-        check(seg.name, pt.map_range(&mut env, seg.start, __pa_symbol(seg.start.0), size, seg.prot, false));
+        let mut map = |start: usize, end: usize| {
+            check(seg.name, pt.map_range(&mut env, VirtAddr(start), __pa_symbol(start), end - start, seg.prot, false));
+        };
+        if seg.start.0 <= guard && guard < seg.end.0 {
+            map(seg.start.0, guard);
+            map(guard + PAGE_SIZE, seg.end.0);
+        } else {
+            map(seg.start.0, seg.end.0);
+        }
     }
     // The linear map (map_mem).
     let regions: [(u64, u64); 64] = {

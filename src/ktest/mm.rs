@@ -17,6 +17,7 @@ pub static SUITE: Suite = Suite {
         Case { name: "write_to_text_faults", run: write_to_text_faults },
         Case { name: "exec_from_data_faults", run: exec_from_data_faults },
         Case { name: "null_dereference_faults", run: null_dereference_faults },
+        Case { name: "stack_overflow_hits_the_guard_page", run: stack_overflow_hits_the_guard_page },
         Case { name: "no_identity_map_remains", run: no_identity_map_remains },
         Case { name: "every_order_alloc_free_restores_counts", run: every_order_alloc_free_restores_counts },
         Case { name: "bad_free_is_refused", run: bad_free_is_refused },
@@ -37,9 +38,15 @@ fn leaf(va: usize) -> Option<(u64, usize)> {
 }
 
 fn kernel_segments_are_wx(t: &mut Test) {
+    let guard = paging::stack_guard_page();
+    kassert!(t, leaf(guard).is_none(), "the stack guard page {:#x} is mapped", guard);
     for seg in paging::kernel_segments() {
         let mut va = seg.start.0;
         while va < seg.end.0 {
+            if va == guard {
+                va += PAGE_SIZE;
+                continue;
+            }
             let Some((desc, level)) = leaf(va) else {
                 t.fail(file!(), line!(), format_args!("{} page {:#x} not mapped", seg.name, va));
                 return;
@@ -125,6 +132,33 @@ fn null_dereference_faults(t: &mut Test) {
     kassert_eq!(t, f.far, 0);
     kassert_eq!(t, f.status().0, "translation fault");
     kassert_eq!(t, f.status().1, Some(0));
+}
+
+/// Recurse with 1 KiB frames until the 128 KiB stack is gone.
+#[inline(never)]
+fn eat_stack(depth: usize) -> usize {
+    let buf = core::hint::black_box([depth as u8; 1024]);
+    if depth == 0 {
+        return 0;
+    }
+    eat_stack(depth - 1) + buf[depth % 1024] as usize
+}
+
+fn stack_overflow_hits_the_guard_page(t: &mut Test) {
+    let guard = paging::stack_guard_page();
+    let log_before = crate::printk::log_len();
+    let r = traps::catch_fault(|| eat_stack(100_000));
+    let said = crate::printk::log_contains_since(log_before, "Kernel stack overflow");
+    let Err(f) = r else {
+        t.fail(file!(), line!(), format_args!("128 MiB of recursion did not overflow the stack"));
+        return;
+    };
+    kassert_eq!(t, f.ec(), EC_DABT_CUR);
+    kassert!(t, guard <= f.far as usize && (f.far as usize) < guard + PAGE_SIZE,
+        "fault at {:#x}, not in the guard page {:#x}", f.far, guard);
+    kassert!(t, said, "no 'Kernel stack overflow' report");
+    // And the stack works again: 1 + 2 + ... + 16.
+    kassert_eq!(t, eat_stack(16), 136);
 }
 
 fn no_identity_map_remains(t: &mut Test) {

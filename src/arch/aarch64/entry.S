@@ -18,6 +18,18 @@
     .macro  kernel_ventry kind
     .balign 0x80
     sub     sp, sp, #S_FRAME_SIZE
+    .if \kind < 4
+    /*
+     * Exceptions on the kernel stack: did SP run into the guard page?
+     * Test SP's INIT_STACK_SHIFT bit without a free register, as Linux's
+     * VMAP_STACK check does: x0 := SP, SP := SP + x0, then undo.
+     */
+    add     sp, sp, x0
+    sub     x0, sp, x0
+    tbz     x0, #INIT_STACK_SHIFT, el1_stack_overflow
+    sub     x0, sp, x0
+    sub     sp, sp, x0
+    .endif
     stp     x0, x1, [sp, #0]
     mov     x1, #\kind
     b       el1_entry_common
@@ -46,6 +58,27 @@ vectors:
     kernel_ventry 0x31
     kernel_ventry 0x32
     kernel_ventry 0x33
+
+/*
+ * The stack overflowed (SP in or below the guard page): save the registers
+ * on the overflow stack instead. Entered with x0 = the bad SP and SP = bad
+ * SP + the interrupted x0. TPIDR_EL1 and TPIDRRO_EL0 (unused otherwise)
+ * carry x0 and the bad SP across the switch; Rust reads the latter.
+ */
+el1_stack_overflow:
+    sub     x0, sp, x0              // x0 = the interrupted x0
+    sub     sp, sp, x0              // SP = the bad SP (with the frame taken)
+    msr     tpidr_el1, x0
+    mov     x0, sp
+    msr     tpidrro_el0, x0
+    adrp    x0, overflow_stack_top
+    add     x0, x0, :lo12:overflow_stack_top
+    mov     sp, x0
+    sub     sp, sp, #S_FRAME_SIZE
+    mrs     x0, tpidr_el1
+    stp     x0, x1, [sp, #0]
+    mov     x1, #KIND_STACK_OVERFLOW
+    b       el1_entry_common
 
 el1_entry_common:
     stp     x2, x3, [sp, #16]

@@ -259,14 +259,29 @@ idmap_cpu_replace_ttbr1:
     isb
     ret
 
+/*
+ * The early page tables and the stacks, in one 256 KiB-aligned region of
+ * .bss laid out so that the stack's guard page can be told apart by one bit
+ * of SP (see kernel_ventry in entry.S):
+ *
+ *   region + 0        tables, then the overflow stack
+ *   region + 124 KiB  init_stack_guard (left unmapped by paging_init)
+ *   region + 128 KiB  init_stack .. init_stack_top (128 KiB): every SP in it
+ *                     has bit INIT_STACK_SHIFT set; below it, clear.
+ */
     .section .bss.page_aligned, "aw", %nobits
-    .balign 4096
-    .globl  idmap_pg_dir, init_pg_dir, init_stack, init_stack_top, reserved_pg_dir
+    .balign 2 * INIT_STACK_SIZE
+    .globl  idmap_pg_dir, init_pg_dir, reserved_pg_dir
+    .globl  overflow_stack, overflow_stack_top, init_stack_guard, init_stack, init_stack_top
 idmap_pg_dir:   .skip 4096
 reserved_pg_dir: .skip 4096
 idmap_pud:      .skip 4096
 init_pg_dir:    .skip 4096
 init_pud:       .skip 4096
 init_pmd:       .skip 4096
+overflow_stack: .skip OVERFLOW_STACK_SIZE
+overflow_stack_top:
+    .org INIT_STACK_SIZE - 4096
+init_stack_guard: .skip 4096
 init_stack:     .skip INIT_STACK_SIZE
 init_stack_top:

@@ -38,7 +38,16 @@ const TCR_EL1_VALUE: u64 = 16
 /// TCR_EL1.EPD0: no TTBR0 walks (set once the identity map is gone).
 pub const TCR_EPD0: u64 = 1 << 7;
 
-const INIT_STACK_SIZE: usize = 128 * 1024;
+/// The kernel's one stack: 2^INIT_STACK_SHIFT bytes, placed so that the
+/// SP bit INIT_STACK_SHIFT is set inside it and clear in its guard page
+/// (head.S), which lets the vector entry spot an overflow without a free
+/// register (entry.S).
+pub const INIT_STACK_SHIFT: usize = 17;
+pub const INIT_STACK_SIZE: usize = 1 << INIT_STACK_SHIFT;
+/// Where an exception taken on an overflowed stack is handled.
+const OVERFLOW_STACK_SIZE: usize = 16 * 1024;
+/// `kind` that entry.S passes for an exception taken on an overflowed stack.
+pub const KIND_STACK_OVERFLOW: u64 = 0x40;
 
 core::arch::global_asm!(
     ".equ MAIR_EL1_VALUE, {mair}",
@@ -52,6 +61,7 @@ core::arch::global_asm!(
     ".equ KIMAGE_PUD_INDEX, {pud_idx}",
     ".equ KIMAGE_PMD_INDEX, {pmd_idx}",
     ".equ INIT_STACK_SIZE, {stack}",
+    ".equ OVERFLOW_STACK_SIZE, {ostack}",
     include_str!("head.S"),
     mair = const MAIR_EL1_VALUE,
     tcr = const TCR_EL1_VALUE,
@@ -63,6 +73,13 @@ core::arch::global_asm!(
     pud_idx = const VirtAddr::new(KIMAGE_VADDR).pud_index(),
     pmd_idx = const VirtAddr::new(KIMAGE_VADDR).pmd_index(),
     stack = const INIT_STACK_SIZE,
+    ostack = const OVERFLOW_STACK_SIZE,
 );
 
-core::arch::global_asm!(include_str!("entry.S"));
+core::arch::global_asm!(
+    ".equ INIT_STACK_SHIFT, {shift}",
+    ".equ KIND_STACK_OVERFLOW, {overflow}",
+    include_str!("entry.S"),
+    shift = const INIT_STACK_SHIFT,
+    overflow = const KIND_STACK_OVERFLOW,
+);

@@ -184,6 +184,9 @@ pub fn oops_count() -> usize {
 #[unsafe(no_mangle)]
 extern "C" fn el1_exception(regs: &mut PtRegs, kind: u64) {
     let recovery = RECOVERY.load(Ordering::SeqCst);
+    if kind == super::KIND_STACK_OVERFLOW {
+        handle_bad_stack(regs, recovery);
+    }
     // Only synchronous exceptions of the current EL are recoverable.
     if kind == 0 && !recovery.is_null() {
         *LAST_FAULT.lock() = Some(Fault { esr: regs.esr, far: regs.far, pc: regs.pc });
@@ -197,6 +200,31 @@ extern "C" fn el1_exception(regs: &mut PtRegs, kind: u64) {
     }
     print_oops(regs, kind);
     crate::panic_fatal("Fatal exception");
+}
+
+/// The kernel stack ran into its guard page; we are on the overflow stack
+/// (Linux: handle_bad_stack). A fault under catch_fault is recovered (the
+/// recovery point restores a good SP); otherwise this is fatal.
+fn handle_bad_stack(regs: &mut PtRegs, recovery: *mut FaultJmp) -> ! {
+    let bad_sp: u64;
+    // SAFETY: entry.S left the faulting SP (minus the frame) here.
+    unsafe { core::arch::asm!("mrs {}, tpidrro_el0", out(reg) bad_sp, options(nomem, nostack)) };
+    regs.sp = bad_sp + core::mem::size_of::<PtRegs>() as u64;
+    let (lo, hi) = crate::stack_bounds();
+    // SAFETY: see print_oops.
+    unsafe { printk::force_unlock() };
+    crate::pr_emerg!("Insufficient stack space to handle exception!");
+    crate::pr_emerg!("Kernel stack overflow: sp {:#x}, stack [{:#x}-{:#x}), guard page [{:#x}-{:#x})",
+        regs.sp, lo, hi, lo - 4096, lo);
+    print_oops(regs, 0);
+    if !recovery.is_null() {
+        *LAST_FAULT.lock() = Some(Fault { esr: regs.esr, far: regs.far, pc: regs.pc });
+        crate::pr_warn!("Fault recovered by catch_fault(); continuing");
+        // SAFETY: as in el1_exception: the recovery point's frame is on the
+        // (good part of the) kernel stack, below which we overflowed.
+        unsafe { fault_recover(recovery) };
+    }
+    crate::panic_fatal("kernel stack overflow")
 }
 
 fn print_oops(regs: &PtRegs, kind: u64) {
