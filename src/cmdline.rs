@@ -43,7 +43,11 @@ impl fmt::Display for BadNumber<'_> {
         match self.error {
             NumError::Empty => f.write_str("empty number"),
             NumError::Invalid if self.size => {
-                write!(f, "'{}' is not a size (decimal or 0x hex, optional K/M/G suffix)", self.word)
+                write!(
+                    f,
+                    "'{}' is not a size (decimal or 0x hex, optional K/M/G suffix)",
+                    self.word
+                )
             }
             NumError::Invalid => write!(f, "'{}' is not a number (decimal or 0x hex)", self.word),
             NumError::Overflow => write!(f, "'{}' does not fit in 64 bits", self.word),
@@ -150,7 +154,9 @@ pub struct Args<'a> {
 
 impl<'a> Args<'a> {
     pub fn new(rest: &'a str) -> Self {
-        Self { words: rest.split_ascii_whitespace() }
+        Self {
+            words: rest.split_ascii_whitespace(),
+        }
     }
 
     /// The next word, if any.
@@ -165,13 +171,27 @@ impl<'a> Args<'a> {
     /// A required number (`what` names it in the error: "ADDR").
     pub fn num(&mut self, what: &'static str) -> Result<u64, ArgError<'a>> {
         let w = self.required_word(what)?;
-        parse_num(w).map_err(|error| ArgError::Bad { what, bad: BadNumber { word: w, error, size: false } })
+        parse_num(w).map_err(|error| ArgError::Bad {
+            what,
+            bad: BadNumber {
+                word: w,
+                error,
+                size: false,
+            },
+        })
     }
 
     /// A required size (K/M/G suffixes allowed).
     pub fn size(&mut self, what: &'static str) -> Result<u64, ArgError<'a>> {
         let w = self.required_word(what)?;
-        parse_size(w).map_err(|error| ArgError::Bad { what, bad: BadNumber { word: w, error, size: true } })
+        parse_size(w).map_err(|error| ArgError::Bad {
+            what,
+            bad: BadNumber {
+                word: w,
+                error,
+                size: true,
+            },
+        })
     }
 
     /// An optional number: `None` when there are no more words.
@@ -254,7 +274,10 @@ struct Line {
 }
 
 impl Line {
-    const EMPTY: Line = Line { buf: [0; LINE_MAX], len: 0 };
+    const EMPTY: Line = Line {
+        buf: [0; LINE_MAX],
+        len: 0,
+    };
 
     fn as_str(&self) -> &str {
         // Only printable ASCII is ever stored.
@@ -325,7 +348,11 @@ impl LineEditor {
         let after_cr = core::mem::replace(&mut self.after_cr, false);
         match self.esc {
             EscState::Esc => {
-                self.esc = if b == b'[' || b == b'O' { EscState::Seq } else { EscState::Normal };
+                self.esc = if b == b'[' || b == b'O' {
+                    EscState::Seq
+                } else {
+                    EscState::Normal
+                };
                 return Event::None;
             }
             EscState::Seq => {
@@ -425,7 +452,11 @@ impl LineEditor {
             return;
         }
         self.hist_pos -= 1;
-        let line = if self.hist_pos == 0 { self.draft } else { self.hist_entry(self.hist_pos) };
+        let line = if self.hist_pos == 0 {
+            self.draft
+        } else {
+            self.hist_entry(self.hist_pos)
+        };
         self.replace(line, out);
     }
 
@@ -526,14 +557,26 @@ mod tests {
     #[test]
     fn bad_number_messages() {
         let e = Args::new("12q").num("ADDR").unwrap_err();
-        assert_eq!(alloc::format!("{}", e), "ADDR: '12q' is not a number (decimal or 0x hex)");
+        assert_eq!(
+            alloc::format!("{}", e),
+            "ADDR: '12q' is not a number (decimal or 0x hex)"
+        );
         let e = Args::new("4X").size("SIZE").unwrap_err();
-        assert_eq!(alloc::format!("{}", e), "SIZE: '4X' is not a size (decimal or 0x hex, optional K/M/G suffix)");
+        assert_eq!(
+            alloc::format!("{}", e),
+            "SIZE: '4X' is not a size (decimal or 0x hex, optional K/M/G suffix)"
+        );
         let e = Args::new("99999999999999999999").num("VALUE").unwrap_err();
-        assert_eq!(alloc::format!("{}", e), "VALUE: '99999999999999999999' does not fit in 64 bits");
+        assert_eq!(
+            alloc::format!("{}", e),
+            "VALUE: '99999999999999999999' does not fit in 64 bits"
+        );
         let e = Args::new("").num("ADDR").unwrap_err();
         assert_eq!(alloc::format!("{}", e), "missing ADDR");
-        let e = Args::new("1 2").opt_num("COUNT").and_then(|_| Args::new("1 2").end()).unwrap_err();
+        let e = Args::new("1 2")
+            .opt_num("COUNT")
+            .and_then(|_| Args::new("1 2").end())
+            .unwrap_err();
         assert_eq!(alloc::format!("{}", e), "unexpected argument '1'");
     }
 
@@ -636,7 +679,10 @@ mod tests {
         // The draft comes back after going down past the newest entry.
         let (lines, out) = run(&mut ed, b"dra\x1b[A\x1b[Bft\n");
         assert_eq!(lines, ["draft"]);
-        assert_eq!(out, "dra\x08 \x08\x08 \x08\x08 \x08three\x08 \x08\x08 \x08\x08 \x08\x08 \x08\x08 \x08draft\n");
+        assert_eq!(
+            out,
+            "dra\x08 \x08\x08 \x08\x08 \x08three\x08 \x08\x08 \x08\x08 \x08\x08 \x08\x08 \x08draft\n"
+        );
         // Beyond the oldest entry: bell, line unchanged.
         let (lines, out) = run(&mut ed, b"\x1b[A\x1b[A\x1b[A\x1b[A\x1b[A\x1b[A\x1b[A\n");
         assert_eq!(lines, ["one"]);

@@ -148,10 +148,7 @@ struct FixedStr<const N: usize> {
 
 impl<const N: usize> FixedStr<N> {
     const fn new() -> Self {
-        Self {
-            buf: [0; N],
-            len: 0,
-        }
+        Self { buf: [0; N], len: 0 }
     }
 
     fn as_str(&self) -> &str {
@@ -279,25 +276,16 @@ impl MachineInfo {
 
     fn push_bank(&mut self, bank: MemBank) -> Result<(), DtError> {
         if self.bank_cnt == MAX_MEM_BANKS {
-            return Err(DtError::TooManyBanks {
-                limit: MAX_MEM_BANKS,
-            });
+            return Err(DtError::TooManyBanks { limit: MAX_MEM_BANKS });
         }
         self.banks[self.bank_cnt] = bank;
         self.bank_cnt += 1;
         Ok(())
     }
 
-    fn push_reserved(
-        &mut self,
-        region: MemRegion,
-        kind: ReserveKind,
-        name: &str,
-    ) -> Result<(), DtError> {
+    fn push_reserved(&mut self, region: MemRegion, kind: ReserveKind, name: &str) -> Result<(), DtError> {
         if self.reserved_cnt == MAX_RESERVED {
-            return Err(DtError::TooManyReserved {
-                limit: MAX_RESERVED,
-            });
+            return Err(DtError::TooManyReserved { limit: MAX_RESERVED });
         }
         if name.len() > MAX_RESERVED_NAME_LEN {
             return Err(DtError::NameTooLong {
@@ -362,10 +350,7 @@ pub struct NodeName {
 
 impl NodeName {
     fn from(name: &str) -> Self {
-        let mut n = NodeName {
-            buf: [0; 48],
-            len: 0,
-        };
+        let mut n = NodeName { buf: [0; 48], len: 0 };
         let name = if name.is_empty() { "/" } else { name };
         if name.len() <= n.buf.len() {
             n.buf[..name.len()].copy_from_slice(name.as_bytes());
@@ -445,10 +430,7 @@ impl fmt::Display for StructProblem {
         match *self {
             Self::UnexpectedEnd => write!(f, "the structure block ends before FDT_END"),
             Self::UnknownToken(t) => write!(f, "unknown token {:#x}", t),
-            Self::NopToken => write!(
-                f,
-                "an FDT_NOP token, which the fdt 0.1.5 walker cannot skip reliably"
-            ),
+            Self::NopToken => write!(f, "an FDT_NOP token, which the fdt 0.1.5 walker cannot skip reliably"),
             Self::NameUnterminated => write!(f, "a node name without a NUL terminator"),
             Self::NameNotUtf8 => write!(f, "a node name that is not UTF-8"),
             Self::RootNameNotEmpty => write!(f, "a root node whose name is not empty"),
@@ -463,10 +445,7 @@ impl fmt::Display for StructProblem {
                     len
                 )
             }
-            Self::NameOffsetOutOfRange {
-                nameoff,
-                strings_size,
-            } => write!(
+            Self::NameOffsetOutOfRange { nameoff, strings_size } => write!(
                 f,
                 "a property name offset {:#x} outside the {}-byte strings block",
                 nameoff, strings_size
@@ -479,18 +458,10 @@ impl fmt::Display for StructProblem {
                 )
             }
             Self::PropertyNameNotUtf8 { nameoff } => {
-                write!(
-                    f,
-                    "a property name at strings offset {:#x} that is not UTF-8",
-                    nameoff
-                )
+                write!(f, "a property name at strings offset {:#x} that is not UTF-8", nameoff)
             }
             Self::CellsLength { len } => {
-                write!(
-                    f,
-                    "a #address-cells/#size-cells property of {} bytes instead of 4",
-                    len
-                )
+                write!(f, "a #address-cells/#size-cells property of {} bytes instead of 4", len)
             }
             Self::UnbalancedEndNode => {
                 write!(f, "an FDT_END_NODE without a matching FDT_BEGIN_NODE")
@@ -953,9 +924,7 @@ fn check_structure(blob: &[u8], hdr: &Header) -> Result<(), DtError> {
                 }
                 let name = match cstr_at(strings, nameoff as usize) {
                     None => return fail(pos, StructProblem::PropertyNameUnterminated { nameoff }),
-                    Some(Err(())) => {
-                        return fail(pos, StructProblem::PropertyNameNotUtf8 { nameoff })
-                    }
+                    Some(Err(())) => return fail(pos, StructProblem::PropertyNameNotUtf8 { nameoff }),
                     Some(Ok(n)) => n,
                 };
                 // The crate `expect`s four bytes for these wherever it
@@ -1051,8 +1020,7 @@ fn extract(fdt: &Fdt<'_>, dtb_size: usize) -> Result<MachineInfo, DtError> {
             };
         }
         if info.timer_frequency.is_none()
-            && (has_compatible(child, "arm,armv8-timer")
-                || has_compatible(child, "arm,armv7-timer"))
+            && (has_compatible(child, "arm,armv8-timer") || has_compatible(child, "arm,armv7-timer"))
         {
             info.timer_frequency = prop_u32(child, "clock-frequency")?;
         }
@@ -1084,11 +1052,7 @@ fn prop_str<'a>(node: Node<'_, 'a>, name: &'static str) -> Result<Option<&'a str
     let Some(p) = node.property(name) else {
         return Ok(None);
     };
-    let end = p
-        .value
-        .iter()
-        .position(|&c| c == 0)
-        .unwrap_or(p.value.len());
+    let end = p.value.iter().position(|&c| c == 0).unwrap_or(p.value.len());
     match core::str::from_utf8(&p.value[..end]) {
         Ok(s) => Ok(Some(s)),
         Err(_) => Err(DtError::NotUtf8 {
@@ -1115,15 +1079,11 @@ fn prop_u32(node: Node<'_, '_>, name: &'static str) -> Result<Option<u32>, DtErr
 
 /// DTSpec `status`: absent, "okay" or "ok" means the device is usable.
 fn available(node: Node<'_, '_>) -> Result<bool, DtError> {
-    Ok(matches!(
-        prop_str(node, "status")?,
-        None | Some("okay") | Some("ok")
-    ))
+    Ok(matches!(prop_str(node, "status")?, None | Some("okay") | Some("ok")))
 }
 
 fn has_compatible(node: Node<'_, '_>, what: &str) -> bool {
-    node.compatible()
-        .is_some_and(|c| c.all().any(|s| s == what))
+    node.compatible().is_some_and(|c| c.all().any(|s| s == what))
 }
 
 fn has_compatible_prefix(node: Node<'_, '_>, prefix: &str) -> bool {
@@ -1145,10 +1105,7 @@ fn checked_region(base: u64, size: u64, node: &str, index: usize) -> Result<MemR
 
 /// The `(base, size)` entries of `node`'s `reg`, decoded with the cell
 /// sizes of its parent; `None` if it has no `reg`.
-fn reg<'a>(
-    node: Node<'_, 'a>,
-    parent_cells: (usize, usize),
-) -> Result<Option<RegIter<'a>>, DtError> {
+fn reg<'a>(node: Node<'_, 'a>, parent_cells: (usize, usize)) -> Result<Option<RegIter<'a>>, DtError> {
     let Some(p) = node.property("reg") else {
         return Ok(None);
     };
@@ -1168,11 +1125,7 @@ fn reg<'a>(
             entry_size,
         });
     }
-    Ok(Some(RegIter {
-        data: p.value,
-        ac,
-        sc,
-    }))
+    Ok(Some(RegIter { data: p.value, ac, sc }))
 }
 
 struct RegIter<'a> {
@@ -1199,11 +1152,7 @@ impl Iterator for RegIter<'_> {
     }
 }
 
-fn add_memory_node(
-    info: &mut MachineInfo,
-    node: Node<'_, '_>,
-    root_cells: (usize, usize),
-) -> Result<(), DtError> {
+fn add_memory_node(info: &mut MachineInfo, node: Node<'_, '_>, root_cells: (usize, usize)) -> Result<(), DtError> {
     let numa_node = prop_u32(node, "numa-node-id")?;
     let Some(entries) = reg(node, root_cells)? else {
         return Err(DtError::NoReg {
@@ -1511,13 +1460,7 @@ mod tests {
 
     fn temp_path(tag: &str, ext: &str) -> PathBuf {
         let n = DUMP_SEQ.fetch_add(1, Ordering::Relaxed);
-        std::env::temp_dir().join(format!(
-            "vmkernel-dt-{}-{}-{}.{}",
-            std::process::id(),
-            tag,
-            n,
-            ext
-        ))
+        std::env::temp_dir().join(format!("vmkernel-dt-{}-{}-{}.{}", std::process::id(), tag, n, ext))
     }
 
     /// Run `qemu-system-aarch64 -machine virt<machine_opts>,dumpdtb=FILE
@@ -1553,8 +1496,7 @@ mod tests {
 
     fn qemu_parse(tag: &str, machine_opts: &str, args: &[&str]) -> MachineInfo {
         let dtb = qemu_dtb(tag, machine_opts, args);
-        let info = parse(&dtb)
-            .unwrap_or_else(|e| panic!("QEMU's own DTB ({:?}) did not parse: {}", args, e));
+        let info = parse(&dtb).unwrap_or_else(|e| panic!("QEMU's own DTB ({:?}) did not parse: {}", args, e));
         assert_eq!(info.dtb_size(), get_be32(&dtb, 4) as usize);
         info
     }
@@ -1583,11 +1525,7 @@ mod tests {
         assert_eq!(info.model(), "linux,dummy-virt");
         assert_eq!(info.pl011(), Some(QEMU_UART));
         assert_eq!(info.stdout_path(), "/pl011@9000000");
-        assert_eq!(
-            info.timer_frequency(),
-            None,
-            "QEMU leaves the frequency to CNTFRQ_EL0"
-        );
+        assert_eq!(info.timer_frequency(), None, "QEMU leaves the frequency to CNTFRQ_EL0");
         assert!(
             info.reserved().is_empty(),
             "QEMU virt has no /memreserve/ or /reserved-memory: {:?}",
@@ -1658,10 +1596,7 @@ mod tests {
         // QEMU emits memory@80000000 before memory@40000000; we sort.
         assert_eq!(
             banks(&info),
-            [
-                (0x4000_0000, 0x4000_0000, Some(0)),
-                (0x8000_0000, 0x4000_0000, Some(1))
-            ]
+            [(0x4000_0000, 0x4000_0000, Some(0)), (0x8000_0000, 0x4000_0000, Some(1))]
         );
         assert_eq!(info.cpu_count(), 2);
         assert_eq!(info.total_memory(), 2 << 30);
@@ -1682,11 +1617,7 @@ mod tests {
         let kernel = temp_path("kernel", "bin");
         std::fs::write(&kernel, [0u8; 4096]).unwrap();
         let kpath = kernel.display().to_string();
-        let dtb = qemu_dtb(
-            "append",
-            "",
-            &["-m", "1G", "-kernel", &kpath, "-append", "foo bar"],
-        );
+        let dtb = qemu_dtb("append", "", &["-m", "1G", "-kernel", &kpath, "-append", "foo bar"]);
         let _ = std::fs::remove_file(&kernel);
         let info = parse(&dtb).unwrap();
         assert_virt_common(&info);
@@ -1721,12 +1652,7 @@ mod tests {
         let mut huge = dtb[..64].to_vec();
         set_be32(&mut huge, 4, 0x4000_0000);
         let e = unsafe { parse_at(huge.as_ptr()) }.unwrap_err();
-        assert_eq!(
-            e,
-            DtError::TotalSizeTooLarge {
-                totalsize: 0x4000_0000
-            }
-        );
+        assert_eq!(e, DtError::TotalSizeTooLarge { totalsize: 0x4000_0000 });
         assert_eq!(
             unsafe { parse_at(core::ptr::null()) }.unwrap_err(),
             DtError::NullPointer
@@ -1742,10 +1668,7 @@ mod tests {
             let e = err_of(&dtb[..len]);
             match e {
                 DtError::TooShort { len: l } => assert!(len < 40 && l == len),
-                DtError::Truncated {
-                    totalsize,
-                    available,
-                } => {
+                DtError::Truncated { totalsize, available } => {
                     assert_eq!((totalsize as usize, available), (total, len))
                 }
                 other => panic!("length {}: unexpected {:?}", len, other),
@@ -1815,9 +1738,7 @@ mod tests {
     #[test]
     fn one_cell_addresses_and_sizes() {
         let mut b = Builder::new();
-        b.begin("")
-            .cells("#address-cells", &[1])
-            .cells("#size-cells", &[1]);
+        b.begin("").cells("#address-cells", &[1]).cells("#size-cells", &[1]);
         b.begin("memory@80000000")
             .str("device_type", "memory")
             .cells("reg", &[0x8000_0000, 0x1000_0000, 0x4000_0000, 0x100_0000])
@@ -1827,10 +1748,7 @@ mod tests {
         let info = parse(&b.build()).unwrap();
         assert_eq!(
             banks(&info),
-            [
-                (0x4000_0000, 0x100_0000, Some(3)),
-                (0x8000_0000, 0x1000_0000, Some(3))
-            ]
+            [(0x4000_0000, 0x100_0000, Some(3)), (0x8000_0000, 0x1000_0000, Some(3))]
         );
         assert_eq!(info.model(), "");
         assert_eq!(info.total_memory(), 0x1100_0000);
@@ -1874,8 +1792,7 @@ mod tests {
     #[test]
     fn reserved_memory_and_memreserve() {
         let mut b = Builder::new();
-        b.reserve(0x4800_0000, 0x1_0000)
-            .reserve(0x4900_0000, 0x2000);
+        b.reserve(0x4800_0000, 0x1_0000).reserve(0x4900_0000, 0x2000);
         root(&mut b);
         memory_node(&mut b, "memory@40000000", &[(0x4000_0000, 0x4000_0000)]);
         b.begin("reserved-memory")
@@ -1933,9 +1850,7 @@ mod tests {
             .strs("compatible", &["arm,armv8-timer"])
             .cells("clock-frequency", &[62_500_000])
             .end();
-        b.begin("cpus")
-            .cells("#address-cells", &[1])
-            .cells("#size-cells", &[0]);
+        b.begin("cpus").cells("#address-cells", &[1]).cells("#size-cells", &[0]);
         b.begin("cpu-map")
             .begin("cluster0")
             .begin("core0")
@@ -2046,20 +1961,14 @@ mod tests {
         let mut too_many = many.clone();
         too_many.push((0x1_0000_0000, 0x1000));
         let e = err_of(&simple_blob(&too_many));
-        assert_eq!(
-            e,
-            DtError::TooManyBanks {
-                limit: MAX_MEM_BANKS
-            }
-        );
+        assert_eq!(e, DtError::TooManyBanks { limit: MAX_MEM_BANKS });
         assert!(e.to_string().contains("32"), "{}", e);
     }
 
     #[test]
     fn memreserve_overflow_and_empty_entries() {
         let mut b = Builder::new();
-        b.reserve(0x4000_0000, 0)
-            .reserve(0xffff_ffff_ffff_f000, 0x2000);
+        b.reserve(0x4000_0000, 0).reserve(0xffff_ffff_ffff_f000, 0x2000);
         root(&mut b);
         memory_node(&mut b, "memory@40000000", &[(0x4000_0000, 0x100_0000)]);
         b.end();
@@ -2084,12 +1993,7 @@ mod tests {
         root(&mut b);
         memory_node(&mut b, "memory@40000000", &[(0x4000_0000, 0x100_0000)]);
         b.end();
-        assert_eq!(
-            err_of(&b.build()),
-            DtError::TooManyReserved {
-                limit: MAX_RESERVED
-            }
-        );
+        assert_eq!(err_of(&b.build()), DtError::TooManyReserved { limit: MAX_RESERVED });
     }
 
     #[test]
@@ -2176,9 +2080,7 @@ mod tests {
         b.begin("reserved-memory")
             .cells("#address-cells", &[2])
             .cells("#size-cells", &[2]);
-        b.begin(&long)
-            .cells("reg", &regs2(&[(0x4000_0000, 0x1000)]))
-            .end();
+        b.begin(&long).cells("reg", &regs2(&[(0x4000_0000, 0x1000)])).end();
         b.end().end();
         let e = err_of(&b.build());
         assert_eq!(
@@ -2216,20 +2118,14 @@ mod tests {
             }
         );
         let msg = e.to_string();
-        assert!(
-            msg.contains("memory@40000000") && msg.contains("entry 1"),
-            "{}",
-            msg
-        );
+        assert!(msg.contains("memory@40000000") && msg.contains("entry 1"), "{}", msg);
     }
 
     #[test]
     fn memory_node_without_reg() {
         let mut b = Builder::new();
         root(&mut b);
-        b.begin("memory@40000000")
-            .str("device_type", "memory")
-            .end();
+        b.begin("memory@40000000").str("device_type", "memory").end();
         b.end();
         let e = err_of(&b.build());
         assert_eq!(
@@ -2242,10 +2138,7 @@ mod tests {
 
         let mut b = Builder::new();
         root(&mut b);
-        b.begin("memory@0")
-            .str("device_type", "memory")
-            .prop("reg", &[])
-            .end();
+        b.begin("memory@0").str("device_type", "memory").prop("reg", &[]).end();
         b.end();
         assert_eq!(
             err_of(&b.build()),
@@ -2275,9 +2168,7 @@ mod tests {
         );
 
         let mut b = Builder::new();
-        b.begin("")
-            .cells("#address-cells", &[3])
-            .cells("#size-cells", &[2]);
+        b.begin("").cells("#address-cells", &[3]).cells("#size-cells", &[2]);
         b.begin("memory@0")
             .str("device_type", "memory")
             .cells("reg", &[0, 0, 0, 0, 1])
@@ -2398,20 +2289,11 @@ mod tests {
         set_be32(&mut b, 36, good.len() as u32); // size_dt_struct
         assert!(matches!(
             err_of(&b),
-            DtError::BlockOutOfBounds {
-                block: "structure",
-                ..
-            }
+            DtError::BlockOutOfBounds { block: "structure", .. }
         ));
         let mut b = good.clone();
         set_be32(&mut b, 12, u32::MAX); // off_dt_strings
-        assert!(matches!(
-            err_of(&b),
-            DtError::BlockOutOfBounds {
-                block: "strings",
-                ..
-            }
-        ));
+        assert!(matches!(err_of(&b), DtError::BlockOutOfBounds { block: "strings", .. }));
         let mut b = good.clone();
         set_be32(&mut b, 16, 8); // off_mem_rsvmap inside the header
         assert!(matches!(
@@ -2516,13 +2398,7 @@ mod tests {
         );
         assert_eq!(
             corrupt(|b| {
-                b.begin("")
-                    .tok(FDT_PROP)
-                    .tok(4)
-                    .tok(0x1000)
-                    .tok(0)
-                    .end()
-                    .tok(FDT_END);
+                b.begin("").tok(FDT_PROP).tok(4).tok(0x1000).tok(0).end().tok(FDT_END);
             }),
             StructProblem::NameOffsetOutOfRange {
                 nameoff: 0x1000,
@@ -2531,12 +2407,7 @@ mod tests {
         );
         assert_eq!(
             corrupt(|b| {
-                b.begin("")
-                    .tok(FDT_PROP)
-                    .tok(0x100)
-                    .tok(0)
-                    .end()
-                    .tok(FDT_END);
+                b.begin("").tok(FDT_PROP).tok(0x100).tok(0).end().tok(FDT_END);
             }),
             StructProblem::ValueOverrun { len: 0x100 }
         );
@@ -2644,13 +2515,8 @@ mod tests {
             .strs("compatible", &["arm,psci-1.0"])
             .str("method", "hvc")
             .end();
-        b.begin("cpus")
-            .cells("#address-cells", &[1])
-            .cells("#size-cells", &[0]);
-        b.begin("cpu@0")
-            .str("device_type", "cpu")
-            .cells("reg", &[0])
-            .end();
+        b.begin("cpus").cells("#address-cells", &[1]).cells("#size-cells", &[0]);
+        b.begin("cpu@0").str("device_type", "cpu").cells("reg", &[0]).end();
         b.end();
         b.begin("chosen").str("bootargs", "ktest").end();
         pl011_node(&mut b);
@@ -2752,10 +2618,7 @@ mod tests {
                 &["0x48", "0x77"],
             ),
             (DtError::Fdt(fdt::FdtError::BufferTooSmall), &["fdt"]),
-            (
-                DtError::ZeroSizedBank { node: n, bank: 3 },
-                &["memory@40000000", "3"],
-            ),
+            (DtError::ZeroSizedBank { node: n, bank: 3 }, &["memory@40000000", "3"]),
             (DtError::TooManyBanks { limit: 32 }, &["32"]),
             (
                 DtError::StringTooLong {

@@ -70,7 +70,10 @@ pub fn machine_power_off() -> ! {
     pr_info!("reboot: Power down");
     semihosting::exit(0);
     psci::system_off();
-    pr_emerg!("reboot: PSCI SYSTEM_OFF unavailable (conduit {}); halting", psci::conduit_name());
+    pr_emerg!(
+        "reboot: PSCI SYSTEM_OFF unavailable (conduit {}); halting",
+        psci::conduit_name()
+    );
     cpu::halt()
 }
 
@@ -92,7 +95,12 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     // SAFETY: single CPU; whoever held the console is not coming back.
     unsafe { printk::force_unlock() };
     match info.location() {
-        Some(l) => pr_emerg!("Kernel panic - not syncing: {} at {}:{}", info.message(), l.file(), l.line()),
+        Some(l) => pr_emerg!(
+            "Kernel panic - not syncing: {} at {}:{}",
+            info.message(),
+            l.file(),
+            l.line()
+        ),
         None => pr_emerg!("Kernel panic - not syncing: {}", info.message()),
     }
     let fp: u64;

@@ -126,7 +126,10 @@ fn write_timestamp(w: &mut dyn Write) -> fmt::Result {
 pub fn printk(level: Level, args: fmt::Arguments) {
     let mut c = CONSOLE.lock();
     let to_console = (level as u8) < CONSOLE_LOGLEVEL.load(Ordering::Relaxed);
-    let mut w = LineWriter { console: &mut c, to_console };
+    let mut w = LineWriter {
+        console: &mut c,
+        to_console,
+    };
     let _ = write_timestamp(&mut w);
     let _ = w.write_fmt(args);
     let _ = w.write_str("\n");
@@ -135,7 +138,10 @@ pub fn printk(level: Level, args: fmt::Arguments) {
 /// Raw console output without a timestamp (the shell, KTAP).
 pub fn print(args: fmt::Arguments) {
     let mut c = CONSOLE.lock();
-    let mut w = LineWriter { console: &mut c, to_console: true };
+    let mut w = LineWriter {
+        console: &mut c,
+        to_console: true,
+    };
     let _ = w.write_fmt(args);
 }
 
@@ -145,7 +151,10 @@ pub struct LogWriter;
 impl Write for LogWriter {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let mut c = CONSOLE.lock();
-        let mut w = LineWriter { console: &mut c, to_console: true };
+        let mut w = LineWriter {
+            console: &mut c,
+            to_console: true,
+        };
         let at_line_start = {
             let n = log_next.load(Ordering::Relaxed);
             // SAFETY: reading our own ring under the lock.

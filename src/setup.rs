@@ -38,7 +38,11 @@ const IDMAP_LIMIT: usize = 256 << 30;
 
 pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
     let midr = cpu::midr();
-    pr_info!("Booting vmkernel on physical CPU 0x{:010x} [0x{:08x}]", cpu::mpidr() & 0xff_00ff_ffff, midr);
+    pr_info!(
+        "Booting vmkernel on physical CPU 0x{:010x} [0x{:08x}]",
+        cpu::mpidr() & 0xff_00ff_ffff,
+        midr
+    );
     pr_info!(
         "vmkernel version {} ({}) {} at EL{}, running at EL{}",
         env!("CARGO_PKG_VERSION"),
@@ -47,7 +51,11 @@ pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
         boot_el,
         cpu::current_el()
     );
-    BOOT_INFO.call_once(|| BootInfo { fdt_pa, boot_el, phys_text });
+    BOOT_INFO.call_once(|| BootInfo {
+        fdt_pa,
+        boot_el,
+        phys_text,
+    });
 
     if fdt_pa == 0 || !fdt_pa.is_multiple_of(8) || fdt_pa >= IDMAP_LIMIT {
         boot_fail(format_args!(
@@ -84,8 +92,11 @@ pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
         if let Some(v) = arg.strip_prefix("init_on_alloc=") {
             match crate::bench::parse_bool(v) {
                 Some(on) => crate::kmm::vmalloc::set_init_on_alloc(on),
-                None => pr_warn!("init_on_alloc={}: expected 0 or 1; keeping {}", v,
-                    crate::kmm::vmalloc::init_on_alloc() as u8),
+                None => pr_warn!(
+                    "init_on_alloc={}: expected 0 or 1; keeping {}",
+                    v,
+                    crate::kmm::vmalloc::init_on_alloc() as u8
+                ),
             }
         }
     }
@@ -107,34 +118,67 @@ pub fn print_machine_summary(info: &MachineInfo, fdt_pa: usize) {
     pr_info!("Machine model: {}", info.model());
     match info.pl011() {
         Some(u) => {
-            pr_info!("earlycon: pl011 at MMIO 0x{:016x} (size {:#x}, irq {})", u.base, u.size,
-                u.irq.map_or(-1, |i| i as i64));
+            pr_info!(
+                "earlycon: pl011 at MMIO 0x{:016x} (size {:#x}, irq {})",
+                u.base,
+                u.size,
+                u.irq.map_or(-1, |i| i as i64)
+            );
             if u.base as usize != crate::EARLYCON_PL011_PHYS {
-                pr_warn!("console: DT's PL011 at {:#x} differs from the boot console at {:#x}; keeping the boot console",
-                    u.base, crate::EARLYCON_PL011_PHYS);
+                pr_warn!(
+                    "console: DT's PL011 at {:#x} differs from the boot console at {:#x}; keeping the boot console",
+                    u.base,
+                    crate::EARLYCON_PL011_PHYS
+                );
             }
         }
-        None => pr_warn!("console: no arm,pl011 node in the device tree; keeping the boot console at {:#x}",
-            crate::EARLYCON_PL011_PHYS),
+        None => pr_warn!(
+            "console: no arm,pl011 node in the device tree; keeping the boot console at {:#x}",
+            crate::EARLYCON_PL011_PHYS
+        ),
     }
     match (info.psci(), psci::version()) {
-        (Some(_), Some((maj, min))) => pr_info!("psci: PSCIv{}.{} detected in firmware (conduit: {})", maj, min, psci::conduit_name()),
+        (Some(_), Some((maj, min))) => pr_info!(
+            "psci: PSCIv{}.{} detected in firmware (conduit: {})",
+            maj,
+            min,
+            psci::conduit_name()
+        ),
         (Some(_), None) => pr_warn!("psci: conduit {} did not answer PSCI_VERSION", psci::conduit_name()),
         (None, _) => pr_warn!("psci: no /psci node; power-off will not be possible"),
     }
-    pr_info!("smp: {} CPU(s) in the device tree; booting CPU 0 only", info.cpu_count());
-    pr_info!("arch_timer: cp15 timer running at {}.{:02}MHz ({})", timer::frequency() / 1_000_000,
+    pr_info!(
+        "smp: {} CPU(s) in the device tree; booting CPU 0 only",
+        info.cpu_count()
+    );
+    pr_info!(
+        "arch_timer: cp15 timer running at {}.{:02}MHz ({})",
+        timer::frequency() / 1_000_000,
         (timer::frequency() / 10_000) % 100,
-        if info.timer_frequency().is_some() { "from DT" } else { "CNTFRQ_EL0" });
+        if info.timer_frequency().is_some() {
+            "from DT"
+        } else {
+            "CNTFRQ_EL0"
+        }
+    );
     pr_info!("fdt: {} bytes at physical {:#x}", info.dtb_size(), fdt_pa);
     pr_notice!("Kernel command line: {}", info.bootargs());
     pr_info!("MEMBLOCK configuration:");
-    pr_info!(" memory size = {:#x} reserved size = {:#x}", info.total_memory(),
-        info.reserved().iter().map(|r| r.region.size).sum::<u64>());
+    pr_info!(
+        " memory size = {:#x} reserved size = {:#x}",
+        info.total_memory(),
+        info.reserved().iter().map(|r| r.region.size).sum::<u64>()
+    );
     pr_info!(" memory.cnt  = {:#x}", info.memory().len());
     for (i, b) in info.memory().iter().enumerate() {
         match b.numa_node {
-            Some(n) => pr_info!(" memory[{:#x}]\t{}, {:#x} bytes on node {}", i, b.region, b.region.size, n),
+            Some(n) => pr_info!(
+                " memory[{:#x}]\t{}, {:#x} bytes on node {}",
+                i,
+                b.region,
+                b.region.size,
+                n
+            ),
             None => pr_info!(" memory[{:#x}]\t{}, {:#x} bytes", i, b.region, b.region.size),
         }
     }
@@ -145,7 +189,14 @@ pub fn print_machine_summary(info: &MachineInfo, fdt_pa: usize) {
             ReserveKind::ReservedMemory { no_map: true } => "reserved-memory, no-map",
             ReserveKind::ReservedMemory { no_map: false } => "reserved-memory",
         };
-        pr_info!(" reserved[{:#x}]\t{}, {:#x} bytes ({} {})", i, r.region, r.region.size, kind, r.name());
+        pr_info!(
+            " reserved[{:#x}]\t{}, {:#x} bytes ({} {})",
+            i,
+            r.region,
+            r.region.size,
+            kind,
+            r.name()
+        );
     }
     let total = info.total_memory();
     pr_info!("RAM: {} MiB in {} bank(s)", total >> 20, info.memory().len());

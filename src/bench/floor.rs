@@ -122,7 +122,9 @@ fn floor_point(n: usize, loops: usize) -> Option<FloorPoint> {
 /// Self-check of the zeroing both sides use: a page full of 0xff must come
 /// back all zero. Returns false (and says so) otherwise.
 fn check_clear_page() -> bool {
-    let Some(pa) = page_alloc::alloc_pages(0) else { return true };
+    let Some(pa) = page_alloc::alloc_pages(0) else {
+        return true;
+    };
     let va = paging::__va(pa).0 as *mut u8;
     // SAFETY: our page, Normal memory in the linear map.
     let bad = unsafe {
@@ -132,7 +134,10 @@ fn check_clear_page() -> bool {
     };
     page_alloc::__free_pages(pa, 0);
     if let Some(i) = bad {
-        pr_err!("bench: floor: clear_page check failed: byte {:#x} of the page is not zero", i);
+        pr_err!(
+            "bench: floor: clear_page check failed: byte {:#x} of the page is not zero",
+            i
+        );
     }
     bad.is_none()
 }
@@ -141,16 +146,33 @@ fn check_clear_page() -> bool {
 pub fn run_floor(loops: usize) -> Vec<FloorPoint> {
     vmalloc::purge_vmap_area_lazy();
     check_clear_page();
-    pr_info!("bench: floor: buddy pages{} + map_pages + unmap + free vs vmalloc+vfree, init_on_alloc={}, {} loops per size",
-        if vmalloc::init_on_alloc() { " (zeroed)" } else { "" }, vmalloc::init_on_alloc() as u8, loops);
-    pr_info!("bench: floor: {:>6} {:>12} {:>12} {:>6} {:>14} {:>14}",
-        "pages", "floor_ns", "vmalloc_ns", "ratio", "floor_ns/page", "vmalloc_ns/pg");
+    pr_info!(
+        "bench: floor: buddy pages{} + map_pages + unmap + free vs vmalloc+vfree, init_on_alloc={}, {} loops per size",
+        if vmalloc::init_on_alloc() { " (zeroed)" } else { "" },
+        vmalloc::init_on_alloc() as u8,
+        loops
+    );
+    pr_info!(
+        "bench: floor: {:>6} {:>12} {:>12} {:>6} {:>14} {:>14}",
+        "pages",
+        "floor_ns",
+        "vmalloc_ns",
+        "ratio",
+        "floor_ns/page",
+        "vmalloc_ns/pg"
+    );
     let mut out = Vec::new();
     for &n in &FLOOR_PAGES {
         let Some(p) = floor_point(n, loops) else { break };
-        pr_info!("bench: floor: {:>6} {:>12} {:>12} {:>6} {:>14} {:>14}",
-            n, Ns10(p.floor_ns10), Ns10(p.vmalloc_ns10), Ratio(p.vmalloc_ns10, p.floor_ns10),
-            Ns10(p.floor_ns10 / n as u64), Ns10(p.vmalloc_ns10 / n as u64));
+        pr_info!(
+            "bench: floor: {:>6} {:>12} {:>12} {:>6} {:>14} {:>14}",
+            n,
+            Ns10(p.floor_ns10),
+            Ns10(p.vmalloc_ns10),
+            Ratio(p.vmalloc_ns10, p.floor_ns10),
+            Ns10(p.floor_ns10 / n as u64),
+            Ns10(p.vmalloc_ns10 / n as u64)
+        );
         out.push(p);
     }
     out
@@ -158,15 +180,15 @@ pub fn run_floor(loops: usize) -> Vec<FloorPoint> {
 
 /// The stages of one vmalloc+vfree, in pipeline order.
 const STAGES: [&str; 9] = [
-    "get_vm_area", // __get_vm_area_node: kzalloc vm_struct + alloc_vmap_area + setup_vmalloc_vm
-    "page_array",  // kmalloc (or a nested vmalloc) of the page array
-    "alloc_pages", // buddy, one page at a time
-    "zero",        // init_on_alloc zeroing
-    "map",         // map_kernel_range
+    "get_vm_area",    // __get_vm_area_node: kzalloc vm_struct + alloc_vmap_area + setup_vmalloc_vm
+    "page_array",     // kmalloc (or a nested vmalloc) of the page array
+    "alloc_pages",    // buddy, one page at a time
+    "zero",           // init_on_alloc zeroing
+    "map",            // map_kernel_range
     "remove_vm_area", // find + unlink + unmap + free_vmap_area_noflush (+ purge, amortised)
-    "free_pages",  // __free_pages, one at a time
-    "free_array",  // kfree / vfree of the page array
-    "free_vm",     // kfree of the vm_struct (free_vm_struct)
+    "free_pages",     // __free_pages, one at a time
+    "free_array",     // kfree / vfree of the page array
+    "free_vm",        // kfree of the vm_struct (free_vm_struct)
 ];
 
 /// One row of the stage breakdown: tenths of ns per vmalloc+vfree for each
@@ -187,7 +209,14 @@ fn stage_row(n: usize, loops: usize) -> Option<StageRow> {
     for _ in 0..loops {
         let mut t = [0u64; STAGES.len() + 1];
         t[0] = get_cycles();
-        let area = __get_vm_area_node(size, 1, VmFlags::VM_ALLOC | VmFlags::VM_UNINITIALIZED, VMALLOC_START, VMALLOC_END, caller);
+        let area = __get_vm_area_node(
+            size,
+            1,
+            VmFlags::VM_ALLOC | VmFlags::VM_UNINITIALIZED,
+            VMALLOC_START,
+            VMALLOC_END,
+            caller,
+        );
         t[1] = get_cycles();
         if area.is_null() {
             pr_err!("bench: stages: __get_vm_area_node({} pages) failed", n);
@@ -260,16 +289,31 @@ fn stage_row(n: usize, loops: usize) -> Option<StageRow> {
 /// Measure and print the stage breakdown.
 pub fn run_stages(loops: usize) -> Vec<StageRow> {
     vmalloc::purge_vmap_area_lazy();
-    pr_info!("bench: stages: ns per vmalloc+vfree by stage, init_on_alloc={}, {} loops per size",
-        vmalloc::init_on_alloc() as u8, loops);
+    pr_info!(
+        "bench: stages: ns per vmalloc+vfree by stage, init_on_alloc={}, {} loops per size",
+        vmalloc::init_on_alloc() as u8,
+        loops
+    );
     let mut out = Vec::new();
     for &n in &STAGE_PAGES {
         let Some(r) = stage_row(n, loops) else { break };
-        pr_info!("bench: stages: pages={} measured_ns={} sum_of_stages_ns={} ({}x of measured)",
-            n, Ns10(r.measured_ns10), Ns10(r.sum_ns10), Ratio(r.sum_ns10, r.measured_ns10));
+        pr_info!(
+            "bench: stages: pages={} measured_ns={} sum_of_stages_ns={} ({}x of measured)",
+            n,
+            Ns10(r.measured_ns10),
+            Ns10(r.sum_ns10),
+            Ratio(r.sum_ns10, r.measured_ns10)
+        );
         for (s, name) in STAGES.iter().enumerate() {
             let pct10 = (r.stage_ns10[s] * 1000).checked_div(r.sum_ns10).unwrap_or(0);
-            pr_info!("bench: stages: pages={} {:<15} {:>12} ns {:>3}.{}%", n, name, Ns10(r.stage_ns10[s]), pct10 / 10, pct10 % 10);
+            pr_info!(
+                "bench: stages: pages={} {:<15} {:>12} ns {:>3}.{}%",
+                n,
+                name,
+                Ns10(r.stage_ns10[s]),
+                pct10 / 10,
+                pct10 % 10
+            );
         }
         out.push(r);
     }

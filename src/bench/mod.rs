@@ -33,9 +33,9 @@ pub mod floor;
 pub mod scaling;
 pub mod test_vmalloc;
 
-use kernel::rand::XorShift64Star;
 use crate::arch::timer;
 use crate::pr_warn;
+use kernel::rand::XorShift64Star;
 
 /// Which benchmarks to run and with what parameters.
 #[derive(Clone, Debug)]
@@ -146,7 +146,10 @@ fn apply_word(req: &mut BenchRequest, word: &str, prefixed: bool) -> bool {
                 "floor" => req.floor = true,
                 "stages" => req.stages = true,
                 "" => {}
-                other => pr_warn!("bench: unknown benchmark '{}' (known: test_vmalloc, scaling, floor, stages, all)", other),
+                other => pr_warn!(
+                    "bench: unknown benchmark '{}' (known: test_vmalloc, scaling, floor, stages, all)",
+                    other
+                ),
             }
         }
         return true;
@@ -299,7 +302,11 @@ pub struct Ratio(pub u64, pub u64);
 
 impl core::fmt::Display for Ratio {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let r = if self.1 == 0 { 0 } else { (self.0 as u128 * 100 + self.1 as u128 / 2) / self.1 as u128 } as u64;
+        let r = if self.1 == 0 {
+            0
+        } else {
+            (self.0 as u128 * 100 + self.1 as u128 / 2) / self.1 as u128
+        } as u64;
         let s = alloc::format!("{}.{:02}", r / 100, r % 100);
         f.pad(&s)
     }

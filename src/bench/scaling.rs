@@ -125,7 +125,10 @@ fn measure(n: usize, loops: usize) -> Option<Point> {
             past_ns10,
         }),
         _ => {
-            pr_err!("bench: scaling: alloc_vmap_area failed during the measurement (N = {})", n);
+            pr_err!(
+                "bench: scaling: alloc_vmap_area failed during the measurement (N = {})",
+                n
+            );
             None
         }
     }
@@ -134,19 +137,42 @@ fn measure(n: usize, loops: usize) -> Option<Point> {
 /// Measure every point and print the table. Returns the points measured.
 pub fn run(loops: usize) -> Vec<Point> {
     vmalloc::purge_vmap_area_lazy();
-    pr_info!("bench: scaling: alloc_vmap_area + free_vmap_area (address space only, no lazy purge), {} loops per point", loops);
-    pr_info!("bench: scaling: {:>7} {:>6} | packed: {:>5} {:>10} {:>5} | holes: {:>7} {:>6} {:>10} {:>5} {:>10} {:>5}",
-        "busy", "busy_h", "free", "1page_ns", "ratio", "free", "free_h", "1page_ns", "ratio", "2pages_ns", "ratio");
+    pr_info!(
+        "bench: scaling: alloc_vmap_area + free_vmap_area (address space only, no lazy purge), {} loops per point",
+        loops
+    );
+    pr_info!(
+        "bench: scaling: {:>7} {:>6} | packed: {:>5} {:>10} {:>5} | holes: {:>7} {:>6} {:>10} {:>5} {:>10} {:>5}",
+        "busy",
+        "busy_h",
+        "free",
+        "1page_ns",
+        "ratio",
+        "free",
+        "free_h",
+        "1page_ns",
+        "ratio",
+        "2pages_ns",
+        "ratio"
+    );
     let mut points: Vec<Point> = Vec::new();
     for &n in &POINTS {
         let Some(p) = measure(n, loops) else { break };
         let base = points.first().copied().unwrap_or(p);
-        pr_info!("bench: scaling: {:>7} {:>6} | packed: {:>5} {:>10} {:>5} | holes: {:>7} {:>6} {:>10} {:>5} {:>10} {:>5}",
-            p.busy, p.busy_height,
-            p.packed_free, Ns10(p.packed_ns10), Ratio(p.packed_ns10, base.packed_ns10),
-            p.holes_free, p.holes_free_height,
-            Ns10(p.hole_ns10), Ratio(p.hole_ns10, base.hole_ns10),
-            Ns10(p.past_ns10), Ratio(p.past_ns10, base.past_ns10));
+        pr_info!(
+            "bench: scaling: {:>7} {:>6} | packed: {:>5} {:>10} {:>5} | holes: {:>7} {:>6} {:>10} {:>5} {:>10} {:>5}",
+            p.busy,
+            p.busy_height,
+            p.packed_free,
+            Ns10(p.packed_ns10),
+            Ratio(p.packed_ns10, base.packed_ns10),
+            p.holes_free,
+            p.holes_free_height,
+            Ns10(p.hole_ns10),
+            Ratio(p.hole_ns10, base.hole_ns10),
+            Ns10(p.past_ns10),
+            Ratio(p.past_ns10, base.past_ns10)
+        );
         points.push(p);
     }
     match vmalloc::check_vmalloc_invariants() {

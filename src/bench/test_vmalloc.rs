@@ -65,7 +65,11 @@ impl Default for Params {
 impl Params {
     /// Set one parameter from its module-parameter text.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), &'static str> {
-        let int = || parse_int(value).and_then(|v| i32::try_from(v).ok()).ok_or("bad integer for");
+        let int = || {
+            parse_int(value)
+                .and_then(|v| i32::try_from(v).ok())
+                .ok_or("bad integer for")
+        };
         let boolean = || parse_bool(value).ok_or("bad boolean for");
         match name {
             "run_test_mask" => self.run_test_mask = int()?,
@@ -98,9 +102,18 @@ const TEST_CASES: [(&str, Case); 11] = [
     ("fix_align_alloc_test", Case::Run(fix_align_alloc_test)),
     ("random_size_align_alloc_test", Case::Run(random_size_align_alloc_test)),
     ("align_shift_alloc_test", Case::Run(align_shift_alloc_test)),
-    ("pcpu_alloc_test", Case::NotApplicable("no percpu allocator (__alloc_percpu) in vmkernel")),
-    ("kvfree_rcu_1_arg_vmalloc_test", Case::NotApplicable("no RCU (kvfree_rcu) in vmkernel")),
-    ("kvfree_rcu_2_arg_vmalloc_test", Case::NotApplicable("no RCU (kvfree_rcu) in vmkernel")),
+    (
+        "pcpu_alloc_test",
+        Case::NotApplicable("no percpu allocator (__alloc_percpu) in vmkernel"),
+    ),
+    (
+        "kvfree_rcu_1_arg_vmalloc_test",
+        Case::NotApplicable("no RCU (kvfree_rcu) in vmkernel"),
+    ),
+    (
+        "kvfree_rcu_2_arg_vmalloc_test",
+        Case::NotApplicable("no RCU (kvfree_rcu) in vmkernel"),
+    ),
     ("vm_map_ram_test", Case::Run(vm_map_ram_test)),
 ];
 
@@ -344,7 +357,10 @@ pub fn run(p: &Params, seed: u64) -> alloc::vec::Vec<CaseResult> {
     let mut p = p.clone();
     // init_test_configurtion()
     if p.nr_threads > 1 {
-        pr_warn!("test_vmalloc: nr_threads={}: vmkernel runs on one CPU; using 1 worker", p.nr_threads);
+        pr_warn!(
+            "test_vmalloc: nr_threads={}: vmkernel runs on one CPU; using 1 worker",
+            p.nr_threads
+        );
     }
     if p.test_repeat_count <= 0 {
         p.test_repeat_count = 1;
@@ -353,9 +369,14 @@ pub fn run(p: &Params, seed: u64) -> alloc::vec::Vec<CaseResult> {
         p.test_loop_count = 1;
     }
     if p.use_huge {
-        pr_warn!("test_vmalloc: use_huge=1: no huge vmalloc mappings in vmkernel; fix_size_alloc_test maps 4 KiB pages");
+        pr_warn!(
+            "test_vmalloc: use_huge=1: no huge vmalloc mappings in vmkernel; fix_size_alloc_test maps 4 KiB pages"
+        );
     }
-    let ctx = Ctx { test_loop_count: p.test_loop_count, nr_pages: p.nr_pages };
+    let ctx = Ctx {
+        test_loop_count: p.test_loop_count,
+        nr_pages: p.nr_pages,
+    };
     let mut rng = Rng::new(seed);
     let mut order: [usize; TEST_CASES.len()] = core::array::from_fn(|i| i);
     if !p.sequential_test_order {
@@ -404,9 +425,20 @@ pub fn run(p: &Params, seed: u64) -> alloc::vec::Vec<CaseResult> {
                 let d = data[j];
                 pr_info!(
                     "Summary: {} passed: {} failed: {} repeat: {} loops: {} avg: {} usec",
-                    name, d.passed, d.failed, p.test_repeat_count, p.test_loop_count, d.usec
+                    name,
+                    d.passed,
+                    d.failed,
+                    p.test_repeat_count,
+                    p.test_loop_count,
+                    d.usec
                 );
-                results.push(CaseResult { name, passed: d.passed, failed: d.failed, usec: d.usec, ticks: d.ticks });
+                results.push(CaseResult {
+                    name,
+                    passed: d.passed,
+                    failed: d.failed,
+                    usec: d.usec,
+                    ticks: d.ticks,
+                });
             }
             Case::NotApplicable(why) => pr_info!("Skipped: {} not applicable: {}", name, why),
         }
@@ -416,7 +448,13 @@ pub fn run(p: &Params, seed: u64) -> alloc::vec::Vec<CaseResult> {
     for r in &results {
         pr_info!(
             "bench: test_vmalloc {} passed={} failed={} loops={} repeat={} usec={} ticks={} init_on_alloc={}",
-            r.name, r.passed, r.failed, p.test_loop_count, p.test_repeat_count, r.usec, r.ticks,
+            r.name,
+            r.passed,
+            r.failed,
+            p.test_loop_count,
+            p.test_repeat_count,
+            r.usec,
+            r.ticks,
             vmalloc::init_on_alloc() as u8
         );
     }

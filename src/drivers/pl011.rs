@@ -92,7 +92,12 @@ impl Pl011 {
     /// `base` must map a PL011's registers as device memory for as long as
     /// this value (or a later `set_base`) is used.
     pub const unsafe fn new(base: usize) -> Self {
-        Self { base, early_rx: [0; EARLY_RX_MAX], early_len: 0, early_pos: 0 }
+        Self {
+            base,
+            early_rx: [0; EARLY_RX_MAX],
+            early_len: 0,
+            early_pos: 0,
+        }
     }
 
     fn regs(&self) -> &Pl011Regs {

@@ -80,10 +80,16 @@ impl KernelHeap {
         if order >= page_alloc::MAX_ORDER {
             return false;
         }
-        let Some(pa) = page_alloc::alloc_pages(order) else { return false };
+        let Some(pa) = page_alloc::alloc_pages(order) else {
+            return false;
+        };
         let start = __va(pa).0;
         // SAFETY: a fresh block of 2^order pages, owned by the heap forever.
-        unsafe { self.heap.lock().add_to_heap(start, start + (1usize << (order + PAGE_SHIFT))) };
+        unsafe {
+            self.heap
+                .lock()
+                .add_to_heap(start, start + (1usize << (order + PAGE_SHIFT)))
+        };
         self.grown_pages.fetch_add(1 << order, Ordering::Relaxed);
         self.grow_events.fetch_add(1, Ordering::Relaxed);
         true

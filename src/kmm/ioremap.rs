@@ -5,7 +5,7 @@
 
 use super::page_alloc;
 use super::paging::with_init_mm;
-use super::vmalloc::{Caller, VmFlags, __vunmap, find_vm_area, get_vm_area_caller};
+use super::vmalloc::{__vunmap, find_vm_area, get_vm_area_caller, Caller, VmFlags};
 use crate::pr_warn;
 use core::panic::Location;
 use core::ptr;
@@ -33,12 +33,20 @@ pub fn __ioremap_caller(phys: PhysAddr, size: usize, prot: PageProt, caller: Cal
     };
     let size = (size + offset).next_multiple_of(PAGE_SIZE);
     if size == 0 || last >= 1 << 48 {
-        pr_warn!("ioremap({:#x}, {:#x}): bad size or beyond the 48-bit physical address space", phys.0, size);
+        pr_warn!(
+            "ioremap({:#x}, {:#x}): bad size or beyond the 48-bit physical address space",
+            phys.0,
+            size
+        );
         return ptr::null_mut();
     }
     if let Some(pfn) = (phys_to_pfn(phys_base)..=phys_to_pfn(PhysAddr(last))).find(|&p| page_alloc::pfn_valid(p)) {
-        pr_warn!("ioremap({:#x}, {:#x}): refusing to map RAM (pfn {:#x} is managed memory); use the linear map",
-            phys.0, size, pfn);
+        pr_warn!(
+            "ioremap({:#x}, {:#x}): refusing to map RAM (pfn {:#x} is managed memory); use the linear map",
+            phys.0,
+            size,
+            pfn
+        );
         return ptr::null_mut();
     }
     let area = get_vm_area_caller(size, VmFlags::VM_IOREMAP, caller);
@@ -73,7 +81,11 @@ pub fn ioremap(phys: PhysAddr, size: usize) -> *mut u8 {
 pub fn iounmap(addr: *mut u8) {
     let a = addr as usize;
     let base = a & PAGE_MASK;
-    let vm = if is_vmalloc_addr(a) { find_vm_area(base) } else { ptr::null_mut() };
+    let vm = if is_vmalloc_addr(a) {
+        find_vm_area(base)
+    } else {
+        ptr::null_mut()
+    };
     // SAFETY: a live vm_struct found in the busy tree (single CPU: nothing
     // frees it between the lookup and this check).
     let ok = !vm.is_null() && unsafe { (*vm).addr == base && (*vm).flags.contains(VmFlags::VM_IOREMAP) };

@@ -50,7 +50,10 @@ pub fn arm64_memblock_init(info: &MachineInfo) {
     let (kpa, ksize) = paging::kernel_image_phys();
     memblock_check("reserving the kernel image", mb.reserve(kpa.0 as u64, ksize as u64));
     let bi = setup::boot_info();
-    memblock_check("reserving the FDT", mb.reserve(bi.fdt_pa as u64, info.dtb_size() as u64));
+    memblock_check(
+        "reserving the FDT",
+        mb.reserve(bi.fdt_pa as u64, info.dtb_size() as u64),
+    );
     for r in info.reserved() {
         memblock_check("reserving a DT reservation", mb.reserve(r.region.base, r.region.size));
     }
@@ -75,7 +78,10 @@ pub fn console_ioremap(info: &MachineInfo) {
     };
     let base = ioremap::ioremap(PhysAddr(phys), size);
     if base.is_null() {
-        crate::pr_err!("console: ioremap of the PL011 at {:#x} failed; staying on the fixmap", phys);
+        crate::pr_err!(
+            "console: ioremap of the PL011 at {:#x} failed; staying on the fixmap",
+            phys
+        );
         return;
     }
     // SAFETY: ioremap just mapped the same UART as device memory.
@@ -84,9 +90,12 @@ pub fn console_ioremap(info: &MachineInfo) {
     if let Err(e) = r {
         crate::pr_warn!("console: clearing the earlycon fixmap failed: {}", e);
     }
-    pr_info!("console [ttyAMA0]: PL011 at MMIO {:#x} now at {:#x} (ioremap); earlycon fixmap released", phys, base as usize);
+    pr_info!(
+        "console [ttyAMA0]: PL011 at MMIO {:#x} now at {:#x} (ioremap); earlycon fixmap released",
+        phys,
+        base as usize
+    );
 }
-
 
 /// `Memory: 1011904K/1048576K available (1024K kernel code, ...)`.
 pub fn mem_print_memory_info() {

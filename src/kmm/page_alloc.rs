@@ -28,7 +28,10 @@ struct PgData {
 // allocator for the life of the kernel; access is serialised by the lock.
 unsafe impl Send for PgData {}
 
-static ZONES: spin::Mutex<PgData> = spin::Mutex::new(PgData { zones: Zones::new(), physpages: 0 });
+static ZONES: spin::Mutex<PgData> = spin::Mutex::new(PgData {
+    zones: Zones::new(),
+    physpages: 0,
+});
 static READY: AtomicBool = AtomicBool::new(false);
 
 /// Is the buddy allocator up (memblock retired)?
@@ -138,14 +141,23 @@ pub fn free_area_init(banks: &[kernel::dt::MemBank]) {
         let spanned = end_pfn - start_pfn;
         let map_bytes = Zone::mem_map_bytes(spanned).next_multiple_of(PAGE_SIZE);
         let Some(map_pa) = mb.phys_alloc(map_bytes as u64, PAGE_SIZE as u64) else {
-            crate::boot_fail(format_args!("free_area_init: no memory for the {} KiB mem_map of [{:#x}-{:#x})",
-                map_bytes >> 10, base, base + size));
+            crate::boot_fail(format_args!(
+                "free_area_init: no memory for the {} KiB mem_map of [{:#x}-{:#x})",
+                map_bytes >> 10,
+                base,
+                base + size
+            ));
         };
         let map = __va(PhysAddr(map_pa as usize)).0 as *mut Page;
         // SAFETY: fresh memblock memory of the right size, ours forever.
         let zone = unsafe { Zone::new(start_pfn, spanned, map, bank.numa_node.unwrap_or(0)) };
         if let Err(e) = z.zones.add(zone) {
-            crate::boot_fail(format_args!("free_area_init: zone for [{:#x}-{:#x}): {}", base, base + size, e));
+            crate::boot_fail(format_args!(
+                "free_area_init: zone for [{:#x}-{:#x}): {}",
+                base,
+                base + size,
+                e
+            ));
         }
         z.physpages += spanned;
     }
@@ -167,9 +179,19 @@ pub fn free_area_init(banks: &[kernel::dt::MemBank]) {
     drop(mb);
     READY.store(true, Ordering::Release);
     let (free, managed) = nr_free_pages();
-    pr_info!("page_alloc: {} zone(s), {} pages managed, {} free, MAX_ORDER {}", zones_len(), managed, free, MAX_ORDER);
+    pr_info!(
+        "page_alloc: {} zone(s), {} pages managed, {} free, MAX_ORDER {}",
+        zones_len(),
+        managed,
+        free,
+        MAX_ORDER
+    );
     if let Some(p) = pcp {
-        pr_info!("page_alloc: per-cpu page lists: high {}, batch {} (zone 0)", p.high(), p.batch());
+        pr_info!(
+            "page_alloc: per-cpu page lists: high {}, batch {} (zone 0)",
+            p.high(),
+            p.batch()
+        );
     }
 }
 

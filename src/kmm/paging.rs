@@ -170,7 +170,15 @@ unsafe impl PgtableEnv for KernelPgtableEnv {
         // last-level-only vaale1is does not cover (rare path: failed maps).
         super::TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
         // SAFETY: TLB maintenance and barriers only.
-        unsafe { core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", "isb", options(nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!(
+                "dsb ishst",
+                "tlbi vmalle1is",
+                "dsb ish",
+                "isb",
+                options(nostack, preserves_flags)
+            )
+        };
     }
 }
 
@@ -249,7 +257,13 @@ pub fn flush_tlb_kernel_range(start: usize, end: usize) {
     // SAFETY: TLB maintenance and barriers only.
     unsafe {
         if pages > MAX_TLBI_OPS {
-            core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", "isb", options(nostack, preserves_flags));
+            core::arch::asm!(
+                "dsb ishst",
+                "tlbi vmalle1is",
+                "dsb ish",
+                "isb",
+                options(nostack, preserves_flags)
+            );
             return;
         }
         core::arch::asm!("dsb ishst", options(nostack, preserves_flags));
@@ -274,9 +288,27 @@ pub fn kernel_segments() -> &'static [KernelSegment; 3] {
         unsafe {
             let here = core::panic::Location::caller();
             [
-                KernelSegment { name: ".text", start: VirtAddr(sym(&_text)), end: VirtAddr(sym(&_etext)), prot: PAGE_KERNEL_ROX, caller: here },
-                KernelSegment { name: ".rodata", start: VirtAddr(sym(&__start_rodata)), end: VirtAddr(sym(&__end_rodata)), prot: PAGE_KERNEL_RO, caller: here },
-                KernelSegment { name: ".data", start: VirtAddr(sym(&_sdata)), end: VirtAddr(sym(&_end)), prot: PAGE_KERNEL, caller: here },
+                KernelSegment {
+                    name: ".text",
+                    start: VirtAddr(sym(&_text)),
+                    end: VirtAddr(sym(&_etext)),
+                    prot: PAGE_KERNEL_ROX,
+                    caller: here,
+                },
+                KernelSegment {
+                    name: ".rodata",
+                    start: VirtAddr(sym(&__start_rodata)),
+                    end: VirtAddr(sym(&__end_rodata)),
+                    prot: PAGE_KERNEL_RO,
+                    caller: here,
+                },
+                KernelSegment {
+                    name: ".data",
+                    start: VirtAddr(sym(&_sdata)),
+                    end: VirtAddr(sym(&_end)),
+                    prot: PAGE_KERNEL,
+                    caller: here,
+                },
             ]
         }
     })
@@ -327,7 +359,17 @@ pub fn paging_init(uart_phys: usize) {
     let guard = stack_guard_page();
     for seg in kernel_segments() {
         let mut map = |start: usize, end: usize| {
-            check(seg.name, pt.map_range(&mut env, VirtAddr(start), __pa_symbol(start), end - start, seg.prot, false));
+            check(
+                seg.name,
+                pt.map_range(
+                    &mut env,
+                    VirtAddr(start),
+                    __pa_symbol(start),
+                    end - start,
+                    seg.prot,
+                    false,
+                ),
+            );
         };
         if seg.start.0 <= guard && guard < seg.end.0 {
             map(seg.start.0, guard);
@@ -348,13 +390,25 @@ pub fn paging_init(uart_phys: usize) {
     let mut linear_end = PAGE_OFFSET;
     for &(base, size) in regions.iter().filter(|r| r.1 != 0) {
         let va = __va(PhysAddr(base as usize));
-        check("the linear map", pt.map_range(&mut env, va, PhysAddr(base as usize), size as usize, PAGE_KERNEL, true));
+        check(
+            "the linear map",
+            pt.map_range(&mut env, va, PhysAddr(base as usize), size as usize, PAGE_KERNEL, true),
+        );
         linear_end = linear_end.max(va.0 + size as usize);
     }
     LINEAR_END.store(linear_end, Ordering::Relaxed);
     // The boot console's fixmap slot.
-    check("the earlycon fixmap", pt.map_range(&mut env, VirtAddr(FIX_EARLYCON_MEM_BASE),
-        PhysAddr(uart_phys & PAGE_MASK), PAGE_SIZE, PROT_DEVICE_NGNRE, false));
+    check(
+        "the earlycon fixmap",
+        pt.map_range(
+            &mut env,
+            VirtAddr(FIX_EARLYCON_MEM_BASE),
+            PhysAddr(uart_phys & PAGE_MASK),
+            PAGE_SIZE,
+            PROT_DEVICE_NGNRE,
+            false,
+        ),
+    );
 
     // Switch TTBR1 from init_pg_dir to swapper_pg_dir. The two map the
     // image with different block sizes, so the switch goes through an
@@ -364,7 +418,8 @@ pub fn paging_init(uart_phys: usize) {
     // identity map at its physical address; swapper maps everything the
     // kernel touches from here on.
     unsafe {
-        let f: unsafe extern "C" fn(usize) = core::mem::transmute(__pa_symbol(idmap_cpu_replace_ttbr1 as *const () as usize).0);
+        let f: unsafe extern "C" fn(usize) =
+            core::mem::transmute(__pa_symbol(idmap_cpu_replace_ttbr1 as *const () as usize).0);
         f(pgd_pa.0);
     }
     SWAPPER_LIVE.store(true, Ordering::Relaxed);
@@ -384,8 +439,11 @@ pub fn paging_init(uart_phys: usize) {
         core::arch::asm!("msr tcr_el1, {}", "isb", "msr ttbr0_el1, xzr", "isb",
             "tlbi vmalle1", "dsb nsh", "isb", in(reg) tcr, options(nostack));
     }
-    pr_info!("paging_init: swapper_pg_dir at {:#x} live; identity map retired (TCR_EL1.EPD0 set); console at fixmap {:#x}",
-        pgd_pa.0, FIX_EARLYCON_MEM_BASE);
+    pr_info!(
+        "paging_init: swapper_pg_dir at {:#x} live; identity map retired (TCR_EL1.EPD0 set); console at fixmap {:#x}",
+        pgd_pa.0,
+        FIX_EARLYCON_MEM_BASE
+    );
 }
 
 /// Run `f` on the kernel page tables under init_mm's lock.
@@ -400,11 +458,29 @@ pub fn print_vm_layout() {
     fn line(name: &str, start: usize, end: usize) {
         let size = end - start;
         if size >= 1 << 30 {
-            pr_info!("    {:<8}: 0x{:016x} - 0x{:016x}   ({:6} GB)", name, start, end, size >> 30);
+            pr_info!(
+                "    {:<8}: 0x{:016x} - 0x{:016x}   ({:6} GB)",
+                name,
+                start,
+                end,
+                size >> 30
+            );
         } else if size >= 1 << 20 {
-            pr_info!("    {:<8}: 0x{:016x} - 0x{:016x}   ({:6} MB)", name, start, end, size >> 20);
+            pr_info!(
+                "    {:<8}: 0x{:016x} - 0x{:016x}   ({:6} MB)",
+                name,
+                start,
+                end,
+                size >> 20
+            );
         } else {
-            pr_info!("    {:<8}: 0x{:016x} - 0x{:016x}   ({:6} kB)", name, start, end, size >> 10);
+            pr_info!(
+                "    {:<8}: 0x{:016x} - 0x{:016x}   ({:6} kB)",
+                name,
+                start,
+                end,
+                size >> 10
+            );
         }
     }
     pr_info!("Virtual kernel memory layout:");

@@ -47,12 +47,21 @@ impl KmemCache {
         let size = if size < 8 { 8 } else { size };
         let obj_size = size.div_ceil(align) * align;
         assert!(obj_size <= PAGE_SIZE, "object caches hold objects of at most a page");
-        Self { name, obj_size, free_list: core::ptr::null_mut(), active_objs: 0, num_objs: 0, slab_pages: 0 }
+        Self {
+            name,
+            obj_size,
+            free_list: core::ptr::null_mut(),
+            active_objs: 0,
+            num_objs: 0,
+            slab_pages: 0,
+        }
     }
 
     /// Add one page of objects to the free list.
     fn grow(&mut self) -> bool {
-        let Some(pa) = page_alloc::alloc_pages(0) else { return false };
+        let Some(pa) = page_alloc::alloc_pages(0) else {
+            return false;
+        };
         let base = __va(pa).0;
         let n = PAGE_SIZE / self.obj_size;
         for i in (0..n).rev() {
@@ -95,7 +104,12 @@ impl KmemCache {
     }
 
     pub fn stats(&self) -> SlabStats {
-        SlabStats { active_objs: self.active_objs, num_objs: self.num_objs, slab_pages: self.slab_pages, obj_size: self.obj_size }
+        SlabStats {
+            active_objs: self.active_objs,
+            num_objs: self.num_objs,
+            slab_pages: self.slab_pages,
+            obj_size: self.obj_size,
+        }
     }
 }
 

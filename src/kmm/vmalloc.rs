@@ -37,8 +37,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::mm::layout::*;
 use kernel::mm::pgtable::{PageProt, PgtableEnv, PAGE_KERNEL};
 use kernel::mm::vmap_tree::{
-    self, VmapArea, VmapAreaAlloc, VmapAreaRoot, VmapError, __alloc_vmap_area, __find_vmap_area, insert_vmap_area,
-    merge_or_add_vmap_area, unlink_va,
+    self, __alloc_vmap_area, __find_vmap_area, insert_vmap_area, merge_or_add_vmap_area, unlink_va, VmapArea,
+    VmapAreaAlloc, VmapAreaRoot, VmapError,
 };
 
 // ---------------------------------------------------------------------------
@@ -127,15 +127,21 @@ pub static free_vmap_area_root: spin::Mutex<VmapAreaRoot> = spin::Mutex::new(Vma
 pub static purge_vmap_area_root: spin::Mutex<VmapAreaRoot> = spin::Mutex::new(VmapAreaRoot::new_busy());
 /// The vmap_area object cache (5.10's vmap_area_cachep).
 #[unsafe(no_mangle)]
-pub static vmap_area_cachep: spin::Mutex<KmemCache> =
-    spin::Mutex::new(KmemCache::new("vmap_area", core::mem::size_of::<VmapArea>(), core::mem::align_of::<VmapArea>()));
+pub static vmap_area_cachep: spin::Mutex<KmemCache> = spin::Mutex::new(KmemCache::new(
+    "vmap_area",
+    core::mem::size_of::<VmapArea>(),
+    core::mem::align_of::<VmapArea>(),
+));
 
 /// vm_struct objects. Linux kzallocs them (kmalloc-64, a slab cache); the
 /// general-purpose heap here scans a free list per size class on every
 /// free, which made a free cost O(live objects) (see docs/performance.md).
 #[unsafe(no_mangle)]
-pub static vm_struct_cachep: spin::Mutex<KmemCache> =
-    spin::Mutex::new(KmemCache::new("vm_struct", core::mem::size_of::<VmStruct>(), core::mem::align_of::<VmStruct>()));
+pub static vm_struct_cachep: spin::Mutex<KmemCache> = spin::Mutex::new(KmemCache::new(
+    "vm_struct",
+    core::mem::size_of::<VmStruct>(),
+    core::mem::align_of::<VmStruct>(),
+));
 
 /// Linux's kmalloc-8 .. kmalloc-4096 caches, for page arrays of up to a
 /// page (__vmalloc_area_node's kmalloc_node; bigger arrays are vmalloc'ed).
@@ -164,19 +170,28 @@ fn kmalloc_index(size: usize) -> usize {
 pub fn slab_pages() -> usize {
     vmap_area_cachep.lock().stats().slab_pages
         + vm_struct_cachep.lock().stats().slab_pages
-        + KMALLOC_CACHES.iter().map(|c| c.lock().stats().slab_pages).sum::<usize>()
+        + KMALLOC_CACHES
+            .iter()
+            .map(|c| c.lock().stats().slab_pages)
+            .sum::<usize>()
 }
 
 /// Objects handed out by vmalloc's metadata caches (vm_struct + kmalloc-*),
 /// for leak checks.
 pub fn metadata_objects() -> usize {
-    vm_struct_cachep.lock().stats().active_objs + KMALLOC_CACHES.iter().map(|c| c.lock().stats().active_objs).sum::<usize>()
+    vm_struct_cachep.lock().stats().active_objs
+        + KMALLOC_CACHES
+            .iter()
+            .map(|c| c.lock().stats().active_objs)
+            .sum::<usize>()
 }
 
 /// kzalloc(sizeof(struct vm_struct)): a cleared vm_struct, or null.
 #[inline]
 pub fn alloc_vm_struct(caller: Caller) -> *mut VmStruct {
-    let Some(p) = vm_struct_cachep.lock().alloc() else { return ptr::null_mut() };
+    let Some(p) = vm_struct_cachep.lock().alloc() else {
+        return ptr::null_mut();
+    };
     let area = p.as_ptr() as *mut VmStruct;
     // SAFETY: a fresh object of the vm_struct cache: size and alignment fit.
     unsafe {
@@ -211,7 +226,10 @@ pub fn alloc_pages_array(nr_pages: usize, caller: Caller) -> *mut PhysAddr {
     if page_array_is_vmalloced(nr_pages) {
         __vmalloc_node(array_size, 1, false, caller) as *mut PhysAddr
     } else {
-        KMALLOC_CACHES[kmalloc_index(array_size)].lock().alloc().map_or(ptr::null_mut(), |p| p.as_ptr() as *mut PhysAddr)
+        KMALLOC_CACHES[kmalloc_index(array_size)]
+            .lock()
+            .alloc()
+            .map_or(ptr::null_mut(), |p| p.as_ptr() as *mut PhysAddr)
     }
 }
 
@@ -296,7 +314,11 @@ unsafe impl PgtableEnv for NoFlushEnv {
 /// On failure nothing stays mapped and no page-table page stays allocated.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub fn map_kernel_range(addr: usize, pages: &[PhysAddr], prot: PageProt) -> Result<(), kernel::mm::pgtable::PgtableError> {
+pub fn map_kernel_range(
+    addr: usize,
+    pages: &[PhysAddr],
+    prot: PageProt,
+) -> Result<(), kernel::mm::pgtable::PgtableError> {
     with_init_mm(|pt, env| pt.map_pages(env, VirtAddr(addr), pages, prot))
 }
 
@@ -332,10 +354,16 @@ unsafe fn vm_area_add_early(vm: *mut VmStruct) {
         while !(*p).is_null() {
             let tmp = *p;
             if (*tmp).addr >= (*vm).addr {
-                assert!((*tmp).addr >= (*vm).addr + (*vm).size, "vm_area_add_early: overlapping areas");
+                assert!(
+                    (*tmp).addr >= (*vm).addr + (*vm).size,
+                    "vm_area_add_early: overlapping areas"
+                );
                 break;
             }
-            assert!((*tmp).addr + (*tmp).size <= (*vm).addr, "vm_area_add_early: overlapping areas");
+            assert!(
+                (*tmp).addr + (*tmp).size <= (*vm).addr,
+                "vm_area_add_early: overlapping areas"
+            );
             p = &mut (*tmp).next;
         }
         (*vm).next = *p;
@@ -369,7 +397,9 @@ fn vmap_init_free_space() {
     let mut free = free_vmap_area_root.lock();
     let mut cursor = VMALLOC_START;
     let mut add = |start: usize, end: usize| {
-        let node = CacheAlloc.alloc_vmap_area_node().expect("vmap_init_free_space: out of memory");
+        let node = CacheAlloc
+            .alloc_vmap_area_node()
+            .expect("vmap_init_free_space: out of memory");
         // SAFETY: a fresh node from the cache.
         unsafe {
             node.as_ptr().write(VmapArea::new(start, end));
@@ -434,7 +464,14 @@ pub fn alloc_vmap_area(size: usize, align: usize, vstart: usize, vend: usize) ->
     let va = CacheAlloc.alloc_vmap_area_node().ok_or(VmapError::NoMemory)?;
     let mut purged = false;
     loop {
-        let r = __alloc_vmap_area(&mut free_vmap_area_root.lock(), size, align, vstart, vend, &mut CacheAlloc);
+        let r = __alloc_vmap_area(
+            &mut free_vmap_area_root.lock(),
+            size,
+            align,
+            vstart,
+            vend,
+            &mut CacheAlloc,
+        );
         match r {
             Ok(addr) => {
                 // SAFETY: va is ours, fresh from the cache.
@@ -452,7 +489,10 @@ pub fn alloc_vmap_area(size: usize, align: usize, vstart: usize, vend: usize) ->
                 }
                 CacheAlloc.free_vmap_area_node(va);
                 if matches!(e, VmapError::NoSpace { .. }) {
-                    pr_warn!("vmap allocation for size {} failed: use vmalloc=<size> to increase size", size);
+                    pr_warn!(
+                        "vmap allocation for size {} failed: use vmalloc=<size> to increase size",
+                        size
+                    );
                 }
                 return Err(e);
             }
@@ -508,7 +548,14 @@ pub fn clear_vm_uninitialized_flag(vm: &mut VmStruct) {
 /// vm_struct (Linux: __get_vm_area_node).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub fn __get_vm_area_node(size: usize, align: usize, flags: VmFlags, start: usize, end: usize, caller: Caller) -> *mut VmStruct {
+pub fn __get_vm_area_node(
+    size: usize,
+    align: usize,
+    flags: VmFlags,
+    start: usize,
+    end: usize,
+    caller: Caller,
+) -> *mut VmStruct {
     let mut size = size.next_multiple_of(PAGE_SIZE);
     if size == 0 {
         return ptr::null_mut();
@@ -518,7 +565,10 @@ pub fn __get_vm_area_node(size: usize, align: usize, flags: VmFlags, start: usiz
         // Natural alignment up to IOREMAP_MAX_ORDER, so big windows can
         // use block mappings (as Linux does).
         const IOREMAP_MAX_ORDER: u32 = (PUD_SHIFT) as u32;
-        let order = size.next_power_of_two().trailing_zeros().clamp(PAGE_SHIFT as u32, IOREMAP_MAX_ORDER);
+        let order = size
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(PAGE_SHIFT as u32, IOREMAP_MAX_ORDER);
         align = 1 << order;
     }
     if !align.is_power_of_two() {
@@ -528,7 +578,11 @@ pub fn __get_vm_area_node(size: usize, align: usize, flags: VmFlags, start: usiz
     // kzalloc: a cleared vm_struct (fails as NULL, never aborts).
     let area = alloc_vm_struct(caller);
     if area.is_null() {
-        pr_warn!("get_vm_area: size {}, failed to allocate the vm_struct (caller {})", size, caller);
+        pr_warn!(
+            "get_vm_area: size {}, failed to allocate the vm_struct (caller {})",
+            size,
+            caller
+        );
         return ptr::null_mut();
     }
     if !flags.contains(VmFlags::VM_NO_GUARD) {
@@ -539,7 +593,12 @@ pub fn __get_vm_area_node(size: usize, align: usize, flags: VmFlags, start: usiz
         Err(e) => {
             // NoSpace was reported by alloc_vmap_area itself.
             if !matches!(e, VmapError::NoSpace { .. }) {
-                pr_warn!("get_vm_area: size {}, failed to allocate the vmap_area: {} (caller {})", size, e, caller);
+                pr_warn!(
+                    "get_vm_area: size {}, failed to allocate the vmap_area: {} (caller {})",
+                    size,
+                    e,
+                    caller
+                );
             }
             free_vm_struct(area);
             return ptr::null_mut();
@@ -598,7 +657,10 @@ pub fn __vmalloc_area_node(area: &mut VmStruct, prot: PageProt, zero: bool) -> u
     // The page array: kmalloc when small, else from vmalloc itself.
     let pages = alloc_pages_array(nr_pages, area.caller);
     if pages.is_null() {
-        pr_warn!("vmalloc error: size {}, failed to allocate page array", nr_pages * PAGE_SIZE);
+        pr_warn!(
+            "vmalloc error: size {}, failed to allocate page array",
+            nr_pages * PAGE_SIZE
+        );
         __vfree_area(area);
         return 0;
     }
@@ -607,8 +669,12 @@ pub fn __vmalloc_area_node(area: &mut VmStruct, prot: PageProt, zero: bool) -> u
     for i in 0..nr_pages {
         let Some(pa) = page_alloc::alloc_pages(0) else {
             NR_VMALLOC_PAGES.fetch_add(i, Ordering::Relaxed);
-            pr_warn!("vmalloc error: size {}, failed to allocate pages, allocated {} of {} bytes",
-                nr_pages * PAGE_SIZE, i * PAGE_SIZE, nr_pages * PAGE_SIZE);
+            pr_warn!(
+                "vmalloc error: size {}, failed to allocate pages, allocated {} of {} bytes",
+                nr_pages * PAGE_SIZE,
+                i * PAGE_SIZE,
+                nr_pages * PAGE_SIZE
+            );
             __vfree_area(area);
             return 0;
         };
@@ -624,7 +690,11 @@ pub fn __vmalloc_area_node(area: &mut VmStruct, prot: PageProt, zero: bool) -> u
     // SAFETY: the array holds nr_pages initialised entries.
     let page_slice = unsafe { core::slice::from_raw_parts(pages, nr_pages) };
     if let Err(e) = map_kernel_range(area.addr, page_slice, prot) {
-        pr_warn!("vmalloc error: size {}, failed to map pages: {}", nr_pages * PAGE_SIZE, e);
+        pr_warn!(
+            "vmalloc error: size {}, failed to map pages: {}",
+            nr_pages * PAGE_SIZE,
+            e
+        );
         __vfree_area(area);
         return 0;
     }
@@ -651,16 +721,39 @@ fn totalram_pages() -> usize {
 #[unsafe(no_mangle)]
 #[inline(never)]
 #[allow(clippy::too_many_arguments)] // Linux's signature, argument for argument
-pub fn __vmalloc_node_range(size: usize, align: usize, start: usize, end: usize, zero: bool, prot: PageProt,
-    vm_flags: VmFlags, caller: Caller) -> usize {
+pub fn __vmalloc_node_range(
+    size: usize,
+    align: usize,
+    start: usize,
+    end: usize,
+    zero: bool,
+    prot: PageProt,
+    vm_flags: VmFlags,
+    caller: Caller,
+) -> usize {
     let real_size = size;
     let size = size.next_multiple_of(PAGE_SIZE);
     if size == 0 || (size >> PAGE_SHIFT) > totalram_pages() {
-        pr_warn!("vmalloc error: size {}, {} (RAM is {} pages)", real_size,
-            if size == 0 { "zero-sized allocation" } else { "exceeds total RAM" }, totalram_pages());
+        pr_warn!(
+            "vmalloc error: size {}, {} (RAM is {} pages)",
+            real_size,
+            if size == 0 {
+                "zero-sized allocation"
+            } else {
+                "exceeds total RAM"
+            },
+            totalram_pages()
+        );
         return 0;
     }
-    let area = __get_vm_area_node(size, align, VmFlags::VM_ALLOC | VmFlags::VM_UNINITIALIZED | vm_flags, start, end, caller);
+    let area = __get_vm_area_node(
+        size,
+        align,
+        VmFlags::VM_ALLOC | VmFlags::VM_UNINITIALIZED | vm_flags,
+        start,
+        end,
+        caller,
+    );
     if area.is_null() {
         pr_warn!("vmalloc error: size {}, no vm area (caller {})", real_size, caller);
         return 0;
@@ -679,7 +772,16 @@ pub fn __vmalloc_node_range(size: usize, align: usize, start: usize, end: usize,
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn __vmalloc_node(size: usize, align: usize, zero: bool, caller: Caller) -> usize {
-    __vmalloc_node_range(size, align, VMALLOC_START, VMALLOC_END, zero, PAGE_KERNEL, VmFlags::empty(), caller)
+    __vmalloc_node_range(
+        size,
+        align,
+        VMALLOC_START,
+        VMALLOC_END,
+        zero,
+        PAGE_KERNEL,
+        VmFlags::empty(),
+        caller,
+    )
 }
 
 /// Linux's __vmalloc(size, gfp): `zero` stands for __GFP_ZERO.
@@ -871,7 +973,9 @@ pub fn free_vmap_area_noflush(va: NonNull<VmapArea>) {
 pub fn __purge_vmap_area_lazy() -> bool {
     let (start, end, drained) = {
         let mut purge = purge_vmap_area_root.lock();
-        let (Some(first), Some(last)) = (purge.first(), purge.last()) else { return false };
+        let (Some(first), Some(last)) = (purge.first(), purge.last()) else {
+            return false;
+        };
         // SAFETY: live nodes under the purge lock. The tree is address
         // ordered, so one flush over first..last covers every area.
         let range = unsafe { ((*first.as_ptr()).va_start, (*last.as_ptr()).va_end) };
@@ -998,7 +1102,11 @@ fn area_kind_mismatch(addr: usize, want: VmFlags) -> Option<(&'static str, &'sta
         let map = flags.contains(VmFlags::VM_MAP);
         let valloc = flags.contains(VmFlags::VM_ALLOC);
         if want == VmFlags::VM_ALLOC && !valloc {
-            return Some(if ioremap { ("ioremap", "iounmap()") } else { ("vmap", "vunmap()") });
+            return Some(if ioremap {
+                ("ioremap", "iounmap()")
+            } else {
+                ("vmap", "vunmap()")
+            });
         }
         if want == VmFlags::VM_MAP && !map && !ioremap {
             return Some(("vmalloc", "vfree()"));
@@ -1045,7 +1153,13 @@ pub fn vmallocinfo(w: &mut dyn Write) -> fmt::Result {
     let busy = vmap_area_lock();
     for va in busy.iter() {
         if va.vm.is_null() {
-            writeln!(w, "0x{:016x}-0x{:016x} {:7} vm_map_ram", va.va_start, va.va_end, va.va_end - va.va_start)?;
+            writeln!(
+                w,
+                "0x{:016x}-0x{:016x} {:7} vm_map_ram",
+                va.va_start,
+                va.va_end,
+                va.va_end - va.va_start
+            )?;
             continue;
         }
         // SAFETY: live vm_struct under vmap_area_lock.
@@ -1058,7 +1172,13 @@ pub fn vmallocinfo(w: &mut dyn Write) -> fmt::Result {
     drop(busy);
     let purge = purge_vmap_area_root.lock();
     for va in purge.iter() {
-        writeln!(w, "0x{:016x}-0x{:016x} {:7} unpurged vm_area", va.va_start, va.va_end, va.va_end - va.va_start)?;
+        writeln!(
+            w,
+            "0x{:016x}-0x{:016x} {:7} unpurged vm_area",
+            va.va_start,
+            va.va_end,
+            va.va_end - va.va_start
+        )?;
     }
     Ok(())
 }
@@ -1098,21 +1218,42 @@ fn describe_vmalloc_addr(addr: usize, w: &mut dyn Write) -> fmt::Result {
         return Ok(());
     }
     let Some(busy) = vmap_area_root.try_lock() else {
-        return writeln!(w, "vmalloc: {:#x} is in the vmalloc range (area lookup skipped: lock held)", addr);
+        return writeln!(
+            w,
+            "vmalloc: {:#x} is in the vmalloc range (area lookup skipped: lock held)",
+            addr
+        );
     };
     let va = __find_vmap_area(&busy, addr);
     if va.is_null() {
-        return writeln!(w, "vmalloc: {:#x} is in the vmalloc range but in no busy area (free or lazily freed)", addr);
+        return writeln!(
+            w,
+            "vmalloc: {:#x} is in the vmalloc range but in no busy area (free or lazily freed)",
+            addr
+        );
     }
     // SAFETY: live node (and vm_struct) under the lock.
     let (start, end, vm) = unsafe { ((*va).va_start, (*va).va_end, (*va).vm as *const VmStruct) };
     if vm.is_null() {
-        return writeln!(w, "vmalloc: {:#x} is inside vmap area 0x{:016x}-0x{:016x} (no vm_struct)", addr, start, end);
+        return writeln!(
+            w,
+            "vmalloc: {:#x} is inside vmap area 0x{:016x}-0x{:016x} (no vm_struct)",
+            addr, start, end
+        );
     }
     // SAFETY: as above.
     let v = unsafe { &*vm };
     let guard = !v.flags.contains(VmFlags::VM_NO_GUARD) && addr >= end - PAGE_SIZE;
-    write!(w, "vmalloc: {:#x} is {} ", addr, if guard { "in the GUARD PAGE of area" } else { "inside area" })?;
+    write!(
+        w,
+        "vmalloc: {:#x} is {} ",
+        addr,
+        if guard {
+            "in the GUARD PAGE of area"
+        } else {
+            "inside area"
+        }
+    )?;
     write_vm_line(w, v)
 }
 
@@ -1128,7 +1269,12 @@ pub fn check_vmalloc_invariants() -> Result<(), alloc::string::String> {
     vmap_tree::check_invariants(&purge).map_err(|e| format!("purge tree: {}", e))?;
     vmap_tree::check_coverage(&[&*busy, &*free, &*purge], &[], VMALLOC_START, VMALLOC_END)
         .map_err(|e| format!("coverage: {}", e))?;
-    for &(size, align) in &[(PAGE_SIZE, PAGE_SIZE), (3 * PAGE_SIZE, PAGE_SIZE), (PMD_SIZE, PMD_SIZE), (PUD_SIZE, PUD_SIZE)] {
+    for &(size, align) in &[
+        (PAGE_SIZE, PAGE_SIZE),
+        (3 * PAGE_SIZE, PAGE_SIZE),
+        (PMD_SIZE, PMD_SIZE),
+        (PUD_SIZE, PUD_SIZE),
+    ] {
         vmap_tree::check_lowest_match(&free, size, align, VMALLOC_START).map_err(|e| format!("lowest match: {}", e))?;
     }
     Ok(())

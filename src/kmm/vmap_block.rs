@@ -16,17 +16,17 @@
 //! the block. Larger requests take a vmap_area of their own, without a guard
 //! page, as in Linux. Both kinds show in vmallocinfo as `vm_map_ram`.
 
+use super::paging::flush_tlb_kernel_range;
 use super::slab::KmemCache;
 use super::vmalloc::{
     alloc_vmap_area, free_vmap_area_noflush, map_kernel_range, purge_vmap_area_lazy, unlink_vmap_area,
     unmap_kernel_range_noflush, CacheAlloc,
 };
-use super::paging::flush_tlb_kernel_range;
 use crate::{pr_err, pr_warn};
 use core::ptr::{self, NonNull};
 use kernel::mm::layout::*;
 use kernel::mm::pgtable::PAGE_KERNEL;
-use kernel::mm::vmap_tree::{VmapArea, VmapAreaAlloc, VmapAreaRoot, __find_vmap_area, insert_vmap_area, unlink_va};
+use kernel::mm::vmap_tree::{__find_vmap_area, insert_vmap_area, unlink_va, VmapArea, VmapAreaAlloc, VmapAreaRoot};
 
 /// Requests up to this many pages use vmap blocks (Linux: BITS_PER_LONG).
 pub const VMAP_MAX_ALLOC: usize = 64;
@@ -74,7 +74,8 @@ impl VmapBlock {
     }
 
     fn all_mapped(&self, first: usize, pages: usize) -> bool {
-        first + pages <= VMAP_BBMAP_BITS && (first..first + pages).all(|pg| self.mapped[pg / 64] & (1 << (pg % 64)) != 0)
+        first + pages <= VMAP_BBMAP_BITS
+            && (first..first + pages).all(|pg| self.mapped[pg / 64] & (1 << (pg % 64)) != 0)
     }
 }
 
@@ -90,11 +91,16 @@ pub struct VmapBlocks {
 unsafe impl Send for VmapBlocks {}
 
 #[unsafe(no_mangle)]
-pub static vmap_blocks: spin::Mutex<VmapBlocks> =
-    spin::Mutex::new(VmapBlocks { index: VmapAreaRoot::new_busy(), free_head: ptr::null_mut() });
+pub static vmap_blocks: spin::Mutex<VmapBlocks> = spin::Mutex::new(VmapBlocks {
+    index: VmapAreaRoot::new_busy(),
+    free_head: ptr::null_mut(),
+});
 
-static VMAP_BLOCK_CACHEP: spin::Mutex<KmemCache> =
-    spin::Mutex::new(KmemCache::new("vmap_block", core::mem::size_of::<VmapBlock>(), core::mem::align_of::<VmapBlock>()));
+static VMAP_BLOCK_CACHEP: spin::Mutex<KmemCache> = spin::Mutex::new(KmemCache::new(
+    "vmap_block",
+    core::mem::size_of::<VmapBlock>(),
+    core::mem::align_of::<VmapBlock>(),
+));
 
 /// Pages a request of `pages` takes from a block: the next power of two
 /// (Linux: 1 << get_order(size)).
@@ -220,7 +226,11 @@ pub fn vb_free(addr: usize, pages: usize) {
     let node = __find_vmap_area(&vbs.index, addr);
     if node.is_null() {
         drop(vbs);
-        pr_warn!("vm_unmap_ram({:#x}, {} pages): not in a vmap block; ignored", addr, pages);
+        pr_warn!(
+            "vm_unmap_ram({:#x}, {} pages): not in a vmap block; ignored",
+            addr,
+            pages
+        );
         return;
     }
     // SAFETY: index nodes point at their live block, under the lock.
@@ -289,7 +299,11 @@ pub fn vm_unmap_ram(mem: *const u8, count: usize) {
         return;
     }
     if !__find_vmap_area(&vmap_blocks.lock().index, addr).is_null() {
-        pr_warn!("vm_unmap_ram({:#x}, {}): that is a vmap block, not a large vm_map_ram area; ignored", addr, count);
+        pr_warn!(
+            "vm_unmap_ram({:#x}, {}): that is a vmap block, not a large vm_map_ram area; ignored",
+            addr,
+            count
+        );
         return;
     }
     let Some(va) = super::vmalloc::find_vmap_area(addr) else {
@@ -299,7 +313,11 @@ pub fn vm_unmap_ram(mem: *const u8, count: usize) {
     // SAFETY: a live busy area (single CPU: nothing frees it meanwhile).
     let (start, end, vm) = unsafe { ((*va.as_ptr()).va_start, (*va.as_ptr()).va_end, (*va.as_ptr()).vm) };
     if start != addr || end - start != count * PAGE_SIZE || !vm.is_null() {
-        pr_warn!("vm_unmap_ram({:#x}, {}): not a vm_map_ram area of that size; ignored", addr, count);
+        pr_warn!(
+            "vm_unmap_ram({:#x}, {}): not a vm_map_ram area of that size; ignored",
+            addr,
+            count
+        );
         return;
     }
     if !unlink_vmap_area(va) {

@@ -8,13 +8,34 @@ use crate::{kassert, kassert_eq, setup};
 pub static SUITE: Suite = Suite {
     name: "boot",
     cases: &[
-        Case { name: "dt_memory_present", run: dt_memory_present },
-        Case { name: "dt_console_and_psci", run: dt_console_and_psci },
-        Case { name: "undefined_instruction_is_caught", run: undefined_instruction_is_caught },
-        Case { name: "nested_fault_recovery", run: nested_fault_recovery },
-        Case { name: "timer_is_monotonic", run: timer_is_monotonic },
-        Case { name: "log_ring_holds_banner", run: log_ring_holds_banner },
-        Case { name: "mair_matches_memtype_enum", run: mair_matches_memtype_enum },
+        Case {
+            name: "dt_memory_present",
+            run: dt_memory_present,
+        },
+        Case {
+            name: "dt_console_and_psci",
+            run: dt_console_and_psci,
+        },
+        Case {
+            name: "undefined_instruction_is_caught",
+            run: undefined_instruction_is_caught,
+        },
+        Case {
+            name: "nested_fault_recovery",
+            run: nested_fault_recovery,
+        },
+        Case {
+            name: "timer_is_monotonic",
+            run: timer_is_monotonic,
+        },
+        Case {
+            name: "log_ring_holds_banner",
+            run: log_ring_holds_banner,
+        },
+        Case {
+            name: "mair_matches_memtype_enum",
+            run: mair_matches_memtype_enum,
+        },
     ],
 };
 
@@ -25,8 +46,14 @@ fn dt_memory_present(t: &mut Test) {
     kassert_eq!(t, sum, m.total_memory());
     // The kernel image itself must lie inside a bank.
     let text = setup::boot_info().phys_text as u64;
-    kassert!(t, m.memory().iter().any(|b| b.region.base <= text && text < b.region.base + b.region.size),
-        "kernel at {:#x} is outside every memory bank", text);
+    kassert!(
+        t,
+        m.memory()
+            .iter()
+            .any(|b| b.region.base <= text && text < b.region.base + b.region.size),
+        "kernel at {:#x} is outside every memory bank",
+        text
+    );
 }
 
 fn dt_console_and_psci(t: &mut Test) {
@@ -76,7 +103,12 @@ fn timer_is_monotonic(t: &mut Test) {
     core::hint::black_box(x);
     let b = timer::get_cycles();
     kassert!(t, b > a, "counter did not advance: {} -> {}", a, b);
-    kassert!(t, timer::frequency() >= 1_000_000, "implausible CNTFRQ {}", timer::frequency());
+    kassert!(
+        t,
+        timer::frequency() >= 1_000_000,
+        "implausible CNTFRQ {}",
+        timer::frequency()
+    );
 }
 
 fn log_ring_holds_banner(t: &mut Test) {

@@ -12,19 +12,58 @@ use kernel::mm::pgtable::Descriptor;
 pub static SUITE: Suite = Suite {
     name: "mm",
     cases: &[
-        Case { name: "kernel_segments_are_wx", run: kernel_segments_are_wx },
-        Case { name: "linear_map_uses_blocks_and_xn", run: linear_map_uses_blocks_and_xn },
-        Case { name: "write_to_text_faults", run: write_to_text_faults },
-        Case { name: "exec_from_data_faults", run: exec_from_data_faults },
-        Case { name: "null_dereference_faults", run: null_dereference_faults },
-        Case { name: "stack_overflow_hits_the_guard_page", run: stack_overflow_hits_the_guard_page },
-        Case { name: "no_identity_map_remains", run: no_identity_map_remains },
-        Case { name: "every_order_alloc_free_restores_counts", run: every_order_alloc_free_restores_counts },
-        Case { name: "bad_free_is_refused", run: bad_free_is_refused },
-        Case { name: "every_bank_is_allocatable", run: every_bank_is_allocatable },
-        Case { name: "heap_grows_past_its_first_region", run: heap_grows_past_its_first_region },
-        Case { name: "object_cache_reuses_objects", run: object_cache_reuses_objects },
-        Case { name: "buddy_invariants_hold", run: buddy_invariants_hold },
+        Case {
+            name: "kernel_segments_are_wx",
+            run: kernel_segments_are_wx,
+        },
+        Case {
+            name: "linear_map_uses_blocks_and_xn",
+            run: linear_map_uses_blocks_and_xn,
+        },
+        Case {
+            name: "write_to_text_faults",
+            run: write_to_text_faults,
+        },
+        Case {
+            name: "exec_from_data_faults",
+            run: exec_from_data_faults,
+        },
+        Case {
+            name: "null_dereference_faults",
+            run: null_dereference_faults,
+        },
+        Case {
+            name: "stack_overflow_hits_the_guard_page",
+            run: stack_overflow_hits_the_guard_page,
+        },
+        Case {
+            name: "no_identity_map_remains",
+            run: no_identity_map_remains,
+        },
+        Case {
+            name: "every_order_alloc_free_restores_counts",
+            run: every_order_alloc_free_restores_counts,
+        },
+        Case {
+            name: "bad_free_is_refused",
+            run: bad_free_is_refused,
+        },
+        Case {
+            name: "every_bank_is_allocatable",
+            run: every_bank_is_allocatable,
+        },
+        Case {
+            name: "heap_grows_past_its_first_region",
+            run: heap_grows_past_its_first_region,
+        },
+        Case {
+            name: "object_cache_reuses_objects",
+            run: object_cache_reuses_objects,
+        },
+        Case {
+            name: "buddy_invariants_hold",
+            run: buddy_invariants_hold,
+        },
     ],
 };
 
@@ -53,9 +92,22 @@ fn kernel_segments_are_wx(t: &mut Test) {
             };
             kassert_eq!(t, level, 3); // 4 KiB granularity
             let prot = Descriptor(desc).prot();
-            kassert!(t, prot == Some(seg.prot), "{} page {:#x}: prot {:?}, want {:?}", seg.name, va, prot, seg.prot);
+            kassert!(
+                t,
+                prot == Some(seg.prot),
+                "{} page {:#x}: prot {:?}, want {:?}",
+                seg.name,
+                va,
+                prot,
+                seg.prot
+            );
             let p = seg.prot;
-            kassert!(t, !(p.writable && p.executable), "{} is both writable and executable", seg.name);
+            kassert!(
+                t,
+                !(p.writable && p.executable),
+                "{} is both writable and executable",
+                seg.name
+            );
             va += PAGE_SIZE;
         }
     }
@@ -69,9 +121,19 @@ fn linear_map_uses_blocks_and_xn(t: &mut Test) {
         t.fail(file!(), line!(), format_args!("start of the linear map not mapped"));
         return;
     };
-    kassert!(t, level < 3, "linear map start mapped by a level-{} page, expected a block", level);
+    kassert!(
+        t,
+        level < 3,
+        "linear map start mapped by a level-{} page, expected a block",
+        level
+    );
     let prot = Descriptor(desc).prot().unwrap();
-    kassert!(t, prot.writable && !prot.executable, "linear map must be RW, XN: {:?}", prot);
+    kassert!(
+        t,
+        prot.writable && !prot.executable,
+        "linear map must be RW, XN: {:?}",
+        prot
+    );
     // A heap object is reachable through the linear map and translates back.
     let b = alloc::boxed::Box::new(0x5a5a_u64);
     let va = &*b as *const u64 as usize;
@@ -91,7 +153,11 @@ fn write_to_text_faults(t: &mut Test) {
     let text = unsafe { &_stext as *const u8 as usize } + 0x100;
     let r = traps::catch_fault(|| unsafe { core::ptr::write_volatile(text as *mut u32, 0xd503201f) });
     let Err(f) = r else {
-        t.fail(file!(), line!(), format_args!("write to .text at {:#x} did not fault", text));
+        t.fail(
+            file!(),
+            line!(),
+            format_args!("write to .text at {:#x} did not fault", text),
+        );
         return;
     };
     kassert_eq!(t, f.ec(), EC_DABT_CUR);
@@ -113,7 +179,11 @@ fn exec_from_data_faults(t: &mut Test) {
         f()
     });
     let Err(f) = r else {
-        t.fail(file!(), line!(), format_args!("executing .data at {:#x} did not fault", addr));
+        t.fail(
+            file!(),
+            line!(),
+            format_args!("executing .data at {:#x} did not fault", addr),
+        );
         return;
     };
     kassert_eq!(t, f.ec(), EC_IABT_CUR);
@@ -150,12 +220,21 @@ fn stack_overflow_hits_the_guard_page(t: &mut Test) {
     let r = traps::catch_fault(|| eat_stack(100_000));
     let said = crate::printk::log_contains_since(log_before, "Kernel stack overflow");
     let Err(f) = r else {
-        t.fail(file!(), line!(), format_args!("128 MiB of recursion did not overflow the stack"));
+        t.fail(
+            file!(),
+            line!(),
+            format_args!("128 MiB of recursion did not overflow the stack"),
+        );
         return;
     };
     kassert_eq!(t, f.ec(), EC_DABT_CUR);
-    kassert!(t, guard <= f.far as usize && (f.far as usize) < guard + PAGE_SIZE,
-        "fault at {:#x}, not in the guard page {:#x}", f.far, guard);
+    kassert!(
+        t,
+        guard <= f.far as usize && (f.far as usize) < guard + PAGE_SIZE,
+        "fault at {:#x}, not in the guard page {:#x}",
+        f.far,
+        guard
+    );
     kassert!(t, said, "no 'Kernel stack overflow' report");
     // And the stack works again: 1 + 2 + ... + 16.
     kassert_eq!(t, eat_stack(16), 136);
@@ -163,12 +242,21 @@ fn stack_overflow_hits_the_guard_page(t: &mut Test) {
 
 fn no_identity_map_remains(t: &mut Test) {
     use aarch64_cpu::registers::{Readable, TCR_EL1, TTBR0_EL1};
-    kassert!(t, TCR_EL1.get() & crate::arch::TCR_EPD0 != 0, "TCR_EL1.EPD0 clear: TTBR0 walks still on");
+    kassert!(
+        t,
+        TCR_EL1.get() & crate::arch::TCR_EPD0 != 0,
+        "TCR_EL1.EPD0 clear: TTBR0 walks still on"
+    );
     kassert_eq!(t, TTBR0_EL1.get(), 0);
     // The kernel's own physical address must not be reachable any more.
     let phys = setup_phys_text();
     let r = traps::catch_fault_quiet(|| unsafe { core::ptr::read_volatile(phys as *const u32) });
-    kassert!(t, r.is_err(), "physical address {:#x} still readable through an identity map", phys);
+    kassert!(
+        t,
+        r.is_err(),
+        "physical address {:#x} still readable through an identity map",
+        phys
+    );
 }
 
 fn setup_phys_text() -> usize {
@@ -183,7 +271,13 @@ fn every_order_alloc_free_restores_counts(t: &mut Test) {
             t.fail(file!(), line!(), format_args!("alloc_pages({}) failed", order));
             return;
         };
-        kassert!(t, pa.is_aligned(PAGE_SIZE << order), "order-{} block at {:#x} misaligned", order, pa.0);
+        kassert!(
+            t,
+            pa.is_aligned(PAGE_SIZE << order),
+            "order-{} block at {:#x} misaligned",
+            order,
+            pa.0
+        );
         kassert_eq!(t, page_alloc::nr_free_pages().0, free_before - (1 << order));
         page_alloc::__free_pages(pa, order);
         kassert_eq!(t, page_alloc::free_area_counts(), before);
@@ -236,7 +330,11 @@ fn every_bank_is_allocatable(t: &mut Test) {
         page_alloc::__free_pages(PhysAddr(head), order);
         head = next;
     }
-    kassert!(t, per_zone_ok, "a zone still had free pages after allocating everything");
+    kassert!(
+        t,
+        per_zone_ok,
+        "a zone still had free pages after allocating everything"
+    );
     // One zone per RAM bank of the device tree (NUMA nodes stay apart).
     kassert_eq!(t, zones, crate::setup::machine().memory().len());
     kassert_eq!(t, free_mid, 0);
@@ -250,13 +348,28 @@ fn heap_grows_past_its_first_region(t: &mut Test) {
     // Twice the boot arena: cannot fit without growing.
     let n = 2 * heap::HEAP_INITIAL_SIZE / 8;
     let mut v: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
-    kassert!(t, v.try_reserve_exact(n).is_ok(), "heap could not grow to {} bytes", n * 8);
+    kassert!(
+        t,
+        v.try_reserve_exact(n).is_ok(),
+        "heap could not grow to {} bytes",
+        n * 8
+    );
     for i in 0..n {
         v.push(i as u64 ^ 0xdead_beef);
     }
-    kassert!(t, v.iter().enumerate().all(|(i, &x)| x == i as u64 ^ 0xdead_beef), "heap data corrupted");
+    kassert!(
+        t,
+        v.iter().enumerate().all(|(i, &x)| x == i as u64 ^ 0xdead_beef),
+        "heap data corrupted"
+    );
     let during = heap::heap_stats();
-    kassert!(t, during.total > before.total.max(heap::HEAP_INITIAL_SIZE), "heap did not grow: {:?} -> {:?}", before, during);
+    kassert!(
+        t,
+        during.total > before.total.max(heap::HEAP_INITIAL_SIZE),
+        "heap did not grow: {:?} -> {:?}",
+        before,
+        during
+    );
     kassert!(t, during.grown_pages > 0);
     drop(v);
     kassert_eq!(t, heap::heap_stats().used, before.used);
@@ -277,7 +390,12 @@ fn object_cache_reuses_objects(t: &mut Test) {
             t.fail(file!(), line!(), format_args!("kmem_cache alloc failed"));
             return;
         };
-        kassert!(t, (p.as_ptr() as usize).is_multiple_of(16), "object {:p} misaligned", p.as_ptr());
+        kassert!(
+            t,
+            (p.as_ptr() as usize).is_multiple_of(16),
+            "object {:p} misaligned",
+            p.as_ptr()
+        );
         *o = p.as_ptr();
     }
     let s = c.stats();

@@ -36,7 +36,12 @@ pub struct Test {
 
 impl Test {
     fn new() -> Self {
-        Self { failed: false, skipped: None, msg: [0; 512], msg_len: 0 }
+        Self {
+            failed: false,
+            skipped: None,
+            msg: [0; 512],
+            msg_len: 0,
+        }
     }
 
     /// Record a failure (the first one's message is kept).
@@ -95,8 +100,17 @@ macro_rules! kassert_eq {
         match (&$left, &$right) {
             (l, r) => {
                 if !(*l == *r) {
-                    $t.fail(file!(), line!(), format_args!("{} == {}: left {:#x?}, right {:#x?}",
-                        stringify!($left), stringify!($right), l, r));
+                    $t.fail(
+                        file!(),
+                        line!(),
+                        format_args!(
+                            "{} == {}: left {:#x?}, right {:#x?}",
+                            stringify!($left),
+                            stringify!($right),
+                            l,
+                            r
+                        ),
+                    );
                     return;
                 }
             }
@@ -116,7 +130,10 @@ fn selected(filter: &str, suite: &str, case: &str) -> bool {
 
 /// Run every selected test, print KTAP, and return the number of failures.
 pub fn run_all(filter: &str) -> usize {
-    let suites: usize = SUITES.iter().filter(|s| s.cases.iter().any(|c| selected(filter, s.name, c.name))).count();
+    let suites: usize = SUITES
+        .iter()
+        .filter(|s| s.cases.iter().any(|c| selected(filter, s.name, c.name)))
+        .count();
     println!("KTAP version 1");
     println!("1..{}", suites);
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
@@ -147,13 +164,22 @@ pub fn run_all(filter: &str) -> usize {
                 sp += 1;
             }
         }
-        println!("    # {}: pass:{} fail:{} skip:{} total:{}", suite.name, sp, sf, ss, total);
+        println!(
+            "    # {}: pass:{} fail:{} skip:{} total:{}",
+            suite.name, sp, sf, ss, total
+        );
         println!("{} {} {}", if sf == 0 { "ok" } else { "not ok" }, n, suite.name);
         passed += sp;
         failed += sf;
         skipped += ss;
     }
-    println!("# Totals: pass:{} fail:{} skip:{} total:{}", passed, failed, skipped, passed + failed + skipped);
+    println!(
+        "# Totals: pass:{} fail:{} skip:{} total:{}",
+        passed,
+        failed,
+        skipped,
+        passed + failed + skipped
+    );
     println!("ktest: {} passed, {} failed", passed, failed);
     failed
 }

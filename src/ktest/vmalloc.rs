@@ -14,31 +14,106 @@ use kernel::mm::pgtable::PAGE_KERNEL;
 pub static SUITE: Suite = Suite {
     name: "vmalloc",
     cases: &[
-        Case { name: "vmalloc_maps_every_page", run: vmalloc_maps_every_page },
-        Case { name: "vzalloc_zeroes", run: vzalloc_zeroes },
-        Case { name: "multi_mib_write_read_back", run: multi_mib_write_read_back },
-        Case { name: "alignment_is_honoured", run: alignment_is_honoured },
-        Case { name: "guard_page_faults_and_is_named", run: guard_page_faults_and_is_named },
-        Case { name: "vfree_null_is_noop", run: vfree_null_is_noop },
-        Case { name: "vfree_bad_address_changes_nothing", run: vfree_bad_address_changes_nothing },
-        Case { name: "double_vfree_is_caught", run: double_vfree_is_caught },
-        Case { name: "zero_and_huge_sizes_fail", run: zero_and_huge_sizes_fail },
-        Case { name: "ioremap_refuses_ram", run: ioremap_refuses_ram },
-        Case { name: "ioremap_keeps_offset_and_reaches_device", run: ioremap_keeps_offset_and_reaches_device },
-        Case { name: "vmap_aliases_pages", run: vmap_aliases_pages },
-        Case { name: "get_vm_area_and_free_vm_area", run: get_vm_area_and_free_vm_area },
-        Case { name: "vmallocinfo_lists_areas", run: vmallocinfo_lists_areas },
-        Case { name: "big_page_array_comes_from_vmalloc", run: big_page_array_comes_from_vmalloc },
-        Case { name: "fault_injection_sweep", run: fault_injection_sweep },
-        Case { name: "churn_10k_areas_with_invariants", run: churn_10k_areas_with_invariants },
-        Case { name: "lazy_purge_batches_tlb_flushes", run: lazy_purge_batches_tlb_flushes },
-        Case { name: "exhaustion_purges_and_retries", run: exhaustion_purges_and_retries },
-        Case { name: "vm_map_ram_small_uses_blocks", run: vm_map_ram_small_uses_blocks },
-        Case { name: "vm_map_ram_block_released_when_all_dirty", run: vm_map_ram_block_released_when_all_dirty },
-        Case { name: "vm_map_ram_large_has_own_area", run: vm_map_ram_large_has_own_area },
-        Case { name: "vm_unmap_ram_bad_input_changes_nothing", run: vm_unmap_ram_bad_input_changes_nothing },
-        Case { name: "vm_unmap_aliases_flushes_dirty_ranges", run: vm_unmap_aliases_flushes_dirty_ranges },
-        Case { name: "vm_map_ram_fault_injection_sweep", run: vm_map_ram_fault_injection_sweep },
+        Case {
+            name: "vmalloc_maps_every_page",
+            run: vmalloc_maps_every_page,
+        },
+        Case {
+            name: "vzalloc_zeroes",
+            run: vzalloc_zeroes,
+        },
+        Case {
+            name: "multi_mib_write_read_back",
+            run: multi_mib_write_read_back,
+        },
+        Case {
+            name: "alignment_is_honoured",
+            run: alignment_is_honoured,
+        },
+        Case {
+            name: "guard_page_faults_and_is_named",
+            run: guard_page_faults_and_is_named,
+        },
+        Case {
+            name: "vfree_null_is_noop",
+            run: vfree_null_is_noop,
+        },
+        Case {
+            name: "vfree_bad_address_changes_nothing",
+            run: vfree_bad_address_changes_nothing,
+        },
+        Case {
+            name: "double_vfree_is_caught",
+            run: double_vfree_is_caught,
+        },
+        Case {
+            name: "zero_and_huge_sizes_fail",
+            run: zero_and_huge_sizes_fail,
+        },
+        Case {
+            name: "ioremap_refuses_ram",
+            run: ioremap_refuses_ram,
+        },
+        Case {
+            name: "ioremap_keeps_offset_and_reaches_device",
+            run: ioremap_keeps_offset_and_reaches_device,
+        },
+        Case {
+            name: "vmap_aliases_pages",
+            run: vmap_aliases_pages,
+        },
+        Case {
+            name: "get_vm_area_and_free_vm_area",
+            run: get_vm_area_and_free_vm_area,
+        },
+        Case {
+            name: "vmallocinfo_lists_areas",
+            run: vmallocinfo_lists_areas,
+        },
+        Case {
+            name: "big_page_array_comes_from_vmalloc",
+            run: big_page_array_comes_from_vmalloc,
+        },
+        Case {
+            name: "fault_injection_sweep",
+            run: fault_injection_sweep,
+        },
+        Case {
+            name: "churn_10k_areas_with_invariants",
+            run: churn_10k_areas_with_invariants,
+        },
+        Case {
+            name: "lazy_purge_batches_tlb_flushes",
+            run: lazy_purge_batches_tlb_flushes,
+        },
+        Case {
+            name: "exhaustion_purges_and_retries",
+            run: exhaustion_purges_and_retries,
+        },
+        Case {
+            name: "vm_map_ram_small_uses_blocks",
+            run: vm_map_ram_small_uses_blocks,
+        },
+        Case {
+            name: "vm_map_ram_block_released_when_all_dirty",
+            run: vm_map_ram_block_released_when_all_dirty,
+        },
+        Case {
+            name: "vm_map_ram_large_has_own_area",
+            run: vm_map_ram_large_has_own_area,
+        },
+        Case {
+            name: "vm_unmap_ram_bad_input_changes_nothing",
+            run: vm_unmap_ram_bad_input_changes_nothing,
+        },
+        Case {
+            name: "vm_unmap_aliases_flushes_dirty_ranges",
+            run: vm_unmap_aliases_flushes_dirty_ranges,
+        },
+        Case {
+            name: "vm_map_ram_fault_injection_sweep",
+            run: vm_map_ram_fault_injection_sweep,
+        },
     ],
 };
 
@@ -56,7 +131,9 @@ impl core::fmt::Write for Buf {
 
 impl Buf {
     fn new() -> Self {
-        Buf { data: alloc::vec::Vec::new() }
+        Buf {
+            data: alloc::vec::Vec::new(),
+        }
     }
     fn contains(&self, needle: &str) -> bool {
         self.data.windows(needle.len()).any(|w| w == needle.as_bytes())
@@ -78,14 +155,24 @@ fn vmalloc_maps_every_page(t: &mut Test) {
     let p = vm::vmalloc(3 * PAGE_SIZE);
     kassert!(t, !p.is_null(), "vmalloc(3 pages) failed");
     let a = p as usize;
-    kassert!(t, is_vmalloc_addr(a) && a.is_multiple_of(PAGE_SIZE), "bad address {:#x}", a);
+    kassert!(
+        t,
+        is_vmalloc_addr(a) && a.is_multiple_of(PAGE_SIZE),
+        "bad address {:#x}",
+        a
+    );
     let area = vm::find_vm_area(a);
     kassert!(t, !area.is_null(), "find_vm_area({:#x}) found nothing", a);
     // SAFETY: live area.
     let (size, nr, flags) = unsafe { ((*area).size, (*area).nr_pages, (*area).flags) };
     kassert_eq!(t, size, 4 * PAGE_SIZE); // 3 pages + guard
     kassert_eq!(t, nr, 3);
-    kassert!(t, flags.contains(VmFlags::VM_ALLOC) && !flags.contains(VmFlags::VM_UNINITIALIZED), "flags {:?}", flags);
+    kassert!(
+        t,
+        flags.contains(VmFlags::VM_ALLOC) && !flags.contains(VmFlags::VM_UNINITIALIZED),
+        "flags {:?}",
+        flags
+    );
     for i in 0..3 {
         let va = a + i * PAGE_SIZE;
         let pa = vm::vmalloc_to_page(va as *const u8);
@@ -95,10 +182,18 @@ fn vmalloc_maps_every_page(t: &mut Test) {
         // SAFETY: our mapping and the linear alias of its page.
         unsafe {
             ((va + 8) as *mut u64).write_volatile(0x1234_0000 + i as u64);
-            kassert_eq!(t, ((paging::__va(pa.unwrap()).0 + 8) as *const u64).read_volatile(), 0x1234_0000 + i as u64);
+            kassert_eq!(
+                t,
+                ((paging::__va(pa.unwrap()).0 + 8) as *const u64).read_volatile(),
+                0x1234_0000 + i as u64
+            );
         }
     }
-    kassert!(t, vm::vmalloc_to_page((a + 3 * PAGE_SIZE) as *const u8).is_none(), "guard page is mapped");
+    kassert!(
+        t,
+        vm::vmalloc_to_page((a + 3 * PAGE_SIZE) as *const u8).is_none(),
+        "guard page is mapped"
+    );
     vm::vfree(p);
     kassert!(t, vm::find_vm_area(a).is_null(), "area still busy after vfree");
 }
@@ -197,7 +292,11 @@ fn double_vfree_is_caught(t: &mut Test) {
     let before = vm::snapshot();
     let log_before = crate::printk::log_len();
     vm::vfree(p);
-    kassert!(t, crate::printk::log_contains_since(log_before, "Trying to vfree() nonexistent vm area"), "no warning");
+    kassert!(
+        t,
+        crate::printk::log_contains_since(log_before, "Trying to vfree() nonexistent vm area"),
+        "no warning"
+    );
     kassert_eq!(t, vm::snapshot(), before);
 }
 
@@ -206,7 +305,11 @@ fn zero_and_huge_sizes_fail(t: &mut Test) {
     let before = vm::snapshot();
     kassert!(t, vm::vmalloc(0).is_null(), "vmalloc(0) succeeded");
     let ram = page_alloc::nr_free_pages().1 * PAGE_SIZE;
-    kassert!(t, vm::vmalloc(ram + PAGE_SIZE).is_null(), "vmalloc beyond RAM succeeded");
+    kassert!(
+        t,
+        vm::vmalloc(ram + PAGE_SIZE).is_null(),
+        "vmalloc beyond RAM succeeded"
+    );
     kassert_eq!(t, vm::snapshot(), before);
 }
 
@@ -214,13 +317,25 @@ fn ioremap_refuses_ram(t: &mut Test) {
     settle();
     let before = vm::snapshot();
     let ram = crate::setup::machine().memory()[0].region.base as usize;
-    kassert!(t, ioremap::ioremap(PhysAddr(ram), PAGE_SIZE).is_null(), "ioremap of RAM at {:#x} succeeded", ram);
-    kassert!(t, ioremap::ioremap(PhysAddr(ram - PAGE_SIZE), 2 * PAGE_SIZE).is_null(), "ioremap straddling RAM succeeded");
+    kassert!(
+        t,
+        ioremap::ioremap(PhysAddr(ram), PAGE_SIZE).is_null(),
+        "ioremap of RAM at {:#x} succeeded",
+        ram
+    );
+    kassert!(
+        t,
+        ioremap::ioremap(PhysAddr(ram - PAGE_SIZE), 2 * PAGE_SIZE).is_null(),
+        "ioremap straddling RAM succeeded"
+    );
     kassert_eq!(t, vm::snapshot(), before);
 }
 
 fn ioremap_keeps_offset_and_reaches_device(t: &mut Test) {
-    let uart = crate::setup::machine().pl011().map(|u| u.base as usize).unwrap_or(crate::EARLYCON_PL011_PHYS);
+    let uart = crate::setup::machine()
+        .pl011()
+        .map(|u| u.base as usize)
+        .unwrap_or(crate::EARLYCON_PL011_PHYS);
     // UARTFR at offset 0x18; UARTPeriphID0 at 0xfe0 reads 0x11 on a PL011.
     let p = ioremap::ioremap(PhysAddr(uart + 0xfe0), 4);
     kassert!(t, !p.is_null(), "ioremap of the PL011 failed");
@@ -250,9 +365,17 @@ fn vmap_aliases_pages(t: &mut Test) {
         // SAFETY: the vmap alias and the linear alias of our page.
         unsafe {
             ((v as usize + i * PAGE_SIZE) as *mut u64).write_volatile(0xabc0 + i as u64);
-            kassert_eq!(t, (paging::__va(*pa).0 as *const u64).read_volatile(), 0xabc0 + i as u64);
+            kassert_eq!(
+                t,
+                (paging::__va(*pa).0 as *const u64).read_volatile(),
+                0xabc0 + i as u64
+            );
         }
-        kassert_eq!(t, vm::vmalloc_to_page((v as usize + i * PAGE_SIZE) as *const u8), Some(*pa));
+        kassert_eq!(
+            t,
+            vm::vmalloc_to_page((v as usize + i * PAGE_SIZE) as *const u8),
+            Some(*pa)
+        );
     }
     let free_before = page_alloc::nr_free_pages().0;
     vm::vunmap(v);
@@ -281,7 +404,14 @@ fn vmallocinfo_lists_areas(t: &mut Test) {
     kassert!(t, !p.is_null());
     let info = vmallocinfo_text();
     let mut line = Buf::new();
-    let _ = core::fmt::Write::write_fmt(&mut line, format_args!("0x{:016x}-0x{:016x}   24576 src/ktest/vmalloc.rs:", p as usize, p as usize + 6 * PAGE_SIZE));
+    let _ = core::fmt::Write::write_fmt(
+        &mut line,
+        format_args!(
+            "0x{:016x}-0x{:016x}   24576 src/ktest/vmalloc.rs:",
+            p as usize,
+            p as usize + 6 * PAGE_SIZE
+        ),
+    );
     let want = core::str::from_utf8(&line.data).unwrap_or("");
     let has_line = info.contains(want) && info.contains(" pages=5 vmalloc\n");
     let has_uart = info.contains(" ioremap\n") && info.contains("phys=0x0000000009000000");
@@ -304,7 +434,12 @@ fn big_page_array_comes_from_vmalloc(t: &mut Test) {
     let pages = unsafe { (*area).pages } as usize;
     let info = vmallocinfo_text();
     vm::vfree(p);
-    kassert!(t, is_vmalloc_addr(pages), "page array at {:#x} is not a vmalloc address", pages);
+    kassert!(
+        t,
+        is_vmalloc_addr(pages),
+        "page array at {:#x} is not a vmalloc address",
+        pages
+    );
     kassert!(t, info.contains(" pages=1024 vmalloc vpages\n"), "no vpages line");
 }
 
@@ -326,17 +461,40 @@ fn fault_injection_sweep(t: &mut Test) {
             if injected == 0 {
                 // Every allocation of the request succeeded: the sweep is done.
                 kassert!(t, !p.is_null(), "vmalloc failed without an injected failure");
-                kassert!(t, seen >= pages + 2, "only {} allocations seen for {} pages", seen, pages);
+                kassert!(
+                    t,
+                    seen >= pages + 2,
+                    "only {} allocations seen for {} pages",
+                    seen,
+                    pages
+                );
                 vm::vfree(p);
                 break;
             }
-            kassert!(t, p.is_null(), "vmalloc({} pages) succeeded although allocation {} failed", pages, n);
+            kassert!(
+                t,
+                p.is_null(),
+                "vmalloc({} pages) succeeded although allocation {} failed",
+                pages,
+                n
+            );
             settle();
             let after = vm::snapshot();
-            kassert!(t, after == before, "{} pages, failing allocation {}: state changed\n    before {:?}\n    after  {:?}",
-                pages, n, before, after);
+            kassert!(
+                t,
+                after == before,
+                "{} pages, failing allocation {}: state changed\n    before {:?}\n    after  {:?}",
+                pages,
+                n,
+                before,
+                after
+            );
             if let Err(e) = vm::check_vmalloc_invariants() {
-                t.fail(file!(), line!(), format_args!("{} pages, failing allocation {}: {}", pages, n, e));
+                t.fail(
+                    file!(),
+                    line!(),
+                    format_args!("{} pages, failing allocation {}: {}", pages, n, e),
+                );
                 return;
             }
             n += 1;
@@ -363,7 +521,11 @@ fn churn_10k_areas_with_invariants(t: &mut Test) {
             let pages = 1 + (rng.next() % 4) as usize;
             let p = vm::vmalloc(pages * PAGE_SIZE);
             if p.is_null() {
-                t.fail(file!(), line!(), format_args!("vmalloc failed at op {} with {} live areas", op, live));
+                t.fail(
+                    file!(),
+                    line!(),
+                    format_args!("vmalloc failed at op {} with {} live areas", op, live),
+                );
                 break;
             }
             slots[i] = p as usize;
@@ -390,9 +552,19 @@ fn churn_10k_areas_with_invariants(t: &mut Test) {
         return;
     }
     let flushes = TLB_FLUSHES.load(Ordering::Relaxed) - flushes_before;
-    crate::pr_info!("ktest: churn: {} vfree()s, {} TLB flush(es): {} flushes saved by the lazy purge", frees, flushes,
-        frees.saturating_sub(flushes));
-    kassert!(t, flushes < frees / 100, "{} TLB flushes for {} frees: the purge did not batch", flushes, frees);
+    crate::pr_info!(
+        "ktest: churn: {} vfree()s, {} TLB flush(es): {} flushes saved by the lazy purge",
+        frees,
+        flushes,
+        frees.saturating_sub(flushes)
+    );
+    kassert!(
+        t,
+        flushes < frees / 100,
+        "{} TLB flushes for {} frees: the purge did not batch",
+        flushes,
+        frees
+    );
     if let Err(e) = vm::check_vmalloc_invariants() {
         t.fail(file!(), line!(), format_args!("after churn: {}", e));
     }
@@ -420,12 +592,28 @@ fn lazy_purge_batches_tlb_flushes(t: &mut Test) {
     let flushes = TLB_FLUSHES.load(Ordering::Relaxed) - flushes_before;
     let purges = vm::NR_PURGES.load(Ordering::Relaxed) - purges_before;
     // 3000 * 5 pages = 15000 lazy pages: one purge at 8192, the rest pending.
-    crate::pr_info!("ktest: {} vfree()s caused {} TLB flush(es) in {} purge(s); {} pages still lazy",
-        N, flushes, purges, vm::vmap_lazy_nr());
+    crate::pr_info!(
+        "ktest: {} vfree()s caused {} TLB flush(es) in {} purge(s); {} pages still lazy",
+        N,
+        flushes,
+        purges,
+        vm::vmap_lazy_nr()
+    );
     kassert!(t, purges >= 1, "lazy_max_pages exceeded but nothing was purged");
-    kassert!(t, flushes <= purges, "{} flushes for {} purges: frees flushed individually", flushes, purges);
+    kassert!(
+        t,
+        flushes <= purges,
+        "{} flushes for {} purges: frees flushed individually",
+        flushes,
+        purges
+    );
     kassert!(t, flushes * 100 < N, "{} flushes for {} frees: no batching", flushes, N);
-    kassert!(t, vm::vmap_lazy_nr() <= vm::lazy_max_pages(), "lazy pages {} over the limit", vm::vmap_lazy_nr());
+    kassert!(
+        t,
+        vm::vmap_lazy_nr() <= vm::lazy_max_pages(),
+        "lazy pages {} over the limit",
+        vm::vmap_lazy_nr()
+    );
     settle();
     kassert_eq!(t, vm::vmap_lazy_nr(), 0);
 }
@@ -443,11 +631,29 @@ fn exhaustion_purges_and_retries(t: &mut Test) {
     settle();
     let end = start + 8 * PAGE_SIZE;
     let caller = core::panic::Location::caller();
-    let p = vm::__vmalloc_node_range(4 * PAGE_SIZE, 1, start, end, false, PAGE_KERNEL, VmFlags::empty(), caller);
+    let p = vm::__vmalloc_node_range(
+        4 * PAGE_SIZE,
+        1,
+        start,
+        end,
+        false,
+        PAGE_KERNEL,
+        VmFlags::empty(),
+        caller,
+    );
     kassert!(t, p != 0, "first allocation in the window failed");
     vm::vfree(p as *const u8); // now lazily freed: the window looks full
     let purges_before = vm::NR_PURGES.load(Ordering::Relaxed);
-    let q = vm::__vmalloc_node_range(6 * PAGE_SIZE, 1, start, end, false, PAGE_KERNEL, VmFlags::empty(), caller);
+    let q = vm::__vmalloc_node_range(
+        6 * PAGE_SIZE,
+        1,
+        start,
+        end,
+        false,
+        PAGE_KERNEL,
+        VmFlags::empty(),
+        caller,
+    );
     let purged = vm::NR_PURGES.load(Ordering::Relaxed) > purges_before;
     if q != 0 {
         vm::vfree(q as *const u8);
@@ -493,7 +699,12 @@ fn vm_map_ram_small_uses_blocks(t: &mut Test) {
     let info = vmallocinfo_text();
     // SAFETY: live mappings of our tagged pages.
     let (w1, w2) = if ok {
-        unsafe { ((p1.add(2 * PAGE_SIZE) as *const u64).read_volatile(), (p2 as *const u64).read_volatile()) }
+        unsafe {
+            (
+                (p1.add(2 * PAGE_SIZE) as *const u64).read_volatile(),
+                (p2 as *const u64).read_volatile(),
+            )
+        }
     } else {
         (0, 0)
     };
@@ -504,13 +715,22 @@ fn vm_map_ram_small_uses_blocks(t: &mut Test) {
     let gone = vm::vmalloc_to_page(p1).is_none();
     free_pages(&pages);
     kassert!(t, ok, "vm_map_ram failed");
-    kassert!(t, (p1 as usize).is_multiple_of(VMAP_BLOCK_SIZE), "first mapping {:p} is not at its block's start", p1);
+    kassert!(
+        t,
+        (p1 as usize).is_multiple_of(VMAP_BLOCK_SIZE),
+        "first mapping {:p} is not at its block's start",
+        p1
+    );
     // 3 pages take a power of two (4) from the block; the next follows.
     kassert_eq!(t, p2 as usize, p1 as usize + 4 * PAGE_SIZE);
     kassert_eq!(t, blocks, 1);
     kassert_eq!(t, w1, 0x7a90_0002);
     kassert_eq!(t, w2, 0x7a90_0000);
-    kassert!(t, info.contains(" 4194304 vm_map_ram\n"), "the block is not listed as vm_map_ram");
+    kassert!(
+        t,
+        info.contains(" 4194304 vm_map_ram\n"),
+        "the block is not listed as vm_map_ram"
+    );
     kassert!(t, gone, "vm_unmap_ram left the PTE in place");
 }
 
@@ -529,7 +749,11 @@ fn vm_map_ram_block_released_when_all_dirty(t: &mut Test) {
         if i == 0 {
             first = p as usize;
         } else if p as usize != first + i * PAGE_SIZE {
-            t.fail(file!(), line!(), format_args!("mapping {} at {:p}, expected the next page of the block", i, p));
+            t.fail(
+                file!(),
+                line!(),
+                format_args!("mapping {} at {:p}, expected the next page of the block", i, p),
+            );
             vb::vm_unmap_ram(p, 1);
             break;
         }
@@ -545,7 +769,11 @@ fn vm_map_ram_block_released_when_all_dirty(t: &mut Test) {
     kassert!(t, released, "a fully dirty block was not released");
     kassert_eq!(t, vm::vmalloc_stats().2, busy_before);
     let info = vmallocinfo_text();
-    kassert!(t, info.contains(" 4194304 unpurged vm_area\n"), "the released block is not waiting for the lazy purge");
+    kassert!(
+        t,
+        info.contains(" 4194304 unpurged vm_area\n"),
+        "the released block is not waiting for the lazy purge"
+    );
 }
 
 fn vm_map_ram_large_has_own_area(t: &mut Test) {
@@ -553,7 +781,13 @@ fn vm_map_ram_large_has_own_area(t: &mut Test) {
     let p = vb::vm_map_ram(&pages);
     let found = vm::find_vmap_area(p as usize);
     // SAFETY: a live busy area (nothing frees it meanwhile).
-    let shape = found.map(|va| unsafe { ((*va.as_ptr()).va_start, (*va.as_ptr()).va_end, (*va.as_ptr()).vm.is_null()) });
+    let shape = found.map(|va| unsafe {
+        (
+            (*va.as_ptr()).va_start,
+            (*va.as_ptr()).va_end,
+            (*va.as_ptr()).vm.is_null(),
+        )
+    });
     let mapped = (0..100).all(|i| vm::vmalloc_to_page((p as usize + i * PAGE_SIZE) as *const u8) == Some(pages[i]));
     if !p.is_null() {
         vb::vm_unmap_ram(p, 100);
@@ -646,8 +880,15 @@ fn vm_map_ram_fault_injection_sweep(t: &mut Test) {
             }
             settle_blocks();
             let after = (vm::snapshot(), vb::vmap_block_stats(), vb::vmap_block_cache_active());
-            kassert!(t, after == before, "{} pages, failing allocation {}: state changed\n    before {:?}\n    after  {:?}",
-                count, n, before, after);
+            kassert!(
+                t,
+                after == before,
+                "{} pages, failing allocation {}: state changed\n    before {:?}\n    after  {:?}",
+                count,
+                n,
+                before,
+                after
+            );
             n += 1;
             kassert!(t, n < 100, "sweep did not terminate");
         }

@@ -76,7 +76,13 @@ const _: () = assert!(core::mem::size_of::<Page>() == 16);
 
 impl Page {
     /// The state every page starts in.
-    pub const RESERVED: Page = Page { flags: PG_RESERVED, order: 0, _pad: [0; 3], next: NONE, prev: NONE };
+    pub const RESERVED: Page = Page {
+        flags: PG_RESERVED,
+        order: 0,
+        _pad: [0; 3],
+        next: NONE,
+        prev: NONE,
+    };
 
     pub const fn flags(&self) -> u32 {
         self.flags
@@ -112,7 +118,13 @@ pub struct PerCpuPages {
 }
 
 impl PerCpuPages {
-    const OFF: PerCpuPages = PerCpuPages { count: 0, high: 0, batch: 0, head: NONE, tail: NONE };
+    const OFF: PerCpuPages = PerCpuPages {
+        count: 0,
+        high: 0,
+        batch: 0,
+        head: NONE,
+        tail: NONE,
+    };
 
     /// Pages on the list.
     pub const fn count(&self) -> usize {
@@ -152,7 +164,11 @@ pub struct FreeArea {
 }
 
 impl FreeArea {
-    const EMPTY: FreeArea = FreeArea { head: NONE, tail: NONE, nr_free: 0 };
+    const EMPTY: FreeArea = FreeArea {
+        head: NONE,
+        tail: NONE,
+        nr_free: 0,
+    };
 
     /// Number of free blocks of this order.
     pub const fn nr_free(&self) -> usize {
@@ -174,7 +190,11 @@ pub enum BuddyError {
     /// `order >= MAX_ORDER`.
     BadOrder { order: usize },
     /// `pfn` heads an allocated block of a different order.
-    OrderMismatch { pfn: usize, order: usize, allocated_order: usize },
+    OrderMismatch {
+        pfn: usize,
+        order: usize,
+        allocated_order: usize,
+    },
     /// `pfn` lies inside an allocated block but is not its first page.
     NotAllocated { pfn: usize },
 }
@@ -191,7 +211,11 @@ impl fmt::Display for BuddyError {
             }
             BuddyError::Reserved { pfn } => write!(f, "pfn {pfn:#x} is reserved, never given to the allocator"),
             BuddyError::BadOrder { order } => write!(f, "order {order} >= MAX_ORDER ({MAX_ORDER})"),
-            BuddyError::OrderMismatch { pfn, order, allocated_order } => write!(
+            BuddyError::OrderMismatch {
+                pfn,
+                order,
+                allocated_order,
+            } => write!(
                 f,
                 "freeing pfn {pfn:#x} as order {order}, but it was allocated as order {allocated_order}"
             ),
@@ -219,14 +243,23 @@ pub enum CheckError {
     /// A page belongs to no block and is not reserved.
     Orphan { pfn: usize },
     /// `nr_free` disagrees with the list or with the pages marked free.
-    NrFreeMismatch { order: usize, nr_free: usize, counted: usize },
+    NrFreeMismatch {
+        order: usize,
+        nr_free: usize,
+        counted: usize,
+    },
     /// Two free buddies of the same order were left unmerged.
     Unmerged { pfn: usize, order: usize },
     /// The free page counter disagrees with the free lists.
     FreePagesMismatch { free_pages: usize, counted: usize },
     /// managed + reserved pages do not add up to the zone span, or
     /// free + allocated pages do not add up to managed.
-    Conservation { managed: usize, reserved: usize, free: usize, allocated: usize },
+    Conservation {
+        managed: usize,
+        reserved: usize,
+        free: usize,
+        allocated: usize,
+    },
     /// The per-cpu list is badly linked, holds a page that is not an
     /// order-0 `PG_PCP` page, or disagrees with its count (index `NONE`:
     /// the pages marked `PG_PCP` do not match the list).
@@ -249,7 +282,11 @@ impl fmt::Display for CheckError {
             CheckError::Overlap { pfn } => write!(f, "pfn {pfn:#x} inside a block has state of its own"),
             CheckError::Orphan { pfn } => write!(f, "pfn {pfn:#x} belongs to no block"),
             CheckError::PcpCorrupt { index } => write!(f, "per-cpu page list corrupt at index {index:#x}"),
-            CheckError::NrFreeMismatch { order, nr_free, counted } => {
+            CheckError::NrFreeMismatch {
+                order,
+                nr_free,
+                counted,
+            } => {
                 write!(f, "free_area[{order}].nr_free is {nr_free}, counted {counted}")
             }
             CheckError::Unmerged { pfn, order } => {
@@ -258,7 +295,12 @@ impl fmt::Display for CheckError {
             CheckError::FreePagesMismatch { free_pages, counted } => {
                 write!(f, "free pages is {free_pages}, free lists hold {counted}")
             }
-            CheckError::Conservation { managed, reserved, free, allocated } => write!(
+            CheckError::Conservation {
+                managed,
+                reserved,
+                free,
+                allocated,
+            } => write!(
                 f,
                 "page accounting broken: managed {managed}, reserved {reserved}, free {free}, allocated {allocated}"
             ),
@@ -302,7 +344,10 @@ impl Zone {
     pub unsafe fn new(start_pfn: usize, spanned_pages: usize, mem_map: *mut Page, node: u32) -> Zone {
         // Links are u32 indices and NONE must stay out of range.
         assert!(spanned_pages < NONE as usize, "zone too large for u32 page links");
-        assert!(start_pfn.checked_add(spanned_pages).is_some(), "zone wraps the pfn space");
+        assert!(
+            start_pfn.checked_add(spanned_pages).is_some(),
+            "zone wraps the pfn space"
+        );
         for i in 0..spanned_pages {
             // SAFETY: within the caller-provided array; write() since the
             // memory may be uninitialised.
@@ -701,7 +746,11 @@ impl Zone {
         }
         let p = self.pg(pfn - self.start_pfn);
         if p.is_allocated() {
-            return BuddyError::OrderMismatch { pfn, order, allocated_order: p.order() };
+            return BuddyError::OrderMismatch {
+                pfn,
+                order,
+                allocated_order: p.order(),
+            };
         }
         if p.is_buddy() || p.is_pcp() {
             return BuddyError::DoubleFree { pfn, order };
@@ -819,15 +868,25 @@ impl Zone {
                 cur = p.next;
             }
             if area.tail != prev {
-                return Err(CheckError::ListCorrupt { order, index: area.tail });
+                return Err(CheckError::ListCorrupt {
+                    order,
+                    index: area.tail,
+                });
             }
             if count != area.nr_free {
-                return Err(CheckError::NrFreeMismatch { order, nr_free: area.nr_free, counted: count });
+                return Err(CheckError::NrFreeMismatch {
+                    order,
+                    nr_free: area.nr_free,
+                    counted: count,
+                });
             }
             listed_pages += count << order;
         }
         if listed_pages != self.nr_free_pages {
-            return Err(CheckError::FreePagesMismatch { free_pages: self.nr_free_pages, counted: listed_pages });
+            return Err(CheckError::FreePagesMismatch {
+                free_pages: self.nr_free_pages,
+                counted: listed_pages,
+            });
         }
         // The per-cpu list: well linked, order-0 PG_PCP pages, counted.
         {
@@ -882,14 +941,19 @@ impl Zone {
             if p.flags == PG_BUDDY {
                 heads[order] += 1;
                 if order < MAX_ORDER - 1 && self.page_is_buddy(pfn ^ (1 << order), order) {
-                    return Err(CheckError::Unmerged { pfn: pfn & !(1 << order), order });
+                    return Err(CheckError::Unmerged {
+                        pfn: pfn & !(1 << order),
+                        order,
+                    });
                 }
             } else {
                 allocated += 1 << order;
             }
             for tail in idx + 1..idx + (1 << order) {
                 if self.pg(tail).flags != 0 {
-                    return Err(CheckError::Overlap { pfn: self.start_pfn + tail });
+                    return Err(CheckError::Overlap {
+                        pfn: self.start_pfn + tail,
+                    });
                 }
             }
             idx += 1 << order;
@@ -952,7 +1016,10 @@ impl Default for Zones {
 
 impl Zones {
     pub const fn new() -> Zones {
-        Zones { zones: [const { None }; MAX_ZONES], nr: 0 }
+        Zones {
+            zones: [const { None }; MAX_ZONES],
+            nr: 0,
+        }
     }
 
     /// Adds a zone, keeping (node, start_pfn) order; returns its index.
@@ -1042,7 +1109,9 @@ impl Zones {
             }
         }
         let i = self.zone_of(pfn).ok_or(BuddyError::NotInZone { pfn })?;
-        self.zones[i].as_mut().map_or(Err(BuddyError::NotInZone { pfn }), |z| z.free_pages(pfn, order))
+        self.zones[i]
+            .as_mut()
+            .map_or(Err(BuddyError::NotInZone { pfn }), |z| z.free_pages(pfn, order))
     }
 
     /// Releases `[start_pfn, end_pfn)` to whichever zones span it; see
@@ -1051,7 +1120,10 @@ impl Zones {
     pub fn free_range(&mut self, start_pfn: usize, end_pfn: usize) -> Result<(), BuddyError> {
         let mut pfn = start_pfn;
         while pfn < end_pfn {
-            let z = self.zone_of(pfn).and_then(|i| self.get(i)).ok_or(BuddyError::NotInZone { pfn })?;
+            let z = self
+                .zone_of(pfn)
+                .and_then(|i| self.get(i))
+                .ok_or(BuddyError::NotInZone { pfn })?;
             let end = end_pfn.min(z.end_pfn());
             z.check_range_reserved(pfn, end)?;
             pfn = end;
@@ -1097,7 +1169,9 @@ impl Zones {
 
     /// [`Zone::check`] on every zone; the error names the zone index.
     pub fn check(&self) -> Result<(), (usize, CheckError)> {
-        self.iter().enumerate().try_for_each(|(i, z)| z.check().map_err(|e| (i, e)))
+        self.iter()
+            .enumerate()
+            .try_for_each(|(i, z)| z.check().map_err(|e| (i, e)))
     }
 }
 
@@ -1261,8 +1335,24 @@ mod tests {
             (b, 0, BuddyError::DoubleFree { pfn: b, order: 0 }),
             (a, 11, BuddyError::BadOrder { order: 11 }),
             (a + 1, 2, BuddyError::Misaligned { pfn: a + 1, order: 2 }),
-            (a, 1, BuddyError::OrderMismatch { pfn: a, order: 1, allocated_order: 2 }),
-            (a, 3, BuddyError::OrderMismatch { pfn: a, order: 3, allocated_order: 2 }),
+            (
+                a,
+                1,
+                BuddyError::OrderMismatch {
+                    pfn: a,
+                    order: 1,
+                    allocated_order: 2,
+                },
+            ),
+            (
+                a,
+                3,
+                BuddyError::OrderMismatch {
+                    pfn: a,
+                    order: 3,
+                    allocated_order: 2,
+                },
+            ),
             (a + 2, 1, BuddyError::NotAllocated { pfn: a + 2 }),
             (a + 3, 0, BuddyError::NotAllocated { pfn: a + 3 }),
             (0x40100, 0, BuddyError::DoubleFree { pfn: 0x40100, order: 0 }), // head of a free block
@@ -1278,9 +1368,18 @@ mod tests {
             z.check().unwrap();
         }
         // Releasing twice or outside the zone is caught as well.
-        assert_eq!(z.free_range(0x401ff, 0x40201), Err(BuddyError::DoubleFree { pfn: 0x401ff, order: 0 }));
-        assert_eq!(z.free_range(0x40300, 0x40401), Err(BuddyError::NotInZone { pfn: 0x40400 }));
-        assert_eq!(z.free_range(0x3ff00, 0x40001), Err(BuddyError::NotInZone { pfn: 0x3ff00 }));
+        assert_eq!(
+            z.free_range(0x401ff, 0x40201),
+            Err(BuddyError::DoubleFree { pfn: 0x401ff, order: 0 })
+        );
+        assert_eq!(
+            z.free_range(0x40300, 0x40401),
+            Err(BuddyError::NotInZone { pfn: 0x40400 })
+        );
+        assert_eq!(
+            z.free_range(0x3ff00, 0x40001),
+            Err(BuddyError::NotInZone { pfn: 0x3ff00 })
+        );
         assert!(snapshot(&z) == snap);
         z.free_pages(a, 2).unwrap();
         assert_eq!(z.free_pages(a, 2), Err(BuddyError::DoubleFree { pfn: a, order: 2 }));
@@ -1293,7 +1392,10 @@ mod tests {
         let e = BuddyError::Misaligned { pfn: 0x40001, order: 2 };
         assert_eq!(alloc::format!("{e}"), "pfn 0x40001 is not aligned for an order-2 block");
         let e = BuddyError::DoubleFree { pfn: 0x40000, order: 3 };
-        assert_eq!(alloc::format!("{e}"), "double free: order-3 block at pfn 0x40000 is already free");
+        assert_eq!(
+            alloc::format!("{e}"),
+            "double free: order-3 block at pfn 0x40000 is already free"
+        );
     }
 
     #[test]
@@ -1401,7 +1503,10 @@ mod tests {
                     }
                 };
                 if model.get(&pfn) != Some(&order) {
-                    assert!(z.free_pages(pfn, order).is_err(), "op {op}: bogus free({pfn:#x}, {order}) accepted");
+                    assert!(
+                        z.free_pages(pfn, order).is_err(),
+                        "op {op}: bogus free({pfn:#x}, {order}) accepted"
+                    );
                     assert_eq!((counts(&z), z.free_count()), before, "op {op}");
                 }
             }
@@ -1430,7 +1535,7 @@ mod tests {
         assert_eq!(zone_batchsize(262144), 31); // 1 GiB
         assert_eq!(zone_batchsize(260608), 31);
         assert_eq!(zone_batchsize(32768), 7); // 128 MiB: 32 / 4 = 8 -> 12 -> 8 - 1
-        // 16 MiB: 4 / 4 = 1 -> 1 -> 1 - 1 = 0, a high watermark of 0: off.
+                                              // 16 MiB: 4 / 4 = 1 -> 1 -> 1 - 1 = 0, a high watermark of 0: off.
         assert_eq!(zone_batchsize(4096), 0);
         assert_eq!(zone_batchsize(1 << 30), 31); // capped at 512 KiB worth
     }
@@ -1511,12 +1616,18 @@ mod tests {
         // Added out of order; kept in zone order.
         assert_eq!(zs.add(zone_named(0x40400, 2048, 0, "Normal")), Ok(0));
         assert_eq!(zs.add(zone_named(0x40000, 1024, 0, "DMA")), Ok(0));
-        assert_eq!(zs.add(zone_named(0x40200, 16, 0, "X")), Err(ZonesError::Overlap { index: 0 }));
+        assert_eq!(
+            zs.add(zone_named(0x40200, 16, 0, "X")),
+            Err(ZonesError::Overlap { index: 0 })
+        );
         assert_eq!(zs.len(), 2);
         assert_eq!(zs.get(0).unwrap().name(), "DMA");
 
         // A range partly outside every zone changes nothing.
-        assert_eq!(zs.free_range(0x40000, 0x40c01), Err(BuddyError::NotInZone { pfn: 0x40c00 }));
+        assert_eq!(
+            zs.free_range(0x40000, 0x40c01),
+            Err(BuddyError::NotInZone { pfn: 0x40c00 })
+        );
         assert_eq!(zs.managed(), 0);
         // One release spanning both zones is split at the boundary.
         zs.free_range(0x40000, 0x40c00).unwrap();
@@ -1535,7 +1646,13 @@ mod tests {
         zs.free_pages(0x40800, 10).unwrap();
         assert_eq!(zs.get(1).unwrap().free_count(), 1024);
         assert_eq!(zs.free_pages(0x50000, 0), Err(BuddyError::NotInZone { pfn: 0x50000 }));
-        assert_eq!(zs.free_pages(0x40800, 10), Err(BuddyError::DoubleFree { pfn: 0x40800, order: 10 }));
+        assert_eq!(
+            zs.free_pages(0x40800, 10),
+            Err(BuddyError::DoubleFree {
+                pfn: 0x40800,
+                order: 10
+            })
+        );
         assert_eq!(zs.alloc_pages(0), Some(0x40800));
         zs.check().unwrap();
 

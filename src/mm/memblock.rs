@@ -64,7 +64,12 @@ pub enum MemblockError {
 impl fmt::Display for MemblockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::TooManyRegions { kind, limit, base, size } => write!(
+            Self::TooManyRegions {
+                kind,
+                limit,
+                base,
+                size,
+            } => write!(
                 f,
                 "memblock: cannot add {} {} (size {:#x}): the {} list already holds its limit of {} regions",
                 kind.name(),
@@ -110,10 +115,7 @@ impl RegionList {
 
     fn check(&self, base: u64, size: u64) -> Result<u64, MemblockError> {
         if size == 0 {
-            return Err(MemblockError::ZeroSize {
-                kind: self.kind,
-                base,
-            });
+            return Err(MemblockError::ZeroSize { kind: self.kind, base });
         }
         base.checked_add(size).ok_or(MemblockError::Overflow {
             kind: self.kind,
@@ -423,11 +425,7 @@ impl fmt::Display for Memblock {
             let name = list.kind.name();
             writeln!(f, " {}.cnt  = {:#x}", name, list.cnt)?;
             for (i, r) in list.as_slice().iter().enumerate() {
-                writeln!(
-                    f,
-                    " {}[{:#x}]\t{}, {:#018x} bytes flags: 0x0",
-                    name, i, r, r.size
-                )?;
+                writeln!(f, " {}[{:#x}]\t{}, {:#018x} bytes flags: 0x0", name, i, r, r.size)?;
             }
         }
         Ok(())
@@ -516,10 +514,7 @@ mod tests {
                 (0x1_0000_0000, 0x1_0000_1000)
             ]
         );
-        assert_eq!(
-            ranges(&m),
-            [(0x4018_0000, 0x4fff_0000), (0x6000_2000, 0x7000_0000)]
-        );
+        assert_eq!(ranges(&m), [(0x4018_0000, 0x4fff_0000), (0x6000_2000, 0x7000_0000)]);
         let mut seen = Vec::new();
         m.for_each_free_range(|s, e| seen.push((s, e)));
         assert_eq!(seen, ranges(&m));
@@ -533,10 +528,7 @@ mod tests {
         );
         assert!(m.is_reserved(0x4017_ffff) && !m.is_reserved(0x4018_0000));
         assert!(m.is_memory(0x6000_0000) && !m.is_memory(0x5000_0000) && !m.is_memory(0x9000_0000));
-        assert!(
-            m.intersects_memory(0x4fff_f000, 0x2000)
-                && !m.intersects_memory(0x5000_0000, 0x1000_0000)
-        );
+        assert!(m.intersects_memory(0x4fff_f000, 0x2000) && !m.intersects_memory(0x5000_0000, 0x1000_0000));
         assert!(!m.intersects_memory(0x900_0000, 0x1000) && !m.intersects_memory(0x4000_0000, 0));
     }
 
@@ -547,10 +539,7 @@ mod tests {
             m.add(i * 0x10 * K, 4 * K).unwrap();
         }
         m.reserve(2 * K, 0x21 * K).unwrap();
-        assert_eq!(
-            ranges(&m),
-            [(0, 2 * K), (0x23 * K, 0x24 * K), (0x30 * K, 0x34 * K)]
-        );
+        assert_eq!(ranges(&m), [(0, 2 * K), (0x23 * K, 0x24 * K), (0x30 * K, 0x34 * K)]);
         let mut none = Memblock::new();
         none.add(0, 4 * K).unwrap();
         none.reserve(0, 4 * K).unwrap();
@@ -662,10 +651,7 @@ mod tests {
         m.add(32 * K, 16 * K).unwrap();
         m.remove(4 * K, 4 * K).unwrap(); // split
         m.remove(14 * K, 20 * K).unwrap(); // trims two regions across the hole
-        assert_eq!(
-            pairs(m.memory()),
-            [(0, 4 * K), (8 * K, 14 * K), (34 * K, 48 * K)]
-        );
+        assert_eq!(pairs(m.memory()), [(0, 4 * K), (8 * K, 14 * K), (34 * K, 48 * K)]);
         m.remove(100 * K, K).unwrap(); // nothing there
         m.remove(0, 100 * K).unwrap();
         assert_eq!(m.memory(), []);
@@ -746,10 +732,7 @@ mod tests {
             assert_eq!(ranges(&m), runs(&free), "case {}: {:?}", case, m);
             let in_mem = (0..PAGES).filter(|&p| mem[p] && res[p]).count() as u64 * K;
             assert_eq!(m.total_reserved_in_memory(), in_mem, "case {}", case);
-            assert_eq!(
-                m.total_memory(),
-                mem.iter().filter(|&&b| b).count() as u64 * K
-            );
+            assert_eq!(m.total_memory(), mem.iter().filter(|&&b| b).count() as u64 * K);
 
             // A few allocations: each must be the highest aligned free fit.
             let mut free = free;

@@ -555,11 +555,7 @@ pub enum PgtableError {
     /// A physical address does not fit the 48-bit output address.
     PhysOutOfRange { pa: PhysAddr },
     /// Unmapping would have to split the block at `level` that covers `va`.
-    PartialBlock {
-        va: VirtAddr,
-        level: usize,
-        existing: u64,
-    },
+    PartialBlock { va: VirtAddr, level: usize, existing: u64 },
 }
 
 impl fmt::Display for PgtableError {
@@ -841,10 +837,7 @@ impl PageTable {
     }
 
     /// Allocate an empty tree for `half` (`VaHalf::Lower` for an identity map).
-    pub fn new_for<E: PgtableEnv + ?Sized>(
-        env: &mut E,
-        half: VaHalf,
-    ) -> Result<Self, PgtableError> {
+    pub fn new_for<E: PgtableEnv + ?Sized>(env: &mut E, half: VaHalf) -> Result<Self, PgtableError> {
         let root = env.alloc_table().ok_or(PgtableError::NoMemory {
             va: VirtAddr(0),
             level: 0,
@@ -961,15 +954,7 @@ impl PageTable {
             Some(pa_end) if pa_end <= 1 << 48 => {}
             _ => return Err(PgtableError::PhysOutOfRange { pa }),
         }
-        self.map_inner(
-            env,
-            va.0,
-            end,
-            &Contiguous(pa.0),
-            prot,
-            block_mappings,
-            replace,
-        )
+        self.map_inner(env, va.0, end, &Contiguous(pa.0), prot, block_mappings, replace)
     }
 
     /// Map `pages` (not necessarily contiguous) at `va`, one PTE each: vmap
@@ -1185,43 +1170,29 @@ impl PageTable {
 
     /// Undo a failed map whose leaves in `[start, written_end)` were written by
     /// it: clear them, unlink the tables it allocated, flush, free those tables.
-    fn rollback<E: PgtableEnv + ?Sized>(
-        &mut self,
-        env: &mut E,
-        start: usize,
-        written_end: usize,
-        end: usize,
-    ) {
+    fn rollback<E: PgtableEnv + ?Sized>(&mut self, env: &mut E, start: usize, written_end: usize, end: usize) {
         // Tables allocated for the entry that failed lie at written_end.
         let scan_end = min(end, written_end + PAGE_SIZE);
         let (mut leaves, mut tables) = (false, false);
         // Pass 1: disable. A new subtree's link keeps its address but loses
         // VALID, so pass 2 can still find and free it.
-        visit_range(
-            env,
-            self.root,
-            0,
-            start,
-            scan_end,
-            3,
-            &mut |_, p, level, entry_va| {
-                let e = read_entry(p);
-                let d = Descriptor(e);
-                if d.is_table(level) {
-                    if e & SW_NEW != 0 {
-                        write_entry(p, e & !VALID);
-                        tables = true;
-                        return false;
-                    }
-                    return true;
+        visit_range(env, self.root, 0, start, scan_end, 3, &mut |_, p, level, entry_va| {
+            let e = read_entry(p);
+            let d = Descriptor(e);
+            if d.is_table(level) {
+                if e & SW_NEW != 0 {
+                    write_entry(p, e & !VALID);
+                    tables = true;
+                    return false;
                 }
-                if d.is_valid() && entry_va >= start && entry_va < written_end {
-                    write_entry(p, 0);
-                    leaves = true;
-                }
-                false
-            },
-        );
+                return true;
+            }
+            if d.is_valid() && entry_va >= start && entry_va < written_end {
+                write_entry(p, 0);
+                leaves = true;
+            }
+            false
+        });
         if tables {
             env.flush_tlb_pgtable(VirtAddr(start), VirtAddr(scan_end));
         } else if leaves {
@@ -1231,23 +1202,15 @@ impl PageTable {
             return;
         }
         // Pass 2: free the disabled subtrees, now that no walk can reach them.
-        visit_range(
-            env,
-            self.root,
-            0,
-            start,
-            scan_end,
-            2,
-            &mut |env, p, level, _| {
-                let e = read_entry(p);
-                if e & (VALID | SW_NEW) == SW_NEW {
-                    free_subtree(env, Descriptor(e).table_addr(), level + 1);
-                    write_entry(p, 0);
-                    return false;
-                }
-                true
-            },
-        );
+        visit_range(env, self.root, 0, start, scan_end, 2, &mut |env, p, level, _| {
+            let e = read_entry(p);
+            if e & (VALID | SW_NEW) == SW_NEW {
+                free_subtree(env, Descriptor(e).table_addr(), level + 1);
+                write_entry(p, 0);
+                return false;
+            }
+            true
+        });
     }
 
     /// Clear `[va, va + size)` (pages, or whole blocks), then flush the TLB
@@ -1405,9 +1368,7 @@ impl PageTable {
             }
             if d.is_leaf(level) {
                 w.leaf_level = Some(level);
-                w.pa = Some(PhysAddr(
-                    d.leaf_addr(level).0 | (va.0 & (level_size(level) - 1)),
-                ));
+                w.pa = Some(PhysAddr(d.leaf_addr(level).0 | (va.0 & (level_size(level) - 1))));
             }
             break;
         }
@@ -1425,9 +1386,7 @@ impl PageTable {
             if d.is_table(level) {
                 table = d.table_addr();
             } else if d.is_leaf(level) {
-                return Some(PhysAddr(
-                    d.leaf_addr(level).0 | (va.0 & (level_size(level) - 1)),
-                ));
+                return Some(PhysAddr(d.leaf_addr(level).0 | (va.0 & (level_size(level) - 1))));
             } else {
                 return None;
             }
@@ -1527,10 +1486,7 @@ mod tests {
         }
 
         fn free_table(&mut self, pa: PhysAddr) {
-            assert!(
-                !self.retired.contains(&pa.0),
-                "double free of table page {pa:?}"
-            );
+            assert!(!self.retired.contains(&pa.0), "double free of table page {pa:?}");
             assert!(
                 self.live.remove(&pa.0),
                 "free of a page that was never allocated: {pa:?}"
@@ -1542,10 +1498,7 @@ mod tests {
 
         fn table_ptr(&self, pa: PhysAddr) -> *mut u64 {
             self.table_ptr_calls.set(self.table_ptr_calls.get() + 1);
-            assert!(
-                self.live.contains(&pa.0),
-                "table_ptr({pa:?}): not a live table page"
-            );
+            assert!(self.live.contains(&pa.0), "table_ptr({pa:?}): not a live table page");
             pa.0 as *mut u64
         }
 
@@ -1723,8 +1676,7 @@ mod tests {
     #[test]
     fn encode_every_memtype_and_prot_at_every_level() {
         for t in MemType::ALL {
-            for (writable, executable, user) in (0..8).map(|b| (b & 1 != 0, b & 2 != 0, b & 4 != 0))
-            {
+            for (writable, executable, user) in (0..8).map(|b| (b & 1 != 0, b & 2 != 0, b & 4 != 0)) {
                 let prot = PageProt {
                     mem_type: t,
                     writable,
@@ -1783,14 +1735,8 @@ mod tests {
             assert!(!d.is_valid() && !d.is_table(level) && !d.is_leaf(level));
         }
         // Stray RES0 bits below a block's size are not part of its address.
-        assert_eq!(
-            Descriptor(0x0060_0000_4020_1701).leaf_addr(2),
-            PhysAddr(0x4020_0000)
-        );
-        assert_eq!(
-            Descriptor(0x0060_0000_4020_1701).output_addr(),
-            PhysAddr(0x4020_1000)
-        );
+        assert_eq!(Descriptor(0x0060_0000_4020_1701).leaf_addr(2), PhysAddr(0x4020_0000));
+        assert_eq!(Descriptor(0x0060_0000_4020_1701).output_addr(), PhysAddr(0x4020_1000));
         assert_eq!(Descriptor(0x1c).prot(), None); // AttrIndx 7 is not programmed
     }
 
@@ -1858,20 +1804,11 @@ mod tests {
             s(0x0000_0000_4000_051d, 2).split(' ').nth(4),
             Some("attr7=unprogrammed")
         );
-        assert_eq!(
-            s(0x0000_0000_4000_0101, 1).rsplit(' ').next(),
-            Some("SH=reserved")
-        );
+        assert_eq!(s(0x0000_0000_4000_0101, 1).rsplit(' ').next(), Some("SH=reserved"));
         assert_eq!(s(0x0000_0000_4000_0101, 1).split(' ').nth(6), Some("!AF"));
-        assert_eq!(
-            s(0x0000_0000_4000_0401, 1).rsplit(' ').next(),
-            Some("SH=non")
-        );
+        assert_eq!(s(0x0000_0000_4000_0401, 1).rsplit(' ').next(), Some("SH=non"));
         assert_eq!(s(0, 3), "pte 0x0000000000000000 INVALID");
-        assert_eq!(
-            s(0x0060_0000_4008_1702, 3),
-            "pte 0x0060000040081702 INVALID"
-        );
+        assert_eq!(s(0x0060_0000_4008_1702, 3), "pte 0x0060000040081702 INVALID");
         assert_eq!(s(0x1, 3), "pte 0x0000000000000001 RESERVED");
         assert_eq!(s(0x4000_0001, 0), "pgd 0x0000000040000001 RESERVED");
         assert_eq!(
@@ -1894,21 +1831,14 @@ mod tests {
     fn map_translate_walk_unmap_pages() {
         let (mut env, mut pt) = setup();
         let va = VirtAddr(VMALLOC_START + 0x10_0000);
-        let pages = [
-            PhysAddr(0x4123_4000),
-            PhysAddr(0x4000_0000),
-            PhysAddr(0x7fff_f000),
-        ];
+        let pages = [PhysAddr(0x4123_4000), PhysAddr(0x4000_0000), PhysAddr(0x7fff_f000)];
         pt.map_pages(&mut env, va, &pages, PAGE_KERNEL).unwrap();
         assert_eq!(env.events, [Event::Sync]);
         for (i, pa) in pages.iter().enumerate() {
             let v = va.add(i * PAGE_SIZE);
             assert_eq!(pt.translate(&env, v), Some(*pa));
             assert_eq!(pt.translate(&env, v.add(0x123)), Some(pa.add(0x123)));
-            assert_eq!(
-                leaf(&pt, &env, v.0),
-                Some((3, pte_encode(*pa, PAGE_KERNEL, 3)))
-            );
+            assert_eq!(leaf(&pt, &env, v.0), Some((3, pte_encode(*pa, PAGE_KERNEL, 3))));
         }
         assert_eq!(pt.translate(&env, va.add(3 * PAGE_SIZE)), None);
         assert_eq!(pt.translate(&env, VirtAddr(va.0 - PAGE_SIZE)), None);
@@ -1944,15 +1874,8 @@ mod tests {
     fn block_mappings_where_aligned_pages_at_the_edges() {
         let (mut env, mut pt) = setup();
         let (pa0, pa1) = (0x4000_1000usize, 0x8020_1000usize);
-        pt.map_range(
-            &mut env,
-            lin(pa0),
-            PhysAddr(pa0),
-            pa1 - pa0,
-            PAGE_KERNEL,
-            true,
-        )
-        .unwrap();
+        pt.map_range(&mut env, lin(pa0), PhysAddr(pa0), pa1 - pa0, PAGE_KERNEL, true)
+            .unwrap();
         assert_eq!(env.events, [Event::Sync]);
         // pud[1]: pte table for the first 2 MiB (511 pages), then 511 2 MiB blocks;
         // pud[2]: one 2 MiB block, then a pte table with one page. No 1 GiB block:
@@ -1975,10 +1898,7 @@ mod tests {
             if let Some((level, desc)) = got {
                 let base = pa & !(level_size(level) - 1);
                 assert_eq!(desc, pte_encode(PhysAddr(base), PAGE_KERNEL, level));
-                assert_eq!(
-                    pt.translate(&env, lin(pa + 0x10)),
-                    Some(PhysAddr(pa + 0x10))
-                );
+                assert_eq!(pt.translate(&env, lin(pa + 0x10)), Some(PhysAddr(pa + 0x10)));
             }
         }
         let w = pt.walk(&env, lin(0x4000_1000));
@@ -1990,15 +1910,8 @@ mod tests {
 
         // Without blocks: one pte table per 2 MiB (512 + 2).
         let mut pt2 = PageTable::new(&mut env).unwrap();
-        pt2.map_range(
-            &mut env,
-            lin(pa0),
-            PhysAddr(pa0),
-            pa1 - pa0,
-            PAGE_KERNEL,
-            false,
-        )
-        .unwrap();
+        pt2.map_range(&mut env, lin(pa0), PhysAddr(pa0), pa1 - pa0, PAGE_KERNEL, false)
+            .unwrap();
         assert_eq!(pt2.count_tables(&env), 1 + 1 + 2 + 514);
         assert_eq!(leaf(&pt2, &env, lin(0x5555_5000).0).map(|l| l.0), Some(3));
         pt2.destroy(&mut env);
@@ -2031,10 +1944,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(leaf(&pt4, &env, lin(0x4000_0000).0).map(|l| l.0), Some(3));
-        assert_eq!(
-            pt4.translate(&env, lin(0x4000_0000)),
-            Some(PhysAddr(0x4000_1000))
-        );
+        assert_eq!(pt4.translate(&env, lin(0x4000_0000)), Some(PhysAddr(0x4000_1000)));
 
         for t in [pt, pt3, pt4] {
             t.destroy(&mut env);
@@ -2063,10 +1973,7 @@ mod tests {
         assert_eq!(leaf(&pt, &env, lin(0x4000_0000).0).map(|l| l.0), Some(2));
         assert_eq!(leaf(&pt, &env, lin(0x4020_5000).0).map(|l| l.0), Some(3));
         assert_eq!(leaf(&pt, &env, lin(0x4040_0000).0).map(|l| l.0), Some(2));
-        assert_eq!(
-            pt.translate(&env, lin(0x4030_0123)),
-            Some(PhysAddr(0x4030_0123))
-        );
+        assert_eq!(pt.translate(&env, lin(0x4030_0123)), Some(PhysAddr(0x4030_0123)));
         assert_eq!(pt.count_tables(&env), tables);
         pt.destroy(&mut env);
         assert!(env.live.is_empty());
@@ -2076,15 +1983,8 @@ mod tests {
     fn already_mapped_is_refused_and_atomic() {
         let (mut env, mut pt) = setup();
         let va = VirtAddr(VMALLOC_START + 0x20_0000 - 2 * PAGE_SIZE);
-        pt.map_range(
-            &mut env,
-            va,
-            PhysAddr(0x5000_0000),
-            4 * PAGE_SIZE,
-            PAGE_KERNEL,
-            false,
-        )
-        .unwrap();
+        pt.map_range(&mut env, va, PhysAddr(0x5000_0000), 4 * PAGE_SIZE, PAGE_KERNEL, false)
+            .unwrap();
         let before = (env.live.clone(), pt.count_tables(&env));
         // Starts 3 pages earlier (same pte table) and runs into the mapping.
         let start = VirtAddr(va.0 - 3 * PAGE_SIZE);
@@ -2123,15 +2023,8 @@ mod tests {
 
         // Pages over a block: the block is what is in the way.
         let b = lin(0x4000_0000);
-        pt.map_range(
-            &mut env,
-            b,
-            PhysAddr(0x4000_0000),
-            PMD_SIZE,
-            PAGE_KERNEL,
-            true,
-        )
-        .unwrap();
+        pt.map_range(&mut env, b, PhysAddr(0x4000_0000), PMD_SIZE, PAGE_KERNEL, true)
+            .unwrap();
         let err = pt
             .map_pages(&mut env, b.add(0x3000), &[PhysAddr(0x1000)], PAGE_KERNEL)
             .unwrap_err();
@@ -2144,14 +2037,7 @@ mod tests {
         );
         // Same block again.
         let err = pt
-            .map_range(
-                &mut env,
-                b,
-                PhysAddr(0x4000_0000),
-                PMD_SIZE,
-                PAGE_KERNEL,
-                true,
-            )
+            .map_range(&mut env, b, PhysAddr(0x4000_0000), PMD_SIZE, PAGE_KERNEL, true)
             .unwrap_err();
         assert!(matches!(err, PgtableError::AlreadyMapped { va, .. } if va == b));
         pt.destroy(&mut env);
@@ -2182,9 +2068,7 @@ mod tests {
             PAGE_KERNEL,
             false,
         );
-        assert!(
-            matches!(err, Err(PgtableError::AlreadyMapped { va, .. }) if va.0 == PAGE_END + PAGE_SIZE)
-        );
+        assert!(matches!(err, Err(PgtableError::AlreadyMapped { va, .. }) if va.0 == PAGE_END + PAGE_SIZE));
         assert_eq!(env.live, before, "tables of the failed call must be freed");
         assert!(env.events.contains(&Event::FlushPgtable {
             start: start.0,
@@ -2211,25 +2095,11 @@ mod tests {
         for use_list in [false, true] {
             let (mut env, mut pt) = setup();
             let keep = VirtAddr(PAGE_END + 5 * PMD_SIZE);
-            pt.map_range(
-                &mut env,
-                keep,
-                PhysAddr(0x4242_4000),
-                PAGE_SIZE,
-                PAGE_KERNEL,
-                false,
-            )
-            .unwrap();
+            pt.map_range(&mut env, keep, PhysAddr(0x4242_4000), PAGE_SIZE, PAGE_KERNEL, false)
+                .unwrap();
             let hole = VirtAddr(PAGE_END + PMD_SIZE + 7 * PAGE_SIZE);
-            pt.map_range(
-                &mut env,
-                hole,
-                PhysAddr(0x4343_4000),
-                PAGE_SIZE,
-                PAGE_KERNEL,
-                false,
-            )
-            .unwrap();
+            pt.map_range(&mut env, hole, PhysAddr(0x4343_4000), PAGE_SIZE, PAGE_KERNEL, false)
+                .unwrap();
             pt.unmap_range(&mut env, hole, PAGE_SIZE).unwrap();
             let live = env.live.clone();
             let tables = pt.count_tables(&env);
@@ -2243,14 +2113,7 @@ mod tests {
                 let r = if use_list {
                     pt.map_pages(&mut env, start, &pages, PAGE_KERNEL)
                 } else {
-                    pt.map_range(
-                        &mut env,
-                        start,
-                        PhysAddr(0x1_0000_0000),
-                        size,
-                        PAGE_KERNEL,
-                        true,
-                    )
+                    pt.map_range(&mut env, start, PhysAddr(0x1_0000_0000), size, PAGE_KERNEL, true)
                 };
                 assert_eq!(env.allocs - allocs, n.min(needed));
                 if n < needed {
@@ -2259,18 +2122,11 @@ mod tests {
                     assert_eq!(env.live, live, "n={n}: table pages differ");
                     assert_eq!(pt.count_tables(&env), tables);
                     for i in 0..size / PAGE_SIZE {
-                        assert_eq!(
-                            pt.translate(&env, start.add(i * PAGE_SIZE)),
-                            None,
-                            "n={n} page {i}"
-                        );
+                        assert_eq!(pt.translate(&env, start.add(i * PAGE_SIZE)), None, "n={n} page {i}");
                     }
                     assert!(!env.events.contains(&Event::Sync));
                     if n > 0 {
-                        assert!(matches!(
-                            env.events.last(),
-                            Some(Event::FlushPgtable { .. })
-                        ));
+                        assert!(matches!(env.events.last(), Some(Event::FlushPgtable { .. })));
                     }
                 } else {
                     r.unwrap();
@@ -2285,18 +2141,10 @@ mod tests {
                     }
                     // No rollback marks survive a successful call.
                     let mut marks = 0;
-                    visit_range(
-                        &mut env,
-                        pt.root(),
-                        0,
-                        start.0,
-                        start.0 + size,
-                        2,
-                        &mut |_, p, _, _| {
-                            marks += (read_entry(p) & SW_NEW != 0) as usize;
-                            true
-                        },
-                    );
+                    visit_range(&mut env, pt.root(), 0, start.0, start.0 + size, 2, &mut |_, p, _, _| {
+                        marks += (read_entry(p) & SW_NEW != 0) as usize;
+                        true
+                    });
                     assert_eq!(marks, 0);
                 }
                 assert_eq!(pt.translate(&env, keep), Some(PhysAddr(0x4242_4000)));
@@ -2324,35 +2172,14 @@ mod tests {
     fn replace_is_break_before_make() {
         let (mut env, mut pt) = setup();
         let va = VirtAddr(VMALLOC_START);
-        pt.map_range(
-            &mut env,
-            va,
-            PhysAddr(0x4000_0000),
-            2 * PAGE_SIZE,
-            PAGE_KERNEL,
-            false,
-        )
-        .unwrap();
-        let err = pt.map_range(
-            &mut env,
-            va,
-            PhysAddr(0x4000_0000),
-            PAGE_SIZE,
-            PAGE_KERNEL_RO,
-            false,
-        );
+        pt.map_range(&mut env, va, PhysAddr(0x4000_0000), 2 * PAGE_SIZE, PAGE_KERNEL, false)
+            .unwrap();
+        let err = pt.map_range(&mut env, va, PhysAddr(0x4000_0000), PAGE_SIZE, PAGE_KERNEL_RO, false);
         assert!(matches!(err, Err(PgtableError::AlreadyMapped { .. })));
         env.events.clear();
         // Second page identical: no flush for it; a third page is new.
-        pt.map_range_replace(
-            &mut env,
-            va,
-            PhysAddr(0x4000_0000),
-            PAGE_SIZE,
-            PAGE_KERNEL_ROX,
-            false,
-        )
-        .unwrap();
+        pt.map_range_replace(&mut env, va, PhysAddr(0x4000_0000), PAGE_SIZE, PAGE_KERNEL_ROX, false)
+            .unwrap();
         pt.map_range_replace(
             &mut env,
             va.add(PAGE_SIZE),
@@ -2379,32 +2206,15 @@ mod tests {
             leaf(&pt, &env, va.0),
             Some((3, pte_encode(PhysAddr(0x4000_0000), PAGE_KERNEL_ROX, 3)))
         );
-        assert_eq!(
-            pt.translate(&env, va.add(2 * PAGE_SIZE)),
-            Some(PhysAddr(0x4000_2000))
-        );
+        assert_eq!(pt.translate(&env, va.add(2 * PAGE_SIZE)), Some(PhysAddr(0x4000_2000)));
 
         // Blocks too.
         let b = lin(0x4000_0000);
-        pt.map_range(
-            &mut env,
-            b,
-            PhysAddr(0x4000_0000),
-            PMD_SIZE,
-            PAGE_KERNEL_EXEC,
-            true,
-        )
-        .unwrap();
+        pt.map_range(&mut env, b, PhysAddr(0x4000_0000), PMD_SIZE, PAGE_KERNEL_EXEC, true)
+            .unwrap();
         env.events.clear();
-        pt.map_range_replace(
-            &mut env,
-            b,
-            PhysAddr(0x4000_0000),
-            PMD_SIZE,
-            PAGE_KERNEL_ROX,
-            true,
-        )
-        .unwrap();
+        pt.map_range_replace(&mut env, b, PhysAddr(0x4000_0000), PMD_SIZE, PAGE_KERNEL_ROX, true)
+            .unwrap();
         assert_eq!(
             env.events,
             [
@@ -2421,14 +2231,7 @@ mod tests {
             Some((2, pte_encode(PhysAddr(0x4000_0000), PAGE_KERNEL_ROX, 2)))
         );
         // A block is never split by a replace.
-        let err = pt.map_range_replace(
-            &mut env,
-            b,
-            PhysAddr(0x4000_0000),
-            PAGE_SIZE,
-            PAGE_KERNEL,
-            false,
-        );
+        let err = pt.map_range_replace(&mut env, b, PhysAddr(0x4000_0000), PAGE_SIZE, PAGE_KERNEL, false);
         assert!(matches!(err, Err(PgtableError::AlreadyMapped { va, .. }) if va == b));
         pt.destroy(&mut env);
         assert!(env.live.is_empty());
@@ -2447,9 +2250,7 @@ mod tests {
             true,
         )
         .unwrap();
-        let err = pt
-            .unmap_range(&mut env, b.add(PAGE_SIZE), PAGE_SIZE)
-            .unwrap_err();
+        let err = pt.unmap_range(&mut env, b.add(PAGE_SIZE), PAGE_SIZE).unwrap_err();
         assert_eq!(
             err,
             PgtableError::PartialBlock {
@@ -2458,13 +2259,10 @@ mod tests {
                 existing: pte_encode(PhysAddr(0x4000_0000), PAGE_KERNEL, 1)
             }
         );
-        let err = pt
-            .unmap_range(&mut env, b.add(PUD_SIZE), PAGE_SIZE)
-            .unwrap_err();
+        let err = pt.unmap_range(&mut env, b.add(PUD_SIZE), PAGE_SIZE).unwrap_err();
         assert!(matches!(err, PgtableError::PartialBlock { level: 2, .. }));
         env.events.clear();
-        pt.unmap_range(&mut env, b, PUD_SIZE + PMD_SIZE + PAGE_SIZE)
-            .unwrap();
+        pt.unmap_range(&mut env, b, PUD_SIZE + PMD_SIZE + PAGE_SIZE).unwrap();
         assert_eq!(env.events.len(), 1, "one flush per unmap: {:?}", env.events);
         assert!(matches!(env.events[0], Event::Flush { start, end, .. }
             if start == b.0 && end == b.0 + PUD_SIZE + PMD_SIZE + PAGE_SIZE));
@@ -2478,15 +2276,8 @@ mod tests {
             pt.unmap_range(&mut env, v, PAGE_SIZE),
             Err(PgtableError::NotMapped { va: v, level: 0 })
         );
-        pt.map_range(
-            &mut env,
-            v,
-            PhysAddr(0x1000),
-            2 * PAGE_SIZE,
-            PAGE_KERNEL,
-            false,
-        )
-        .unwrap();
+        pt.map_range(&mut env, v, PhysAddr(0x1000), 2 * PAGE_SIZE, PAGE_KERNEL, false)
+            .unwrap();
         env.events.clear();
         let err = pt.unmap_range(&mut env, v, 3 * PAGE_SIZE).unwrap_err();
         assert_eq!(
@@ -2508,29 +2299,14 @@ mod tests {
         assert_eq!(pt.translate(&env, v), None);
 
         // allow_holes: a vmap area with its guard page, across tables and a missing pmd.
-        pt.map_range(
-            &mut env,
-            v,
-            PhysAddr(0x1000),
-            2 * PAGE_SIZE,
-            PAGE_KERNEL,
-            false,
-        )
-        .unwrap();
+        pt.map_range(&mut env, v, PhysAddr(0x1000), 2 * PAGE_SIZE, PAGE_KERNEL, false)
+            .unwrap();
         let far = v.add(PUD_SIZE - PAGE_SIZE);
-        pt.map_range(
-            &mut env,
-            far,
-            PhysAddr(0x2000),
-            PAGE_SIZE,
-            PAGE_KERNEL,
-            false,
-        )
-        .unwrap();
+        pt.map_range(&mut env, far, PhysAddr(0x2000), PAGE_SIZE, PAGE_KERNEL, false)
+            .unwrap();
         env.events.clear();
         let calls = env.table_ptr_calls.get();
-        pt.unmap_range_allow_holes(&mut env, v, PUD_SIZE + PAGE_SIZE)
-            .unwrap();
+        pt.unmap_range_allow_holes(&mut env, v, PUD_SIZE + PAGE_SIZE).unwrap();
         assert_eq!(env.events.len(), 1);
         assert_eq!(pt.translate(&env, v), None);
         assert_eq!(pt.translate(&env, far), None);
@@ -2542,8 +2318,7 @@ mod tests {
         );
         // Nothing mapped: no flush at all.
         env.events.clear();
-        pt.unmap_range_allow_holes(&mut env, v, 4 * PAGE_SIZE)
-            .unwrap();
+        pt.unmap_range_allow_holes(&mut env, v, 4 * PAGE_SIZE).unwrap();
         assert!(env.events.is_empty());
         pt.destroy(&mut env);
         assert!(env.live.is_empty());
@@ -2578,9 +2353,7 @@ mod tests {
         );
         assert_eq!(
             pt.map_pages(&mut env, v, &[PhysAddr(0x1000), PhysAddr(1 << 48)], k),
-            Err(PgtableError::PhysOutOfRange {
-                pa: PhysAddr(1 << 48)
-            })
+            Err(PgtableError::PhysOutOfRange { pa: PhysAddr(1 << 48) })
         );
         assert_eq!(
             pt.translate(&env, v),
@@ -2588,34 +2361,19 @@ mod tests {
             "failed map_pages must leave nothing behind"
         );
         assert_eq!(
-            pt.map_range(
-                &mut env,
-                v,
-                PhysAddr((1 << 48) - PAGE_SIZE),
-                2 * PAGE_SIZE,
-                k,
-                false
-            ),
+            pt.map_range(&mut env, v, PhysAddr((1 << 48) - PAGE_SIZE), 2 * PAGE_SIZE, k, false),
             Err(PgtableError::PhysOutOfRange {
                 pa: PhysAddr((1 << 48) - PAGE_SIZE)
             })
         );
         // Lower-half and non-canonical addresses, and wrapping past the top.
-        for bad in [
-            0x4000_0000usize,
-            0x0001_0000_0000_0000,
-            0xfffe_ffff_ffff_f000,
-        ] {
+        for bad in [0x4000_0000usize, 0x0001_0000_0000_0000, 0xfffe_ffff_ffff_f000] {
             assert_eq!(
                 pt.map_range(&mut env, VirtAddr(bad), PhysAddr(0), PAGE_SIZE, k, false),
                 Err(PgtableError::OutOfRange { va: VirtAddr(bad) })
             );
             assert_eq!(pt.translate(&env, VirtAddr(bad)), None);
-            assert!(pt
-                .walk(&env, VirtAddr(bad))
-                .steps
-                .iter()
-                .all(Option::is_none));
+            assert!(pt.walk(&env, VirtAddr(bad)).steps.iter().all(Option::is_none));
         }
         let top = VirtAddr(usize::MAX & PAGE_MASK_);
         assert_eq!(
@@ -2663,10 +2421,7 @@ mod tests {
         .unwrap();
         let w = id.walk(&env, VirtAddr(0x4000_1234));
         assert_eq!((w.leaf_level, w.pa), (Some(2), Some(PhysAddr(0x4000_1234))));
-        assert_eq!(
-            id.translate(&env, VirtAddr(0x4020_2fff)),
-            Some(PhysAddr(0x4020_2fff))
-        );
+        assert_eq!(id.translate(&env, VirtAddr(0x4020_2fff)), Some(PhysAddr(0x4020_2fff)));
         let up = VirtAddr(PAGE_OFFSET + 0x4000_0000);
         assert_eq!(
             id.map_range(&mut env, up, PhysAddr(0), PAGE_SIZE, PAGE_KERNEL, false),
@@ -2676,14 +2431,7 @@ mod tests {
         id.map_range(&mut env, edge, PhysAddr(0), PAGE_SIZE, PAGE_KERNEL, false)
             .unwrap();
         assert_eq!(
-            id.map_range(
-                &mut env,
-                edge,
-                PhysAddr(0),
-                2 * PAGE_SIZE,
-                PAGE_KERNEL,
-                false
-            ),
+            id.map_range(&mut env, edge, PhysAddr(0), 2 * PAGE_SIZE, PAGE_KERNEL, false),
             Err(PgtableError::OutOfRange { va: edge })
         );
         let root = id.root();
@@ -2704,15 +2452,13 @@ mod tests {
             .map(|i| PhysAddr(0x4000_0000 + 4096 * (i * 7 % 1024)))
             .collect();
         pt.map_pages(&mut env, va, &pages, PAGE_KERNEL).unwrap();
-        pt.unmap_range(&mut env, va, pages.len() * PAGE_SIZE)
-            .unwrap();
+        pt.unmap_range(&mut env, va, pages.len() * PAGE_SIZE).unwrap();
         // Tables exist now: 2 pmd spans x 4 levels, nothing else.
         let c0 = env.table_ptr_calls.get();
         pt.map_pages(&mut env, va, &pages, PAGE_KERNEL).unwrap();
         assert_eq!(env.table_ptr_calls.get() - c0, 8);
         let c1 = env.table_ptr_calls.get();
-        pt.unmap_range(&mut env, va, pages.len() * PAGE_SIZE)
-            .unwrap();
+        pt.unmap_range(&mut env, va, pages.len() * PAGE_SIZE).unwrap();
         // + the flush probe's walk in the test env (4).
         assert_eq!(env.table_ptr_calls.get() - c1, 8 + 4);
         pt.destroy(&mut env);
@@ -2721,14 +2467,9 @@ mod tests {
     #[test]
     fn destroy_frees_every_table() {
         let (mut env, mut pt) = setup();
-        for (i, base) in [
-            VMALLOC_START,
-            PAGE_OFFSET,
-            PAGE_END - PAGE_SIZE,
-            0xffff_ffff_ffe0_0000,
-        ]
-        .iter()
-        .enumerate()
+        for (i, base) in [VMALLOC_START, PAGE_OFFSET, PAGE_END - PAGE_SIZE, 0xffff_ffff_ffe0_0000]
+            .iter()
+            .enumerate()
         {
             pt.map_range(
                 &mut env,
@@ -2767,15 +2508,8 @@ mod tests {
     fn walk_display() {
         let (mut env, mut pt) = setup();
         let va = VirtAddr(VMALLOC_START + 0x3000);
-        pt.map_range(
-            &mut env,
-            va,
-            PhysAddr(0x4008_1000),
-            PAGE_SIZE,
-            PAGE_KERNEL,
-            false,
-        )
-        .unwrap();
+        pt.map_range(&mut env, va, PhysAddr(0x4008_1000), PAGE_SIZE, PAGE_KERNEL, false)
+            .unwrap();
         let w = pt.walk(&env, va.add(0x10));
         let t: Vec<PhysAddr> = w.steps.iter().flatten().map(|s| s.table).collect();
         let d: Vec<u64> = w.steps.iter().flatten().map(|s| s.desc).collect();
@@ -2812,7 +2546,10 @@ mod tests {
                 "out of memory: no page for a level-3 (pte) table needed to map va 0xffff800010000000",
             ),
             (
-                PgtableError::AlreadyMapped { va, existing: 0x0060_0000_4008_1703 },
+                PgtableError::AlreadyMapped {
+                    va,
+                    existing: 0x0060_0000_4008_1703,
+                },
                 "va 0xffff800010000000 is already mapped (existing descriptor 0x0060000040081703); \
                  refusing to overwrite it",
             ),
@@ -2821,7 +2558,11 @@ mod tests {
                 "va 0xffff800010000000 is not mapped: its level-2 (pmd) entry is invalid",
             ),
             (
-                PgtableError::Misaligned { what: "pa", value: 0x4008_1234, align: 0x1000 },
+                PgtableError::Misaligned {
+                    what: "pa",
+                    value: 0x4008_1234,
+                    align: 0x1000,
+                },
                 "pa 0x40081234 is not aligned to 0x1000 (it is 0x234 bytes past a boundary)",
             ),
             (
@@ -2829,7 +2570,11 @@ mod tests {
                 "pa 0x1000000000000 does not fit a 48-bit output address",
             ),
             (
-                PgtableError::PartialBlock { va: va.add(0x1000), level: 2, existing: 0x0060_0000_4000_0701 },
+                PgtableError::PartialBlock {
+                    va: va.add(0x1000),
+                    level: 2,
+                    existing: 0x0060_0000_4000_0701,
+                },
                 "va 0xffff800010001000 is inside the 2 MiB pmd block at 0xffff800010000000 \
                  (descriptor 0x0060000040000701); unmapping part of a block would split it",
             ),
@@ -2837,16 +2582,8 @@ mod tests {
         for (e, msg) in cases {
             assert_eq!(format!("{e}"), msg);
         }
-        let oor = format!(
-            "{}",
-            PgtableError::OutOfRange {
-                va: VirtAddr(0x1000)
-            }
-        );
-        assert!(
-            oor.starts_with("va 0x1000 is outside this table's half"),
-            "{oor}"
-        );
+        let oor = format!("{}", PgtableError::OutOfRange { va: VirtAddr(0x1000) });
+        assert!(oor.starts_with("va 0x1000 is outside this table's half"), "{oor}");
     }
 
     // -- Randomized: against a model -----------------------------------------
@@ -2890,9 +2627,7 @@ mod tests {
                     let pages: Vec<PhysAddr> = (0..n)
                         .map(|_| PhysAddr((rng.next() as usize & 0xff_ffff_f000) + 0x1000))
                         .collect();
-                    let conflict = (0..n)
-                        .map(|i| va + i * PAGE_SIZE)
-                        .find(|v| model.contains_key(v));
+                    let conflict = (0..n).map(|i| va + i * PAGE_SIZE).find(|v| model.contains_key(v));
                     let r = pt.map_pages(&mut env, VirtAddr(va), &pages, PAGE_KERNEL);
                     match (r, conflict) {
                         (Ok(()), None) => {
@@ -2918,17 +2653,8 @@ mod tests {
                         pa &= !(PMD_SIZE - 1);
                         n = (512 + rng.below(600)).min((WIN + 16 * 1024 * 1024 - va) / PAGE_SIZE);
                     }
-                    let conflict = (0..n)
-                        .map(|i| va + i * PAGE_SIZE)
-                        .find(|v| model.contains_key(v));
-                    let r = pt.map_range(
-                        &mut env,
-                        VirtAddr(va),
-                        PhysAddr(pa),
-                        n * PAGE_SIZE,
-                        PAGE_KERNEL,
-                        true,
-                    );
+                    let conflict = (0..n).map(|i| va + i * PAGE_SIZE).find(|v| model.contains_key(v));
+                    let r = pt.map_range(&mut env, VirtAddr(va), PhysAddr(pa), n * PAGE_SIZE, PAGE_KERNEL, true);
                     match (r, conflict) {
                         (Ok(()), None) => {
                             seen[0] += 1;
@@ -2937,9 +2663,7 @@ mod tests {
                             }
                             let mut v = va;
                             while v + PMD_SIZE <= va + n * PAGE_SIZE {
-                                if v.is_multiple_of(PMD_SIZE)
-                                    && (pa + v - va).is_multiple_of(PMD_SIZE)
-                                {
+                                if v.is_multiple_of(PMD_SIZE) && (pa + v - va).is_multiple_of(PMD_SIZE) {
                                     let (level, _) = leaf(&pt, &env, v).unwrap();
                                     if level == 2 {
                                         blocks.insert(v);
@@ -2987,17 +2711,9 @@ mod tests {
                     };
                     match (&r, expect) {
                         (Ok(()), Ok(())) => seen[3] += 1,
-                        (Err(PgtableError::PartialBlock { va: e, .. }), Err(x)) if e.0 == x => {
-                            seen[4] += 1
-                        }
-                        (Err(PgtableError::NotMapped { va: e, .. }), Err(x))
-                            if e.0 == x && !holes =>
-                        {
-                            seen[5] += 1
-                        }
-                        (r, x) => panic!(
-                            "op {op}: unmap {va:#x}+{n} holes={holes}: {r:?}, expected {x:x?}"
-                        ),
+                        (Err(PgtableError::PartialBlock { va: e, .. }), Err(x)) if e.0 == x => seen[4] += 1,
+                        (Err(PgtableError::NotMapped { va: e, .. }), Err(x)) if e.0 == x && !holes => seen[5] += 1,
+                        (r, x) => panic!("op {op}: unmap {va:#x}+{n} holes={holes}: {r:?}, expected {x:x?}"),
                     }
                     for (v, block) in cleared {
                         if block {

@@ -208,7 +208,10 @@ impl VmapAreaRoot {
 
     /// The areas in address order.
     pub fn iter(&self) -> Iter<'_> {
-        Iter { next: self.list_head, _root: PhantomData }
+        Iter {
+            next: self.list_head,
+            _root: PhantomData,
+        }
     }
 
     /// Free tree: the largest hole (0 if empty or not augmented).
@@ -747,7 +750,11 @@ pub unsafe fn insert_vmap_area(root: &mut VmapAreaRoot, va: NonNull<VmapArea>) -
     if start >= end {
         return Err(VmapError::BadRange { start, end });
     }
-    debug_assert!(!(*v).is_linked(), "insert_vmap_area: {:#x} is already in a tree", v as usize);
+    debug_assert!(
+        !(*v).is_linked(),
+        "insert_vmap_area: {:#x} is already in a tree",
+        v as usize
+    );
     match root.find_va_links(start, end) {
         Ok((parent, as_left)) => {
             root.link_va(v, parent, as_left);
@@ -802,7 +809,11 @@ pub unsafe fn merge_or_add_vmap_area(
     if start >= end {
         return Err(VmapError::BadRange { start, end });
     }
-    debug_assert!(!(*v).is_linked(), "merge_or_add_vmap_area: {:#x} is already in a tree", v as usize);
+    debug_assert!(
+        !(*v).is_linked(),
+        "merge_or_add_vmap_area: {:#x} is already in a tree",
+        v as usize
+    );
     let (parent, as_left) = match root.find_va_links(start, end) {
         Ok(l) => l,
         Err(other) => {
@@ -1055,7 +1066,10 @@ pub unsafe fn adjust_va_to_fit_type(
 ) -> Result<(), VmapError> {
     let v = va.as_ptr();
     if fit == FitType::NothingFit || classify_va_fit_type(&*v, nva_start, size) != fit {
-        return Err(VmapError::BadRange { start: nva_start, end: nva_start.wrapping_add(size) });
+        return Err(VmapError::BadRange {
+            start: nva_start,
+            end: nva_start.wrapping_add(size),
+        });
     }
     match fit {
         FitType::FlFitType => {
@@ -1130,7 +1144,12 @@ pub enum VmapError {
     /// The range is empty, or not inside the area it was to be cut from.
     BadRange { start: usize, end: usize },
     /// The range overlaps an area already in the tree.
-    Overlap { start: usize, end: usize, other_start: usize, other_end: usize },
+    Overlap {
+        start: usize,
+        end: usize,
+        other_start: usize,
+        other_end: usize,
+    },
 }
 
 impl fmt::Display for VmapError {
@@ -1145,7 +1164,12 @@ impl fmt::Display for VmapError {
                 "bad vmap request: size {size:#x}, align {align:#x} (need size > 0, align a power of two)"
             ),
             Self::BadRange { start, end } => write!(f, "bad vmap range {start:#x}-{end:#x}"),
-            Self::Overlap { start, end, other_start, other_end } => write!(
+            Self::Overlap {
+                start,
+                end,
+                other_start,
+                other_end,
+            } => write!(
                 f,
                 "vmap range {start:#x}-{end:#x} overlaps {other_start:#x}-{other_end:#x}"
             ),
@@ -1161,33 +1185,106 @@ impl core::error::Error for VmapError {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InvariantError {
     /// A node's `rb_parent` is not the node it hangs from.
-    ParentLink { node: usize, parent: usize, expected: usize },
-    RootNotBlack { node: usize },
+    ParentLink {
+        node: usize,
+        parent: usize,
+        expected: usize,
+    },
+    RootNotBlack {
+        node: usize,
+    },
     /// A node in the tree is marked detached or has a garbage colour.
-    BadColor { node: usize, color: u8 },
-    RedRed { node: usize, parent: usize },
-    BlackHeight { node: usize, left: usize, right: usize },
+    BadColor {
+        node: usize,
+        color: u8,
+    },
+    RedRed {
+        node: usize,
+        parent: usize,
+    },
+    BlackHeight {
+        node: usize,
+        left: usize,
+        right: usize,
+    },
     /// Deeper than any balanced tree of this size: corrupt links or a cycle.
-    TooDeep { node: usize, depth: usize },
-    EmptyRange { node: usize, start: usize, end: usize },
+    TooDeep {
+        node: usize,
+        depth: usize,
+    },
+    EmptyRange {
+        node: usize,
+        start: usize,
+        end: usize,
+    },
     /// In-order successor does not start after its predecessor.
-    Order { prev: usize, prev_start: usize, node: usize, start: usize },
-    Overlap { prev: usize, prev_end: usize, node: usize, start: usize },
+    Order {
+        prev: usize,
+        prev_start: usize,
+        node: usize,
+        start: usize,
+    },
+    Overlap {
+        prev: usize,
+        prev_end: usize,
+        node: usize,
+        start: usize,
+    },
     /// The list disagrees with the in-order walk at position `index`.
-    ListOrder { index: usize, list_node: usize, tree_node: usize },
-    ListBackLink { node: usize, list_prev: usize, expected: usize },
-    ListTail { list_tail: usize, expected: usize },
-    Count { counted: usize, recorded: usize },
+    ListOrder {
+        index: usize,
+        list_node: usize,
+        tree_node: usize,
+    },
+    ListBackLink {
+        node: usize,
+        list_prev: usize,
+        expected: usize,
+    },
+    ListTail {
+        list_tail: usize,
+        expected: usize,
+    },
+    Count {
+        counted: usize,
+        recorded: usize,
+    },
     /// DEBUG_AUGMENT_PROPAGATE_CHECK.
-    SubtreeMax { node: usize, start: usize, end: usize, stored: usize, computed: usize },
+    SubtreeMax {
+        node: usize,
+        start: usize,
+        end: usize,
+        stored: usize,
+        computed: usize,
+    },
     /// DEBUG_AUGMENT_LOWEST_MATCH_CHECK.
-    LowestMatch { size: usize, align: usize, vstart: usize, tree: usize, linear: usize },
+    LowestMatch {
+        size: usize,
+        align: usize,
+        vstart: usize,
+        tree: usize,
+        linear: usize,
+    },
     /// check_coverage: nothing covers `[from, to)`.
-    CoverageGap { from: usize, to: usize },
+    CoverageGap {
+        from: usize,
+        to: usize,
+    },
     /// check_coverage: `[start, end)` from `source` overlaps what is covered up to `covered_to`.
-    CoverageOverlap { start: usize, end: usize, covered_to: usize, source: usize },
+    CoverageOverlap {
+        start: usize,
+        end: usize,
+        covered_to: usize,
+        source: usize,
+    },
     /// check_coverage: a range lies outside `[lo, hi)` or is empty.
-    CoverageBounds { start: usize, end: usize, lo: usize, hi: usize, source: usize },
+    CoverageBounds {
+        start: usize,
+        end: usize,
+        lo: usize,
+        hi: usize,
+        source: usize,
+    },
 }
 
 impl fmt::Display for InvariantError {
@@ -1277,16 +1374,26 @@ unsafe fn check_subtree(w: &mut Walk, n: Link, parent: Link, depth: usize) -> Re
         });
     }
     if va.rb_color != RB_RED && va.rb_color != RB_BLACK {
-        return Err(InvariantError::BadColor { node: addr, color: va.rb_color });
+        return Err(InvariantError::BadColor {
+            node: addr,
+            color: va.rb_color,
+        });
     }
     if va.rb_color == RB_RED && is_red(parent) {
-        return Err(InvariantError::RedRed { node: addr, parent: parent as usize });
+        return Err(InvariantError::RedRed {
+            node: addr,
+            parent: parent as usize,
+        });
     }
     let left_bh = check_subtree(w, va.rb_left, n, depth + 1)?;
 
     // In-order visit.
     if va.va_start >= va.va_end {
-        return Err(InvariantError::EmptyRange { node: addr, start: va.va_start, end: va.va_end });
+        return Err(InvariantError::EmptyRange {
+            node: addr,
+            start: va.va_start,
+            end: va.va_end,
+        });
     }
     if !w.prev.is_null() {
         let p = &*w.prev;
@@ -1308,7 +1415,11 @@ unsafe fn check_subtree(w: &mut Walk, n: Link, parent: Link, depth: usize) -> Re
         }
     }
     if w.cursor != n {
-        return Err(InvariantError::ListOrder { index: w.visited, list_node: w.cursor as usize, tree_node: addr });
+        return Err(InvariantError::ListOrder {
+            index: w.visited,
+            list_node: w.cursor as usize,
+            tree_node: addr,
+        });
     }
     if va.list_prev != w.prev {
         return Err(InvariantError::ListBackLink {
@@ -1323,7 +1434,11 @@ unsafe fn check_subtree(w: &mut Walk, n: Link, parent: Link, depth: usize) -> Re
 
     let right_bh = check_subtree(w, va.rb_right, n, depth + 1)?;
     if left_bh != right_bh {
-        return Err(InvariantError::BlackHeight { node: addr, left: left_bh, right: right_bh });
+        return Err(InvariantError::BlackHeight {
+            node: addr,
+            left: left_bh,
+            right: right_bh,
+        });
     }
     if w.augmented {
         let computed = compute_subtree_max_size(n);
@@ -1355,18 +1470,30 @@ pub fn check_invariants(root: &VmapAreaRoot) -> Result<(), InvariantError> {
     // is bounded in depth and node count against corrupted links.
     unsafe {
         if !root.root.is_null() && (*root.root).rb_color != RB_BLACK {
-            return Err(InvariantError::RootNotBlack { node: root.root as usize });
+            return Err(InvariantError::RootNotBlack {
+                node: root.root as usize,
+            });
         }
         check_subtree(&mut w, root.root, ptr::null_mut(), 0)?;
     }
     if !w.cursor.is_null() {
-        return Err(InvariantError::ListOrder { index: w.visited, list_node: w.cursor as usize, tree_node: 0 });
+        return Err(InvariantError::ListOrder {
+            index: w.visited,
+            list_node: w.cursor as usize,
+            tree_node: 0,
+        });
     }
     if root.list_tail != w.prev {
-        return Err(InvariantError::ListTail { list_tail: root.list_tail as usize, expected: w.prev as usize });
+        return Err(InvariantError::ListTail {
+            list_tail: root.list_tail as usize,
+            expected: w.prev as usize,
+        });
     }
     if w.visited != root.count {
-        return Err(InvariantError::Count { counted: w.visited, recorded: root.count });
+        return Err(InvariantError::Count {
+            counted: w.visited,
+            recorded: root.count,
+        });
     }
     Ok(())
 }
@@ -1390,7 +1517,13 @@ pub fn check_lowest_match(root: &VmapAreaRoot, size: usize, align: usize, vstart
         }
     }
     if tree != linear {
-        return Err(InvariantError::LowestMatch { size, align, vstart, tree, linear });
+        return Err(InvariantError::LowestMatch {
+            size,
+            align,
+            vstart,
+            tree,
+            linear,
+        });
     }
     Ok(())
 }
@@ -1414,13 +1547,24 @@ pub fn check_coverage(
     let mut covered = start;
     for (s, e, source) in ranges {
         if s >= e || s < start || e > end {
-            return Err(InvariantError::CoverageBounds { start: s, end: e, lo: start, hi: end, source });
+            return Err(InvariantError::CoverageBounds {
+                start: s,
+                end: e,
+                lo: start,
+                hi: end,
+                source,
+            });
         }
         if s > covered {
             return Err(InvariantError::CoverageGap { from: covered, to: s });
         }
         if s < covered {
-            return Err(InvariantError::CoverageOverlap { start: s, end: e, covered_to: covered, source });
+            return Err(InvariantError::CoverageOverlap {
+                start: s,
+                end: e,
+                covered_to: covered,
+                source,
+            });
         }
         covered = e;
     }
@@ -1457,7 +1601,13 @@ mod tests {
 
     impl TrackingAlloc {
         fn new() -> Self {
-            Self { live: HashSet::new(), quarantine: Vec::new(), allocs: 0, frees: 0, fail_after: None }
+            Self {
+                live: HashSet::new(),
+                quarantine: Vec::new(),
+                allocs: 0,
+                frees: 0,
+                fail_after: None,
+            }
         }
 
         /// A node for the caller's own use (busy areas, freed ranges).
@@ -1535,7 +1685,9 @@ mod tests {
     }
 
     fn snapshot(root: &VmapAreaRoot) -> Vec<(usize, usize, usize)> {
-        root.iter().map(|va| (va.va_start, va.va_end, va.subtree_max_size)).collect()
+        root.iter()
+            .map(|va| (va.va_start, va.va_end, va.subtree_max_size))
+            .collect()
     }
 
     const B: usize = 0x1_0000_0000;
@@ -1646,27 +1798,43 @@ mod tests {
 
     #[test]
     fn merge_with_no_neighbour() {
-        merge_case(&[(B, B + P), (B + 8 * P, B + 9 * P)], (B + 3 * P, B + 4 * P),
-            &[(B, B + P), (B + 3 * P, B + 4 * P), (B + 8 * P, B + 9 * P)], (B + 3 * P, B + 4 * P));
+        merge_case(
+            &[(B, B + P), (B + 8 * P, B + 9 * P)],
+            (B + 3 * P, B + 4 * P),
+            &[(B, B + P), (B + 3 * P, B + 4 * P), (B + 8 * P, B + 9 * P)],
+            (B + 3 * P, B + 4 * P),
+        );
         merge_case(&[], (B, B + P), &[(B, B + P)], (B, B + P));
     }
 
     #[test]
     fn merge_with_left_neighbour() {
-        merge_case(&[(B, B + P), (B + 8 * P, B + 9 * P)], (B + P, B + 3 * P),
-            &[(B, B + 3 * P), (B + 8 * P, B + 9 * P)], (B, B + 3 * P));
+        merge_case(
+            &[(B, B + P), (B + 8 * P, B + 9 * P)],
+            (B + P, B + 3 * P),
+            &[(B, B + 3 * P), (B + 8 * P, B + 9 * P)],
+            (B, B + 3 * P),
+        );
     }
 
     #[test]
     fn merge_with_right_neighbour() {
-        merge_case(&[(B, B + P), (B + 8 * P, B + 9 * P)], (B + 5 * P, B + 8 * P),
-            &[(B, B + P), (B + 5 * P, B + 9 * P)], (B + 5 * P, B + 9 * P));
+        merge_case(
+            &[(B, B + P), (B + 8 * P, B + 9 * P)],
+            (B + 5 * P, B + 8 * P),
+            &[(B, B + P), (B + 5 * P, B + 9 * P)],
+            (B + 5 * P, B + 9 * P),
+        );
     }
 
     #[test]
     fn merge_with_both_neighbours() {
-        merge_case(&[(B, B + P), (B + 8 * P, B + 9 * P), (B + 20 * P, B + 30 * P)], (B + P, B + 8 * P),
-            &[(B, B + 9 * P), (B + 20 * P, B + 30 * P)], (B, B + 9 * P));
+        merge_case(
+            &[(B, B + P), (B + 8 * P, B + 9 * P), (B + 20 * P, B + 30 * P)],
+            (B + P, B + 8 * P),
+            &[(B, B + 9 * P), (B + 20 * P, B + 30 * P)],
+            (B, B + 9 * P),
+        );
     }
 
     #[test]
@@ -1675,10 +1843,21 @@ mod tests {
         let mut root = free_tree(&mut a, &[(B, B + 4 * P)]);
         let va = a.node(B + 2 * P, B + 6 * P);
         let e = unsafe { merge_or_add_vmap_area(&mut root, va, &mut a) };
-        assert_eq!(e, Err(VmapError::Overlap { start: B + 2 * P, end: B + 6 * P, other_start: B, other_end: B + 4 * P }));
+        assert_eq!(
+            e,
+            Err(VmapError::Overlap {
+                start: B + 2 * P,
+                end: B + 6 * P,
+                other_start: B,
+                other_end: B + 4 * P
+            })
+        );
         assert!(e.unwrap_err().to_string().contains("overlaps 0x100000000-0x100004000"));
         unsafe { va.as_ptr().write(VmapArea::new(B + 9 * P, B + 9 * P)) };
-        assert!(matches!(unsafe { merge_or_add_vmap_area(&mut root, va, &mut a) }, Err(VmapError::BadRange { .. })));
+        assert!(matches!(
+            unsafe { merge_or_add_vmap_area(&mut root, va, &mut a) },
+            Err(VmapError::BadRange { .. })
+        ));
         assert!(!unsafe { va.as_ref() }.is_linked());
         a.free_vmap_area_node(va);
         check_invariants(&root).unwrap();
@@ -1729,10 +1908,19 @@ mod tests {
     #[test]
     fn alloc_prefers_lowest_hole_of_exact_size() {
         let mut a = TrackingAlloc::new();
-        let mut root = free_tree(&mut a, &[(B, B + 2 * P), (B + 4 * P, B + 7 * P), (B + 10 * P, B + 100 * P)]);
-        assert_eq!(__alloc_vmap_area(&mut root, 3 * P, P, 0, usize::MAX, &mut a), Ok(B + 4 * P));
+        let mut root = free_tree(
+            &mut a,
+            &[(B, B + 2 * P), (B + 4 * P, B + 7 * P), (B + 10 * P, B + 100 * P)],
+        );
+        assert_eq!(
+            __alloc_vmap_area(&mut root, 3 * P, P, 0, usize::MAX, &mut a),
+            Ok(B + 4 * P)
+        );
         assert_eq!(__alloc_vmap_area(&mut root, 2 * P, P, 0, usize::MAX, &mut a), Ok(B));
-        assert_eq!(__alloc_vmap_area(&mut root, 2 * P, P, 0, usize::MAX, &mut a), Ok(B + 10 * P));
+        assert_eq!(
+            __alloc_vmap_area(&mut root, 2 * P, P, 0, usize::MAX, &mut a),
+            Ok(B + 10 * P)
+        );
         check_invariants(&root).unwrap();
         release(&mut root, &mut a);
     }
@@ -1761,7 +1949,10 @@ mod tests {
             __alloc_vmap_area(&mut root, P, 3 * P, start, VMALLOC_END, &mut a),
             Err(VmapError::BadRequest { .. })
         ));
-        assert!(matches!(__alloc_vmap_area(&mut root, 0, P, start, VMALLOC_END, &mut a), Err(VmapError::BadRequest { .. })));
+        assert!(matches!(
+            __alloc_vmap_area(&mut root, 0, P, start, VMALLOC_END, &mut a),
+            Err(VmapError::BadRequest { .. })
+        ));
         release(&mut root, &mut a);
     }
 
@@ -1770,15 +1961,24 @@ mod tests {
         let mut a = TrackingAlloc::new();
         let mut root = free_tree(&mut a, &[(B, B + 8 * P), (B + 16 * P, B + 32 * P)]);
         // vstart inside the first hole.
-        assert_eq!(__alloc_vmap_area(&mut root, 2 * P, P, B + 5 * P, usize::MAX, &mut a), Ok(B + 5 * P));
+        assert_eq!(
+            __alloc_vmap_area(&mut root, 2 * P, P, B + 5 * P, usize::MAX, &mut a),
+            Ok(B + 5 * P)
+        );
         // vstart past the first hole.
-        assert_eq!(__alloc_vmap_area(&mut root, P, P, B + 9 * P, usize::MAX, &mut a), Ok(B + 16 * P));
+        assert_eq!(
+            __alloc_vmap_area(&mut root, P, P, B + 9 * P, usize::MAX, &mut a),
+            Ok(B + 16 * P)
+        );
         // vend too low for anything that is left.
         assert_eq!(
             __alloc_vmap_area(&mut root, 8 * P, P, B, B + 24 * P, &mut a),
             Err(VmapError::NoSpace { size: 8 * P, align: P })
         );
-        assert_eq!(__alloc_vmap_area(&mut root, 8 * P, P, B, B + 25 * P, &mut a), Ok(B + 17 * P));
+        assert_eq!(
+            __alloc_vmap_area(&mut root, 8 * P, P, B, B + 25 * P, &mut a),
+            Ok(B + 17 * P)
+        );
         // vend below vstart.
         assert!(__alloc_vmap_area(&mut root, P, P, B + 20 * P, B + 10 * P, &mut a).is_err());
         check_invariants(&root).unwrap();
@@ -1829,7 +2029,10 @@ mod tests {
         assert_eq!(unsafe { busy.last().unwrap().as_ref() }.va_start, B + 36 * P);
         // Overlapping insert is refused.
         let dup = a.node(B + P, B + 3 * P);
-        assert!(matches!(unsafe { insert_vmap_area(&mut busy, dup) }, Err(VmapError::Overlap { .. })));
+        assert!(matches!(
+            unsafe { insert_vmap_area(&mut busy, dup) },
+            Err(VmapError::Overlap { .. })
+        ));
         a.free_vmap_area_node(dup);
         for va in nodes {
             assert!(unsafe { unlink_va(&mut busy, va) });
@@ -1846,7 +2049,9 @@ mod tests {
     #[test]
     fn checkers_report_corruption() {
         let mut a = TrackingAlloc::new();
-        let frags: Vec<_> = (0..20).map(|i| (B + i * 4 * P, B + i * 4 * P + (1 + i % 3) * P)).collect();
+        let frags: Vec<_> = (0..20)
+            .map(|i| (B + i * 4 * P, B + i * 4 * P + (1 + i % 3) * P))
+            .collect();
         let mut root = free_tree(&mut a, &frags);
         let victim = root.find(B + 8 * 4 * P).unwrap().as_ptr();
         unsafe {
@@ -1860,7 +2065,10 @@ mod tests {
             let saved = (*victim).va_end;
             (*victim).va_end = (*victim).va_start + 5 * P;
             let e = check_invariants(&root).unwrap_err();
-            assert!(matches!(e, InvariantError::Overlap { .. } | InvariantError::SubtreeMax { .. }), "{e}");
+            assert!(
+                matches!(e, InvariantError::Overlap { .. } | InvariantError::SubtreeMax { .. }),
+                "{e}"
+            );
             (*victim).va_end = saved;
 
             root.count += 1;
@@ -1875,7 +2083,10 @@ mod tests {
 
         // Coverage: the free areas of `frags` leave gaps.
         let e = check_coverage(&[&root], &[], B, B + 80 * P).unwrap_err();
-        assert!(matches!(e, InvariantError::CoverageGap { from, .. } if from == B + P), "{e}");
+        assert!(
+            matches!(e, InvariantError::CoverageGap { from, .. } if from == B + P),
+            "{e}"
+        );
         let e = check_coverage(&[&root], &[(B, B + 2 * P)], B, B + 80 * P).unwrap_err();
         assert!(matches!(e, InvariantError::CoverageOverlap { .. }), "{e}");
         let e = check_coverage(&[&root], &[], B + P, B + 80 * P).unwrap_err();
@@ -2030,10 +2241,18 @@ mod tests {
             check_invariants(&self.free).unwrap_or_else(|e| fail("free tree", e));
             check_invariants(&self.busy).unwrap_or_else(|e| fail("busy tree", e));
             check_invariants(&self.purge).unwrap_or_else(|e| fail("purge tree", e));
-            check_coverage(&[&self.free, &self.busy, &self.purge], &self.chain_ranges, self.start, self.end)
-                .unwrap_or_else(|e| fail("coverage", e));
+            check_coverage(
+                &[&self.free, &self.busy, &self.purge],
+                &self.chain_ranges,
+                self.start,
+                self.end,
+            )
+            .unwrap_or_else(|e| fail("coverage", e));
             assert!(
-                self.free.iter().map(|va| (va.va_start, va.va_end)).eq(self.model.free.iter().map(|(&s, &e)| (s, e))),
+                self.free
+                    .iter()
+                    .map(|va| (va.va_start, va.va_end))
+                    .eq(self.model.free.iter().map(|(&s, &e)| (s, e))),
                 "{ctx}: free tree differs from the model"
             );
             let nodes = self.free.len() + self.busy.len() + self.purge.len() + self.chain_ranges.len();
@@ -2066,10 +2285,22 @@ mod tests {
             let order = rng.below(cfg.max_order + 1);
             let pages = 1 + rng.below(1 << order);
             let size = pages * P;
-            let align = if rng.chance(60) { P } else { P << rng.below(cfg.max_align_shift + 1) };
+            let align = if rng.chance(60) {
+                P
+            } else {
+                P << rng.below(cfg.max_align_shift + 1)
+            };
             let span = self.end - self.start;
-            let vstart = if rng.chance(15) { self.start + rng.below(span / P) * P } else { self.start };
-            let vend = if rng.chance(10) { vstart + rng.below((self.end - vstart) / P + 1) * P } else { self.end };
+            let vstart = if rng.chance(15) {
+                self.start + rng.below(span / P) * P
+            } else {
+                self.start
+            };
+            let vend = if rng.chance(10) {
+                vstart + rng.below((self.end - vstart) / P + 1) * P
+            } else {
+                self.end
+            };
             let inject = rng.chance(5);
             let mut purged = false;
             loop {
@@ -2174,7 +2405,13 @@ mod tests {
         let mut w = World::new(cfg.start, cfg.end);
         for op in 0..ops {
             let busy = w.busy_list.len();
-            let p_alloc = if busy == 0 { 100 } else if busy < cfg.target_busy { 60 } else { 35 };
+            let p_alloc = if busy == 0 {
+                100
+            } else if busy < cfg.target_busy {
+                60
+            } else {
+                35
+            };
             if rng.chance(p_alloc) {
                 w.alloc(&mut rng, cfg);
             } else if rng.chance(3) {
@@ -2186,10 +2423,17 @@ mod tests {
             if op % 16 == 0 {
                 let order = rng.below(cfg.max_order + 1);
                 let size = (1 + rng.below(1 << order)) * P;
-                let align = if rng.chance(50) { P } else { P << rng.below(cfg.max_align_shift + 1) };
-                let vstart = if rng.chance(50) { cfg.start } else { cfg.start + rng.below((cfg.end - cfg.start) / P) * P };
-                check_lowest_match(&w.free, size, align, vstart)
-                    .unwrap_or_else(|e| panic!("seed {seed} op {op}: {e}"));
+                let align = if rng.chance(50) {
+                    P
+                } else {
+                    P << rng.below(cfg.max_align_shift + 1)
+                };
+                let vstart = if rng.chance(50) {
+                    cfg.start
+                } else {
+                    cfg.start + rng.below((cfg.end - cfg.start) / P) * P
+                };
+                check_lowest_match(&w.free, size, align, vstart).unwrap_or_else(|e| panic!("seed {seed} op {op}: {e}"));
                 // Linux's own check: align 1, arbitrary vstart.
                 check_lowest_match(&w.free, size, 1, vstart + rng.below(P)).unwrap();
                 w.stats.lowest_match_checks += 1;
@@ -2204,11 +2448,29 @@ mod tests {
     fn property_against_model() {
         let configs = [
             // Small space: exhaustion and purge-and-retry are frequent.
-            Config { start: 0x4000_0000, end: 0x4000_0000 + 4096 * P, max_order: 6, max_align_shift: 6, target_busy: 150 },
+            Config {
+                start: 0x4000_0000,
+                end: 0x4000_0000 + 4096 * P,
+                max_order: 6,
+                max_align_shift: 6,
+                target_busy: 150,
+            },
             // The real vmalloc range with alignments up to 1 GiB.
-            Config { start: VMALLOC_START, end: VMALLOC_END, max_order: 10, max_align_shift: 18, target_busy: 300 },
+            Config {
+                start: VMALLOC_START,
+                end: VMALLOC_END,
+                max_order: 10,
+                max_align_shift: 18,
+                target_busy: 300,
+            },
             // Medium, many small areas: deep trees, lots of merging.
-            Config { start: VMALLOC_START, end: VMALLOC_START + (1 << 30), max_order: 4, max_align_shift: 4, target_busy: 600 },
+            Config {
+                start: VMALLOC_START,
+                end: VMALLOC_START + (1 << 30),
+                max_order: 4,
+                max_align_shift: 4,
+                target_busy: 600,
+            },
         ];
         let mut total = Stats::default();
         let mut ops = 0;
@@ -2223,8 +2485,14 @@ mod tests {
         assert!(ops >= 100_000);
         // Every path must have been exercised.
         let t = &total;
-        assert!(t.no_memory > 0 && t.no_space > 0 && t.purges > 0 && t.fallback > 0, "{t:?}");
-        assert!(t.fits.iter().all(|&n| n > 0) && t.merges.iter().all(|&n| n > 0), "{t:?}");
+        assert!(
+            t.no_memory > 0 && t.no_space > 0 && t.purges > 0 && t.fallback > 0,
+            "{t:?}"
+        );
+        assert!(
+            t.fits.iter().all(|&n| n > 0) && t.merges.iter().all(|&n| n > 0),
+            "{t:?}"
+        );
     }
 
     // ---- scaling -------------------------------------------------------------

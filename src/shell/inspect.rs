@@ -82,7 +82,13 @@ pub fn cmd_peek(_: &mut Shell, args: &mut Args) -> CmdResult {
             }
             Err(f) => {
                 print_words(line_start, &words[..n]);
-                fail!("reading {:#x} faulted ({}); {} of {} word(s) read", a, describe(&f), i, count);
+                fail!(
+                    "reading {:#x} faulted ({}); {} of {} word(s) read",
+                    a,
+                    describe(&f),
+                    i,
+                    count
+                );
             }
         }
     }

@@ -103,10 +103,18 @@ struct LazyNote(usize);
 impl core::fmt::Display for LazyNote {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         if nr_purges() != self.0 {
-            write!(f, "lazy_max_pages ({}) exceeded: lazily freed address space purged now ({} page(s) still pending)",
-                vmalloc::lazy_max_pages(), vmalloc::vmap_lazy_nr())
+            write!(
+                f,
+                "lazy_max_pages ({}) exceeded: lazily freed address space purged now ({} page(s) still pending)",
+                vmalloc::lazy_max_pages(),
+                vmalloc::vmap_lazy_nr()
+            )
         } else {
-            write!(f, "address space waits for the lazy purge ({} page(s) pending)", vmalloc::vmap_lazy_nr())
+            write!(
+                f,
+                "address space waits for the lazy purge ({} page(s) pending)",
+                vmalloc::vmap_lazy_nr()
+            )
         }
     }
 }
@@ -138,7 +146,12 @@ fn vm_info(addr: usize) -> Option<VmInfo> {
     }
     // SAFETY: a live vm_struct (one CPU: nobody frees it under us).
     let v = unsafe { &*vm };
-    Some(VmInfo { addr: v.addr, size: v.size, flags: v.flags, caller: v.caller })
+    Some(VmInfo {
+        addr: v.addr,
+        size: v.size,
+        flags: v.flags,
+        caller: v.caller,
+    })
 }
 
 /// Print the vmallocinfo line of the area at `addr`.
@@ -167,18 +180,33 @@ fn refuse(sh: &Shell, addr: usize, want: &str) -> CmdResult {
         None => fail!("{:#x} is not the start of {} area", addr, an(want)),
         Some(v) if v.addr != addr & PAGE_MASK || (want != "ioremap" && !addr.is_multiple_of(PAGE_SIZE)) => fail!(
             "{:#x} is not the start of {} area (it is inside the {} area 0x{:016x}-0x{:016x})",
-            addr, an(want), v.kind(), v.addr, v.addr + v.size
+            addr,
+            an(want),
+            v.kind(),
+            v.addr,
+            v.addr + v.size
         ),
         Some(v) => fail!(
             "{:#x} is {} area from {}:{}, not created from this shell; refusing to free it",
-            addr, an(v.kind()), v.caller.file(), v.caller.line()
+            addr,
+            an(v.kind()),
+            v.caller.file(),
+            v.caller.line()
         ),
     }
 }
 
 /// "a vmalloc", "an ioremap".
 fn an(kind: &str) -> alloc::string::String {
-    alloc::format!("{} {}", if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }, kind)
+    alloc::format!(
+        "{} {}",
+        if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        },
+        kind
+    )
 }
 
 /// Total RAM in bytes as vmalloc counts it (managed pages).
@@ -201,7 +229,13 @@ fn check_size(size: u64) -> CmdResult {
 
 fn report_alloc(what: &str, size: u64, addr: usize) {
     let pages = (size as usize).div_ceil(PAGE_SIZE);
-    println!("{}: {} at {:#x} ({} page(s) + guard page)", what, HumanSize(size), addr, pages);
+    println!(
+        "{}: {} at {:#x} ({} page(s) + guard page)",
+        what,
+        HumanSize(size),
+        addr,
+        pages
+    );
     print_vm_line(addr);
 }
 
@@ -222,7 +256,10 @@ pub fn cmd_vmalloc(sh: &mut Shell, args: &mut Args) -> CmdResult {
     if p.is_null() {
         fail!("allocating {} failed (nothing was kept)", HumanSize(size));
     }
-    sh.areas.0.push(Area { addr: p as usize, kind: Kind::Vmalloc });
+    sh.areas.0.push(Area {
+        addr: p as usize,
+        kind: Kind::Vmalloc,
+    });
     report_alloc("vmalloc", size, p as usize);
     Ok(())
 }
@@ -235,7 +272,10 @@ pub fn cmd_vzalloc(sh: &mut Shell, args: &mut Args) -> CmdResult {
     if p.is_null() {
         fail!("allocating {} failed (nothing was kept)", HumanSize(size));
     }
-    sh.areas.0.push(Area { addr: p as usize, kind: Kind::Vmalloc });
+    sh.areas.0.push(Area {
+        addr: p as usize,
+        kind: Kind::Vmalloc,
+    });
     report_alloc("vzalloc", size, p as usize);
     Ok(())
 }
@@ -243,7 +283,11 @@ pub fn cmd_vzalloc(sh: &mut Shell, args: &mut Args) -> CmdResult {
 pub fn cmd_vfree(sh: &mut Shell, args: &mut Args) -> CmdResult {
     let addr = args.num("ADDR")? as usize;
     args.end()?;
-    let Some(i) = sh.areas.position(addr).filter(|&i| matches!(sh.areas.0[i].kind, Kind::Vmalloc)) else {
+    let Some(i) = sh
+        .areas
+        .position(addr)
+        .filter(|&i| matches!(sh.areas.0[i].kind, Kind::Vmalloc))
+    else {
         return refuse(sh, addr, "vmalloc");
     };
     let v = vm_info(addr).expect("a shell vmalloc area vanished");
@@ -255,7 +299,11 @@ pub fn cmd_vfree(sh: &mut Shell, args: &mut Args) -> CmdResult {
     let returned = page_alloc::nr_free_pages().0 as isize - free_before as isize;
     println!(
         "vfree: freed 0x{:016x}-0x{:016x}: {} page(s), {} free pages more; {}",
-        v.addr, v.addr + v.size, pages, returned, LazyNote(purges)
+        v.addr,
+        v.addr + v.size,
+        pages,
+        returned,
+        LazyNote(purges)
     );
     Ok(())
 }
@@ -299,14 +347,21 @@ pub fn cmd_vmap(sh: &mut Shell, args: &mut Args) -> CmdResult {
     }
     println!("{}", if n > 8 { " ..." } else { "" });
     print_vm_line(p as usize);
-    sh.areas.0.push(Area { addr: p as usize, kind: Kind::Vmap(pages) });
+    sh.areas.0.push(Area {
+        addr: p as usize,
+        kind: Kind::Vmap(pages),
+    });
     Ok(())
 }
 
 pub fn cmd_vunmap(sh: &mut Shell, args: &mut Args) -> CmdResult {
     let addr = args.num("ADDR")? as usize;
     args.end()?;
-    let Some(i) = sh.areas.position(addr).filter(|&i| matches!(sh.areas.0[i].kind, Kind::Vmap(_))) else {
+    let Some(i) = sh
+        .areas
+        .position(addr)
+        .filter(|&i| matches!(sh.areas.0[i].kind, Kind::Vmap(_)))
+    else {
         return refuse(sh, addr, "vmap");
     };
     let v = vm_info(addr).expect("a shell vmap area vanished");
@@ -319,7 +374,10 @@ pub fn cmd_vunmap(sh: &mut Shell, args: &mut Args) -> CmdResult {
     }
     println!(
         "vunmap: unmapped 0x{:016x}-0x{:016x} and freed its {} page(s); {}",
-        v.addr, v.addr + v.size, pages.len(), LazyNote(purges)
+        v.addr,
+        v.addr + v.size,
+        pages.len(),
+        LazyNote(purges)
     );
     Ok(())
 }
@@ -335,17 +393,29 @@ pub fn cmd_ioremap(sh: &mut Shell, args: &mut Args) -> CmdResult {
         fail!("SIZE must not be zero");
     }
     if size > IOREMAP_MAX {
-        fail!("SIZE {} is too big (the shell maps at most {})", HumanSize(size), HumanSize(IOREMAP_MAX));
+        fail!(
+            "SIZE {} is too big (the shell maps at most {})",
+            HumanSize(size),
+            HumanSize(IOREMAP_MAX)
+        );
     }
     let Some(end) = phys.checked_add(size).filter(|&e| e <= 1 << 48) else {
-        fail!("[{:#x}, +{:#x}) goes beyond the 48-bit physical address space", phys, size);
+        fail!(
+            "[{:#x}, +{:#x}) goes beyond the 48-bit physical address space",
+            phys,
+            size
+        );
     };
     for b in crate::setup::machine().memory() {
         let (bs, be) = (b.region.base, b.region.base + b.region.size);
         if phys < be && bs < end {
             fail!(
                 "[{:#x}-{:#x}) overlaps RAM [{:#x}-{:#x}); RAM is already mapped at {:#x} (linear map)",
-                phys, end, bs, be, paging::__va(PhysAddr(phys.max(bs) as usize)).0
+                phys,
+                end,
+                bs,
+                be,
+                paging::__va(PhysAddr(phys.max(bs) as usize)).0
             );
         }
     }
@@ -353,10 +423,18 @@ pub fn cmd_ioremap(sh: &mut Shell, args: &mut Args) -> CmdResult {
     if p.is_null() {
         fail!("mapping [{:#x}-{:#x}) failed (nothing was kept)", phys, end);
     }
-    sh.areas.0.push(Area { addr: p as usize, kind: Kind::Ioremap });
+    sh.areas.0.push(Area {
+        addr: p as usize,
+        kind: Kind::Ioremap,
+    });
     let pages = ((phys as usize % PAGE_SIZE) + size as usize).div_ceil(PAGE_SIZE);
-    println!("ioremap: phys {:#x} size {} at {:#x} ({} page(s) Device-nGnRE, XN, + guard page)",
-        phys, HumanSize(size), p as usize, pages);
+    println!(
+        "ioremap: phys {:#x} size {} at {:#x} ({} page(s) Device-nGnRE, XN, + guard page)",
+        phys,
+        HumanSize(size),
+        p as usize,
+        pages
+    );
     print_vm_line(p as usize);
     Ok(())
 }
@@ -364,7 +442,11 @@ pub fn cmd_ioremap(sh: &mut Shell, args: &mut Args) -> CmdResult {
 pub fn cmd_iounmap(sh: &mut Shell, args: &mut Args) -> CmdResult {
     let addr = args.num("ADDR")? as usize;
     args.end()?;
-    let Some(i) = sh.areas.position(addr).filter(|&i| matches!(sh.areas.0[i].kind, Kind::Ioremap)) else {
+    let Some(i) = sh
+        .areas
+        .position(addr)
+        .filter(|&i| matches!(sh.areas.0[i].kind, Kind::Ioremap))
+    else {
         return refuse(sh, addr, "ioremap");
     };
     let v = vm_info(addr).expect("a shell ioremap area vanished");
@@ -373,7 +455,9 @@ pub fn cmd_iounmap(sh: &mut Shell, args: &mut Args) -> CmdResult {
     sh.areas.0.swap_remove(i);
     println!(
         "iounmap: unmapped 0x{:016x}-0x{:016x}; {}",
-        v.addr, v.addr + v.size, LazyNote(purges)
+        v.addr,
+        v.addr + v.size,
+        LazyNote(purges)
     );
     Ok(())
 }
@@ -386,7 +470,9 @@ pub fn cmd_purge(_: &mut Shell, args: &mut Args) -> CmdResult {
     let flushes = crate::kmm::TLB_FLUSHES.load(core::sync::atomic::Ordering::Relaxed) - flushes;
     println!(
         "purge: {} lazily freed page(s) of address space back in the free tree ({} TLB flush(es)); lazy_max_pages {}",
-        before - vmalloc::vmap_lazy_nr(), flushes, vmalloc::lazy_max_pages()
+        before - vmalloc::vmap_lazy_nr(),
+        flushes,
+        vmalloc::lazy_max_pages()
     );
     Ok(())
 }

@@ -50,13 +50,19 @@ pub type CmdResult = Result<(), Error>;
 
 impl From<ArgError<'_>> for Error {
     fn from(e: ArgError<'_>) -> Self {
-        Error { msg: alloc::format!("{}", e), usage: true }
+        Error {
+            msg: alloc::format!("{}", e),
+            usage: true,
+        }
     }
 }
 
 /// `Err` with a one-line message.
 pub fn fail_with(args: fmt::Arguments) -> CmdResult {
-    Err(Error { msg: alloc::fmt::format(args), usage: false })
+    Err(Error {
+        msg: alloc::fmt::format(args),
+        usage: false,
+    })
 }
 
 /// `return fail!(...)` in command handlers.
@@ -82,28 +88,138 @@ pub struct Command {
 
 /// Every command, in the order `help` lists them.
 static COMMANDS: &[Command] = &[
-    Command { name: "help", args: "", help: "list the commands", run: help },
-    Command { name: "meminfo", args: "", help: "memory summary in /proc/meminfo format", run: mem::meminfo },
-    Command { name: "buddyinfo", args: "", help: "free blocks per order, as /proc/buddyinfo", run: mem::buddyinfo },
-    Command { name: "vmallocinfo", args: "", help: "every vmalloc-range area, as /proc/vmallocinfo", run: mem::vmallocinfo },
-    Command { name: "vmalloc", args: "SIZE [ALIGN]", help: "vmalloc SIZE bytes (K/M/G suffixes), optionally aligned", run: mem::cmd_vmalloc },
-    Command { name: "vzalloc", args: "SIZE", help: "vzalloc SIZE bytes (zeroed)", run: mem::cmd_vzalloc },
-    Command { name: "vfree", args: "ADDR", help: "vfree an area vmalloc/vzalloc returned here", run: mem::cmd_vfree },
-    Command { name: "vmap", args: "NPAGES", help: "alloc_pages(0) NPAGES times and vmap them", run: mem::cmd_vmap },
-    Command { name: "vunmap", args: "ADDR", help: "vunmap an area vmap returned here and free its pages", run: mem::cmd_vunmap },
-    Command { name: "ioremap", args: "PHYS SIZE", help: "map device memory (Device-nGnRE, XN); RAM is refused", run: mem::cmd_ioremap },
-    Command { name: "iounmap", args: "ADDR", help: "unmap an area ioremap returned here", run: mem::cmd_iounmap },
-    Command { name: "purge", args: "", help: "purge lazily freed vmap areas now (one TLB flush)", run: mem::cmd_purge },
-    Command { name: "pt", args: "VA", help: "walk swapper_pg_dir for VA, decoding each level", run: inspect::cmd_pt },
-    Command { name: "peek", args: "ADDR [COUNT]", help: "read COUNT (default 1, max 512) u64 words at ADDR", run: inspect::cmd_peek },
-    Command { name: "poke", args: "ADDR VALUE", help: "write one u64 at ADDR", run: inspect::cmd_poke },
-    Command { name: "dt", args: "", help: "the device-tree summary printed at boot", run: sys::cmd_dt },
-    Command { name: "dmesg", args: "", help: "the kernel log ring", run: sys::cmd_dmesg },
-    Command { name: "uptime", args: "", help: "time since reset (generic timer)", run: sys::cmd_uptime },
-    Command { name: "history", args: "", help: "the command history (up/down arrows recall it)", run: cmd_history },
-    Command { name: "ktest", args: "[FILTER]", help: "run the in-kernel tests (suite or suite.case prefix)", run: sys::cmd_ktest },
-    Command { name: "bench", args: "[PARAM=VALUE...]", help: "test_vmalloc (run_test_mask=, test_loop_count=, nr_pages=, ...) or bench=scaling,floor,stages", run: sys::cmd_bench },
-    Command { name: "poweroff", args: "", help: "power the machine off (QEMU exits with status 0)", run: sys::cmd_poweroff },
+    Command {
+        name: "help",
+        args: "",
+        help: "list the commands",
+        run: help,
+    },
+    Command {
+        name: "meminfo",
+        args: "",
+        help: "memory summary in /proc/meminfo format",
+        run: mem::meminfo,
+    },
+    Command {
+        name: "buddyinfo",
+        args: "",
+        help: "free blocks per order, as /proc/buddyinfo",
+        run: mem::buddyinfo,
+    },
+    Command {
+        name: "vmallocinfo",
+        args: "",
+        help: "every vmalloc-range area, as /proc/vmallocinfo",
+        run: mem::vmallocinfo,
+    },
+    Command {
+        name: "vmalloc",
+        args: "SIZE [ALIGN]",
+        help: "vmalloc SIZE bytes (K/M/G suffixes), optionally aligned",
+        run: mem::cmd_vmalloc,
+    },
+    Command {
+        name: "vzalloc",
+        args: "SIZE",
+        help: "vzalloc SIZE bytes (zeroed)",
+        run: mem::cmd_vzalloc,
+    },
+    Command {
+        name: "vfree",
+        args: "ADDR",
+        help: "vfree an area vmalloc/vzalloc returned here",
+        run: mem::cmd_vfree,
+    },
+    Command {
+        name: "vmap",
+        args: "NPAGES",
+        help: "alloc_pages(0) NPAGES times and vmap them",
+        run: mem::cmd_vmap,
+    },
+    Command {
+        name: "vunmap",
+        args: "ADDR",
+        help: "vunmap an area vmap returned here and free its pages",
+        run: mem::cmd_vunmap,
+    },
+    Command {
+        name: "ioremap",
+        args: "PHYS SIZE",
+        help: "map device memory (Device-nGnRE, XN); RAM is refused",
+        run: mem::cmd_ioremap,
+    },
+    Command {
+        name: "iounmap",
+        args: "ADDR",
+        help: "unmap an area ioremap returned here",
+        run: mem::cmd_iounmap,
+    },
+    Command {
+        name: "purge",
+        args: "",
+        help: "purge lazily freed vmap areas now (one TLB flush)",
+        run: mem::cmd_purge,
+    },
+    Command {
+        name: "pt",
+        args: "VA",
+        help: "walk swapper_pg_dir for VA, decoding each level",
+        run: inspect::cmd_pt,
+    },
+    Command {
+        name: "peek",
+        args: "ADDR [COUNT]",
+        help: "read COUNT (default 1, max 512) u64 words at ADDR",
+        run: inspect::cmd_peek,
+    },
+    Command {
+        name: "poke",
+        args: "ADDR VALUE",
+        help: "write one u64 at ADDR",
+        run: inspect::cmd_poke,
+    },
+    Command {
+        name: "dt",
+        args: "",
+        help: "the device-tree summary printed at boot",
+        run: sys::cmd_dt,
+    },
+    Command {
+        name: "dmesg",
+        args: "",
+        help: "the kernel log ring",
+        run: sys::cmd_dmesg,
+    },
+    Command {
+        name: "uptime",
+        args: "",
+        help: "time since reset (generic timer)",
+        run: sys::cmd_uptime,
+    },
+    Command {
+        name: "history",
+        args: "",
+        help: "the command history (up/down arrows recall it)",
+        run: cmd_history,
+    },
+    Command {
+        name: "ktest",
+        args: "[FILTER]",
+        help: "run the in-kernel tests (suite or suite.case prefix)",
+        run: sys::cmd_ktest,
+    },
+    Command {
+        name: "bench",
+        args: "[PARAM=VALUE...]",
+        help: "test_vmalloc (run_test_mask=, test_loop_count=, nr_pages=, ...) or bench=scaling,floor,stages",
+        run: sys::cmd_bench,
+    },
+    Command {
+        name: "poweroff",
+        args: "",
+        help: "power the machine off (QEMU exits with status 0)",
+        run: sys::cmd_poweroff,
+    },
 ];
 
 fn help(_: &mut Shell, args: &mut Args) -> CmdResult {
@@ -137,7 +253,9 @@ fn getc() -> u8 {
 
 /// Run one command line.
 fn execute(sh: &mut Shell, line: &str) {
-    let Some((name, rest)) = split_command(line) else { return };
+    let Some((name, rest)) = split_command(line) else {
+        return;
+    };
     let Some(cmd) = COMMANDS.iter().find(|c| c.name == name) else {
         println!("{}: unknown command (type 'help' for the list)", name);
         return;
@@ -156,7 +274,10 @@ fn execute(sh: &mut Shell, line: &str) {
 
 /// The shell's main loop; never returns (`poweroff` ends it).
 pub fn run() -> ! {
-    let mut sh = Shell { editor: LineEditor::new(), areas: mem::Areas::new() };
+    let mut sh = Shell {
+        editor: LineEditor::new(),
+        areas: mem::Areas::new(),
+    };
     crate::pr_info!("vmkernel: serial shell on the console; type 'help' for the commands");
     let mut line = String::new();
     loop {

@@ -2,7 +2,7 @@
 
 use super::{fail, CmdResult, Shell};
 use crate::arch::timer;
-use crate::{print, println, printk, setup};
+use crate::{print, printk, println, setup};
 use alloc::vec::Vec;
 use kernel::cmdline::Args;
 

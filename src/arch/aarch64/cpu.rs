@@ -1,6 +1,6 @@
 //! Small CPU helpers: identification, halting, interrupt masking.
 
-use aarch64_cpu::registers::{Readable, CurrentEL, MIDR_EL1, MPIDR_EL1};
+use aarch64_cpu::registers::{CurrentEL, Readable, MIDR_EL1, MPIDR_EL1};
 
 /// Park this CPU forever (interrupts are masked, so wfe just idles).
 pub fn halt() -> ! {

@@ -150,9 +150,7 @@ fn run_catching<R, F: FnOnce() -> R>(f: F, quiet: bool) -> Result<R, Fault> {
     let outer = RECOVERY.swap(&mut buf, Ordering::SeqCst);
     let outer_quiet = RECOVERY_QUIET.swap(quiet, Ordering::SeqCst);
     // SAFETY: the trampoline matches the ctx type; buf outlives the call.
-    let faulted = unsafe {
-        call_with_fault_recovery(tramp::<F, R>, &mut ctx as *mut Ctx<F, R> as *mut u8, &mut buf)
-    };
+    let faulted = unsafe { call_with_fault_recovery(tramp::<F, R>, &mut ctx as *mut Ctx<F, R> as *mut u8, &mut buf) };
     RECOVERY.store(outer, Ordering::SeqCst);
     RECOVERY_QUIET.store(outer_quiet, Ordering::SeqCst);
     if faulted != 0 {
@@ -189,7 +187,11 @@ extern "C" fn el1_exception(regs: &mut PtRegs, kind: u64) {
     }
     // Only synchronous exceptions of the current EL are recoverable.
     if kind == 0 && !recovery.is_null() {
-        *LAST_FAULT.lock() = Some(Fault { esr: regs.esr, far: regs.far, pc: regs.pc });
+        *LAST_FAULT.lock() = Some(Fault {
+            esr: regs.esr,
+            far: regs.far,
+            pc: regs.pc,
+        });
         if !RECOVERY_QUIET.load(Ordering::SeqCst) {
             print_oops(regs, kind);
             crate::pr_warn!("Fault recovered by catch_fault(); continuing");
@@ -214,11 +216,21 @@ fn handle_bad_stack(regs: &mut PtRegs, recovery: *mut FaultJmp) -> ! {
     // SAFETY: see print_oops.
     unsafe { printk::force_unlock() };
     crate::pr_emerg!("Insufficient stack space to handle exception!");
-    crate::pr_emerg!("Kernel stack overflow: sp {:#x}, stack [{:#x}-{:#x}), guard page [{:#x}-{:#x})",
-        regs.sp, lo, hi, lo - 4096, lo);
+    crate::pr_emerg!(
+        "Kernel stack overflow: sp {:#x}, stack [{:#x}-{:#x}), guard page [{:#x}-{:#x})",
+        regs.sp,
+        lo,
+        hi,
+        lo - 4096,
+        lo
+    );
     print_oops(regs, 0);
     if !recovery.is_null() {
-        *LAST_FAULT.lock() = Some(Fault { esr: regs.esr, far: regs.far, pc: regs.pc });
+        *LAST_FAULT.lock() = Some(Fault {
+            esr: regs.esr,
+            far: regs.far,
+            pc: regs.pc,
+        });
         crate::pr_warn!("Fault recovered by catch_fault(); continuing");
         // SAFETY: as in el1_exception: the recovery point's frame is on the
         // (good part of the) kernel stack, below which we overflowed.
@@ -242,16 +254,41 @@ fn write_oops(w: &mut dyn Write, regs: &PtRegs, kind: u64, n: usize) -> fmt::Res
     let ec = esr >> 26;
     let is_abort = kind == 0 && matches!(ec, EC_IABT_CUR | EC_DABT_CUR | 0x20 | 0x24);
     if kind != 0 {
-        writeln!(w, "Bad mode in {} handler detected, code 0x{:08x} -- {}", vector_name(kind), esr, esr_class_str(ec))?;
+        writeln!(
+            w,
+            "Bad mode in {} handler detected, code 0x{:08x} -- {}",
+            vector_name(kind),
+            esr,
+            esr_class_str(ec)
+        )?;
     } else if is_abort {
-        let what = if regs.far < 4096 { "NULL pointer dereference" } else { "paging request" };
-        writeln!(w, "Unable to handle kernel {} at virtual address {:016x}", what, regs.far)?;
+        let what = if regs.far < 4096 {
+            "NULL pointer dereference"
+        } else {
+            "paging request"
+        };
+        writeln!(
+            w,
+            "Unable to handle kernel {} at virtual address {:016x}",
+            what, regs.far
+        )?;
     } else {
-        writeln!(w, "Unexpected synchronous exception: {} at pc {:016x}", esr_class_str(ec), regs.pc)?;
+        writeln!(
+            w,
+            "Unexpected synchronous exception: {} at pc {:016x}",
+            esr_class_str(ec),
+            regs.pc
+        )?;
     }
     writeln!(w, "{}", if is_abort { "Mem abort info:" } else { "Exception info:" })?;
     writeln!(w, "  ESR = 0x{:08x}", esr)?;
-    writeln!(w, "  EC = 0x{:02x}: {}, IL = {} bits", ec, esr_class_str(ec), if esr & (1 << 25) != 0 { 32 } else { 16 })?;
+    writeln!(
+        w,
+        "  EC = 0x{:02x}: {}, IL = {} bits",
+        ec,
+        esr_class_str(ec),
+        if esr & (1 << 25) != 0 { 32 } else { 16 }
+    )?;
     if is_abort {
         let (status, level) = fault_status_str(esr & 0x3f);
         writeln!(w, "  SET = {}, FnV = {}", (esr >> 11) & 3, (esr >> 10) & 1)?;
@@ -263,8 +300,13 @@ fn write_oops(w: &mut dyn Write, regs: &PtRegs, kind: u64, n: usize) -> fmt::Res
         if ec == EC_DABT_CUR || ec == 0x24 {
             writeln!(w, "Data abort info:")?;
             writeln!(w, "  ISV = {}, ISS = 0x{:08x}", (esr >> 24) & 1, esr & 0x1ff_ffff)?;
-            writeln!(w, "  CM = {}, WnR = {} ({})", (esr >> 8) & 1, (esr >> 6) & 1,
-                if esr & (1 << 6) != 0 { "write" } else { "read" })?;
+            writeln!(
+                w,
+                "  CM = {}, WnR = {} ({})",
+                (esr >> 8) & 1,
+                (esr >> 6) & 1,
+                if esr & (1 << 6) != 0 { "write" } else { "read" }
+            )?;
         }
         if let Some(describe) = ADDR_DESCRIBER.get() {
             describe(regs.far as usize, w)?;
@@ -273,7 +315,11 @@ fn write_oops(w: &mut dyn Write, regs: &PtRegs, kind: u64, n: usize) -> fmt::Res
     writeln!(w, "Internal error: Oops: {:08x} [#{}]", esr, n)?;
     writeln!(w, "pc : {:016x}", regs.pc)?;
     writeln!(w, "lr : {:016x}", regs.regs[30])?;
-    writeln!(w, "sp : {:016x}  pstate : {:08x}  far : {:016x}", regs.sp, regs.pstate, regs.far)?;
+    writeln!(
+        w,
+        "sp : {:016x}  pstate : {:08x}  far : {:016x}",
+        regs.sp, regs.pstate, regs.far
+    )?;
     // x29..x0, three per line, highest first (as Linux's __show_regs).
     let mut i: isize = 29;
     while i >= 0 {
