@@ -1,7 +1,8 @@
-//! Object caches (Linux: kmem_cache, mm/slab_common.c): fixed-size kernel
-//! objects carved from order-0 pages with an intrusive free list. vmalloc
-//! takes its `vmap_area` and `vm_struct` objects from caches like these, as
-//! 5.10 does with `vmap_area_cachep`.
+//! Object caches (Linux: kmem_cache, mm/slab_common.c) and the kmalloc-N
+//! caches built from them: fixed-size kernel objects carved from order-0
+//! pages with an intrusive free list. vmalloc takes its `vmap_area` and
+//! `vm_struct` objects from caches like these, as 5.10 does with
+//! `vmap_area_cachep`, and its small page arrays from kmalloc.
 //!
 //! Slab pages are kept once allocated (a cache only grows), so after a
 //! warm-up allocation the cache's page count is stable.
@@ -127,4 +128,65 @@ impl Drop for KmemCache {
             );
         }
     }
+}
+
+/// Linux's kmalloc-8 .. kmalloc-4k caches: small allocations from
+/// power-of-two object caches (vmalloc's page arrays of up to a page). The
+/// general-purpose heap is not used there: its free scans a per-size free
+/// list, which made each vfree cost O(live areas) (docs/performance.md).
+static KMALLOC_CACHES: [spin::Mutex<KmemCache>; 10] = [
+    spin::Mutex::new(KmemCache::new("kmalloc-8", 8, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-16", 16, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-32", 32, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-64", 64, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-128", 128, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-256", 256, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-512", 512, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-1k", 1024, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-2k", 2048, 8)),
+    spin::Mutex::new(KmemCache::new("kmalloc-4k", 4096, 8)),
+];
+
+/// Linux's kmalloc_index for 1 ..= PAGE_SIZE bytes.
+#[inline(always)]
+fn kmalloc_index(size: usize) -> usize {
+    debug_assert!(size != 0 && size <= PAGE_SIZE);
+    (size.max(8).next_power_of_two().trailing_zeros() - 3) as usize
+}
+
+/// kmalloc of 1 ..= PAGE_SIZE bytes (8-byte aligned), or None.
+#[inline]
+pub fn kmalloc(size: usize) -> Option<NonNull<u8>> {
+    KMALLOC_CACHES[kmalloc_index(size)].lock().alloc()
+}
+
+/// kfree.
+///
+/// # Safety
+/// `p` came from [`kmalloc`] with the same `size` and is not used afterwards.
+#[inline]
+pub unsafe fn kfree(p: NonNull<u8>, size: usize) {
+    // SAFETY: per the contract, an object of this size class.
+    unsafe { KMALLOC_CACHES[kmalloc_index(size)].lock().free(p) }
+}
+
+/// The kmalloc caches together (slab pages, objects in use).
+pub fn kmalloc_stats() -> SlabStats {
+    KMALLOC_CACHES.iter().fold(
+        SlabStats {
+            active_objs: 0,
+            num_objs: 0,
+            slab_pages: 0,
+            obj_size: 0,
+        },
+        |acc, c| {
+            let s = c.lock().stats();
+            SlabStats {
+                active_objs: acc.active_objs + s.active_objs,
+                num_objs: acc.num_objs + s.num_objs,
+                slab_pages: acc.slab_pages + s.slab_pages,
+                obj_size: 0,
+            }
+        },
+    )
 }

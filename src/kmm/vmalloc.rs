@@ -27,7 +27,7 @@
 //! -> `init_mm` (page tables) -> the buddy allocator.
 
 use super::paging::{flush_tlb_kernel_range, with_init_mm, KernelPgtableEnv};
-use super::slab::KmemCache;
+use super::slab::{self, KmemCache};
 use super::{page_alloc, paging};
 use crate::{pr_err, pr_info, pr_warn};
 use core::fmt::{self, Write};
@@ -143,47 +143,18 @@ pub static vm_struct_cachep: spin::Mutex<KmemCache> = spin::Mutex::new(KmemCache
     core::mem::align_of::<VmStruct>(),
 ));
 
-/// Linux's kmalloc-8 .. kmalloc-4096 caches, for page arrays of up to a
-/// page (__vmalloc_area_node's kmalloc_node; bigger arrays are vmalloc'ed).
-static KMALLOC_CACHES: [spin::Mutex<KmemCache>; 10] = [
-    spin::Mutex::new(KmemCache::new("kmalloc-8", 8, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-16", 16, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-32", 32, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-64", 64, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-128", 128, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-256", 256, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-512", 512, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-1k", 1024, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-2k", 2048, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-4k", 4096, 8)),
-];
-
-/// Linux's kmalloc_index for 8 ..= PAGE_SIZE bytes.
-#[inline(always)]
-fn kmalloc_index(size: usize) -> usize {
-    debug_assert!(size != 0 && size <= PAGE_SIZE);
-    (size.max(8).next_power_of_two().trailing_zeros() - 3) as usize
-}
-
 /// Pages held by vmalloc's object caches (vmap_area, vm_struct,
 /// kmalloc-*): meminfo's Slab.
 pub fn slab_pages() -> usize {
     vmap_area_cachep.lock().stats().slab_pages
         + vm_struct_cachep.lock().stats().slab_pages
-        + KMALLOC_CACHES
-            .iter()
-            .map(|c| c.lock().stats().slab_pages)
-            .sum::<usize>()
+        + slab::kmalloc_stats().slab_pages
 }
 
 /// Objects handed out by vmalloc's metadata caches (vm_struct + kmalloc-*),
 /// for leak checks.
 pub fn metadata_objects() -> usize {
-    vm_struct_cachep.lock().stats().active_objs
-        + KMALLOC_CACHES
-            .iter()
-            .map(|c| c.lock().stats().active_objs)
-            .sum::<usize>()
+    vm_struct_cachep.lock().stats().active_objs + slab::kmalloc_stats().active_objs
 }
 
 /// kzalloc(sizeof(struct vm_struct)): a cleared vm_struct, or null.
@@ -226,10 +197,7 @@ pub fn alloc_pages_array(nr_pages: usize, caller: Caller) -> *mut PhysAddr {
     if page_array_is_vmalloced(nr_pages) {
         __vmalloc_node(array_size, 1, false, caller) as *mut PhysAddr
     } else {
-        KMALLOC_CACHES[kmalloc_index(array_size)]
-            .lock()
-            .alloc()
-            .map_or(ptr::null_mut(), |p| p.as_ptr() as *mut PhysAddr)
+        slab::kmalloc(array_size).map_or(ptr::null_mut(), |p| p.as_ptr() as *mut PhysAddr)
     }
 }
 
@@ -240,8 +208,8 @@ pub fn free_pages_array(pages: *mut PhysAddr, nr_pages: usize) {
     if page_array_is_vmalloced(nr_pages) {
         __vunmap(pages as usize, true);
     } else if let Some(p) = NonNull::new(pages) {
-        // SAFETY: came from this kmalloc cache and is no longer used.
-        unsafe { KMALLOC_CACHES[kmalloc_index(array_size)].lock().free(p.cast()) };
+        // SAFETY: came from kmalloc(array_size) and is no longer used.
+        unsafe { slab::kfree(p.cast(), array_size) };
     }
 }
 
