@@ -283,32 +283,21 @@ static SEGMENTS: spin::Once<[KernelSegment; 3]> = spin::Once::new();
 /// layout report).
 pub fn kernel_segments() -> &'static [KernelSegment; 3] {
     SEGMENTS.call_once(|| {
-        // SAFETY: linker symbols; only their addresses are used.
         // (map_kernel_segment in Linux: one call per segment.)
+        let here = core::panic::Location::caller();
+        let seg = |name, start: &u8, end: &u8, prot| KernelSegment {
+            name,
+            start: VirtAddr(sym(start)),
+            end: VirtAddr(sym(end)),
+            prot,
+            caller: here,
+        };
+        // SAFETY: linker symbols; only their addresses are used.
         unsafe {
-            let here = core::panic::Location::caller();
             [
-                KernelSegment {
-                    name: ".text",
-                    start: VirtAddr(sym(&_text)),
-                    end: VirtAddr(sym(&_etext)),
-                    prot: PAGE_KERNEL_ROX,
-                    caller: here,
-                },
-                KernelSegment {
-                    name: ".rodata",
-                    start: VirtAddr(sym(&__start_rodata)),
-                    end: VirtAddr(sym(&__end_rodata)),
-                    prot: PAGE_KERNEL_RO,
-                    caller: here,
-                },
-                KernelSegment {
-                    name: ".data",
-                    start: VirtAddr(sym(&_sdata)),
-                    end: VirtAddr(sym(&_end)),
-                    prot: PAGE_KERNEL,
-                    caller: here,
-                },
+                seg(".text", &_text, &_etext, PAGE_KERNEL_ROX),
+                seg(".rodata", &__start_rodata, &__end_rodata, PAGE_KERNEL_RO),
+                seg(".data", &_sdata, &_end, PAGE_KERNEL),
             ]
         }
     })
