@@ -168,17 +168,7 @@ unsafe impl PgtableEnv for KernelPgtableEnv {
     fn flush_tlb_pgtable(&mut self, _from: VirtAddr, _to: VirtAddr) {
         // Table entries were cleared: cached walks must go too, which the
         // last-level-only vaale1is does not cover (rare path: failed maps).
-        super::TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: TLB maintenance and barriers only.
-        unsafe {
-            core::arch::asm!(
-                "dsb ishst",
-                "tlbi vmalle1is",
-                "dsb ish",
-                "isb",
-                options(nostack, preserves_flags)
-            )
-        };
+        flush_tlb_all();
     }
 }
 
@@ -250,22 +240,32 @@ pub unsafe fn clear_page(addr: *mut u8) {
     }
 }
 
-/// Linux's flush_tlb_kernel_range: broadcast invalidation of [start, end).
-pub fn flush_tlb_kernel_range(start: usize, end: usize) {
-    let pages = (end - start).div_ceil(PAGE_SIZE);
+/// Linux's flush_tlb_all: every EL1 entry, cached walks included, on every
+/// CPU of the inner-shareable domain.
+pub fn flush_tlb_all() {
     super::TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
     // SAFETY: TLB maintenance and barriers only.
     unsafe {
-        if pages > MAX_TLBI_OPS {
-            core::arch::asm!(
-                "dsb ishst",
-                "tlbi vmalle1is",
-                "dsb ish",
-                "isb",
-                options(nostack, preserves_flags)
-            );
-            return;
-        }
+        core::arch::asm!(
+            "dsb ishst",
+            "tlbi vmalle1is",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
+}
+
+/// Linux's flush_tlb_kernel_range: broadcast invalidation of [start, end).
+pub fn flush_tlb_kernel_range(start: usize, end: usize) {
+    let pages = (end - start).div_ceil(PAGE_SIZE);
+    if pages > MAX_TLBI_OPS {
+        flush_tlb_all();
+        return;
+    }
+    super::TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: TLB maintenance and barriers only.
+    unsafe {
         core::arch::asm!("dsb ishst", options(nostack, preserves_flags));
         let mut va = start & PAGE_MASK;
         while va < end {
