@@ -3,7 +3,7 @@
 
 use super::{Case, Suite, Test};
 use crate::arch::{timer, traps};
-use crate::{kassert, kassert_eq, setup};
+use crate::{kassert, kassert_eq, kexpect_fault, setup};
 
 pub static SUITE: Suite = Suite {
     name: "boot",
@@ -69,13 +69,7 @@ fn undefined_instruction_is_caught(t: &mut Test) {
     let before = traps::oops_count();
     // SAFETY: `udf` traps; catch_fault recovers.
     let r = traps::catch_fault(|| unsafe { core::arch::asm!("udf #0x42") });
-    let f = match r {
-        Ok(()) => {
-            t.fail(file!(), line!(), format_args!("udf did not trap"));
-            return;
-        }
-        Err(f) => f,
-    };
+    let f = kexpect_fault!(t, r, "udf did not trap");
     kassert_eq!(t, f.ec(), 0); // Unknown reason
     kassert_eq!(t, traps::oops_count(), before + 1);
 }

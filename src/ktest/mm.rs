@@ -5,7 +5,7 @@
 use super::{Case, Suite, Test};
 use crate::arch::traps::{self, EC_DABT_CUR, EC_IABT_CUR};
 use crate::kmm::{heap, page_alloc, paging, slab::KmemCache};
-use crate::{kassert, kassert_eq};
+use crate::{kassert, kassert_eq, kexpect_fault};
 use kernel::mm::layout::*;
 use kernel::mm::pgtable::Descriptor;
 
@@ -152,14 +152,7 @@ fn write_to_text_faults(t: &mut Test) {
     // SAFETY: only the address is taken; the write must fault.
     let text = unsafe { &_stext as *const u8 as usize } + 0x100;
     let r = traps::catch_fault(|| unsafe { core::ptr::write_volatile(text as *mut u32, 0xd503201f) });
-    let Err(f) = r else {
-        t.fail(
-            file!(),
-            line!(),
-            format_args!("write to .text at {:#x} did not fault", text),
-        );
-        return;
-    };
+    let f = kexpect_fault!(t, r, "write to .text at {:#x} did not fault", text);
     kassert_eq!(t, f.ec(), EC_DABT_CUR);
     kassert_eq!(t, f.far as usize, text);
     kassert!(t, f.is_write(), "WnR not set for a write: esr {:#x}", f.esr);
@@ -178,14 +171,7 @@ fn exec_from_data_faults(t: &mut Test) {
         let f: extern "C" fn() = core::mem::transmute(addr);
         f()
     });
-    let Err(f) = r else {
-        t.fail(
-            file!(),
-            line!(),
-            format_args!("executing .data at {:#x} did not fault", addr),
-        );
-        return;
-    };
+    let f = kexpect_fault!(t, r, "executing .data at {:#x} did not fault", addr);
     kassert_eq!(t, f.ec(), EC_IABT_CUR);
     kassert_eq!(t, f.far as usize, addr);
     kassert_eq!(t, f.status().0, "permission fault");
@@ -194,10 +180,7 @@ fn exec_from_data_faults(t: &mut Test) {
 fn null_dereference_faults(t: &mut Test) {
     // SAFETY: must fault: TTBR0 walks are disabled.
     let r = traps::catch_fault(|| unsafe { core::ptr::read_volatile(core::hint::black_box(0usize) as *const u64) });
-    let Err(f) = r else {
-        t.fail(file!(), line!(), format_args!("NULL read did not fault"));
-        return;
-    };
+    let f = kexpect_fault!(t, r, "NULL read did not fault");
     kassert_eq!(t, f.ec(), EC_DABT_CUR);
     kassert_eq!(t, f.far, 0);
     kassert_eq!(t, f.status().0, "translation fault");
@@ -219,14 +202,7 @@ fn stack_overflow_hits_the_guard_page(t: &mut Test) {
     let log_before = crate::printk::log_len();
     let r = traps::catch_fault(|| eat_stack(100_000));
     let said = crate::printk::log_contains_since(log_before, "Kernel stack overflow");
-    let Err(f) = r else {
-        t.fail(
-            file!(),
-            line!(),
-            format_args!("128 MiB of recursion did not overflow the stack"),
-        );
-        return;
-    };
+    let f = kexpect_fault!(t, r, "128 MiB of recursion did not overflow the stack");
     kassert_eq!(t, f.ec(), EC_DABT_CUR);
     kassert!(
         t,

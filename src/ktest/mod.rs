@@ -118,6 +118,21 @@ macro_rules! kassert_eq {
     };
 }
 
+/// The fault held by a `catch_fault` result; if the code did not fault,
+/// record that as the test's failure (with the message) and return.
+#[macro_export]
+macro_rules! kexpect_fault {
+    ($t:expr, $r:expr, $($arg:tt)+) => {
+        match $r {
+            Err(f) => f,
+            Ok(_) => {
+                $t.fail(file!(), line!(), format_args!($($arg)+));
+                return;
+            }
+        }
+    };
+}
+
 fn selected(filter: &str, suite: &str, case: &str) -> bool {
     if filter.is_empty() {
         return true;

@@ -6,7 +6,7 @@ use super::{Case, Suite, Test};
 use crate::arch::traps;
 use crate::kmm::vmalloc::{self as vm, VmFlags};
 use crate::kmm::{fault_inject, ioremap, page_alloc, paging, TLB_FLUSHES};
-use crate::{kassert, kassert_eq};
+use crate::{kassert, kassert_eq, kexpect_fault};
 use core::sync::atomic::Ordering;
 use kernel::mm::layout::*;
 use kernel::mm::pgtable::PAGE_KERNEL;
@@ -254,10 +254,7 @@ fn guard_page_faults_and_is_named(t: &mut Test) {
     let r = traps::catch_fault(|| unsafe { core::ptr::read_volatile(guard as *const u8) });
     let named = crate::printk::log_contains_since(log_before, "in the GUARD PAGE of area");
     vm::vfree(p);
-    let Err(f) = r else {
-        t.fail(file!(), line!(), format_args!("guard page {:#x} did not fault", guard));
-        return;
-    };
+    let f = kexpect_fault!(t, r, "guard page {:#x} did not fault", guard);
     kassert_eq!(t, f.far as usize, guard);
     kassert_eq!(t, f.status().0, "translation fault");
     kassert!(t, named, "the oops did not name the vmalloc area of the guard page");
@@ -631,29 +628,23 @@ fn exhaustion_purges_and_retries(t: &mut Test) {
     settle();
     let end = start + 8 * PAGE_SIZE;
     let caller = core::panic::Location::caller();
-    let p = vm::__vmalloc_node_range(
-        4 * PAGE_SIZE,
-        1,
-        start,
-        end,
-        false,
-        PAGE_KERNEL,
-        VmFlags::empty(),
-        caller,
-    );
+    let alloc_in_window = |pages: usize| {
+        vm::__vmalloc_node_range(
+            pages * PAGE_SIZE,
+            1,
+            start,
+            end,
+            false,
+            PAGE_KERNEL,
+            VmFlags::empty(),
+            caller,
+        )
+    };
+    let p = alloc_in_window(4);
     kassert!(t, p != 0, "first allocation in the window failed");
     vm::vfree(p as *const u8); // now lazily freed: the window looks full
     let purges_before = vm::NR_PURGES.load(Ordering::Relaxed);
-    let q = vm::__vmalloc_node_range(
-        6 * PAGE_SIZE,
-        1,
-        start,
-        end,
-        false,
-        PAGE_KERNEL,
-        VmFlags::empty(),
-        caller,
-    );
+    let q = alloc_in_window(6);
     let purged = vm::NR_PURGES.load(Ordering::Relaxed) > purges_before;
     if q != 0 {
         vm::vfree(q as *const u8);
