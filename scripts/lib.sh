@@ -20,14 +20,12 @@ KERNEL_IMAGE=$TARGET_DIR/$KERNEL_TRIPLE/release/Image
 LOG_DIR=$TARGET_DIR/test-logs
 
 QEMU_BIN=${QEMU:-qemu-system-aarch64}
-# The default machine. Arguments appended after these win: QEMU keeps the
-# last -cpu, -m, -smp, -kernel and -append, and merges repeated -machine
-# options (so a later `-machine virt,virtualization=on` turns EL2 on).
-# -semihosting lets the kernel leave QEMU with an exit status. -nic none:
-# the kernel has no network driver, and virt's default virtio-net NIC needs
-# efi-virtio.rom from ipxe-qemu (only a Recommends of qemu-system-arm), so
-# without it QEMU refuses to start on a --no-install-recommends machine.
-QEMU_DEFAULTS=(-machine virt -cpu cortex-a72 -smp 1 -m 1G -nographic -nic none -semihosting)
+# The default machine, read from scripts/qemu-defaults: the one place every
+# QEMU the project starts (these scripts and the host tests) takes its
+# defaults from. Arguments appended after them win (see that file).
+QEMU_DEFAULTS_FILE=$REPO_ROOT/scripts/qemu-defaults
+mapfile -t QEMU_DEFAULTS < <(grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$QEMU_DEFAULTS_FILE")
+((${#QEMU_DEFAULTS[@]})) || { printf 'error: no QEMU defaults in %s\n' "$QEMU_DEFAULTS_FILE" >&2; exit 1; }
 
 info() { printf '%s\n' "$*" >&2; }
 die() {

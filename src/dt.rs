@@ -1463,13 +1463,29 @@ mod tests {
         std::env::temp_dir().join(format!("vmkernel-dt-{}-{}-{}.{}", std::process::id(), tag, n, ext))
     }
 
-    /// Run `qemu-system-aarch64 -machine virt<machine_opts>,dumpdtb=FILE
-    /// -cpu cortex-a72 -nographic <args>` and return the dumped DTB.
+    /// The project's default QEMU machine (scripts/qemu-defaults, which the
+    /// scripts read too), so these tests start QEMU exactly as the boots do.
+    fn qemu_defaults() -> Vec<String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/qemu-defaults");
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {}", path, e));
+        let args: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect();
+        assert!(!args.is_empty(), "no QEMU arguments in {}", path);
+        args
+    }
+
+    /// Run `qemu-system-aarch64 <defaults> -machine virt<machine_opts>,dumpdtb=FILE
+    /// <args>` and return the dumped DTB.
     fn qemu_dtb(tag: &str, machine_opts: &str, args: &[&str]) -> Vec<u8> {
         let file = temp_path(tag, "dtb");
         let machine = format!("virt{},dumpdtb={}", machine_opts, file.display());
         let out = Command::new("qemu-system-aarch64")
-            .args(["-machine", &machine, "-cpu", "cortex-a72", "-nographic"])
+            .args(qemu_defaults())
+            .args(["-machine", &machine])
             .args(args)
             .stdin(Stdio::null())
             .output();
