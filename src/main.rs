@@ -14,6 +14,7 @@ pub mod bench;
 pub mod drivers;
 pub mod kmm;
 pub mod ktest;
+pub mod panic;
 pub mod printk;
 pub mod setup;
 pub mod shell;
@@ -56,8 +57,9 @@ pub extern "C" fn start_kernel(fdt_pa: usize, boot_el: u64, phys_text: usize) ->
     setup::run_init()
 }
 
-/// Stop for good after an unrecoverable error: leave QEMU with a failure
-/// status when semihosting is on, else power off through PSCI, else park.
+/// Stop after a failed test run (not a panic: see [`panic`]): leave QEMU
+/// with a failure status when semihosting is on, else power off through
+/// PSCI (the console's `ktest: N test(s) failed` says why), else park.
 pub fn machine_fail_stop() -> ! {
     semihosting::exit(1);
     psci::system_off();
@@ -79,35 +81,25 @@ pub fn machine_power_off() -> ! {
 
 /// Linux's `panic()` for fatal conditions outside Rust panics.
 pub fn panic_fatal(msg: &str) -> ! {
-    pr_emerg!("Kernel panic - not syncing: {}", msg);
-    machine_fail_stop()
+    panic::panic(format_args!("{}", msg), None)
 }
 
 /// A clear one-line message and a clean stop, for bad boot input (no DT,
 /// no memory, ...): nothing after this can work.
 pub fn boot_fail(args: fmt::Arguments) -> ! {
-    pr_emerg!("Kernel panic - not syncing: {}", args);
-    machine_fail_stop()
+    panic::panic(args, None)
 }
 
 #[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    // SAFETY: single CPU; whoever held the console is not coming back.
-    unsafe { printk::force_unlock() };
-    match info.location() {
-        Some(l) => pr_emerg!(
-            "Kernel panic - not syncing: {} at {}:{}",
-            info.message(),
-            l.file(),
-            l.line()
-        ),
-        None => pr_emerg!("Kernel panic - not syncing: {}", info.message()),
-    }
+fn rust_panic(info: &core::panic::PanicInfo) -> ! {
     let fp: u64;
     // SAFETY: reading the frame pointer register.
     unsafe { core::arch::asm!("mov {}, x29", out(reg) fp) };
-    let mut w = printk::LogWriter;
-    let _ = fmt::Write::write_str(&mut w, "Call trace:\n");
-    let _ = arch::traps::backtrace_from(&mut w, fp);
-    machine_fail_stop()
+    match info.location() {
+        Some(l) => panic::panic(
+            format_args!("{} at {}:{}", info.message(), l.file(), l.line()),
+            Some(fp),
+        ),
+        None => panic::panic(format_args!("{}", info.message()), Some(fp)),
+    }
 }

@@ -87,6 +87,14 @@ pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
                 printk::set_console_loglevel(l);
             }
         }
+        // Linux's panic= (kernel/panic.c core_param): 0 stays halted, N>0
+        // reboots after N seconds, N<0 at once.
+        if let Some(v) = arg.strip_prefix("panic=") {
+            match v.parse::<i64>() {
+                Ok(t) => crate::panic::set_panic_timeout(t),
+                Err(_) => pr_warn!("panic={}: expected a number of seconds; ignored", v),
+            }
+        }
         // Linux's init_on_alloc= (mm/page_alloc.c early_param): zero every
         // vmalloc page; on by default, as Debian ships it.
         if let Some(v) = arg.strip_prefix("init_on_alloc=") {

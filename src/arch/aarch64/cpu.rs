@@ -2,10 +2,12 @@
 
 use aarch64_cpu::registers::{CurrentEL, Readable, MIDR_EL1, MPIDR_EL1};
 
-/// Park this CPU forever (interrupts are masked, so wfe just idles).
+/// Park this CPU forever. Interrupts are masked and none is enabled, so
+/// `wfi` sleeps for good (QEMU then idles the host thread; `wfe` would be
+/// a yield that spins it).
 pub fn halt() -> ! {
     loop {
-        aarch64_cpu::asm::wfe();
+        aarch64_cpu::asm::wfi();
     }
 }
 

@@ -59,6 +59,11 @@ pub fn system_off() {
     call(PSCI_0_2_FN_SYSTEM_OFF, 0, 0, 0);
 }
 
+/// PSCI SYSTEM_RESET. Returns only if there is no conduit or the call failed.
+pub fn system_reset() {
+    call(PSCI_0_2_FN_SYSTEM_RESET, 0, 0, 0);
+}
+
 /// (major, minor) of the firmware's PSCI implementation.
 pub fn version() -> Option<(u32, u32)> {
     call(PSCI_0_2_FN_PSCI_VERSION, 0, 0, 0).map(|v| ((v >> 16) as u32 & 0x7fff, v as u32 & 0xffff))

@@ -182,6 +182,18 @@ pub fn oops_count() -> usize {
 #[unsafe(no_mangle)]
 extern "C" fn el1_exception(regs: &mut PtRegs, kind: u64) {
     let recovery = RECOVERY.load(Ordering::SeqCst);
+    // An exception while panicking (e.g. a PSCI conduit that traps) must
+    // not start a second oops, whose panic would trap again.
+    if recovery.is_null() && crate::panic::in_panic() {
+        crate::panic::nested_halt(format_args!(
+            "{} exception during panic: ESR {:#010x} ({}), FAR {:#x}, PC {:#x}",
+            vector_name(kind),
+            regs.esr,
+            esr_class_str(regs.esr >> 26),
+            regs.far,
+            regs.pc
+        ));
+    }
     if kind == super::KIND_STACK_OVERFLOW {
         handle_bad_stack(regs, recovery);
     }
