@@ -16,9 +16,10 @@
 #   --verify             boot twice and check that both runs print identical figures
 #   --separate           one boot per test_vmalloc scenario (as the Linux baseline's
 #                        MODE=separate), plus one for the other benchmarks
-#   --compare FILE       print the ratio to a saved baseline per scenario; FILE may hold
-#                        "KERNEL TEST AVG_USEC" rows (/work/shared/baselines/linux-test_vmalloc.txt),
-#                        run.sh's "linux TEST ... avg_usec=N" lines or "Summary: ..." lines
+#   --compare [FILE]     print the ratio to a saved baseline per scenario (default FILE:
+#                        docs/baselines/linux-test_vmalloc.txt, Linux 6.1/6.12 on this QEMU);
+#                        FILE may hold "KERNEL TEST AVG_USEC" rows, the baseline tool's
+#                        "linux TEST ... avg_usec=N" lines or "Summary: ..." lines
 #   --kernel ABI         which KERNEL rows of FILE (default: 6.1.0-56-arm64 if present, else the first)
 #   --log FILE           parse a console log from an earlier run instead of booting
 #   --no-build           boot the kernel already built
@@ -68,7 +69,14 @@ while (($#)); do
     --icount-opts) ICOUNT_OPTS=$2 && shift 2 ;;
     --verify) VERIFY=1 && shift ;;
     --separate) SEPARATE=1 && shift ;;
-    --compare) COMPARE=$2 && shift 2 ;;
+    --compare)
+        # The file is optional: without one, the baseline kept in the repository.
+        if (($# > 1)) && [[ $2 != --* ]]; then
+            COMPARE=$2 && shift 2
+        else
+            COMPARE=$REPO_ROOT/docs/baselines/linux-test_vmalloc.txt && shift
+        fi
+        ;;
     --kernel) KERNEL_ABI=$2 && shift 2 ;;
     --log) FROM_LOG=$2 && shift 2 ;;
     --no-build) BUILD=0 && shift ;;
