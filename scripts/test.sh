@@ -32,6 +32,7 @@ LAYERS=(
     "shell|scripted serial-shell session: every command, faults, bad input, line editing"
     "gdb|scripted GDB session through the vmalloc pipeline (scripts/gdb-test.sh)"
     "bench|short in-kernel benchmarks (test_vmalloc scenarios, scaling, floor, stages) must complete"
+    "docs|the transcripts and figures in README.md and docs/ match what this build prints (scripts/docs.sh --check)"
 )
 
 TEST_JOBS=${TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}
@@ -534,6 +535,25 @@ layer_bench() {
 # ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------
+# Layer: docs that cannot go stale
+# ---------------------------------------------------------------------------
+
+layer_docs() {
+    need_kernel || {
+        fail "docs: no kernel to boot (build failed)"
+        return
+    }
+    local out=$LOG_DIR/docs-check.log
+    # The kernel under test is the one scripts/docs.sh would build.
+    if "$REPO_ROOT/scripts/docs.sh" --check --no-build >"$out" 2>&1; then
+        pass "docs: every generated block in README.md and docs/ matches this build ($(grep -c '^docs: generating' "$out") generators)"
+    else
+        fail "docs: README.md or docs/ no longer match what the build prints; run scripts/docs.sh and commit the result"
+        show_tail "$out"
+    fi
+}
 
 usage() {
     sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
