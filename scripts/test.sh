@@ -29,6 +29,7 @@ LAYERS=(
     "ktest|in-kernel tests (KTAP over the console, -append ktest)"
     "smoke|boot-smoke matrix (CPU x exception level x RAM size, -append poweroff)"
     "badboot|bad boot input must end in one clear panic line, never a hang"
+    "panic|panic= and -no-reboot: a panic is told from a clean power-off, with and without semihosting"
     "shell|scripted serial-shell session: every command, faults, bad input, line editing"
     "gdb|scripted GDB session through the vmalloc pipeline (scripts/gdb-test.sh)"
     "bench|short in-kernel benchmarks (test_vmalloc scenarios, scaling, floor, stages) must complete"
@@ -451,6 +452,51 @@ layer_badboot() {
         IFS='|' read -r name re how <<<"$spec"
         verify_boot "badboot: $name ($how)" "badboot-$name" fail "1$panic" "+$panic $re" '!Oops'
     done
+}
+
+# ---------------------------------------------------------------------------
+# Layer: what a panic does (Linux's panic=, QEMU's -no-reboot, semihosting)
+# ---------------------------------------------------------------------------
+
+PANIC_TIMEOUT=${PANIC_TIMEOUT:-20}
+
+layer_panic() {
+    need_kernel || {
+        fail "panic: no kernel to boot (build failed)"
+        return
+    }
+    local dir=$LOG_DIR/panic nosemi=(-semihosting-config enable=off)
+    local p='Kernel panic - not syncing: '
+    mkdir -p "$dir"
+    # The shell's `panic` command is Linux's sysrq 'c'.
+    printf 'panic smoke test\n' >"$dir/panic.in"
+    spawn_boot panic-semihosting "$PANIC_TIMEOUT" --stdin "$dir/panic.in" -- -kernel "$TEST_IMAGE"
+    spawn_boot panic-reboot-now "$PANIC_TIMEOUT" --stdin "$dir/panic.in" -- -kernel "$TEST_IMAGE" \
+        "${nosemi[@]}" -no-reboot -append panic=-1
+    spawn_boot panic-reboot-after-1s "$PANIC_TIMEOUT" --stdin "$dir/panic.in" -- -kernel "$TEST_IMAGE" \
+        "${nosemi[@]}" -no-reboot -append panic=1
+    spawn_boot panic-poweroff-no-semihosting "$PANIC_TIMEOUT" -- -kernel "$TEST_IMAGE" "${nosemi[@]}" -append poweroff
+    # panic=0 (Linux's default) stays halted: QEMU is still there at the timeout.
+    spawn_boot panic-stays-halted 5 --stdin "$dir/panic.in" -- -kernel "$TEST_IMAGE" "${nosemi[@]}" -append panic=0
+    wait_boots
+    verify_boot "panic: with -semihosting a panic exits with status 1" panic-semihosting fail \
+        "1${p}smoke test" '!reboot: (Power down|Restarting)' '!Oops'
+    verify_boot "panic: panic=-1 -no-reboot, no semihosting: reboots at once (QEMU exits), log says Restarting" \
+        panic-reboot-now 0 "1${p}smoke test" '1reboot: Restarting system' '!reboot: Power down' '!Rebooting in'
+    verify_boot "panic: panic=1: 'Rebooting in 1 seconds..', then restarts" panic-reboot-after-1s 0 \
+        "1${p}smoke test" '+Rebooting in 1 seconds\.\.' '1reboot: Restarting system' '!reboot: Power down'
+    verify_boot "panic: a clean power-off without semihosting says Power down, never Restarting" \
+        panic-poweroff-no-semihosting 0 '1reboot: Power down' '!reboot: Restarting' '!Kernel panic'
+    local log=$LOG_DIR/panic-stays-halted.log st
+    st=$(boot_status panic-stays-halted)
+    if [[ $st == 124 ]] && grep -q "^\[[ 0-9.]*\] ---\[ end ${p}smoke test \]---" "$log" &&
+        ! grep -q 'reboot:' "$log"; then
+        pass "panic: panic=0 stays halted after '---[ end Kernel panic ...]---' (QEMU still running at 5 s)"
+    else
+        fail "panic: panic=0 stays halted after '---[ end Kernel panic ...]---'" "status $st (want 124: still running)" \
+            "reproduce: $(cat "$LOG_DIR/panic-stays-halted.cmd")"
+        show_tail "$log"
+    fi
 }
 
 # ---------------------------------------------------------------------------

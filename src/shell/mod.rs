@@ -220,6 +220,12 @@ static COMMANDS: &[Command] = &[
         help: "power the machine off (QEMU exits with status 0)",
         run: sys::cmd_poweroff,
     },
+    Command {
+        name: "panic",
+        args: "[MESSAGE...]",
+        help: "panic on purpose (Linux's sysrq 'c'): shows what panic= and -no-reboot do",
+        run: sys::cmd_panic,
+    },
 ];
 
 fn help(_: &mut Shell, args: &mut Args) -> CmdResult {

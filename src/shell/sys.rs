@@ -1,4 +1,5 @@
-//! System commands: `dt`, `dmesg`, `uptime`, `ktest`, `poweroff`.
+//! System commands: `dt`, `dmesg`, `uptime`, `ktest`, `bench`, `poweroff`,
+//! `panic`.
 
 use super::{fail, CmdResult, Shell};
 use crate::arch::timer;
@@ -83,4 +84,21 @@ pub fn cmd_bench(_: &mut Shell, args: &mut Args) -> CmdResult {
 pub fn cmd_poweroff(_: &mut Shell, args: &mut Args) -> CmdResult {
     args.end()?;
     crate::machine_power_off()
+}
+
+/// Crash on purpose, as Linux's `echo c > /proc/sysrq-trigger`, so that a
+/// user (and the smoke tests) can see what `panic=` and QEMU's `-no-reboot`
+/// do with a panic.
+pub fn cmd_panic(_: &mut Shell, args: &mut Args) -> CmdResult {
+    let mut msg = alloc::string::String::new();
+    while let Some(w) = args.word() {
+        if !msg.is_empty() {
+            msg.push(' ');
+        }
+        msg.push_str(w);
+    }
+    if msg.is_empty() {
+        msg.push_str("sysrq triggered crash");
+    }
+    crate::panic::panic(format_args!("{}", msg), None)
 }
