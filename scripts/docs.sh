@@ -35,6 +35,11 @@ GENERATORS=(
     "vmalloc-messages|the pipeline's failure messages, from the vmalloc ktest suite"
     "guard-oops-line|the line of an oops that names a guard page, from the ktest suite"
     "bench-table|test_vmalloc against Linux 6.1 (and 6.12 for vm_map_ram) under -icount"
+    "perf-results|test_vmalloc with init_on_alloc=1 and 0: usec, cycles, ns/loop, ratio to Linux 6.1"
+    "perf-vm-map-ram|vm_map_ram_test against Linux 6.12"
+    "perf-stages|ns per vmalloc+vfree by pipeline stage (bench=stages)"
+    "perf-floor|vmalloc+vfree against pages + PTEs alone (bench=floor)"
+    "perf-scaling|alloc_vmap_area + free with 10 .. 100 000 busy areas (bench=scaling)"
 )
 
 MODE=write
@@ -141,28 +146,124 @@ gen_guard_oops_line() {
     printf '%s\n' "$line" | fence
 }
 
+# The benchmark runs the figures come from (each once): every test_vmalloc
+# scenario in its own boot with init_on_alloc=1 and 0, compared with Linux
+# 6.1; vm_map_ram_test compared with 6.12 (the first Linux that has it); and
+# the scaling, floor and stages benchmarks with both settings.
+need_bench() {
+    local bench=$REPO_ROOT/scripts/bench.sh
+    [[ -f $DOCS_DIR/bench.done ]] && return 0
+    "$bench" --no-build --separate --bench test_vmalloc --init-on-alloc both --compare \
+        >"$DOCS_DIR/bench-tv.txt" 2>"$DOCS_DIR/bench-tv.err" ||
+        die "docs: scripts/bench.sh (test_vmalloc) failed (see $DOCS_DIR/bench-tv.err)"
+    "$bench" --no-build --mask 0x400 --bench test_vmalloc --compare --kernel 6.12.117+deb12-arm64 \
+        >"$DOCS_DIR/bench-vm612.txt" 2>"$DOCS_DIR/bench-vm612.err" ||
+        die "docs: scripts/bench.sh (vm_map_ram_test) failed (see $DOCS_DIR/bench-vm612.err)"
+    "$bench" --no-build --bench scaling,floor,stages --init-on-alloc both \
+        >"$DOCS_DIR/bench-other.txt" 2>"$DOCS_DIR/bench-other.err" ||
+        die "docs: scripts/bench.sh (scaling, floor, stages) failed (see $DOCS_DIR/bench-other.err)"
+    touch "$DOCS_DIR/bench.done"
+}
+
+# Shared awk: group(n) writes 1234567 as "1 234 567", as the tables do.
+AWK_GROUP='function group(n,   s, neg) { s = sprintf("%s", n); while (s ~ /[0-9][0-9][0-9][0-9]([. ]|$)/) { if (!sub(/[0-9][0-9][0-9]( |\.|$)/, " &", s)) break; sub(/^ /, "", s); gsub(/  /, " ", s) } return s }'
+
+# Fields of a test_vmalloc row: name passed failed avg_usec cycles ns/loop linux ratio (8).
 gen_bench_table() {
-    local out=$DOCS_DIR/bench.txt log
-    "$REPO_ROOT/scripts/bench.sh" --no-build --separate --bench test_vmalloc --compare >"$out" 2>"$DOCS_DIR/bench.err" ||
-        die "docs: scripts/bench.sh failed (see $DOCS_DIR/bench.err)"
-    log=$(sed -n 's/.*; log \(.*\.log\)$/\1/p' "$DOCS_DIR/bench.err" | tail -n 1)
-    [[ -f $log ]] || die "docs: cannot find the last bench log in $DOCS_DIR/bench.err"
-    # vm_map_ram_test exists from Linux 6.12 on: its ratio is against 6.12.
-    local vm612
-    vm612=$("$REPO_ROOT/scripts/bench.sh" --log "$log" --compare --kernel 6.12.117+deb12-arm64 |
-        awk '$1 == "vm_map_ram_test" { print $6, $7 }')
+    need_bench
+    local vm
+    vm=$(awk '$1 == "vm_map_ram_test" && NF == 8 { print $4, $7, $8 }' "$DOCS_DIR/bench-vm612.txt")
     printf '| scenario | Linux 6.1 usec | vmkernel usec | ratio |\n| --- | ---: | ---: | ---: |\n'
-    awk -v vm612="$vm612" '
-        function group(n,   s) { s = sprintf("%d", n); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]$/, " &", s); return s }
-        $1 ~ /_test$/ && NF == 9 {
-            name = $1; ours = $4; linux = $8; ratio = $9
-            if (name == "vm_map_ram_test") { split(vm612, v, " "); linux = v[1]; ratio = v[2]; name = name " (vs Linux 6.12)" }
+    awk -v vm="$vm" "$AWK_GROUP"'
+        /^== init_on_alloc=/ { section = $2 }
+        section == "init_on_alloc=1," && $1 ~ /_test$/ && NF == 8 {
+            name = $1; ours = $4; linux = $7; ratio = $8
+            if (name == "vm_map_ram_test") { split(vm, v, " "); ours = v[1]; linux = v[2]; ratio = v[3]; name = name " (vs Linux 6.12)" }
             if (name == "align_shift_alloc_test") name = name " (fails by design, as in Linux)"
             printf "| %s | %s | %s | %s |\n", name, group(linux), group(ours), ratio
+        }' "$DOCS_DIR/bench-tv.txt"
+}
+
+gen_perf_results() {
+    need_bench
+    printf '| scenario | Linux 6.1 usec | vmkernel, init_on_alloc=1: usec | cycles | ns/loop | ratio | init_on_alloc=0: usec | cycles | ratio |\n'
+    printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+    awk "$AWK_GROUP"'
+        FNR == NR { if ($1 == "6.1.0-56-arm64") base[$2] = $3; next }
+        /^== init_on_alloc=/ { section = ($2 == "init_on_alloc=1,") ? 1 : 0 }
+        $1 ~ /_test$/ && NF == 8 && $1 != "vm_map_ram_test" {
+            if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 }
+            if (section) { linux[$1] = $7; a1[$1] = $4; c1[$1] = $5; l1[$1] = $6; r1[$1] = $8; f1[$1] = $3 }
+            else { a0[$1] = $4; c0[$1] = $5; r0[$1] = $8 }
         }
-        /^  Skipped: / { sub(/^  Skipped: /, ""); skipped = skipped "\n" $0 }
-        END { if (skipped != "") printf "\nSkipped, with the kernel'"'"'s reason:\n```%s\n```\n", skipped }
-    ' "$out"
+        /^  Skipped: / && !($2 in skipped) { skipped[$2] = 1; skip[++ns] = $2 }
+        END {
+            for (i = 1; i <= n; i++) {
+                t = order[i]; name = t
+                if (f1[t] > 0) name = name " (fails by design, as in Linux)"
+                printf "| %s | %s | %s | %s | %s | **%s** | %s | %s | %s |\n", name, group(linux[t]), group(a1[t]), group(c1[t]), group(l1[t]), r1[t], group(a0[t]), group(c0[t]), r0[t]
+            }
+            for (i = 1; i <= ns; i++) printf "| %s | %s | not applicable | | | | | | |\n", skip[i], group(base[skip[i]])
+        }' "$REPO_ROOT/docs/baselines/linux-test_vmalloc.txt" "$DOCS_DIR/bench-tv.txt"
+}
+
+gen_perf_vm_map_ram() {
+    need_bench
+    awk "$AWK_GROUP"'
+        $1 == "vm_map_ram_test" && NF == 8 {
+            printf "| scenario | Linux 6.12 usec | vmkernel usec | cycles | ns/loop | ratio |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
+            printf "| vm_map_ram_test | %s | %s | %s | %s | **%s** |\n", group($7), group($4), group($5), group($6), $8
+        }' "$DOCS_DIR/bench-vm612.txt"
+}
+
+# "stages: pages=N STAGE NS ns PCT%" and "stages: pages=N measured_ns=M ...", init_on_alloc=1.
+gen_perf_stages() {
+    need_bench
+    awk "$AWK_GROUP"'
+        /^== init_on_alloc=/ { section = ($2 == "init_on_alloc=1,") ? 1 : 0 }
+        section && $1 == "stages:" && $2 ~ /^pages=/ {
+            p = substr($2, 7)
+            if (!(p in seenp)) { seenp[p] = 1; pages[++np] = p }
+            if ($3 ~ /^measured_ns=/) { m[p] = substr($3, 13); sub(/^sum_of_stages_ns=/, "", $4); sum[p] = $4; next }
+            if (!($3 in seens)) { seens[$3] = 1; stage[++nst] = $3 }
+            v[p, $3] = $4
+        }
+        END {
+            printf "| stage |"; for (i = 1; i <= np; i++) printf " %s page%s |", pages[i], pages[i] == 1 ? "" : "s"; printf "\n| --- |"
+            for (i = 1; i <= np; i++) printf " ---: |"; printf "\n"
+            for (j = 1; j <= nst; j++) { printf "| %s |", stage[j]; for (i = 1; i <= np; i++) printf " %s |", group(sprintf("%.0f", v[pages[i], stage[j]])); printf "\n" }
+            printf "| sum |"; for (i = 1; i <= np; i++) printf " %s |", group(sprintf("%.0f", sum[pages[i]])); printf "\n"
+            printf "| measured vmalloc+vfree |"; for (i = 1; i <= np; i++) printf " %s |", group(sprintf("%.0f", m[pages[i]])); printf "\n"
+        }' "$DOCS_DIR/bench-other.txt"
+}
+
+# "floor: PAGES FLOOR_NS VMALLOC_NS RATIO ..." for both settings.
+gen_perf_floor() {
+    need_bench
+    awk "$AWK_GROUP"'
+        /^== init_on_alloc=/ { section = ($2 == "init_on_alloc=1,") ? 1 : 0 }
+        $1 == "floor:" && $2 ~ /^[0-9]+$/ {
+            if (!($2 in seen)) { seen[$2] = 1; order[++n] = $2 }
+            f[section, $2] = $3; v[section, $2] = $4; r[section, $2] = $5
+        }
+        END {
+            printf "| pages | init_on_alloc=1: floor ns | vmalloc+vfree ns | ratio | init_on_alloc=0: floor ns | vmalloc+vfree ns | ratio |\n"
+            printf "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+            for (i = 1; i <= n; i++) { p = order[i]
+                printf "| %s | %s | %s | %s | %s | %s | %s |\n", p, group(sprintf("%.0f", f[1, p])), group(sprintf("%.0f", v[1, p])), r[1, p], group(sprintf("%.0f", f[0, p])), group(sprintf("%.0f", v[0, p])), r[0, p] }
+        }' "$DOCS_DIR/bench-other.txt"
+}
+
+# "scaling: BUSY BUSY_H | packed: FREE NS RATIO | holes: FREE FREE_H NS RATIO NS2 RATIO2", init_on_alloc=1.
+gen_perf_scaling() {
+    need_bench
+    awk "$AWK_GROUP"'
+        /^== init_on_alloc=/ { section = ($2 == "init_on_alloc=1,") ? 1 : 0 }
+        section && $1 == "scaling:" && $2 ~ /^[0-9]+$/ && NF == 16 {
+            if (!header++) { printf "| busy areas | busy tree height | packed: 1 page ns | ratio | holes: free areas | free tree height | 1 page ns | ratio | 2 pages ns | ratio |\n"
+                printf "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n" }
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", group($2), $3, group(sprintf("%.0f", $7)), $8, group($11), $12, group(sprintf("%.0f", $13)), $14, group(sprintf("%.0f", $15)), $16
+        }' "$DOCS_DIR/bench-other.txt"
 }
 
 # ---------------------------------------------------------------------------
