@@ -466,8 +466,8 @@ DTC_KERNEL_ADDR=0x40200000
 
 # dtcorpus_boot_args NAME MODE EXTRA: DTCORPUS_ARGS for one corpus boot.
 dtcorpus_boot_args() {
-    local dir=$LOG_DIR/dtcorpus name=$1 mode=$2 extra
-    read -ra extra <<<"$3"
+    local dir=$LOG_DIR/dtcorpus name=$1 mode=$2 extra=()
+    [[ $3 == - ]] || read -ra extra <<<"$3"
     case $mode in
     stub)
         DTCORPUS_ARGS=(
@@ -509,6 +509,7 @@ layer_dtcorpus() {
         local oops
         oops=$(grep -c 'Internal error: Oops' "$LOG_DIR/dtcorpus-$name.log" || true)
         ((oops <= 1)) || specs+=("!Internal error: Oops")
+        [[ $extra != - ]] || extra=""
         verify_boot "dtcorpus: $name ($mode${extra:+ $extra}) -> $([[ $want == 0 ]] && echo 'powers off' || echo 'one panic line')" \
             "dtcorpus-$name" "$want" "${specs[@]}"
         ms_total=$((ms_total + $(boot_ms "dtcorpus-$name")))

@@ -11,7 +11,8 @@
 #   NAME  MODE  QEMU_ARGS  WANT  SPEC...
 # MODE: stub (the generic-loader boot stub: QEMU does not touch the DTB) or
 # dtb (-kernel IMAGE -dtb NAME.dtb: QEMU edits it in place with libfdt).
-# QEMU_ARGS: the machine options the boot needs (space-separated).
+# QEMU_ARGS: the machine options the boot needs (space-separated; "-" for
+# none, since read collapses empty tab-separated fields).
 # WANT/SPEC: as scripts/test.sh's verify_boot (0 or fail; +RE !RE 1RE).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,8 +29,9 @@ OK_SPECS=("+reboot: Power down" "!Oops|Kernel panic|BUG")
 
 # entry NAME MODE QEMU_ARGS WANT SPEC...
 entry() {
-    local IFS=$T
-    printf '%s\n' "$*" >>"$LIST"
+    local IFS=$T name=$1 mode=$2 args=${3:--}
+    shift 3
+    printf '%s\n' "$name$T$mode$T$args$T$*" >>"$LIST"
 }
 
 # dump NAME "QEMU args...": QEMU's own tree with bootargs "poweroff".
@@ -132,7 +134,7 @@ derive forty-banks qemu-a72-1G
 } >"$OUT/forty-banks.dtsi"
 set_memory forty-banks "$OUT/forty-banks.dtsi"
 compile forty-banks
-entry forty-banks stub "" 0 "${OK_SPECS[@]}" "+RAM: 480 MiB in 40 bank" "+page_alloc: 40 zone"
+entry forty-banks stub "" 0 "${OK_SPECS[@]}" "+RAM: 480 MiB in 40 bank" "+page_alloc: 16 zone"
 
 long=$(printf 'x%.0s' $(seq 1 1071)) # "poweroff " + 1071 = 1080 bytes
 derive bootargs-1080 qemu-a72-1G
@@ -169,7 +171,7 @@ derive forty-reserved qemu-a72-1G
 } >"$OUT/forty-reserved.dtsi"
 add_nodes forty-reserved "$OUT/forty-reserved.dtsi"
 compile forty-reserved
-entry forty-reserved stub "" 0 "${OK_SPECS[@]}" " reserved.cnt  = 0x28" \
+entry forty-reserved stub "" 0 "${OK_SPECS[@]}" "+ reserved.cnt  = 0x28" \
     "+reserved\[0x27\].*very-long-reserved-memory-region-name-39@72700000"
 
 derive smc-without-el3 qemu-a72-1G

@@ -89,8 +89,10 @@ pub fn arm64_memblock_init(info: &MachineInfo) {
 /// Bring up the page allocator and print Linux's Memory: line.
 pub fn mm_init(info: &MachineInfo) {
     // Zones span memblock's merged view (overlapping DT banks would give
-    // overlapping zones), split where the NUMA node changes.
-    let ranges = kernel::mm::memblock::zone_ranges(memblock_lock().memory(), info.memory());
+    // overlapping zones), split where the NUMA node changes, holes spanned
+    // when there are more ranges than zones.
+    let ranges =
+        kernel::mm::memblock::zone_ranges(memblock_lock().memory(), info.memory(), kernel::mm::buddy::MAX_ZONES);
     page_alloc::free_area_init(&ranges);
     mem_print_memory_info();
     paging::print_vm_layout();

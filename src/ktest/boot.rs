@@ -83,7 +83,11 @@ fn dt_reservations_never_allocated(t: &mut Test) {
     while let Some(pa) = page_alloc::alloc_pages(0) {
         let a = pa.0 as u64;
         if bad.is_none() {
-            bad = m.reserved().iter().find(|r| r.region.contains(a)).map(|r| (a, r.region));
+            bad = m
+                .reserved()
+                .iter()
+                .find(|r| r.region.contains(a))
+                .map(|r| (a, r.region));
         }
         let va = crate::kmm::paging::__va(pa).0 as *mut usize;
         // SAFETY: a page we own, mapped in the linear map; its first word
@@ -98,8 +102,20 @@ fn dt_reservations_never_allocated(t: &mut Test) {
         page_alloc::__free_pages(pa, 0);
         head = (next != 0).then_some(PhysAddr(next));
     }
-    kassert!(t, bad.is_none(), "page {:#x} of DT reservation {} was handed out", bad.unwrap().0, bad.unwrap().1);
-    kassert!(t, n >= free_before / 2, "only {} pages allocated of {} free", n, free_before);
+    kassert!(
+        t,
+        bad.is_none(),
+        "page {:#x} of DT reservation {} was handed out",
+        bad.unwrap().0,
+        bad.unwrap().1
+    );
+    kassert!(
+        t,
+        n >= free_before / 2,
+        "only {} pages allocated of {} free",
+        n,
+        free_before
+    );
     page_alloc::drain_all_pages();
     kassert_eq!(t, page_alloc::nr_free_pages().0, free_before);
 }

@@ -375,7 +375,16 @@ pub fn page_trim(base: u64, size: u64, page_size: u64) -> Option<Region> {
 /// view of RAM, split where the device tree's banks change NUMA node.
 /// `banks` are the DT banks (any order, possibly overlapping); a stretch of
 /// RAM takes the node of the first bank (in base order) that covers it.
-pub fn zone_ranges(memory: &[Region], banks: &[crate::dt::MemBank]) -> alloc::vec::Vec<crate::dt::MemBank> {
+///
+/// At most `max_zones` ranges come back: beyond that, neighbours on the same
+/// node are joined across their hole, smallest hole first, as Linux's zones
+/// span holes anyway (the hole's pages are never freed to the allocator,
+/// because they are in no memblock free range).
+pub fn zone_ranges(
+    memory: &[Region],
+    banks: &[crate::dt::MemBank],
+    max_zones: usize,
+) -> alloc::vec::Vec<crate::dt::MemBank> {
     use crate::dt::MemBank;
     let mut sorted: alloc::vec::Vec<&MemBank> = banks.iter().collect();
     sorted.sort_by_key(|b| b.region.base);
@@ -410,6 +419,14 @@ pub fn zone_ranges(memory: &[Region], banks: &[crate::dt::MemBank]) -> alloc::ve
             }
             cursor = end;
         }
+    }
+    while out.len() > max_zones {
+        let join = (1..out.len())
+            .filter(|&i| out[i - 1].numa_node == out[i].numa_node)
+            .min_by_key(|&i| out[i].region.base - out[i - 1].region.end());
+        let Some(i) = join else { break };
+        out[i - 1].region.size = out[i].region.end() - out[i - 1].region.base;
+        out.remove(i);
     }
     out
 }
@@ -856,7 +873,10 @@ mod tests {
             m.add(b.region.base, b.region.size).unwrap();
         }
         assert_eq!(pairs(m.memory()), [(0x4000_0000, 0x8000_0000)]);
-        assert_eq!(zone_ranges(m.memory(), &banks), [bank(0x4000_0000, 0x4000_0000, None)]);
+        assert_eq!(
+            zone_ranges(m.memory(), &banks, 16),
+            [bank(0x4000_0000, 0x4000_0000, None)]
+        );
 
         let numa = [
             bank(0x8000_0000, 0x4000_0000, Some(1)),
@@ -868,7 +888,7 @@ mod tests {
         }
         assert_eq!(m.memory().len(), 1);
         assert_eq!(
-            zone_ranges(m.memory(), &numa),
+            zone_ranges(m.memory(), &numa, 16),
             [
                 bank(0x4000_0000, 0x4000_0000, Some(0)),
                 bank(0x8000_0000, 0x4000_0000, Some(1))
@@ -886,12 +906,43 @@ mod tests {
             m.add(r.base, r.size).unwrap();
         }
         assert_eq!(
-            zone_ranges(m.memory(), &holes),
+            zone_ranges(m.memory(), &holes, 16),
             [
                 bank(0x4000_1000, 0xfff_f000, None),
                 bank(0x6000_0000, 0x1000_0000, None)
             ]
         );
+    }
+
+    /// 40 banks with holes into 16 zones: the smallest holes are spanned
+    /// first, nodes never mix, and every bank stays inside a zone.
+    #[test]
+    fn zone_ranges_span_holes_beyond_max_zones() {
+        use crate::dt::MemBank;
+        let banks: Vec<MemBank> = (0..40u64)
+            .map(|i| MemBank {
+                region: Region::new(
+                    0x4000_0000 + i * 0x100_0000 + if i >= 20 { 0x1000_0000 } else { 0 },
+                    0xc0_0000,
+                ),
+                numa_node: Some((i >= 20) as u32),
+            })
+            .collect();
+        let mut m = Memblock::new();
+        for b in &banks {
+            m.add(b.region.base, b.region.size).unwrap();
+        }
+        let z = zone_ranges(m.memory(), &banks, 16);
+        assert_eq!(z.len(), 16);
+        assert!(z.windows(2).all(|w| w[0].region.end() <= w[1].region.base));
+        for b in &banks {
+            let zone = z.iter().find(|r| r.region.contains(b.region.base)).unwrap();
+            assert!(zone.region.end() >= b.region.end() && zone.numa_node == b.numa_node);
+        }
+        // Two nodes only: at most two zones if asked for two.
+        let z = zone_ranges(m.memory(), &banks, 2);
+        assert_eq!(z.len(), 2);
+        assert_eq!(z[0].region, Region::new(0x4000_0000, 19 * 0x100_0000 + 0xc0_0000));
     }
 
     /// Linux's INIT_MEMBLOCK_REGIONS: 40 disjoint banks and 100 disjoint
