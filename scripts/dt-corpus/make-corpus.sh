@@ -181,6 +181,24 @@ compile smc-without-el3
 entry smc-without-el3 stub "" 0 "${OK_SPECS[@]}" \
     "1psci: DT says conduit smc but EL3 is not implemented; PSCI disabled"
 
+# hvc while the kernel itself was entered at EL2: nothing above answers.
+derive hvc-from-el2 qemu-virt-el2
+sed -i 's/method = "smc"/method = "hvc"/' "$OUT/hvc-from-el2.dts"
+require hvc-from-el2 'method = "hvc"'
+compile hvc-from-el2
+entry hvc-from-el2 stub "-machine virtualization=on" 0 "${OK_SPECS[@]}" \
+    "1psci: DT says conduit hvc but the kernel was entered at EL2, so no hypervisor is there; PSCI disabled"
+
+# A second bank smaller than a page: dropped with one line.
+derive sub-page-bank qemu-a72-1G
+printf '\tmemory@80000000 {\n\t\tdevice_type = "memory";\n\t\treg = <0x00 0x80000400 0x00 0x800>;\n\t};\n' \
+    >"$OUT/sub-page-bank.dtsi"
+add_nodes sub-page-bank "$OUT/sub-page-bank.dtsi"
+compile sub-page-bank
+entry sub-page-bank stub "" 0 "${OK_SPECS[@]}" \
+    "1memblock: memory bank \[0x0000000080000400-0x0000000080000bff\] holds no whole 4 KiB page; ignored" \
+    "+Memory: [0-9]+K/1048576K available"
+
 derive pl011-elsewhere qemu-a72-1G
 sed -i -e 's/pl011@9000000/pl011@9100000/g' -e '/^\tpl011@9100000 {/,/^\t};/s/reg = <0x00 0x9000000 /reg = <0x00 0x9100000 /' \
     "$OUT/pl011-elsewhere.dts"
