@@ -30,6 +30,7 @@ LAYERS=(
     "smoke|boot-smoke matrix (CPU x exception level x RAM size, -append poweroff)"
     "badboot|bad boot input must end in one clear panic line, never a hang"
     "panic|panic= and -no-reboot: a panic is told from a clean power-off, with and without semihosting"
+    "dtcorpus|device-tree corpus: QEMU's trees, -dtb files, trees Linux accepts, malformed blobs (scripts/dt-corpus/)"
     "shell|scripted serial-shell session: every command, faults, bad input, line editing"
     "gdb|scripted GDB session through the vmalloc pipeline (scripts/gdb-test.sh)"
     "bench|short in-kernel benchmarks (test_vmalloc scenarios, scaling, floor, stages) must complete"
@@ -41,6 +42,7 @@ SMOKE_TIMEOUT=${SMOKE_TIMEOUT:-30}
 KTEST_TIMEOUT=${KTEST_TIMEOUT:-120}
 BADBOOT_TIMEOUT=${BADBOOT_TIMEOUT:-15}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
+DTCORPUS_TIMEOUT=${DTCORPUS_TIMEOUT:-30}
 TAIL_LINES=60
 
 PASSED=0
@@ -497,6 +499,70 @@ layer_panic() {
             "reproduce: $(cat "$LOG_DIR/panic-stays-halted.cmd")"
         show_tail "$log"
     fi
+}
+
+# ---------------------------------------------------------------------------
+# Layer: device-tree corpus
+# ---------------------------------------------------------------------------
+
+# Where the corpus boot stub puts things: the DTB inside the first 128 MiB
+# (the smallest machine), and inside bank 4 of the 40-bank tree.
+DTC_STUB_ADDR=0x40100000
+DTC_DTB_ADDR=0x44000000
+DTC_KERNEL_ADDR=0x40200000
+
+# dtcorpus_boot_args NAME MODE EXTRA: DTCORPUS_ARGS for one corpus boot.
+dtcorpus_boot_args() {
+    local dir=$LOG_DIR/dtcorpus name=$1 mode=$2 extra=()
+    [[ $3 == - ]] || read -ra extra <<<"$3"
+    case $mode in
+    stub)
+        DTCORPUS_ARGS=(
+            -device "loader,file=$TEST_IMAGE,addr=$DTC_KERNEL_ADDR,force-raw=on"
+            -device "loader,file=$dir/$name.dtb,addr=$DTC_DTB_ADDR,force-raw=on"
+            -device "loader,file=$dir/stub.bin,addr=$DTC_STUB_ADDR,force-raw=on"
+            -device "loader,addr=$DTC_STUB_ADDR,cpu-num=0"
+            "${extra[@]}"
+        )
+        ;;
+    dtb) DTCORPUS_ARGS=(-kernel "$TEST_IMAGE" -dtb "$dir/$name.dtb" -append poweroff "${extra[@]}") ;;
+    *) die "dtcorpus: bad mode $mode for $name" ;;
+    esac
+}
+
+layer_dtcorpus() {
+    need_kernel || {
+        fail "dtcorpus: no kernel to boot (build failed)"
+        return
+    }
+    local dir=$LOG_DIR/dtcorpus line name mode extra want specs n=0 ms_total=0
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if ! "$REPO_ROOT/scripts/dt-corpus/make-corpus.sh" "$dir" "$TEST_IMAGE" >"$dir/make.log" 2>&1; then
+        fail "dtcorpus: build the corpus (scripts/dt-corpus/make-corpus.sh: QEMU dumpdtb + dtc)"
+        show_tail "$dir/make.log"
+        return
+    fi
+    write_boot_stub "$dir/stub.bin" "$DTC_DTB_ADDR" "$DTC_KERNEL_ADDR"
+    while IFS=$'\t' read -r name mode extra want _; do
+        dtcorpus_boot_args "$name" "$mode" "$extra"
+        spawn_boot "dtcorpus-$name" "$DTCORPUS_TIMEOUT" -- "${DTCORPUS_ARGS[@]}"
+    done <"$dir/corpus.list"
+    wait_boots
+    while IFS= read -r line; do
+        IFS=$'\t' read -r name mode extra want specs <<<"$line"
+        IFS=$'\t' read -ra specs <<<"$specs"
+        # Never more than one Oops, whatever the case expects.
+        local oops
+        oops=$(grep -c 'Internal error: Oops' "$LOG_DIR/dtcorpus-$name.log" || true)
+        ((oops <= 1)) || specs+=("!Internal error: Oops")
+        [[ $extra != - ]] || extra=""
+        verify_boot "dtcorpus: $name ($mode${extra:+ $extra}) -> $([[ $want == 0 ]] && echo 'powers off' || echo 'one panic line')" \
+            "dtcorpus-$name" "$want" "${specs[@]}"
+        ms_total=$((ms_total + $(boot_ms "dtcorpus-$name")))
+        n=$((n + 1))
+    done <"$dir/corpus.list"
+    printf '     (%d device trees, %d ms of QEMU time, %d at a time)\n' "$n" "$ms_total" "$TEST_JOBS"
 }
 
 # ---------------------------------------------------------------------------

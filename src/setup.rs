@@ -4,12 +4,15 @@
 
 use crate::arch::{cpu, psci, timer};
 use crate::{boot_fail, pr_info, pr_notice, pr_warn, printk};
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::dt::{self, MachineInfo, ReserveKind};
 use kernel::mm::layout::KIMAGE_VADDR;
 use spin::Once;
 
 /// The parsed device tree, kept for the life of the kernel.
 static MACHINE: Once<MachineInfo> = Once::new();
+/// How long `dt::parse_at` took at boot (the NOP-compaction cost shows here).
+static FDT_PARSE_NS: AtomicU64 = AtomicU64::new(0);
 /// Physical address of the FDT and of the kernel image.
 static BOOT_INFO: Once<BootInfo> = Once::new();
 
@@ -64,7 +67,11 @@ pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
         ));
     }
     // The header read itself may fault (x0 pointing at a hole): catch it.
+    let t0 = timer::get_cycles();
+    // SAFETY: fdt_pa is 8-aligned, below the identity map's limit, and any
+    // fault on reading it is caught; nothing writes the DTB meanwhile.
     let parsed = crate::arch::traps::catch_fault_quiet(|| unsafe { dt::parse_at(fdt_pa as *const u8) });
+    FDT_PARSE_NS.store(timer::ticks_to_ns(timer::get_cycles() - t0), Ordering::Relaxed);
     let info = match parsed {
         Err(f) => boot_fail(format_args!(
             "no device tree: reading x0 = {:#x} faulted (FAR {:#x}); the loader must pass the DTB's physical address in x0",
@@ -76,7 +83,16 @@ pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
     let info = MACHINE.call_once(|| info);
 
     if let Some(c) = info.psci() {
-        psci::set_conduit(c);
+        if let Err(why) = psci::set_conduit_checked(c, boot_el) {
+            pr_warn!("psci: {}; PSCI disabled", why);
+        }
+    }
+    if let Some(len) = info.bootargs_truncated() {
+        pr_warn!(
+            "Kernel command line: /chosen/bootargs is {} bytes; truncated to COMMAND_LINE_SIZE - 1 = {}",
+            len,
+            dt::COMMAND_LINE_SIZE - 1
+        );
     }
     if let Some(hz) = info.timer_frequency() {
         timer::set_frequency(hz as u64);
@@ -145,15 +161,13 @@ pub fn print_machine_summary(info: &MachineInfo, fdt_pa: usize) {
             crate::EARLYCON_PL011_PHYS
         ),
     }
-    match (info.psci(), psci::version()) {
-        (Some(_), Some((maj, min))) => pr_info!(
-            "psci: PSCIv{}.{} detected in firmware (conduit: {})",
-            maj,
-            min,
-            psci::conduit_name()
-        ),
-        (Some(_), None) => pr_warn!("psci: conduit {} did not answer PSCI_VERSION", psci::conduit_name()),
+    match (info.psci(), psci::conduit_name()) {
         (None, _) => pr_warn!("psci: no /psci node; power-off will not be possible"),
+        (Some(c), "none") => pr_warn!("psci: DT's conduit {:?} refused at setup; no PSCI", c),
+        (Some(_), name) => match psci::version() {
+            Some((maj, min)) => pr_info!("psci: PSCIv{}.{} detected in firmware (conduit: {})", maj, min, name),
+            None => pr_warn!("psci: conduit {} did not answer PSCI_VERSION", name),
+        },
     }
     pr_info!(
         "smp: {} CPU(s) in the device tree; booting CPU 0 only",
@@ -169,7 +183,13 @@ pub fn print_machine_summary(info: &MachineInfo, fdt_pa: usize) {
             "CNTFRQ_EL0"
         }
     );
-    pr_info!("fdt: {} bytes at physical {:#x}", info.dtb_size(), fdt_pa);
+    pr_info!(
+        "fdt: {} bytes at physical {:#x}, parsed in {} us ({} FDT_NOP token(s) compacted away)",
+        info.dtb_size(),
+        fdt_pa,
+        FDT_PARSE_NS.load(Ordering::Relaxed) / 1000,
+        info.nop_count()
+    );
     pr_notice!("Kernel command line: {}", info.bootargs());
     pr_info!("MEMBLOCK configuration:");
     pr_info!(

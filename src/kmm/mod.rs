@@ -45,7 +45,34 @@ fn memblock_check(what: &str, r: Result<(), kernel::mm::memblock::MemblockError>
 pub fn arm64_memblock_init(info: &MachineInfo) {
     let mut mb = memblock_lock();
     for b in info.memory() {
-        memblock_check("adding a RAM bank", mb.add(b.region.base, b.region.size));
+        // Linux (early_init_dt_add_memory_arch) keeps only whole pages: the
+        // linear map and the zones work in pages.
+        let (base, size) = (b.region.base, b.region.size);
+        let trimmed = kernel::mm::memblock::page_trim(base, size, PAGE_SIZE as u64);
+        match trimmed {
+            Some(r) if r == b.region => {}
+            Some(r) => crate::pr_warn!(
+                "memblock: memory bank {} is not page-aligned; using {} ({:#x} bytes dropped)",
+                b.region,
+                r,
+                size - r.size
+            ),
+            None => crate::pr_warn!(
+                "memblock: memory bank {} holds no whole {} KiB page; ignored",
+                b.region,
+                PAGE_SIZE >> 10
+            ),
+        }
+        if let Some(r) = trimmed {
+            // Overlapping or touching banks merge here, as in Linux's memblock.
+            memblock_check("adding a RAM bank", mb.add(r.base, r.size));
+        }
+    }
+    if mb.memory().is_empty() {
+        crate::boot_fail(format_args!(
+            "memblock: the device tree's {} memory bank(s) hold no whole page of RAM",
+            info.memory().len()
+        ));
     }
     let (kpa, ksize) = paging::kernel_image_phys();
     memblock_check("reserving the kernel image", mb.reserve(kpa.0 as u64, ksize as u64));
@@ -61,7 +88,12 @@ pub fn arm64_memblock_init(info: &MachineInfo) {
 
 /// Bring up the page allocator and print Linux's Memory: line.
 pub fn mm_init(info: &MachineInfo) {
-    page_alloc::free_area_init(info.memory());
+    // Zones span memblock's merged view (overlapping DT banks would give
+    // overlapping zones), split where the NUMA node changes, holes spanned
+    // when there are more ranges than zones.
+    let ranges =
+        kernel::mm::memblock::zone_ranges(memblock_lock().memory(), info.memory(), kernel::mm::buddy::MAX_ZONES);
+    page_alloc::free_area_init(&ranges);
     mem_print_memory_info();
     paging::print_vm_layout();
     vmalloc::vmalloc_init();

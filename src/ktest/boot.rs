@@ -17,6 +17,10 @@ pub static SUITE: Suite = Suite {
             run: dt_console_and_psci,
         },
         Case {
+            name: "dt_reservations_never_allocated",
+            run: dt_reservations_never_allocated,
+        },
+        Case {
             name: "undefined_instruction_is_caught",
             run: undefined_instruction_is_caught,
         },
@@ -63,6 +67,57 @@ fn dt_console_and_psci(t: &mut Test) {
     kassert_eq!(t, uart.unwrap().base, crate::EARLYCON_PL011_PHYS as u64);
     kassert!(t, m.psci().is_some(), "no /psci method");
     kassert!(t, m.cpu_count() >= 1);
+}
+
+/// Drain the page allocator to exhaustion and check that no page it hands
+/// out lies in a DT reservation (/memreserve/, /reserved-memory with or
+/// without no-map), then give every page back. The pages are chained
+/// through their own first word, so the test itself needs no memory.
+fn dt_reservations_never_allocated(t: &mut Test) {
+    use crate::kmm::page_alloc;
+    use kernel::mm::layout::PhysAddr;
+    let m = setup::machine();
+    let (free_before, _) = page_alloc::nr_free_pages();
+    let mut head: Option<PhysAddr> = None;
+    let (mut n, mut bad) = (0usize, None);
+    while let Some(pa) = page_alloc::alloc_pages(0) {
+        let a = pa.0 as u64;
+        if bad.is_none() {
+            bad = m
+                .reserved()
+                .iter()
+                .find(|r| r.region.contains(a))
+                .map(|r| (a, r.region));
+        }
+        let va = crate::kmm::paging::__va(pa).0 as *mut usize;
+        // SAFETY: a page we own, mapped in the linear map; its first word
+        // links the chain.
+        unsafe { va.write(head.map_or(0, |h| h.0)) };
+        head = Some(pa);
+        n += 1;
+    }
+    while let Some(pa) = head {
+        // SAFETY: written above, page still ours.
+        let next = unsafe { (crate::kmm::paging::__va(pa).0 as *const usize).read() };
+        page_alloc::__free_pages(pa, 0);
+        head = (next != 0).then_some(PhysAddr(next));
+    }
+    kassert!(
+        t,
+        bad.is_none(),
+        "page {:#x} of DT reservation {} was handed out",
+        bad.unwrap().0,
+        bad.unwrap().1
+    );
+    kassert!(
+        t,
+        n >= free_before / 2,
+        "only {} pages allocated of {} free",
+        n,
+        free_before
+    );
+    page_alloc::drain_all_pages();
+    kassert_eq!(t, page_alloc::nr_free_pages().0, free_before);
 }
 
 fn undefined_instruction_is_caught(t: &mut Test) {

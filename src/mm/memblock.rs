@@ -21,8 +21,10 @@ use core::fmt;
 /// `Display` is Linux's memblock debug format `[0x...-0x...]`.
 pub type Region = crate::dt::MemRegion;
 
-/// Capacity of each of the two lists (Linux starts with 128 and doubles).
-pub const MAX_REGIONS: usize = 64;
+/// Capacity of each of the two lists: Linux's INIT_MEMBLOCK_REGIONS (Linux
+/// then doubles the arrays; a tree needing more than 128 disjoint banks or
+/// reservations is refused with [`MemblockError::TooManyRegions`]).
+pub const MAX_REGIONS: usize = 128;
 
 /// Which list an operation failed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -359,6 +361,76 @@ impl Memblock {
     }
 }
 
+/// The whole pages of a RAM bank, as Linux's early_init_dt_add_memory_arch
+/// trims it before memblock_add: start rounded up, end rounded down to
+/// `page_size` (a power of two). `None` if no whole page is left.
+pub fn page_trim(base: u64, size: u64, page_size: u64) -> Option<Region> {
+    let mask = page_size - 1;
+    let start = base.checked_add(mask)? & !mask;
+    let end = base.saturating_add(size) & !mask;
+    (end > start).then(|| Region::new(start, end - start))
+}
+
+/// The ranges the page allocator's zones should span: memblock's merged
+/// view of RAM, split where the device tree's banks change NUMA node.
+/// `banks` are the DT banks (any order, possibly overlapping); a stretch of
+/// RAM takes the node of the first bank (in base order) that covers it.
+///
+/// At most `max_zones` ranges come back: beyond that, neighbours on the same
+/// node are joined across their hole, smallest hole first, as Linux's zones
+/// span holes anyway (the hole's pages are never freed to the allocator,
+/// because they are in no memblock free range).
+pub fn zone_ranges(
+    memory: &[Region],
+    banks: &[crate::dt::MemBank],
+    max_zones: usize,
+) -> alloc::vec::Vec<crate::dt::MemBank> {
+    use crate::dt::MemBank;
+    let mut sorted: alloc::vec::Vec<&MemBank> = banks.iter().collect();
+    sorted.sort_by_key(|b| b.region.base);
+    let mut out: alloc::vec::Vec<MemBank> = alloc::vec::Vec::new();
+    for r in memory {
+        let mut cursor = r.base;
+        while cursor < r.end() {
+            // The first bank covering `cursor`, else the next one to start.
+            let cover = sorted
+                .iter()
+                .find(|b| b.region.base <= cursor && cursor < b.region.end());
+            let (node, end) = match cover {
+                Some(b) => (b.numa_node, min(b.region.end(), r.end())),
+                None => {
+                    let next = sorted
+                        .iter()
+                        .map(|b| b.region.base)
+                        .filter(|&base| base > cursor)
+                        .min()
+                        .unwrap_or(r.end());
+                    (None, min(next, r.end()))
+                }
+            };
+            match out.last_mut() {
+                Some(last) if last.numa_node == node && last.region.end() == cursor => {
+                    last.region.size += end - cursor;
+                }
+                _ => out.push(MemBank {
+                    region: Region::new(cursor, end - cursor),
+                    numa_node: node,
+                }),
+            }
+            cursor = end;
+        }
+    }
+    while out.len() > max_zones {
+        let join = (1..out.len())
+            .filter(|&i| out[i - 1].numa_node == out[i].numa_node)
+            .min_by_key(|&i| out[i].region.base - out[i - 1].region.end());
+        let Some(i) = join else { break };
+        out[i - 1].region.size = out[i].region.end() - out[i - 1].region.base;
+        out.remove(i);
+    }
+    out
+}
+
 /// Iterator behind [`Memblock::free_ranges`]: one merge-walk over the two
 /// sorted lists, no allocation.
 pub struct FreeRanges<'a> {
@@ -633,7 +705,7 @@ mod tests {
                 ..
             }
         ));
-        assert!(e.to_string().contains("64"), "{}", e);
+        assert!(e.to_string().contains("128"), "{}", e);
         // Merging needs no new slot, so it still works when full.
         m.add(K, K).unwrap();
         assert_eq!(m.memory().len(), MAX_REGIONS - 1);
@@ -758,5 +830,132 @@ mod tests {
                 assert_eq!(ranges(&m), runs(&free), "case {} after alloc", case);
             }
         }
+    }
+
+    #[test]
+    fn page_trim_rounds_inward_and_drops_empty() {
+        assert_eq!(
+            page_trim(0x4000_0000, 0x1000_0000, K),
+            Some(Region::new(0x4000_0000, 0x1000_0000))
+        );
+        // The unaligned bank of the corpus: start up, end down.
+        assert_eq!(
+            page_trim(0x4000_0800, 0x1000_0000, K),
+            Some(Region::new(0x4000_1000, 0xfff_f000))
+        );
+        assert_eq!(
+            page_trim(0x4000_0000, 0x1000_0123, K),
+            Some(Region::new(0x4000_0000, 0x1000_0000))
+        );
+        assert_eq!(page_trim(0x4000_0001, 0xfff, K), None);
+        assert_eq!(page_trim(0x4000_0001, 0x1fff, K), Some(Region::new(0x4000_1000, K)));
+        assert_eq!(page_trim(0x4000_0000, 0xfff, K), None);
+        assert_eq!(page_trim(u64::MAX - 5, 5, K), None);
+    }
+
+    /// Overlapping and touching banks (as two overlapping memory nodes give)
+    /// end up as one memblock region and one zone range; banks on two NUMA
+    /// nodes that touch stay two zone ranges.
+    #[test]
+    fn zone_ranges_follow_merged_memblock_and_numa() {
+        use crate::dt::MemBank;
+        let bank = |base, size, node| MemBank {
+            region: Region::new(base, size),
+            numa_node: node,
+        };
+        let banks = [
+            bank(0x5000_0000, 0x2000_0000, None),
+            bank(0x4000_0000, 0x2000_0000, None),
+            bank(0x7000_0000, 0x1000_0000, None),
+        ];
+        let mut m = Memblock::new();
+        for b in &banks {
+            m.add(b.region.base, b.region.size).unwrap();
+        }
+        assert_eq!(pairs(m.memory()), [(0x4000_0000, 0x8000_0000)]);
+        assert_eq!(
+            zone_ranges(m.memory(), &banks, 16),
+            [bank(0x4000_0000, 0x4000_0000, None)]
+        );
+
+        let numa = [
+            bank(0x8000_0000, 0x4000_0000, Some(1)),
+            bank(0x4000_0000, 0x4000_0000, Some(0)),
+        ];
+        let mut m = Memblock::new();
+        for b in &numa {
+            m.add(b.region.base, b.region.size).unwrap();
+        }
+        assert_eq!(m.memory().len(), 1);
+        assert_eq!(
+            zone_ranges(m.memory(), &numa, 16),
+            [
+                bank(0x4000_0000, 0x4000_0000, Some(0)),
+                bank(0x8000_0000, 0x4000_0000, Some(1))
+            ]
+        );
+
+        // A hole between two banks stays a hole; trimmed edges are respected.
+        let holes = [
+            bank(0x4000_0800, 0x1000_0000, None),
+            bank(0x6000_0000, 0x1000_0000, None),
+        ];
+        let mut m = Memblock::new();
+        for b in &holes {
+            let r = page_trim(b.region.base, b.region.size, K).unwrap();
+            m.add(r.base, r.size).unwrap();
+        }
+        assert_eq!(
+            zone_ranges(m.memory(), &holes, 16),
+            [
+                bank(0x4000_1000, 0xfff_f000, None),
+                bank(0x6000_0000, 0x1000_0000, None)
+            ]
+        );
+    }
+
+    /// 40 banks with holes into 16 zones: the smallest holes are spanned
+    /// first, nodes never mix, and every bank stays inside a zone.
+    #[test]
+    fn zone_ranges_span_holes_beyond_max_zones() {
+        use crate::dt::MemBank;
+        let banks: Vec<MemBank> = (0..40u64)
+            .map(|i| MemBank {
+                region: Region::new(
+                    0x4000_0000 + i * 0x100_0000 + if i >= 20 { 0x1000_0000 } else { 0 },
+                    0xc0_0000,
+                ),
+                numa_node: Some((i >= 20) as u32),
+            })
+            .collect();
+        let mut m = Memblock::new();
+        for b in &banks {
+            m.add(b.region.base, b.region.size).unwrap();
+        }
+        let z = zone_ranges(m.memory(), &banks, 16);
+        assert_eq!(z.len(), 16);
+        assert!(z.windows(2).all(|w| w[0].region.end() <= w[1].region.base));
+        for b in &banks {
+            let zone = z.iter().find(|r| r.region.contains(b.region.base)).unwrap();
+            assert!(zone.region.end() >= b.region.end() && zone.numa_node == b.numa_node);
+        }
+        // Two nodes only: at most two zones if asked for two.
+        let z = zone_ranges(m.memory(), &banks, 2);
+        assert_eq!(z.len(), 2);
+        assert_eq!(z[0].region, Region::new(0x4000_0000, 19 * 0x100_0000 + 0xc0_0000));
+    }
+
+    /// Linux's INIT_MEMBLOCK_REGIONS: 40 disjoint banks and 100 disjoint
+    /// reservations fit (the old limit was 64).
+    #[test]
+    fn room_for_linux_init_memblock_regions() {
+        let mut m = Memblock::new();
+        for i in 0..40 {
+            m.add(0x4000_0000 + i * 0x100_0000, 0x80_0000).unwrap();
+        }
+        for i in 0..100 {
+            m.reserve(0x4000_0000 + i * 2 * K, K).unwrap();
+        }
+        assert_eq!((m.memory().len(), m.reserved().len()), (40, 100));
     }
 }

@@ -54,6 +54,60 @@ pub fn call(func: u64, a1: u64, a2: u64, a3: u64) -> Option<u64> {
     Some(r0)
 }
 
+/// Why the conduit the device tree names cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConduitRefused {
+    /// `smc` at EL1 with no EL3, and the SMC trapped as UNDEFINED (QEMU
+    /// answers PSCI over SMC itself only when its own conduit is `smc`,
+    /// e.g. `virtualization=on`).
+    SmcWithoutEl3,
+    /// `hvc` with no EL2, and the HVC trapped as UNDEFINED.
+    HvcWithoutEl2,
+    /// `hvc`, but we were entered at EL2 ourselves: head.S owns EL2 and
+    /// installs no handler there, so nothing would answer the call.
+    HvcFromOwnEl2,
+}
+
+impl core::fmt::Display for ConduitRefused {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::SmcWithoutEl3 => "DT says conduit smc but EL3 is not implemented",
+            Self::HvcWithoutEl2 => "DT says conduit hvc but EL2 is not implemented",
+            Self::HvcFromOwnEl2 => "DT says conduit hvc but the kernel was entered at EL2, so no hypervisor is there",
+        })
+    }
+}
+
+/// ID_AA64PFR0_EL1.EL2/EL3 (bits 11:8 and 15:12): 0 = not implemented.
+fn el_implemented(el: u32) -> bool {
+    let pfr0: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe { core::arch::asm!("mrs {}, id_aa64pfr0_el1", out(reg) pfr0, options(nomem, nostack)) };
+    (pfr0 >> (4 * (el + 1))) & 0xf != 0
+}
+
+/// Use the conduit the device tree names, unless it cannot reach anything.
+/// An SMC (HVC) on a CPU without EL3 (EL2) is UNDEFINED, which the panic
+/// path's power-off would then hit again and again, so refuse it here. But
+/// QEMU without EL3/EL2 emulates PSCI over its configured conduit, so the
+/// ID registers alone are not enough: without the EL, PSCI_VERSION is tried
+/// once under a fault catcher, and only an UNDEFINED trap refuses it.
+pub fn set_conduit_checked(c: PsciConduit, boot_el: u64) -> Result<(), ConduitRefused> {
+    let missing = match c {
+        PsciConduit::Hvc if boot_el >= 2 => return Err(ConduitRefused::HvcFromOwnEl2),
+        PsciConduit::Hvc => (!el_implemented(2)).then_some(ConduitRefused::HvcWithoutEl2),
+        PsciConduit::Smc => (!el_implemented(3)).then_some(ConduitRefused::SmcWithoutEl3),
+    };
+    set_conduit(c);
+    if let Some(why) = missing {
+        if super::traps::catch_fault_quiet(version).is_err() {
+            CONDUIT.store(NONE, Ordering::Relaxed);
+            return Err(why);
+        }
+    }
+    Ok(())
+}
+
 /// PSCI SYSTEM_OFF. Returns only if there is no conduit or the call failed.
 pub fn system_off() {
     call(PSCI_0_2_FN_SYSTEM_OFF, 0, 0, 0);
