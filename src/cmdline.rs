@@ -232,6 +232,80 @@ pub fn split_command(line: &str) -> Option<(&str, &str)> {
 }
 
 // ---------------------------------------------------------------------------
+// The console's input queue
+// ---------------------------------------------------------------------------
+
+/// A fixed ring of `N` received bytes, oldest first: the console driver's
+/// software receive buffer (see drivers/pl011.rs for why it exists).
+pub struct InputQueue<const N: usize> {
+    buf: [u8; N],
+    head: usize,
+    len: usize,
+}
+
+impl<const N: usize> Default for InputQueue<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> InputQueue<N> {
+    pub const fn new() -> Self {
+        Self {
+            buf: [0; N],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == N
+    }
+
+    /// Append `b`; refused (false) when full: the caller leaves the byte
+    /// where it is (in the UART) instead of dropping it.
+    pub fn push(&mut self, b: u8) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        self.buf[(self.head + self.len) % N] = b;
+        self.len += 1;
+        true
+    }
+
+    pub fn pop(&mut self) -> Option<u8> {
+        if self.len == 0 {
+            return None;
+        }
+        let b = self.buf[self.head];
+        self.head = (self.head + 1) % N;
+        self.len -= 1;
+        Some(b)
+    }
+
+    /// Remove the oldest `b`, keeping the order of everything else
+    /// (Ctrl-C taken out of type-ahead by a long-running command).
+    pub fn remove_first(&mut self, b: u8) -> bool {
+        let Some(i) = (0..self.len).find(|&i| self.buf[(self.head + i) % N] == b) else {
+            return false;
+        };
+        for j in i..self.len - 1 {
+            self.buf[(self.head + j) % N] = self.buf[(self.head + j + 1) % N];
+        }
+        self.len -= 1;
+        true
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The line editor
 // ---------------------------------------------------------------------------
 
@@ -726,5 +800,46 @@ mod tests {
         // Right arrow, Delete (ESC [ 3 ~), a lone ESC followed by a letter.
         let (lines, _) = run(&mut ed, b"ab\x1b[C\x1b[3~c\x1bxd\n");
         assert_eq!(lines, ["abcd"]);
+    }
+
+    #[test]
+    fn input_queue_keeps_order_and_removes_one() {
+        let mut q = InputQueue::<8>::new();
+        for &b in b"ab\x03cd\x03" {
+            assert!(q.push(b));
+        }
+        assert!(q.remove_first(CTRL_C));
+        let mut out = Vec::new();
+        while let Some(b) = q.pop() {
+            out.push(b);
+        }
+        assert_eq!(out, b"abcd\x03");
+        assert!(!q.remove_first(CTRL_C));
+    }
+
+    #[test]
+    fn input_queue_refuses_when_full_and_wraps_without_loss() {
+        let mut q = InputQueue::<16>::new();
+        let mut next_in = 0u8;
+        let mut next_out = 0u8;
+        for _ in 0..10 {
+            while q.push(next_in) {
+                next_in = next_in.wrapping_add(1);
+            }
+            assert!(q.is_full());
+            assert_eq!(q.len(), 16);
+            for _ in 0..5 {
+                assert_eq!(q.pop(), Some(next_out));
+                next_out = next_out.wrapping_add(1);
+            }
+        }
+        // Removal across the wrap point keeps the rest in order.
+        let target = next_out.wrapping_add(12);
+        assert!(q.remove_first(target));
+        while let Some(b) = q.pop() {
+            assert_eq!(b, next_out);
+            next_out = next_out.wrapping_add(if next_out.wrapping_add(1) == target { 2 } else { 1 });
+        }
+        assert_eq!(next_out, next_in);
     }
 }
