@@ -16,7 +16,8 @@
 # and a summary: `stress-input: B boots, N bytes sent, L line(s) lost, F boot(s) failed`.
 # Exit status 0 iff nothing was lost. Environment: STRESS_BOOTS (default
 # 200), STRESS_LINES (default 4), STRESS_JOBS (parallel QEMUs, default
-# nproc), STRESS_TIMEOUT (seconds per boot, default 30), STRESS_DELAY_MAX.
+# nproc), STRESS_TIMEOUT (seconds per boot, default 30), STRESS_DELAY_MAX,
+# STRESS_DIR (logs; default target/test-logs/stress-input).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -32,7 +33,7 @@ while (($#)); do
     case $1 in
     --no-build) build=0 && shift ;;
     --image) image=$2 && build=0 && shift 2 ;;
-    -h | --help) sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" && exit 0 ;;
+    -h | --help) sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" && exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
@@ -42,7 +43,7 @@ ensure_tools qemu-system-aarch64
 ((build == 0)) || build_kernel >&2 || die "kernel build failed"
 [[ -f $image ]] || die "no kernel Image at $image"
 
-dir=$LOG_DIR/stress-input
+dir=${STRESS_DIR:-$LOG_DIR/stress-input}
 rm -rf "$dir"
 mkdir -p "$dir"
 
@@ -77,9 +78,11 @@ bytes=0 lost=0 failed=0
 for ((i = 1; i <= BOOTS; i++)); do
     bytes=$((bytes + $(stat -c %s "$dir/$i.in")))
     reasons=()
+    # Not `tr | grep -q`: under pipefail, grep's early exit fails the pipe.
+    tr -d '\r' <"$dir/$i.log" >"$dir/$i.txt"
     for ((l = 1; l <= LINES; l++)); do
         w=$(word "$i" "$l")
-        if ! tr -d '\r' <"$dir/$i.log" | grep -qxF -- "$w: unknown command (type 'help' for the list)"; then
+        if ! grep -qxF -- "$w: unknown command (type 'help' for the list)" "$dir/$i.txt"; then
             reasons+=("line $l: no reply naming all 150 bytes of it")
             lost=$((lost + 1))
         fi

@@ -59,6 +59,9 @@ pub fn cmd_uptime(_: &mut Shell, args: &mut Args) -> CmdResult {
 pub fn cmd_ktest(_: &mut Shell, args: &mut Args) -> CmdResult {
     let filter = args.word().unwrap_or("");
     args.end()?;
+    if let Err(e) = crate::ktest::check_filter(filter) {
+        fail!("{}", e);
+    }
     // run_all only reports; unlike the `ktest` boot argument nothing exits.
     let failed = crate::ktest::run_all(filter);
     if failed != 0 {
