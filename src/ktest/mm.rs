@@ -387,7 +387,12 @@ fn object_cache_reuses_objects(t: &mut Test) {
             unsafe { c.free(core::ptr::NonNull::new_unchecked(*o)) };
         }
         kassert!(t, got == objs.len(), "kmem_cache alloc failed after {} objects", got);
-        kassert!(t, misaligned.is_none(), "object {:p} misaligned", misaligned.unwrap_or_default());
+        kassert!(
+            t,
+            misaligned.is_none(),
+            "object {:p} misaligned",
+            misaligned.unwrap_or_default()
+        );
     }
     let s = c.stats();
     kassert_eq!(t, s.active_objs, 200);

@@ -26,6 +26,7 @@ mod vmalloc;
 use crate::arch::traps;
 use crate::println;
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Case {
     pub name: &'static str,
@@ -190,6 +191,9 @@ fn selected(filter: &str, suite: &str, case: &str) -> bool {
     }
 }
 
+/// The last run_all selected no test (its one line already said why).
+static NOTHING_RAN: AtomicBool = AtomicBool::new(false);
+
 /// Why a filter selects nothing: one line naming the filter and the suites.
 pub fn check_filter(filter: &str) -> Result<(), alloc::string::String> {
     if SUITES
@@ -207,7 +211,8 @@ pub fn check_filter(filter: &str) -> Result<(), alloc::string::String> {
     }
     Err(alloc::format!(
         "filter '{}' matches no test (suites: {}; a filter is a suite name prefix or suite.case prefix)",
-        filter, names
+        filter,
+        names
     ))
 }
 
@@ -216,8 +221,10 @@ pub fn check_filter(filter: &str) -> Result<(), alloc::string::String> {
 pub fn run_all(filter: &str) -> usize {
     if let Err(e) = check_filter(filter) {
         println!("ktest: {}", e);
+        NOTHING_RAN.store(true, Ordering::Relaxed);
         return 1;
     }
+    NOTHING_RAN.store(false, Ordering::Relaxed);
     let suites: usize = SUITES
         .iter()
         .filter(|s| s.cases.iter().any(|c| selected(filter, s.name, c.name)))
@@ -292,6 +299,8 @@ pub fn exit_with_result(failed: usize) -> ! {
     if failed == 0 {
         crate::machine_power_off()
     }
-    crate::pr_err!("ktest: {} test(s) failed", failed);
+    if !NOTHING_RAN.load(Ordering::Relaxed) {
+        crate::pr_err!("ktest: {} test(s) failed", failed);
+    }
     crate::machine_fail_stop()
 }

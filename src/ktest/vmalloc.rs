@@ -408,7 +408,12 @@ fn vmap_aliases_pages(t: &mut Test) {
     // vunmap leaves the pages to their owner.
     let free_after = page_alloc::nr_free_pages().0;
     drop(owned);
-    kassert!(t, bad.is_none(), "page (index, linear-map word, vmalloc_to_page) {:x?} wrong", bad);
+    kassert!(
+        t,
+        bad.is_none(),
+        "page (index, linear-map word, vmalloc_to_page) {:x?} wrong",
+        bad
+    );
     kassert_eq!(t, free_after, free_before);
 }
 
@@ -616,7 +621,11 @@ fn lazy_purge_batches_tlb_flushes(t: &mut Test) {
                 vm::vfree(q as *const u8);
             }
             settle();
-            t.fail(file!(), line!(), format_args!("vmalloc(4 pages) number {} of {} failed", i + 1, N));
+            t.fail(
+                file!(),
+                line!(),
+                format_args!("vmalloc(4 pages) number {} of {} failed", i + 1, N),
+            );
             return;
         }
         ptrs.push(p as usize);
@@ -866,7 +875,11 @@ fn vm_unmap_ram_bad_input_changes_nothing(t: &mut Test) {
         if !big.is_null() {
             vb::vm_unmap_ram(big, 70);
         }
-        t.fail(file!(), line!(), format_args!("vm_map_ram failed: small {:p}, big {:p}", small, big));
+        t.fail(
+            file!(),
+            line!(),
+            format_args!("vm_map_ram failed: small {:p}, big {:p}", small, big),
+        );
         return;
     }
     settle();
