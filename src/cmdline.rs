@@ -10,7 +10,10 @@
 //!   the command and its usage;
 //! * [`LineEditor`]: echo, backspace (DEL and BS), Ctrl-U, Ctrl-C, CR / LF /
 //!   CRLF line ends, and a fixed-size history ring walked with the arrow
-//!   keys (`ESC [ A` / `ESC [ B`, also `ESC O A` / `ESC O B`).
+//!   keys (`ESC [ A` / `ESC [ B`, also `ESC O A` / `ESC O B`); an escape
+//!   sequence cut short by a control byte (Enter, Ctrl-C) is abandoned and
+//!   the byte processed;
+//! * [`InputQueue`]: the console driver's software receive ring.
 
 use core::fmt::{self, Write};
 
@@ -421,7 +424,15 @@ impl LineEditor {
         }
         let after_cr = core::mem::replace(&mut self.after_cr, false);
         match self.esc {
+            // A control byte (Enter, Ctrl-C, ...) or a non-ASCII byte cannot
+            // be part of an escape sequence: abandon the sequence and
+            // process the byte, so a stray ESC never swallows a command.
+            _ if self.esc != EscState::Normal && !(0x20..=0x7e).contains(&b) => {
+                self.esc = EscState::Normal;
+            }
             EscState::Esc => {
+                // `ESC [` (CSI) or `ESC O` (SS3) start a sequence; any other
+                // printable byte completes a two-byte one (Alt-key): dropped.
                 self.esc = if b == b'[' || b == b'O' {
                     EscState::Seq
                 } else {
@@ -430,7 +441,8 @@ impl LineEditor {
                 return Event::None;
             }
             EscState::Seq => {
-                // Parameters and intermediates until the final byte 0x40..0x7e.
+                // Parameters and intermediates (0x20..0x3f) until the final
+                // byte 0x40..0x7e.
                 if (0x40..=0x7e).contains(&b) {
                     self.esc = EscState::Normal;
                     match b {
@@ -834,12 +846,42 @@ mod tests {
             }
         }
         // Removal across the wrap point keeps the rest in order.
-        let target = next_out.wrapping_add(12);
+        let target = next_out.wrapping_add(8);
+        let want: Vec<u8> = (0..q.len() as u8)
+            .map(|i| next_out.wrapping_add(i))
+            .filter(|&b| b != target)
+            .collect();
         assert!(q.remove_first(target));
+        let mut got = Vec::new();
         while let Some(b) = q.pop() {
-            assert_eq!(b, next_out);
-            next_out = next_out.wrapping_add(if next_out.wrapping_add(1) == target { 2 } else { 1 });
+            got.push(b);
         }
-        assert_eq!(next_out, next_in);
+        assert_eq!(got, want);
+        assert_eq!(got.last().map(|b| b.wrapping_add(1)), Some(next_in));
+    }
+
+    #[test]
+    fn enter_and_ctrl_c_abandon_an_escape_sequence() {
+        let mut ed = LineEditor::new();
+        // ESC [ then Enter: the line is entered, not swallowed.
+        let (lines, out) = run(&mut ed, b"uptime\x1b[\r");
+        assert_eq!(lines, ["uptime"]);
+        assert_eq!(out, "uptime\n");
+        // ESC [ 1 ; then Ctrl-C: the line is abandoned at once.
+        let (lines, _) = run(&mut ed, b"junk\x1b[1;\x03");
+        assert_eq!(lines, ["^C"]);
+        // A lone ESC then Enter.
+        let (lines, _) = run(&mut ed, b"help\x1b\n");
+        assert_eq!(lines, ["help"]);
+        // ESC O then LF; the editor is back to normal afterwards.
+        let (lines, _) = run(&mut ed, b"ab\x1bO\nc\n");
+        assert_eq!(lines, ["ab", "c"]);
+        // Backspace inside a sequence is processed too.
+        let (lines, _) = run(&mut ed, b"abx\x1b[\x7f\n");
+        assert_eq!(lines, ["ab"]);
+        // A non-ASCII byte ends the sequence and is ignored as usual; the
+        // next bytes are text again.
+        let (lines, _) = run(&mut ed, b"a\x1b[\xffA\n");
+        assert_eq!(lines, ["aA"]);
     }
 }
