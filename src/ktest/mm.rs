@@ -323,38 +323,49 @@ fn every_bank_is_allocatable(t: &mut Test) {
 }
 
 /// The heap never gives pages back, so "grows" is measured against its
-/// free space now, not against the boot arena: ask for more than is free
-/// in it (at least twice the boot arena), which only growing can satisfy.
-/// Each run grows the heap by about what it had free; a run that would
-/// take more than a quarter of the free pages is skipped.
+/// free space now, not against the boot arena: allocate 1 MiB chunks until
+/// the heap has had to take a block from the page allocator (at most its
+/// free space in chunks, plus two), check every chunk, free them all. Each
+/// run grows the heap by one block (2 MiB), so the suite can run again.
 fn heap_grows_past_its_first_region(t: &mut Test) {
+    const CHUNK: usize = 1 << 20;
     let before = heap::heap_stats();
-    let bytes = (2 * heap::HEAP_INITIAL_SIZE).max(before.total - before.used + PAGE_SIZE);
-    kskip_unless_free_pages!(t, 4 * bytes.div_ceil(PAGE_SIZE));
-    let n = bytes / 8;
-    let mut v: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
-    kassert!(
-        t,
-        v.try_reserve_exact(n).is_ok(),
-        "heap could not grow to hold {} more bytes ({:?})",
-        n * 8,
-        before
-    );
-    for i in 0..n {
-        v.push(i as u64 ^ 0xdead_beef);
+    kskip_unless_free_pages!(t, 4 * 2 * CHUNK / PAGE_SIZE);
+    let max_chunks = (before.total - before.used) / CHUNK + 2;
+    let mut chunks: alloc::vec::Vec<alloc::vec::Vec<u64>> = alloc::vec::Vec::new();
+    kassert!(t, chunks.try_reserve_exact(max_chunks).is_ok());
+    let mut failed_at = None;
+    while chunks.len() < max_chunks && heap::heap_stats().grow_events == before.grow_events {
+        let mut v: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
+        if v.try_reserve_exact(CHUNK / 8).is_err() {
+            failed_at = Some(chunks.len());
+            break;
+        }
+        let tag = chunks.len() as u64;
+        v.extend((0..CHUNK as u64 / 8).map(|i| i ^ tag << 40 ^ 0xdead_beef));
+        chunks.push(v);
     }
-    kassert!(
-        t,
-        v.iter().enumerate().all(|(i, &x)| x == i as u64 ^ 0xdead_beef),
-        "heap data corrupted"
-    );
+    let intact = chunks.iter().enumerate().all(|(c, v)| {
+        v.iter()
+            .enumerate()
+            .all(|(i, &x)| x == i as u64 ^ (c as u64) << 40 ^ 0xdead_beef)
+    });
     let during = heap::heap_stats();
-    drop(v);
+    let n = chunks.len();
+    drop(chunks);
     kassert!(
         t,
-        during.total > before.total && during.grown_pages > before.grown_pages,
-        "heap did not grow for {} bytes with {} free: {:?} -> {:?}",
-        n * 8,
+        failed_at.is_none(),
+        "1 MiB chunk {} failed: the heap could not grow ({:?})",
+        failed_at.unwrap_or(0),
+        during
+    );
+    kassert!(t, intact, "heap data corrupted");
+    kassert!(
+        t,
+        during.grow_events > before.grow_events && during.total > before.total,
+        "heap did not grow after {} chunks of 1 MiB with {} bytes free: {:?} -> {:?}",
+        n,
         before.total - before.used,
         before,
         during
