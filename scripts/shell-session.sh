@@ -644,9 +644,13 @@ shell_bench_ctrl_c() {
     local log=$LOG_DIR/shell-bench-ctrl-c.log status=0 t0=$SECONDS
     qemu_cmd -kernel "$TEST_IMAGE"
     shell_quote "${QEMU_CMD[@]}" >"$LOG_DIR/shell-bench-ctrl-c.cmd"
+    : >"$log"
     {
         printf 'bench\n'
-        sleep 3
+        # Ctrl-C once the benchmark runs (then 1 s into it), not earlier.
+        local deadline=$((SECONDS + 30))
+        until grep -q 'test_vmalloc: run_test_mask=' "$log" || ((SECONDS > deadline)); do sleep 0.1; done
+        sleep 1
         printf '\003uptime\npoweroff\n'
     } | timeout --kill-after=5 60 "${QEMU_CMD[@]}" >"$log" 2>&1 || status=$?
     echo "$status" >"$LOG_DIR/shell-bench-ctrl-c.status"

@@ -264,12 +264,18 @@ pub fn run(req: &BenchRequest) -> bool {
             v.join(", ")
         }
     };
-    pr_warn!(
-        "bench: interrupted by Ctrl-C during {}; completed: {}; not run: {}",
-        stopped.unwrap_or("?"),
-        list(&done),
-        list(&skipped)
-    );
+    match stopped {
+        Some(name) => pr_warn!(
+            "bench: interrupted by Ctrl-C during {}; completed: {}; not run: {}",
+            name,
+            list(&done),
+            list(&skipped)
+        ),
+        None => pr_warn!(
+            "bench: interrupted by Ctrl-C before it started; not run: {}",
+            list(&skipped)
+        ),
+    }
     false
 }
 
