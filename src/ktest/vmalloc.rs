@@ -747,7 +747,7 @@ fn vm_map_ram_small_uses_blocks(t: &mut Test) {
     settle_blocks();
     let owned = tagged_pages_or_fail!(t, 3);
     let pages = &owned.0[..];
-    let p1 = vb::vm_map_ram(&pages);
+    let p1 = vb::vm_map_ram(pages);
     let p2 = vb::vm_map_ram(&pages[..1]);
     let ok = !p1.is_null() && !p2.is_null();
     let (blocks, _) = vb::vmap_block_stats();
@@ -797,7 +797,7 @@ fn vm_map_ram_block_released_when_all_dirty(t: &mut Test) {
     let mut first = 0usize;
     let mut released = false;
     for i in 0..VMAP_BBMAP_BITS {
-        let p = vb::vm_map_ram(&pages);
+        let p = vb::vm_map_ram(pages);
         if p.is_null() {
             t.fail(file!(), line!(), format_args!("vm_map_ram failed at {}", i));
             break;
@@ -838,7 +838,7 @@ fn vm_map_ram_large_has_own_area(t: &mut Test) {
         return;
     };
     let pages = &owned.0[..];
-    let p = vb::vm_map_ram(&pages);
+    let p = vb::vm_map_ram(pages);
     let found = vm::find_vmap_area(p as usize);
     // SAFETY: a live busy area (nothing frees it meanwhile).
     let shape = found.map(|va| unsafe {
@@ -909,8 +909,8 @@ fn vm_unmap_aliases_flushes_dirty_ranges(t: &mut Test) {
     settle_blocks();
     let owned = tagged_pages_or_fail!(t, 1);
     let pages = &owned.0[..];
-    let a = vb::vm_map_ram(&pages);
-    let b = vb::vm_map_ram(&pages);
+    let a = vb::vm_map_ram(pages);
+    let b = vb::vm_map_ram(pages);
     if a.is_null() || b.is_null() {
         for p in [a, b].into_iter().filter(|p| !p.is_null()) {
             vb::vm_unmap_ram(p, 1);
