@@ -5,9 +5,9 @@
 #
 # How the session is driven: QEMU's stdin is a FIFO, its console goes to
 # $LOG_DIR/shell-session.log. Each command is written only once the log ends
-# with the prompt and has stopped growing, so no input waits in the UART's
-# receive FIFO (16 bytes in QEMU's PL011) and each reply is exactly the bytes
-# between the command and the next prompt. Every wait is bounded; if QEMU
+# with the prompt and has stopped growing, so each reply is exactly the bytes
+# between the command and the next prompt. (Input sent early is not lost --
+# see shell_stress_input -- but pacing keeps the replies apart.) Every wait is bounded; if QEMU
 # dies or a reply never comes, the session stops with one failure and the
 # log's tail.
 #
@@ -246,6 +246,19 @@ shell_session() {
     sh_run "peek $a 2" || return 1
     out_one_line "^$(printf '0x%016x' "$a"): [0-9a-f]{16} 1122334455667788$"
     verdict "peek reads the poked word back"
+    sh_run "poke -w 1 $(hex "a + 9") 0xab" || return 1
+    out_one_line "^poke: wrote 0xab to $(hex "a + 9")$"
+    sh_run "poke -w 2 $(hex "a + 12") 0xcdef" || return 1
+    out_one_line "^poke: wrote 0xcdef to $(hex "a + 12")$"
+    sh_run "peek $(hex "a + 8")" || return 1
+    out_one_line '^0x[0-9a-f]{16}: 1122cdef5566ab88$'
+    verdict "poke -w 1 / -w 2 change exactly one byte / halfword of the word"
+    sh_run "peek -w 2 $(hex "a + 8") 4" || return 1
+    out_one_line '^0x[0-9a-f]{16}: ab88 5566 cdef 1122$'
+    sh_run "peek -w 1 $(hex "a + 8") 8" || return 1
+    out_one_line '^0x[0-9a-f]{16}: 88 ab 66 55 ef cd 22 11$'
+    verdict "peek -w 2 / -w 1 read halfwords and bytes in address order"
+    sh_run "poke $(hex "a + 8") 0x1122334455667788" || return 1
 
     sh_run 'vzalloc 3M' || return 1
     out_capture '^vzalloc: 3M at (0x[0-9a-f]{16}) \(768 page\(s\) \+ guard page\)$' && z=${BASH_REMATCH[1]}
@@ -276,6 +289,17 @@ shell_session() {
     sh_run "peek $(hex "io + 0xfe0")" || return 1
     out_one_line '^0x[0-9a-f]{16}: 0000001000000011$'
     verdict "peek through the ioremap reads the PL011's PeriphID0/1 (0x11, 0x10)"
+    sh_run "peek -w 4 $(hex "io + 0xfe0") 8" || return 1
+    out_one_line '^0x[0-9a-f]{16}: 00000011 00000010 000000[0-9a-f]4 00000000 0000000d 000000f0 00000005 000000b1$'
+    verdict "peek -w 4: the eight PrimeCell ID registers, one 32-bit access each"
+    # The session runs with -d guest_errors: QEMU reports bad accesses.
+    sh_run "peek $(hex "io + 0x18")" || return 1
+    out_has '^pl011_read: Bad offset 0?x?1c'
+    verdict "peek (64-bit) of UARTFR also touches offset 0x1c: QEMU logs 'pl011_read: Bad offset'"
+    sh_run "peek -w 4 $(hex "io + 0x18")" || return 1
+    out_one_line '^0x[0-9a-f]{16}: [0-9a-f]{8}$'
+    out_lacks 'Bad offset'
+    verdict "peek -w 4 of UARTFR: one 32-bit access (QEMU logs no 'pl011_read: Bad offset')"
 
     # --- page-table walks ----------------------------------------------
     sh_run "pt $a" || return 1
@@ -369,6 +393,11 @@ shell_session() {
         "poke $a|^poke: missing VALUE"
         "poke $a 0x1ffffffffffffffff|^poke: VALUE: .0x1ffffffffffffffff. does not fit in 64 bits"
         'pt|^pt: missing VA \(usage: pt VA\)$'
+        "peek -w 3 $a|^peek: WIDTH 3 must be 1, 2, 4 or 8 \\(bytes\\)$"
+        "peek -w 4 $(hex "a + 2")|^peek: ADDR $(hex "a + 2") is not 4-byte aligned$"
+        "poke -w 1 $a 0x100|^poke: VALUE 0x100 does not fit in 1 byte\\(s\\)$"
+        "peek -w|^peek: missing WIDTH"
+        'ktest nosuch|^ktest: filter .nosuch. matches no test \(suites: boot, mm, vmalloc'
         'meminfo now|^meminfo: unexpected argument .now.'
     )
     local spec
@@ -397,6 +426,12 @@ shell_session() {
     expect "${#SH_OUT[@]} == 0" "Ctrl-C printed a reply"
     [[ $SH_ECHO == 'vfree 0x1234^C' ]] || SH_REASONS+=("echo '$SH_ECHO', want 'vfree 0x1234^C'")
     verdict "line editing: Ctrl-C abandons the line, new prompt"
+    sh_raw 'uptime\x1b[\r' || return 1
+    out_one_line '^up [0-9]+\.[0-9]{6} s '
+    verdict "line editing: Enter after 'ESC [' ends the escape sequence and runs the line"
+    sh_raw 'vfree 0x1234\x1b[1;\x03' || return 1
+    expect "${#SH_OUT[@]} == 0" "Ctrl-C after 'ESC [ 1 ;' printed a reply"
+    verdict "line editing: Ctrl-C inside an escape sequence abandons the line"
     sh_raw '\x1b[A\n' || return 1
     out_one_line '^up [0-9]+\.[0-9]{6} s '
     verdict "history: Up recalls the last command (uptime)"
@@ -495,11 +530,15 @@ shell_session() {
     out_has 'Internal error: Oops: '
     out_has "^${SH_PROMPT}dmesg$"
     verdict "dmesg: the log ring from the banner to this command"
+    # Fill the 128 KiB log ring past wrapping (each dmesg re-logs the log),
+    # then the boot suite, whose log-ring case must still pass.
+    for n in 1 2 3 4; do sh_run dmesg 60 >/dev/null || return 1; done
     sh_run 'ktest boot' 120 || return 1
     out_has '^    # Subtest: boot$'
     out_has '^ktest: [1-9][0-9]* passed, 0 failed$'
     out_lacks '^    # Subtest: mm$'
-    verdict "ktest boot: the filtered suite runs from the shell"
+    out_has '^    ok [0-9]+ log_ring_holds_banner$'
+    verdict "ktest boot: the filtered suite runs from the shell (log ring wrapped by 4 x dmesg)"
     sh_run ktest 180 || return 1
     out_capture '^ktest: ([0-9]+) passed, ([0-9]+) failed$' && n="${BASH_REMATCH[1]} passed, ${BASH_REMATCH[2]} failed"
     out_has '^ktest: [1-9][0-9]* passed, 0 failed$'
@@ -544,8 +583,114 @@ shell_pipe_boots() {
     done
 }
 
+# Console input that never loses a byte: the short form of
+# scripts/stress-input.sh (long lines piped in while the kernel boots).
+SHELL_STRESS_BOOTS=${SHELL_STRESS_BOOTS:-10}
+
+shell_stress_input() {
+    local log=$LOG_DIR/shell-stress-input.log line n=0 status=0
+    STRESS_BOOTS=$SHELL_STRESS_BOOTS STRESS_JOBS=$TEST_JOBS STRESS_DELAY_MAX=15 STRESS_DIR=$LOG_DIR/shell-stress-input \
+        "$REPO_ROOT/scripts/stress-input.sh" --image "$TEST_IMAGE" >"$log" 2>&1 || status=$?
+    while IFS= read -r line; do
+        case $line in
+        "PASS "*) pass "shell: ${line#PASS }" && n=$((n + 1)) ;;
+        "FAIL "*) fail "shell: ${line#FAIL }" && n=$((n + 1)) ;;
+        "stress-input: "*) printf '     (%s)\n' "$line" ;;
+        *) printf '%s\n' "$line" ;;
+        esac
+    done <"$log"
+    ((n > 0)) || {
+        fail "shell: scripts/stress-input.sh ran no boot (exit status $status)"
+        show_tail "$log"
+    }
+}
+
+# scripts/run.sh with input from a pipe or a file: the end of the input
+# powers the machine off, after the commands before it have finished.
+shell_run_sh_eof() {
+    local log=$LOG_DIR/shell-run-sh-pipe.log status=0 reasons=()
+    printf 'meminfo\nbench run_test_mask=1 test_loop_count=20000\nuptime' |
+        RUN_IMAGE=$TEST_IMAGE timeout --kill-after=5 60 "$REPO_ROOT/scripts/run.sh" >"$log" 2>&1 || status=$?
+    ((status == 0)) || reasons+=("exit status $status (124: timed out: the end of the input did not power off)")
+    grep -Eq '^MemFree: +[0-9]+ kB' "$log" || reasons+=("no meminfo reply")
+    grep -Eq 'Summary: fix_size_alloc_test passed: 1 failed: 0 repeat: 1 loops: 20000' "$log" ||
+        reasons+=("the bench before the end of input did not finish")
+    grep -Eq '^up [0-9]+\.[0-9]+ s' "$log" || reasons+=("the last line (no newline at its end) did not run")
+    grep -q "^${SH_PROMPT}poweroff" "$log" || reasons+=("no 'poweroff' line after the input")
+    grep -q 'reboot: Power down' "$log" || reasons+=("no 'reboot: Power down'")
+    if ((${#reasons[@]} == 0)); then
+        pass "shell: scripts/run.sh fed by a pipe: commands run to the end, then poweroff, exit 0"
+    else
+        fail "shell: scripts/run.sh fed by a pipe" "${reasons[@]}"
+        show_tail "$log"
+    fi
+    log=$LOG_DIR/shell-run-sh-file.log status=0 reasons=()
+    printf 'vmalloc 64K\nvmallocinfo\n' >"$LOG_DIR/shell-run-sh-file.in"
+    RUN_IMAGE=$TEST_IMAGE timeout --kill-after=5 60 "$REPO_ROOT/scripts/run.sh" <"$LOG_DIR/shell-run-sh-file.in" >"$log" 2>&1 || status=$?
+    ((status == 0)) || reasons+=("exit status $status")
+    grep -Eq ' pages=16 vmalloc' "$log" || reasons+=("no vmallocinfo reply")
+    grep -q 'reboot: Power down' "$log" || reasons+=("no 'reboot: Power down'")
+    if ((${#reasons[@]} == 0)); then
+        pass "shell: scripts/run.sh < FILE: powers off at the end of the file, exit 0"
+    else
+        fail "shell: scripts/run.sh < FILE" "${reasons[@]}"
+        show_tail "$log"
+    fi
+}
+
+# Ctrl-C stops a long bench (defaults: minutes) and the shell goes on with
+# the input typed after it.
+shell_bench_ctrl_c() {
+    local log=$LOG_DIR/shell-bench-ctrl-c.log status=0 t0=$SECONDS
+    qemu_cmd -kernel "$TEST_IMAGE"
+    shell_quote "${QEMU_CMD[@]}" >"$LOG_DIR/shell-bench-ctrl-c.cmd"
+    : >"$log"
+    {
+        printf 'bench\n'
+        # Ctrl-C once the benchmark runs (then 1 s into it), not earlier.
+        local deadline=$((SECONDS + 30))
+        until grep -q 'test_vmalloc: run_test_mask=' "$log" || ((SECONDS > deadline)); do sleep 0.1; done
+        sleep 1
+        printf '\003uptime\npoweroff\n'
+    } | timeout --kill-after=5 60 "${QEMU_CMD[@]}" >"$log" 2>&1 || status=$?
+    echo "$status" >"$LOG_DIR/shell-bench-ctrl-c.status"
+    verify_boot "shell: Ctrl-C stops 'bench' (default loop counts) in $((SECONDS - t0)) s, reports what completed; the next command runs" \
+        shell-bench-ctrl-c 0 '1bench: interrupted by Ctrl-C during test_vmalloc; completed: none; not run: ' \
+        '+Interrupted: [a-z_]+ stopped by Ctrl-C; no figures' '+All test took CPU0=' "1^${SH_PROMPT}uptime"$'\r?$' \
+        '+^up [0-9]+\.[0-9]+ s' '+reboot: Power down' '!panic|Oops'
+}
+
+# A DT whose PL011 is elsewhere: the console stays on the boot UART (says
+# so) and keeps answering. Booted through the raw-loader stub, as the bad
+# DTBs of the badboot layer (QEMU's -dtb would edit the tree).
+shell_moved_uart() {
+    local dir=$LOG_DIR/shell-moved-uart
+    rm -rf "$dir" && mkdir -p "$dir"
+    if ! {
+        qemu_cmd -kernel "$TEST_IMAGE" -machine "dumpdtb=$dir/good.dtb" && "${QEMU_CMD[@]}" </dev/null &&
+            dtc -q -I dtb -O dts -o "$dir/good.dts" "$dir/good.dtb" &&
+            sed 's/reg = <0x00 0x9000000 0x00 0x1000>;/reg = <0x00 0x9100000 0x00 0x1000>;/' "$dir/good.dts" >"$dir/moved.dts" &&
+            grep -q 'reg = <0x00 0x9100000 0x00 0x1000>;' "$dir/moved.dts" &&
+            dtc -q -I dts -O dtb -o "$dir/moved.dtb" "$dir/moved.dts" &&
+            write_boot_stub "$dir/stub.bin" 0x48000000 0x40200000
+    } >"$dir/make.log" 2>&1; then
+        fail "shell: make a DTB with the PL011 moved to 0x9100000 (QEMU dumpdtb + dtc)"
+        show_tail "$dir/make.log"
+        return
+    fi
+    printf 'uptime\npoweroff\n' >"$dir/in"
+    boot_capture shell-moved-uart 30 --stdin "$dir/in" -- \
+        -device "loader,file=$TEST_IMAGE,addr=0x40200000,force-raw=on" \
+        -device "loader,file=$dir/moved.dtb,addr=0x48000000,force-raw=on" \
+        -device "loader,file=$dir/stub.bin,addr=0x40100000,force-raw=on" -device "loader,addr=0x40100000,cpu-num=0"
+    verify_boot "shell: DT names a PL011 at 0x9100000: the console stays on 0x9000000, says so, and answers" \
+        shell-moved-uart 0 "+console: the DT's PL011 at 0x9100000 is not the boot console's UART at 0x9000000; the console stays on 0x9000000" \
+        '+console \[ttyAMA0\]: PL011 rev [0-9]+ at MMIO 0x9000000 now at 0x[0-9a-f]+ \(ioremap\)' \
+        '+^up [0-9]+\.[0-9]+ s' '+reboot: Power down' '!panic|Oops'
+}
+
 shell_layer_main() {
-    if ! sh_start shell-session -kernel "$TEST_IMAGE"; then
+    if ! sh_start shell-session -kernel "$TEST_IMAGE" -d guest_errors; then
         fail "shell: boot to the first prompt" "$SH_DEAD" "reproduce: $(cat "$LOG_DIR/shell-session.cmd")"
         show_tail "$SH_LOG"
         sh_finish
@@ -562,4 +707,8 @@ shell_layer_main() {
     fi
     trap - PIPE
     shell_pipe_boots
+    shell_stress_input
+    shell_run_sh_eof
+    shell_bench_ctrl_c
+    shell_moved_uart
 }

@@ -47,6 +47,7 @@ TAIL_LINES=60
 
 PASSED=0
 FAILED=0
+SKIPPED=0
 BUILD=1
 KERNEL_STATE=unbuilt # unbuilt | ok | failed
 # What the boot layers run: a private copy of the kernel, so a rebuild by
@@ -211,11 +212,20 @@ layer_host() {
 # ---------------------------------------------------------------------------
 
 # "name|QEMU args after the defaults" (no spaces inside one argument).
+# 32M: the cases that need more RAM must SKIP (with a reason), the rest pass.
 KTEST_MACHINES=(
     "default|"
+    "32M|-m 32M"
     "4G|-m 4G"
     "numa|-smp 2 -m 2G -object memory-backend-ram,id=m0,size=1G -object memory-backend-ram,id=m1,size=1G -numa node,nodeid=0,cpus=0,memdev=m0 -numa node,nodeid=1,cpus=1,memdev=m1"
+    "numa-4G|-m 4G -object memory-backend-ram,id=m0,size=2G -object memory-backend-ram,id=m1,size=2G -numa node,memdev=m0 -numa node,memdev=m1"
 )
+
+# skip NAME: a check that could not run here (counted as neither).
+skip() {
+    SKIPPED=$((SKIPPED + 1))
+    printf 'SKIP %s\n' "$1"
+}
 
 # check_ktest MACHINE BOOT: one check per KTAP test line (indented four
 # spaces: test level), then one for the run itself.
@@ -235,9 +245,11 @@ check_ktest() {
                 # The test's own output (its oops, its EXPECTATION FAILED line).
                 local from=$((${#out[@]} > TAIL_LINES ? ${#out[@]} - TAIL_LINES : 0))
                 fail "$name" "${out[@]:from}"
+            elif [[ -n ${BASH_REMATCH[3]} ]]; then
+                skip "$name # SKIP${BASH_REMATCH[5]}"
             else
                 np=$((np + 1))
-                pass "$name${BASH_REMATCH[3]:+ # SKIP${BASH_REMATCH[5]}}"
+                pass "$name"
             fi
             out=()
         elif [[ $line =~ $re_sum ]]; then
@@ -278,12 +290,50 @@ layer_ktest() {
         read -ra args <<<"${spec#*|}"
         spawn_boot "ktest-$name" "$KTEST_TIMEOUT" -- -kernel "$TEST_IMAGE" "${args[@]}" -append ktest
     done
+    spawn_boot ktest-nomatch "$KTEST_TIMEOUT" -- -kernel "$TEST_IMAGE" -append ktest=nosuch
     wait_boots
     for spec in "${KTEST_MACHINES[@]}"; do
         name=${spec%%|*}
         check_ktest "$name" "ktest-$name"
         printf '     (%s: %s ms)\n' "$name" "$(boot_ms "ktest-$name")"
     done
+    ktest_nomatch
+    ktest_repeat
+}
+
+# A filter that selects nothing is an error: one line naming the filter and
+# the suites, a failure exit status, no empty KTAP plan.
+ktest_nomatch() {
+    verify_boot "ktest: -append ktest=nosuch fails with one line naming the filter and the suites" ktest-nomatch fail \
+        "1^ktest: filter 'nosuch' matches no test \\(suites: boot, mm, vmalloc" '!^1\.\.0' '!^KTAP' '!panic|Oops'
+}
+
+# Every case leaves the kernel as it found it: the whole suite three times
+# in one boot, from the shell (input from a file through scripts/run.sh,
+# which powers off at its end). Each run must report the same counts.
+KTEST_REPEAT=${KTEST_REPEAT:-3}
+
+ktest_repeat() {
+    local log=$LOG_DIR/ktest-repeat.log input=$LOG_DIR/ktest-repeat.in status=0 sums reasons=() i
+    for ((i = 0; i < KTEST_REPEAT; i++)); do printf 'ktest\n'; done >"$input"
+    printf 'RUN_IMAGE=%q scripts/run.sh < %q\n' "$TEST_IMAGE" "$input" >"$LOG_DIR/ktest-repeat.cmd"
+    RUN_IMAGE=$TEST_IMAGE timeout --kill-after=5 $((KTEST_TIMEOUT * KTEST_REPEAT)) \
+        "$REPO_ROOT/scripts/run.sh" <"$input" >"$log" 2>&1 || status=$?
+    mapfile -t sums < <(tr -d '\r' <"$log" | grep -E '^ktest: [0-9]+ passed, [0-9]+ failed$' || true)
+    ((status == 0)) || reasons+=("exit status $status (124: timed out)")
+    ((${#sums[@]} == KTEST_REPEAT)) || reasons+=("${#sums[@]} summary lines, want $KTEST_REPEAT")
+    for i in "${!sums[@]}"; do
+        [[ ${sums[i]} == "${sums[0]}" && ${sums[i]} == *" 0 failed" ]] ||
+            reasons+=("run $((i + 1)): '${sums[i]}', run 1: '${sums[0]}'")
+    done
+    if grep -q '^    not ok' "$log"; then reasons+=("failing cases: $(grep '^    not ok' "$log" | tr -d '\r' | sort | uniq -c | tr -s ' ' | paste -sd ';')"); fi
+    grep -q 'reboot: Power down' "$log" || reasons+=("no 'reboot: Power down' after the input ended")
+    if ((${#reasons[@]} == 0)); then
+        pass "ktest/repeat: the whole suite $KTEST_REPEAT times in one boot (shell), same result each time (${sums[0]#ktest: })"
+    else
+        fail "ktest/repeat: the whole suite $KTEST_REPEAT times in one boot (shell)" "${reasons[@]}" "reproduce: $(cat "$LOG_DIR/ktest-repeat.cmd")"
+        show_tail "$log"
+    fi
 }
 
 # ---------------------------------------------------------------------------
@@ -715,6 +765,7 @@ main() {
         printf '=== %s done in %ds\n' "$name" $((SECONDS - t))
     done
     printf '\nlogs: %s; total time %ds\n' "$LOG_DIR" $((SECONDS - t0))
+    ((SKIPPED == 0)) || printf '(%d check(s) skipped: not possible on that machine; counted as neither)\n' "$SKIPPED"
     printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
     ((FAILED == 0))
 }

@@ -10,7 +10,10 @@
 //!   the command and its usage;
 //! * [`LineEditor`]: echo, backspace (DEL and BS), Ctrl-U, Ctrl-C, CR / LF /
 //!   CRLF line ends, and a fixed-size history ring walked with the arrow
-//!   keys (`ESC [ A` / `ESC [ B`, also `ESC O A` / `ESC O B`).
+//!   keys (`ESC [ A` / `ESC [ B`, also `ESC O A` / `ESC O B`); an escape
+//!   sequence cut short by a control byte (Enter, Ctrl-C) is abandoned and
+//!   the byte processed;
+//! * [`InputQueue`]: the console driver's software receive ring.
 
 use core::fmt::{self, Write};
 
@@ -232,6 +235,80 @@ pub fn split_command(line: &str) -> Option<(&str, &str)> {
 }
 
 // ---------------------------------------------------------------------------
+// The console's input queue
+// ---------------------------------------------------------------------------
+
+/// A fixed ring of `N` received bytes, oldest first: the console driver's
+/// software receive buffer (see drivers/pl011.rs for why it exists).
+pub struct InputQueue<const N: usize> {
+    buf: [u8; N],
+    head: usize,
+    len: usize,
+}
+
+impl<const N: usize> Default for InputQueue<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> InputQueue<N> {
+    pub const fn new() -> Self {
+        Self {
+            buf: [0; N],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == N
+    }
+
+    /// Append `b`; refused (false) when full: the caller leaves the byte
+    /// where it is (in the UART) instead of dropping it.
+    pub fn push(&mut self, b: u8) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        self.buf[(self.head + self.len) % N] = b;
+        self.len += 1;
+        true
+    }
+
+    pub fn pop(&mut self) -> Option<u8> {
+        if self.len == 0 {
+            return None;
+        }
+        let b = self.buf[self.head];
+        self.head = (self.head + 1) % N;
+        self.len -= 1;
+        Some(b)
+    }
+
+    /// Remove the oldest `b`, keeping the order of everything else
+    /// (Ctrl-C taken out of type-ahead by a long-running command).
+    pub fn remove_first(&mut self, b: u8) -> bool {
+        let Some(i) = (0..self.len).find(|&i| self.buf[(self.head + i) % N] == b) else {
+            return false;
+        };
+        for j in i..self.len - 1 {
+            self.buf[(self.head + j) % N] = self.buf[(self.head + j + 1) % N];
+        }
+        self.len -= 1;
+        true
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The line editor
 // ---------------------------------------------------------------------------
 
@@ -347,7 +424,15 @@ impl LineEditor {
         }
         let after_cr = core::mem::replace(&mut self.after_cr, false);
         match self.esc {
+            // A control byte (Enter, Ctrl-C, ...) or a non-ASCII byte cannot
+            // be part of an escape sequence: abandon the sequence and
+            // process the byte, so a stray ESC never swallows a command.
+            _ if self.esc != EscState::Normal && !(0x20..=0x7e).contains(&b) => {
+                self.esc = EscState::Normal;
+            }
             EscState::Esc => {
+                // `ESC [` (CSI) or `ESC O` (SS3) start a sequence; any other
+                // printable byte completes a two-byte one (Alt-key): dropped.
                 self.esc = if b == b'[' || b == b'O' {
                     EscState::Seq
                 } else {
@@ -356,7 +441,8 @@ impl LineEditor {
                 return Event::None;
             }
             EscState::Seq => {
-                // Parameters and intermediates until the final byte 0x40..0x7e.
+                // Parameters and intermediates (0x20..0x3f) until the final
+                // byte 0x40..0x7e.
                 if (0x40..=0x7e).contains(&b) {
                     self.esc = EscState::Normal;
                     match b {
@@ -726,5 +812,76 @@ mod tests {
         // Right arrow, Delete (ESC [ 3 ~), a lone ESC followed by a letter.
         let (lines, _) = run(&mut ed, b"ab\x1b[C\x1b[3~c\x1bxd\n");
         assert_eq!(lines, ["abcd"]);
+    }
+
+    #[test]
+    fn input_queue_keeps_order_and_removes_one() {
+        let mut q = InputQueue::<8>::new();
+        for &b in b"ab\x03cd\x03" {
+            assert!(q.push(b));
+        }
+        assert!(q.remove_first(CTRL_C));
+        let mut out = Vec::new();
+        while let Some(b) = q.pop() {
+            out.push(b);
+        }
+        assert_eq!(out, b"abcd\x03");
+        assert!(!q.remove_first(CTRL_C));
+    }
+
+    #[test]
+    fn input_queue_refuses_when_full_and_wraps_without_loss() {
+        let mut q = InputQueue::<16>::new();
+        let mut next_in = 0u8;
+        let mut next_out = 0u8;
+        for _ in 0..10 {
+            while q.push(next_in) {
+                next_in = next_in.wrapping_add(1);
+            }
+            assert!(q.is_full());
+            assert_eq!(q.len(), 16);
+            for _ in 0..5 {
+                assert_eq!(q.pop(), Some(next_out));
+                next_out = next_out.wrapping_add(1);
+            }
+        }
+        // Removal across the wrap point keeps the rest in order.
+        let target = next_out.wrapping_add(8);
+        let want: Vec<u8> = (0..q.len() as u8)
+            .map(|i| next_out.wrapping_add(i))
+            .filter(|&b| b != target)
+            .collect();
+        assert!(q.remove_first(target));
+        let mut got = Vec::new();
+        while let Some(b) = q.pop() {
+            got.push(b);
+        }
+        assert_eq!(got, want);
+        assert_eq!(got.last().map(|b| b.wrapping_add(1)), Some(next_in));
+    }
+
+    #[test]
+    fn enter_and_ctrl_c_abandon_an_escape_sequence() {
+        let mut ed = LineEditor::new();
+        // ESC [ then Enter: the line is entered, not swallowed.
+        let (lines, out) = run(&mut ed, b"uptime\x1b[\r");
+        assert_eq!(lines, ["uptime"]);
+        assert_eq!(out, "uptime\n");
+        // ESC [ 1 ; then Ctrl-C: the line is abandoned at once.
+        let (lines, _) = run(&mut ed, b"junk\x1b[1;\x03");
+        assert_eq!(lines, ["^C"]);
+        // A lone ESC then Enter.
+        let (lines, _) = run(&mut ed, b"help\x1b\n");
+        assert_eq!(lines, ["help"]);
+        // ESC O then LF; the editor is back to normal afterwards.
+        let (lines, _) = run(&mut ed, b"ab\x1bO\nc\n");
+        assert_eq!(lines, ["ab", "c"]);
+        // Backspace inside a sequence is processed too.
+        let (lines, _) = run(&mut ed, b"abx\x1b[\x7f\n");
+        assert_eq!(lines, ["ab"]);
+        // A non-ASCII byte ends the sequence and is ignored as usual; the
+        // next bytes are text again.
+        let (lines, _) = run(&mut ed, b"a\x1b[\xffA\n");
+        assert_eq!(lines, ["aA"]);
     }
 }

@@ -51,11 +51,21 @@ static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console { uart: None });
 /// # Safety
 /// `base` must map a PL011 as device memory from now on.
 pub unsafe fn console_init(base: usize) {
-    let mut c = CONSOLE.lock();
-    // SAFETY: per the contract.
-    let mut uart = unsafe { Pl011::new(base) };
-    uart.init();
-    c.uart = Some(uart);
+    let report = {
+        let mut c = CONSOLE.lock();
+        // SAFETY: per the contract.
+        let mut uart = unsafe { Pl011::new(base) };
+        let report = uart.init();
+        c.uart = Some(uart);
+        report
+    };
+    crate::pr_info!(
+        "pl011: boot console at {:#x}: LCR_H {:#x} CR {:#x} as found; FIFOs {} (FEN is never changed: that would flush received input)",
+        base,
+        report.lcr_h,
+        report.cr,
+        if report.fifo { "on" } else { "off" }
+    );
 }
 
 /// Move the console to another mapping of the same UART.
@@ -167,9 +177,30 @@ impl Write for LogWriter {
     }
 }
 
-/// Read one byte from the console, if one arrived.
+/// Read one byte from the console, if one arrived. Receive overruns the
+/// UART flagged (bytes lost before the driver could read them) are
+/// reported here, once each.
 pub fn console_getc() -> Option<u8> {
-    CONSOLE.lock().uart.as_mut().and_then(|u| u.getc())
+    let (b, lost) = {
+        let mut c = CONSOLE.lock();
+        match c.uart.as_mut() {
+            Some(u) => (u.getc(), u.take_overruns()),
+            None => (None, 0),
+        }
+    };
+    if lost != 0 {
+        crate::pr_warn!(
+            "console: {} receive overrun(s): input was lost before it could be read",
+            lost
+        );
+    }
+    b
+}
+
+/// Take the oldest pending `b` out of the console input (other type-ahead
+/// keeps its order): a long-running command polls this for Ctrl-C.
+pub fn console_take_byte(b: u8) -> bool {
+    CONSOLE.lock().uart.as_mut().is_some_and(|u| u.take_byte(b))
 }
 
 /// Copy the log ring (oldest first) through `f`, in at most two slices.

@@ -163,6 +163,9 @@ pub fn run_floor(loops: usize) -> Vec<FloorPoint> {
     );
     let mut out = Vec::new();
     for &n in &FLOOR_PAGES {
+        if super::interrupted() {
+            break;
+        }
         let Some(p) = floor_point(n, loops) else { break };
         pr_info!(
             "bench: floor: {:>6} {:>12} {:>12} {:>6} {:>14} {:>14}",
@@ -296,6 +299,9 @@ pub fn run_stages(loops: usize) -> Vec<StageRow> {
     );
     let mut out = Vec::new();
     for &n in &STAGE_PAGES {
+        if super::interrupted() {
+            break;
+        }
         let Some(r) = stage_row(n, loops) else { break };
         pr_info!(
             "bench: stages: pages={} measured_ns={} sum_of_stages_ns={} ({}x of measured)",

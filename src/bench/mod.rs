@@ -25,6 +25,12 @@
 //! init_on_alloc=0|1                            parsed in setup_arch (zeroing)
 //! ```
 //!
+//! Ctrl-C stops a run: [`interrupted`] is polled between scenarios and
+//! data points, and every 1024 loops inside test_vmalloc's scenarios; what
+//! completed is reported, the interrupted scenario is not (its figures would
+//! be partial), and the rest is skipped. Other type-ahead stays queued for
+//! the shell.
+//!
 //! Time is the generic timer (`get_cycles()`, CNTPCT_EL0 at CNTFRQ_EL0, as
 //! Linux's `get_cycles()` on arm64). Under QEMU `-icount shift=0` virtual
 //! time advances 1 ns per instruction, so figures repeat exactly run to run.
@@ -35,6 +41,7 @@ pub mod test_vmalloc;
 
 use crate::arch::timer;
 use crate::pr_warn;
+use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::rand::XorShift64Star;
 
 /// Which benchmarks to run and with what parameters.
@@ -194,20 +201,82 @@ pub fn parse_cmdline(args: &str) -> Option<BenchRequest> {
     req.any().then_some(req)
 }
 
-/// Run what `req` selects, in a fixed order.
-pub fn run(req: &BenchRequest) {
-    if req.test_vmalloc {
+/// Ctrl-C seen during the current run.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+const CTRL_C: u8 = 0x03;
+
+/// Has Ctrl-C been typed since the run started? Polls the console (one
+/// UART status read), taking only the Ctrl-C out of the input.
+pub fn interrupted() -> bool {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        return true;
+    }
+    if crate::printk::console_take_byte(CTRL_C) {
+        INTERRUPTED.store(true, Ordering::Relaxed);
+        return true;
+    }
+    false
+}
+
+/// Run what `req` selects, in a fixed order; Ctrl-C stops it (see the
+/// module doc). Returns false if it was interrupted.
+pub fn run(req: &BenchRequest) -> bool {
+    INTERRUPTED.store(false, Ordering::Relaxed);
+    let mut done: alloc::vec::Vec<&str> = alloc::vec::Vec::new();
+    let mut skipped: alloc::vec::Vec<&str> = alloc::vec::Vec::new();
+    let mut stopped: Option<&str> = None;
+    let mut step = |name: &'static str, selected: bool, f: &mut dyn FnMut()| {
+        if !selected {
+            return;
+        }
+        if interrupted() {
+            skipped.push(name);
+            return;
+        }
+        f();
+        // A benchmark stopped halfway reports what it finished itself.
+        if interrupted() {
+            stopped = Some(name);
+        } else {
+            done.push(name);
+        }
+    };
+    step("test_vmalloc", req.test_vmalloc, &mut || {
         test_vmalloc::run(&req.params, req.seed);
-    }
-    if req.scaling {
+    });
+    step("scaling", req.scaling, &mut || {
         scaling::run(req.loops.unwrap_or(scaling::DEFAULT_LOOPS));
-    }
-    if req.floor {
+    });
+    step("floor", req.floor, &mut || {
         floor::run_floor(req.loops.unwrap_or(floor::DEFAULT_LOOPS));
-    }
-    if req.stages {
+    });
+    step("stages", req.stages, &mut || {
         floor::run_stages(req.loops.unwrap_or(floor::DEFAULT_LOOPS));
+    });
+    if !interrupted() {
+        return true;
     }
+    let list = |v: &[&str]| {
+        if v.is_empty() {
+            alloc::string::String::from("none")
+        } else {
+            v.join(", ")
+        }
+    };
+    match stopped {
+        Some(name) => pr_warn!(
+            "bench: interrupted by Ctrl-C during {}; completed: {}; not run: {}",
+            name,
+            list(&done),
+            list(&skipped)
+        ),
+        None => pr_warn!(
+            "bench: interrupted by Ctrl-C before it started; not run: {}",
+            list(&skipped)
+        ),
+    }
+    false
 }
 
 /// Boot hook (run_init): run the benchmarks the command line asks for.
@@ -225,8 +294,9 @@ pub fn run_from_cmdline(args: &str) -> bool {
 /// Entry point for the shell: `params` in the module-parameter spelling,
 /// with or without the `test_vmalloc.` prefix, e.g.
 /// `run_test_mask=1 test_loop_count=1000` or `bench=scaling bench.loops=500`.
-/// Without a `bench=` word, test_vmalloc runs.
-pub fn run_from_params(params: &str) {
+/// Without a `bench=` word, test_vmalloc runs. Returns false if Ctrl-C
+/// interrupted it.
+pub fn run_from_params(params: &str) -> bool {
     let mut req = BenchRequest::default();
     for w in params.split_ascii_whitespace() {
         apply_word(&mut req, w, false);
@@ -235,7 +305,7 @@ pub fn run_from_params(params: &str) {
     if !req.any() && !req.listed {
         req.test_vmalloc = true;
     }
-    run(&req);
+    run(&req)
 }
 
 /// The benchmarks' stand-in for get_random_u32(): the shared xorshift64*,

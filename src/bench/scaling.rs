@@ -157,6 +157,9 @@ pub fn run(loops: usize) -> Vec<Point> {
     );
     let mut points: Vec<Point> = Vec::new();
     for &n in &POINTS {
+        if super::interrupted() {
+            break;
+        }
         let Some(p) = measure(n, loops) else { break };
         let base = points.first().copied().unwrap_or(p);
         pr_info!(

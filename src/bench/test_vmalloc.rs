@@ -128,6 +128,16 @@ struct Ctx {
     nr_pages: i32,
 }
 
+/// A scenario's return value when Ctrl-C stopped it (0: passed, -1: failed).
+const INTERRUPTED: i32 = 1;
+
+/// Poll for Ctrl-C every 1024 loops: one UART status read, lost in the
+/// noise of 1024 vmalloc+vfree pairs.
+#[inline(always)]
+fn stop(i: i32) -> bool {
+    i & 1023 == 1023 && super::interrupted()
+}
+
 /// arm64's THREAD_ALIGN with VMAP_STACK (2 * THREAD_SIZE, 16 KiB stacks):
 /// fix_align_alloc_test asks for twice that.
 const THREAD_ALIGN: usize = 2 * 16 * 1024;
@@ -147,7 +157,10 @@ fn vmalloc_node_zero(size: usize, align: usize) -> *mut u8 {
 }
 
 fn random_size_align_alloc_test(c: &Ctx, rng: &mut Rng) -> i32 {
-    for _ in 0..c.test_loop_count {
+    for i in 0..c.test_loop_count {
+        if stop(i) {
+            return INTERRUPTED;
+        }
         let rnd = rng.next_u8() as usize;
         // Maximum 1024 pages, if PAGE_SIZE is 4096.
         let align = 1usize << (rnd % 23);
@@ -176,7 +189,10 @@ fn align_shift_alloc_test(_c: &Ctx, _rng: &mut Rng) -> i32 {
 }
 
 fn fix_align_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
-    for _ in 0..c.test_loop_count {
+    for i in 0..c.test_loop_count {
+        if stop(i) {
+            return INTERRUPTED;
+        }
         let p = vmalloc_node_zero(5 * PAGE_SIZE, THREAD_ALIGN << 1);
         if p.is_null() {
             return -1;
@@ -187,7 +203,10 @@ fn fix_align_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
 }
 
 fn random_size_alloc_test(c: &Ctx, rng: &mut Rng) -> i32 {
-    for _ in 0..c.test_loop_count {
+    for i in 0..c.test_loop_count {
+        if stop(i) {
+            return INTERRUPTED;
+        }
         let n = rng.inclusive(1, 100) as usize;
         let p = vmalloc(n * PAGE_SIZE);
         if p.is_null() {
@@ -211,7 +230,11 @@ fn long_busy_list_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
     }
     let mut rv = -1;
     'leave: {
-        for _ in 0..c.test_loop_count {
+        for i in 0..c.test_loop_count {
+            if stop(i) {
+                rv = INTERRUPTED;
+                break 'leave;
+            }
             let p1 = vmalloc(100 * PAGE_SIZE);
             if p1.is_null() {
                 break 'leave;
@@ -259,7 +282,11 @@ fn full_fit_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
     }
     let mut rv = -1;
     'error: {
-        for _ in 0..c.test_loop_count {
+        for i in 0..c.test_loop_count {
+            if stop(i) {
+                rv = INTERRUPTED;
+                break 'error;
+            }
             let tmp = vmalloc(PAGE_SIZE);
             if tmp.is_null() {
                 break 'error;
@@ -295,7 +322,11 @@ fn vm_map_ram_test(c: &Ctx, _rng: &mut Rng) -> i32 {
     }
     let mut ret = if pages.len() == n { 0 } else { -1 };
     if ret == 0 {
-        for _ in 0..c.test_loop_count {
+        for i in 0..c.test_loop_count {
+            if stop(i) {
+                ret = INTERRUPTED;
+                break;
+            }
             let p = vm_map_ram(&pages);
             if p.is_null() {
                 ret = -1;
@@ -313,7 +344,10 @@ fn vm_map_ram_test(c: &Ctx, _rng: &mut Rng) -> i32 {
 
 fn fix_size_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
     let size = (if c.nr_pages > 0 { c.nr_pages as usize } else { 1 }) * PAGE_SIZE;
-    for _ in 0..c.test_loop_count {
+    for i in 0..c.test_loop_count {
+        if stop(i) {
+            return INTERRUPTED;
+        }
         let p = vmalloc(size);
         if p.is_null() {
             return -1;
@@ -395,20 +429,30 @@ pub fn run(p: &Params, seed: u64) -> alloc::vec::Vec<CaseResult> {
     );
 
     let mut data = [CaseData::default(); TEST_CASES.len()];
+    // Scenarios that ran to the end (Ctrl-C can stop the run).
+    let mut completed = [false; TEST_CASES.len()];
+    let mut stopped_in: Option<&str> = None;
     let start = get_cycles();
-    for &index in &order {
+    'scenarios: for &index in &order {
         if !selected(index) {
             continue;
         }
         let Case::Run(f) = TEST_CASES[index].1 else { continue };
+        if super::interrupted() {
+            break;
+        }
         let kt = get_cycles();
         for _ in 0..p.test_repeat_count {
-            if f(&ctx, &mut rng) == 0 {
-                data[index].passed += 1;
-            } else {
-                data[index].failed += 1;
+            match f(&ctx, &mut rng) {
+                0 => data[index].passed += 1,
+                INTERRUPTED => {
+                    stopped_in = Some(TEST_CASES[index].0);
+                    break 'scenarios;
+                }
+                _ => data[index].failed += 1,
             }
         }
+        completed[index] = true;
         let ticks = get_cycles() - kt;
         data[index].ticks = ticks / p.test_repeat_count as u64;
         data[index].usec = ticks_to_ns(ticks) / 1000 / p.test_repeat_count as u64;
@@ -421,6 +465,15 @@ pub fn run(p: &Params, seed: u64) -> alloc::vec::Vec<CaseResult> {
             continue;
         }
         match case {
+            Case::Run(_) if !completed[j] => pr_info!(
+                "Interrupted: {} {}",
+                name,
+                if stopped_in == Some(*name) {
+                    "stopped by Ctrl-C; no figures"
+                } else {
+                    "not run (Ctrl-C)"
+                }
+            ),
             Case::Run(_) => {
                 let d = data[j];
                 pr_info!(

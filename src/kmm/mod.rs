@@ -99,16 +99,31 @@ pub fn mm_init(info: &MachineInfo) {
     vmalloc::vmalloc_init();
 }
 
-/// Move the console from its fixmap slot to an ioremap() of the PL011 the
-/// device tree names; from here on every byte goes through the vmalloc
-/// range. The fixmap slot is then unmapped, so a stale user would fault.
+/// Move the console from its fixmap slot to an ioremap() of its UART; from
+/// here on every byte goes through the vmalloc range. The fixmap slot is
+/// then unmapped, so a stale user would fault.
+///
+/// The console stays on the UART it booted on (the earlycon PL011): that
+/// one is known to reach the user, as the boot log went through it. A DT
+/// naming a PL011 elsewhere is reported, not followed -- a UART at another
+/// address, even a working one, may be wired to nothing anyone reads. The
+/// new mapping is checked to answer like a PL011 (PrimeCell ID registers)
+/// before the console switches to it.
 pub fn console_ioremap(info: &MachineInfo) {
+    use crate::drivers::pl011::{PrimeCellId, PL011_REG_SIZE};
     use kernel::mm::layout::{PhysAddr, VirtAddr, FIX_EARLYCON_MEM_BASE};
-    let (phys, size) = match info.pl011() {
-        Some(u) => (u.base as usize, u.size as usize),
-        None => (crate::EARLYCON_PL011_PHYS, crate::drivers::pl011::PL011_REG_SIZE),
-    };
-    let base = ioremap::ioremap(PhysAddr(phys), size);
+    let phys = crate::EARLYCON_PL011_PHYS;
+    if let Some(u) = info.pl011() {
+        if u.base as usize != phys {
+            crate::pr_warn!(
+                "console: the DT's PL011 at {:#x} is not the boot console's UART at {:#x}; the console stays on {:#x}",
+                u.base,
+                phys,
+                phys
+            );
+        }
+    }
+    let base = ioremap::ioremap(PhysAddr(phys), PL011_REG_SIZE);
     if base.is_null() {
         crate::pr_err!(
             "console: ioremap of the PL011 at {:#x} failed; staying on the fixmap",
@@ -116,6 +131,20 @@ pub fn console_ioremap(info: &MachineInfo) {
         );
         return;
     }
+    // SAFETY: a 4 KiB device mapping made just now; a fault is caught.
+    let id = crate::arch::traps::catch_fault_quiet(|| unsafe { PrimeCellId::read(base as usize) });
+    let id = match id {
+        Ok(id) if id.is_pl011() => id,
+        other => {
+            crate::pr_err!(
+                "console: the ioremap of {:#x} does not answer as a PL011 ({:x?}); staying on the fixmap",
+                phys,
+                other.map_err(|f| f.far)
+            );
+            ioremap::iounmap(base);
+            return;
+        }
+    };
     // SAFETY: ioremap just mapped the same UART as device memory.
     unsafe { crate::printk::console_set_base(base as usize) };
     let r = paging::with_init_mm(|pt, env| pt.unmap_range(env, VirtAddr(FIX_EARLYCON_MEM_BASE), PAGE_SIZE));
@@ -123,7 +152,8 @@ pub fn console_ioremap(info: &MachineInfo) {
         crate::pr_warn!("console: clearing the earlycon fixmap failed: {}", e);
     }
     pr_info!(
-        "console [ttyAMA0]: PL011 at MMIO {:#x} now at {:#x} (ioremap); earlycon fixmap released",
+        "console [ttyAMA0]: PL011 rev {} at MMIO {:#x} now at {:#x} (ioremap); earlycon fixmap released",
+        id.revision(),
         phys,
         base as usize
     );

@@ -5,7 +5,7 @@
 use super::{Case, Suite, Test};
 use crate::arch::traps::{self, EC_DABT_CUR, EC_IABT_CUR};
 use crate::kmm::{heap, page_alloc, paging, slab::KmemCache};
-use crate::{kassert, kassert_eq, kexpect_fault};
+use crate::{kassert, kassert_eq, kexpect_fault, kskip_unless_free_pages};
 use kernel::mm::layout::*;
 use kernel::mm::pgtable::Descriptor;
 
@@ -263,7 +263,10 @@ fn every_order_alloc_free_restores_counts(t: &mut Test) {
 
 fn bad_free_is_refused(t: &mut Test) {
     let before = page_alloc::free_area_counts();
-    let pa = page_alloc::alloc_pages(1).unwrap();
+    let Some(pa) = page_alloc::alloc_pages(1) else {
+        t.fail(file!(), line!(), format_args!("alloc_pages(1) failed"));
+        return;
+    };
     page_alloc::__free_pages(pa, 1);
     page_alloc::__free_pages(pa, 1); // double free: warned, ignored
     kassert_eq!(t, page_alloc::free_area_counts(), before);
@@ -319,35 +322,54 @@ fn every_bank_is_allocatable(t: &mut Test) {
     kassert_eq!(t, page_alloc::free_area_counts(), counts_before);
 }
 
+/// The heap never gives pages back, so "grows" is measured against its
+/// free space now, not against the boot arena: allocate 1 MiB chunks until
+/// the heap has had to take a block from the page allocator (at most its
+/// free space in chunks, plus two), check every chunk, free them all. Each
+/// run grows the heap by one block (2 MiB), so the suite can run again.
 fn heap_grows_past_its_first_region(t: &mut Test) {
+    const CHUNK: usize = 1 << 20;
     let before = heap::heap_stats();
-    // Twice the boot arena: cannot fit without growing.
-    let n = 2 * heap::HEAP_INITIAL_SIZE / 8;
-    let mut v: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
-    kassert!(
-        t,
-        v.try_reserve_exact(n).is_ok(),
-        "heap could not grow to {} bytes",
-        n * 8
-    );
-    for i in 0..n {
-        v.push(i as u64 ^ 0xdead_beef);
+    kskip_unless_free_pages!(t, 4 * 2 * CHUNK / PAGE_SIZE);
+    let max_chunks = (before.total - before.used) / CHUNK + 2;
+    let mut chunks: alloc::vec::Vec<alloc::vec::Vec<u64>> = alloc::vec::Vec::new();
+    kassert!(t, chunks.try_reserve_exact(max_chunks).is_ok());
+    let mut failed_at = None;
+    while chunks.len() < max_chunks && heap::heap_stats().grow_events == before.grow_events {
+        let mut v: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
+        if v.try_reserve_exact(CHUNK / 8).is_err() {
+            failed_at = Some(chunks.len());
+            break;
+        }
+        let tag = chunks.len() as u64;
+        v.extend((0..CHUNK as u64 / 8).map(|i| i ^ tag << 40 ^ 0xdead_beef));
+        chunks.push(v);
     }
-    kassert!(
-        t,
-        v.iter().enumerate().all(|(i, &x)| x == i as u64 ^ 0xdead_beef),
-        "heap data corrupted"
-    );
+    let intact = chunks.iter().enumerate().all(|(c, v)| {
+        v.iter()
+            .enumerate()
+            .all(|(i, &x)| x == i as u64 ^ (c as u64) << 40 ^ 0xdead_beef)
+    });
     let during = heap::heap_stats();
+    let n = chunks.len();
+    drop(chunks);
     kassert!(
         t,
-        during.total > before.total.max(heap::HEAP_INITIAL_SIZE),
-        "heap did not grow: {:?} -> {:?}",
+        failed_at.is_none(),
+        "1 MiB chunk {} failed: the heap could not grow ({:?})",
+        failed_at.unwrap_or(0),
+        during
+    );
+    kassert!(t, intact, "heap data corrupted");
+    kassert!(
+        t,
+        during.grow_events > before.grow_events && during.total > before.total,
+        "heap did not grow after {} chunks of 1 MiB with {} bytes free: {:?} -> {:?}",
+        n,
+        before.total - before.used,
         before,
         during
     );
-    kassert!(t, during.grown_pages > 0);
-    drop(v);
     kassert_eq!(t, heap::heap_stats().used, before.used);
 }
 
@@ -361,18 +383,27 @@ fn object_cache_reuses_objects(t: &mut Test) {
     let base = c.stats();
     kassert_eq!(t, base.active_objs, 0);
     let mut objs = [core::ptr::null_mut::<u8>(); 200];
+    let mut got = 0;
     for o in objs.iter_mut() {
-        let Some(p) = c.alloc() else {
-            t.fail(file!(), line!(), format_args!("kmem_cache alloc failed"));
-            return;
-        };
+        match c.alloc() {
+            Some(p) => *o = p.as_ptr(),
+            None => break,
+        }
+        got += 1;
+    }
+    let misaligned = objs[..got].iter().find(|p| !(**p as usize).is_multiple_of(16)).copied();
+    if got < objs.len() || misaligned.is_some() {
+        for o in &objs[..got] {
+            // SAFETY: allocated above, freed once.
+            unsafe { c.free(core::ptr::NonNull::new_unchecked(*o)) };
+        }
+        kassert!(t, got == objs.len(), "kmem_cache alloc failed after {} objects", got);
         kassert!(
             t,
-            (p.as_ptr() as usize).is_multiple_of(16),
+            misaligned.is_none(),
             "object {:p} misaligned",
-            p.as_ptr()
+            misaligned.unwrap_or_default()
         );
-        *o = p.as_ptr();
     }
     let s = c.stats();
     kassert_eq!(t, s.active_objs, 200);
@@ -382,7 +413,10 @@ fn object_cache_reuses_objects(t: &mut Test) {
         unsafe { c.free(core::ptr::NonNull::new_unchecked(*o)) };
     }
     kassert_eq!(t, c.stats().active_objs, 0);
-    let again = c.alloc().unwrap();
+    let Some(again) = c.alloc() else {
+        t.fail(file!(), line!(), format_args!("kmem_cache alloc after free failed"));
+        return;
+    };
     let reused = objs.contains(&again.as_ptr());
     // SAFETY: allocated just above.
     unsafe { c.free(again) };

@@ -6,7 +6,7 @@ use super::{Case, Suite, Test};
 use crate::arch::traps;
 use crate::kmm::vmalloc::{self as vm, VmFlags};
 use crate::kmm::{fault_inject, ioremap, page_alloc, paging, TLB_FLUSHES};
-use crate::{kassert, kassert_eq, kexpect_fault};
+use crate::{kassert, kassert_eq, kexpect_fault, kskip_unless_free_pages};
 use core::sync::atomic::Ordering;
 use kernel::mm::layout::*;
 use kernel::mm::pgtable::PAGE_KERNEL;
@@ -151,9 +151,39 @@ fn settle() {
     vm::purge_vmap_area_lazy();
 }
 
+/// vfree()s its area when dropped, so a failing check cannot leak it.
+struct VmallocGuard(*const u8);
+
+impl Drop for VmallocGuard {
+    fn drop(&mut self) {
+        vm::vfree(self.0);
+    }
+}
+
+/// Order-0 pages freed when dropped.
+struct Pages(alloc::vec::Vec<PhysAddr>);
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        free_pages(&self.0);
+    }
+}
+
+/// `n` order-0 pages, or None (nothing kept) if the allocator runs dry.
+fn alloc_page_vec(n: usize) -> Option<Pages> {
+    let mut v = alloc::vec::Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    let mut pages = Pages(v);
+    for _ in 0..n {
+        pages.0.push(page_alloc::alloc_pages(0)?);
+    }
+    Some(pages)
+}
+
 fn vmalloc_maps_every_page(t: &mut Test) {
     let p = vm::vmalloc(3 * PAGE_SIZE);
     kassert!(t, !p.is_null(), "vmalloc(3 pages) failed");
+    let guard = VmallocGuard(p);
     let a = p as usize;
     kassert!(
         t,
@@ -175,16 +205,18 @@ fn vmalloc_maps_every_page(t: &mut Test) {
     );
     for i in 0..3 {
         let va = a + i * PAGE_SIZE;
-        let pa = vm::vmalloc_to_page(va as *const u8);
-        kassert!(t, pa.is_some(), "page {} of {:#x} not mapped", i, a);
-        kassert_eq!(t, vm::vmalloc_to_pfn(va as *const u8), Some(phys_to_pfn(pa.unwrap())));
+        let Some(pa) = vm::vmalloc_to_page(va as *const u8) else {
+            t.fail(file!(), line!(), format_args!("page {} of {:#x} not mapped", i, a));
+            return;
+        };
+        kassert_eq!(t, vm::vmalloc_to_pfn(va as *const u8), Some(phys_to_pfn(pa)));
         // Write through vmalloc, read through the linear map.
         // SAFETY: our mapping and the linear alias of its page.
         unsafe {
             ((va + 8) as *mut u64).write_volatile(0x1234_0000 + i as u64);
             kassert_eq!(
                 t,
-                ((paging::__va(pa.unwrap()).0 + 8) as *const u64).read_volatile(),
+                ((paging::__va(pa).0 + 8) as *const u64).read_volatile(),
                 0x1234_0000 + i as u64
             );
         }
@@ -194,7 +226,7 @@ fn vmalloc_maps_every_page(t: &mut Test) {
         vm::vmalloc_to_page((a + 3 * PAGE_SIZE) as *const u8).is_none(),
         "guard page is mapped"
     );
-    vm::vfree(p);
+    drop(guard);
     kassert!(t, vm::find_vm_area(a).is_null(), "area still busy after vfree");
 }
 
@@ -350,37 +382,39 @@ fn ioremap_keeps_offset_and_reaches_device(t: &mut Test) {
 }
 
 fn vmap_aliases_pages(t: &mut Test) {
-    let mut pages = [PhysAddr(0); 4];
-    for p in pages.iter_mut() {
-        *p = page_alloc::alloc_pages(0).unwrap();
-    }
+    let Some(mut owned) = alloc_page_vec(4) else {
+        t.fail(file!(), line!(), format_args!("alloc_pages(0) x 4 failed"));
+        return;
+    };
     // Scatter the order so vmap has to map non-contiguous pages.
-    pages.swap(0, 3);
+    owned.0.swap(0, 3);
+    let pages = owned.0.clone();
     let v = vm::vmap(&pages, VmFlags::VM_MAP, PAGE_KERNEL);
     kassert!(t, !v.is_null(), "vmap failed");
+    let mut bad = None;
     for (i, pa) in pages.iter().enumerate() {
         // SAFETY: the vmap alias and the linear alias of our page.
-        unsafe {
+        let back = unsafe {
             ((v as usize + i * PAGE_SIZE) as *mut u64).write_volatile(0xabc0 + i as u64);
-            kassert_eq!(
-                t,
-                (paging::__va(*pa).0 as *const u64).read_volatile(),
-                0xabc0 + i as u64
-            );
+            (paging::__va(*pa).0 as *const u64).read_volatile()
+        };
+        let mapped = vm::vmalloc_to_page((v as usize + i * PAGE_SIZE) as *const u8);
+        if bad.is_none() && (back != 0xabc0 + i as u64 || mapped != Some(*pa)) {
+            bad = Some((i, back, mapped));
         }
-        kassert_eq!(
-            t,
-            vm::vmalloc_to_page((v as usize + i * PAGE_SIZE) as *const u8),
-            Some(*pa)
-        );
     }
     let free_before = page_alloc::nr_free_pages().0;
     vm::vunmap(v);
     // vunmap leaves the pages to their owner.
-    kassert_eq!(t, page_alloc::nr_free_pages().0, free_before);
-    for pa in pages {
-        page_alloc::__free_pages(pa, 0);
-    }
+    let free_after = page_alloc::nr_free_pages().0;
+    drop(owned);
+    kassert!(
+        t,
+        bad.is_none(),
+        "page (index, linear-map word, vmalloc_to_page) {:x?} wrong",
+        bad
+    );
+    kassert_eq!(t, free_after, free_before);
 }
 
 fn get_vm_area_and_free_vm_area(t: &mut Test) {
@@ -505,6 +539,8 @@ use kernel::rand::XorShift64Star as Rng;
 
 fn churn_10k_areas_with_invariants(t: &mut Test) {
     const N: usize = 10_000;
+    // About N/2 areas of 1..4 pages live at once; with tables, 128 MiB.
+    kskip_unless_free_pages!(t, N * 5 / 2 * 5 / 4);
     let mut slots: alloc::vec::Vec<usize> = alloc::vec::Vec::new();
     kassert!(t, slots.try_reserve_exact(N).is_ok());
     slots.resize(N, 0);
@@ -574,11 +610,24 @@ fn churn_10k_areas_with_invariants(t: &mut Test) {
 fn lazy_purge_batches_tlb_flushes(t: &mut Test) {
     settle();
     const N: usize = 3000;
+    // 4 pages each, plus page tables and vm_structs: a 64 MiB machine.
+    kskip_unless_free_pages!(t, N * 4 * 5 / 4);
     let mut ptrs: alloc::vec::Vec<usize> = alloc::vec::Vec::new();
     kassert!(t, ptrs.try_reserve_exact(N).is_ok());
-    for _ in 0..N {
+    for i in 0..N {
         let p = vm::vmalloc(4 * PAGE_SIZE); // 5 pages of address space each
-        kassert!(t, !p.is_null());
+        if p.is_null() {
+            for &q in &ptrs {
+                vm::vfree(q as *const u8);
+            }
+            settle();
+            t.fail(
+                file!(),
+                line!(),
+                format_args!("vmalloc(4 pages) number {} of {} failed", i + 1, N),
+            );
+            return;
+        }
         ptrs.push(p as usize);
     }
     let flushes_before = TLB_FLUSHES.load(Ordering::Relaxed);
@@ -659,14 +708,28 @@ fn exhaustion_purges_and_retries(t: &mut Test) {
 
 use crate::kmm::vmap_block::{self as vb, VMAP_BBMAP_BITS, VMAP_BLOCK_SIZE};
 
-/// `n` fresh pages, each tagged in its first word with its index.
-fn tagged_pages<const N: usize>() -> [PhysAddr; N] {
-    core::array::from_fn(|i| {
-        let pa = page_alloc::alloc_pages(0).expect("alloc_pages(0)");
+/// `N` fresh pages, each tagged in its first word with its index; None
+/// (nothing kept) if the allocator runs dry.
+fn tagged_pages<const N: usize>() -> Option<Pages> {
+    let pages = alloc_page_vec(N)?;
+    for (i, &pa) in pages.0.iter().enumerate() {
         // SAFETY: our fresh page, through the linear map.
         unsafe { (paging::__va(pa).0 as *mut u64).write_volatile(0x7a90_0000 + i as u64) };
-        pa
-    })
+    }
+    Some(pages)
+}
+
+/// `tagged_pages` or fail the test and return.
+macro_rules! tagged_pages_or_fail {
+    ($t:expr, $n:literal) => {
+        match tagged_pages::<$n>() {
+            Some(p) => p,
+            None => {
+                $t.fail(file!(), line!(), format_args!("alloc_pages(0) x {} failed", $n));
+                return;
+            }
+        }
+    };
 }
 
 fn free_pages(pages: &[PhysAddr]) {
@@ -682,8 +745,9 @@ fn settle_blocks() {
 
 fn vm_map_ram_small_uses_blocks(t: &mut Test) {
     settle_blocks();
-    let pages = tagged_pages::<3>();
-    let p1 = vb::vm_map_ram(&pages);
+    let owned = tagged_pages_or_fail!(t, 3);
+    let pages = &owned.0[..];
+    let p1 = vb::vm_map_ram(pages);
     let p2 = vb::vm_map_ram(&pages[..1]);
     let ok = !p1.is_null() && !p2.is_null();
     let (blocks, _) = vb::vmap_block_stats();
@@ -704,7 +768,7 @@ fn vm_map_ram_small_uses_blocks(t: &mut Test) {
         vb::vm_unmap_ram(p2, 1);
     }
     let gone = vm::vmalloc_to_page(p1).is_none();
-    free_pages(&pages);
+    drop(owned);
     kassert!(t, ok, "vm_map_ram failed");
     kassert!(
         t,
@@ -728,11 +792,12 @@ fn vm_map_ram_small_uses_blocks(t: &mut Test) {
 fn vm_map_ram_block_released_when_all_dirty(t: &mut Test) {
     settle_blocks();
     let busy_before = vm::vmalloc_stats().2;
-    let pages = tagged_pages::<1>();
+    let owned = tagged_pages_or_fail!(t, 1);
+    let pages = &owned.0[..];
     let mut first = 0usize;
     let mut released = false;
     for i in 0..VMAP_BBMAP_BITS {
-        let p = vb::vm_map_ram(&pages);
+        let p = vb::vm_map_ram(pages);
         if p.is_null() {
             t.fail(file!(), line!(), format_args!("vm_map_ram failed at {}", i));
             break;
@@ -753,7 +818,7 @@ fn vm_map_ram_block_released_when_all_dirty(t: &mut Test) {
             released = vb::vmap_block_stats().0 == 0;
         }
     }
-    free_pages(&pages);
+    drop(owned);
     if t.has_failed() {
         return;
     }
@@ -768,8 +833,12 @@ fn vm_map_ram_block_released_when_all_dirty(t: &mut Test) {
 }
 
 fn vm_map_ram_large_has_own_area(t: &mut Test) {
-    let pages: alloc::vec::Vec<PhysAddr> = (0..100).map(|_| page_alloc::alloc_pages(0).unwrap()).collect();
-    let p = vb::vm_map_ram(&pages);
+    let Some(owned) = alloc_page_vec(100) else {
+        t.fail(file!(), line!(), format_args!("alloc_pages(0) x 100 failed"));
+        return;
+    };
+    let pages = &owned.0[..];
+    let p = vb::vm_map_ram(pages);
     let found = vm::find_vmap_area(p as usize);
     // SAFETY: a live busy area (nothing frees it meanwhile).
     let shape = found.map(|va| unsafe {
@@ -784,7 +853,7 @@ fn vm_map_ram_large_has_own_area(t: &mut Test) {
         vb::vm_unmap_ram(p, 100);
     }
     let gone = vm::find_vmap_area(p as usize).is_none();
-    free_pages(&pages);
+    drop(owned);
     kassert!(t, !p.is_null(), "vm_map_ram(100 pages) failed");
     // Its own area, exactly 100 pages (no guard page), no vm_struct.
     kassert_eq!(t, shape, Some((p as usize, p as usize + 100 * PAGE_SIZE, true)));
@@ -794,11 +863,25 @@ fn vm_map_ram_large_has_own_area(t: &mut Test) {
 
 fn vm_unmap_ram_bad_input_changes_nothing(t: &mut Test) {
     settle_blocks();
-    let pages = tagged_pages::<2>();
+    let owned = tagged_pages_or_fail!(t, 2);
+    let pages = &owned.0[..];
     let small = vb::vm_map_ram(&pages[..1]);
     let big_pages: alloc::vec::Vec<PhysAddr> = (0..70).map(|_| pages[1]).collect();
     let big = vb::vm_map_ram(&big_pages);
-    kassert!(t, !small.is_null() && !big.is_null());
+    if small.is_null() || big.is_null() {
+        if !small.is_null() {
+            vb::vm_unmap_ram(small, 1);
+        }
+        if !big.is_null() {
+            vb::vm_unmap_ram(big, 70);
+        }
+        t.fail(
+            file!(),
+            line!(),
+            format_args!("vm_map_ram failed: small {:p}, big {:p}", small, big),
+        );
+        return;
+    }
     settle();
     let before = (vm::snapshot(), vb::vmap_block_stats());
     let log_before = crate::printk::log_len();
@@ -816,7 +899,7 @@ fn vm_unmap_ram_bad_input_changes_nothing(t: &mut Test) {
     let log_double = crate::printk::log_len();
     vb::vm_unmap_ram(small, 1); // double unmap: refused
     let double_refused = crate::printk::log_contains_since(log_double, "double unmap");
-    free_pages(&pages);
+    drop(owned);
     kassert!(t, double_refused, "a double vm_unmap_ram was not refused");
     kassert_eq!(t, after, before);
     kassert!(t, warned, "bad vm_unmap_ram calls did not warn");
@@ -824,10 +907,17 @@ fn vm_unmap_ram_bad_input_changes_nothing(t: &mut Test) {
 
 fn vm_unmap_aliases_flushes_dirty_ranges(t: &mut Test) {
     settle_blocks();
-    let pages = tagged_pages::<1>();
-    let a = vb::vm_map_ram(&pages);
-    let b = vb::vm_map_ram(&pages);
-    kassert!(t, !a.is_null() && !b.is_null());
+    let owned = tagged_pages_or_fail!(t, 1);
+    let pages = &owned.0[..];
+    let a = vb::vm_map_ram(pages);
+    let b = vb::vm_map_ram(pages);
+    if a.is_null() || b.is_null() {
+        for p in [a, b].into_iter().filter(|p| !p.is_null()) {
+            vb::vm_unmap_ram(p, 1);
+        }
+        t.fail(file!(), line!(), format_args!("vm_map_ram failed: {:p}, {:p}", a, b));
+        return;
+    }
     vb::vm_unmap_ram(a, 1); // dirty, not flushed; b keeps the block alive
     let flushes = TLB_FLUSHES.load(Ordering::Relaxed);
     vb::vm_unmap_aliases();
@@ -836,7 +926,7 @@ fn vm_unmap_aliases_flushes_dirty_ranges(t: &mut Test) {
     vb::vm_unmap_ram(b, 1);
     vb::vm_unmap_aliases(); // now fragmented: released
     let after = vb::vmap_block_stats().0;
-    free_pages(&pages);
+    drop(owned);
     kassert!(t, flushed, "vm_unmap_aliases did not flush the dirty range");
     kassert_eq!(t, still_live, 1);
     kassert_eq!(t, after, 0);
@@ -845,7 +935,11 @@ fn vm_unmap_aliases_flushes_dirty_ranges(t: &mut Test) {
 /// As fault_injection_sweep, for vm_map_ram: a small request that has to
 /// create a block, and a large one with its own area.
 fn vm_map_ram_fault_injection_sweep(t: &mut Test) {
-    let pages: alloc::vec::Vec<PhysAddr> = (0..100).map(|_| page_alloc::alloc_pages(0).unwrap()).collect();
+    let Some(owned) = alloc_page_vec(100) else {
+        t.fail(file!(), line!(), format_args!("alloc_pages(0) x 100 failed"));
+        return;
+    };
+    let pages = &owned.0[..];
     for &count in &[1usize, 100] {
         // Warm up, then settle: no live block, caches warm.
         let w = vb::vm_map_ram(&pages[..count]);
@@ -886,7 +980,7 @@ fn vm_map_ram_fault_injection_sweep(t: &mut Test) {
         kassert!(t, n > 1, "{} pages: no allocation to fail", count);
     }
     settle_blocks();
-    free_pages(&pages);
+    drop(owned);
     if let Err(e) = vm::check_vmalloc_invariants() {
         t.fail(file!(), line!(), format_args!("{}", e));
     }

@@ -1,5 +1,9 @@
 //! Inspection commands: `pt` (a swapper_pg_dir walk, every level decoded),
-//! `peek` and `poke` (raw u64 accesses). Each access runs under its own
+//! `peek` and `poke` (raw accesses of 1, 2, 4 or 8 bytes: `-w WIDTH`,
+//! default 8). Each access is one aligned load or store of exactly that
+//! width, so a device's 32-bit register is read with a 32-bit access (a
+//! 64-bit one would also touch the next register: QEMU's PL011 logs
+//! `pl011_read: Bad offset` for it). Each access runs under its own
 //! `catch_fault`, so a guard page, a hole or a read-only page prints the
 //! oops, then one line saying what faulted, and the shell carries on.
 
@@ -10,9 +14,10 @@ use crate::println;
 use kernel::cmdline::Args;
 use kernel::mm::layout::*;
 
-/// Most words one `peek` prints.
+/// Most values one `peek` prints.
 const PEEK_MAX: u64 = 512;
-const WORDS_PER_LINE: usize = 4;
+/// Bytes shown per output line (4 u64, 8 u32, 16 u16, 32 u8).
+const BYTES_PER_LINE: usize = 32;
 
 pub fn cmd_pt(_: &mut Shell, args: &mut Args) -> CmdResult {
     let va = args.num("VA")? as usize;
@@ -25,11 +30,60 @@ pub fn cmd_pt(_: &mut Shell, args: &mut Args) -> CmdResult {
     Ok(())
 }
 
-fn check_aligned(addr: u64) -> CmdResult {
-    if !addr.is_multiple_of(8) {
-        fail!("ADDR {:#x} is not 8-byte aligned", addr);
+/// `-w 1|2|4|8` before the other arguments; 8 when absent.
+fn width(args: &mut Args) -> Result<usize, super::Error> {
+    let mut peek = args.clone();
+    if peek.word() != Some("-w") {
+        return Ok(8);
+    }
+    args.word();
+    let w = args.num("WIDTH")?;
+    match w {
+        1 | 2 | 4 | 8 => Ok(w as usize),
+        _ => Err(super::Error::plain(alloc::format!(
+            "WIDTH {} must be 1, 2, 4 or 8 (bytes)",
+            w
+        ))),
+    }
+}
+
+fn check_aligned(addr: u64, width: usize) -> CmdResult {
+    if !addr.is_multiple_of(width as u64) {
+        fail!("ADDR {:#x} is not {}-byte aligned", addr, width);
     }
     Ok(())
+}
+
+/// One load of exactly `width` bytes (zero-extended).
+///
+/// # Safety
+/// `a` must be aligned to `width`; any fault must be caught by the caller.
+unsafe fn read_width(a: usize, width: usize) -> u64 {
+    // SAFETY: per the contract.
+    unsafe {
+        match width {
+            1 => core::ptr::read_volatile(a as *const u8) as u64,
+            2 => core::ptr::read_volatile(a as *const u16) as u64,
+            4 => core::ptr::read_volatile(a as *const u32) as u64,
+            _ => core::ptr::read_volatile(a as *const u64),
+        }
+    }
+}
+
+/// One store of exactly `width` bytes (the value fits: checked by poke).
+///
+/// # Safety
+/// As for [`read_width`].
+unsafe fn write_width(a: usize, width: usize, v: u64) {
+    // SAFETY: per the contract.
+    unsafe {
+        match width {
+            1 => core::ptr::write_volatile(a as *mut u8, v as u8),
+            2 => core::ptr::write_volatile(a as *mut u16, v as u16),
+            4 => core::ptr::write_volatile(a as *mut u32, v as u32),
+            _ => core::ptr::write_volatile(a as *mut u64, v),
+        }
+    }
 }
 
 /// "level 3 translation fault", "permission fault", ...
@@ -41,71 +95,93 @@ fn describe(f: &Fault) -> alloc::string::String {
     }
 }
 
-fn print_words(addr: usize, words: &[u64]) {
-    if words.is_empty() {
+fn print_values(addr: usize, width: usize, values: &[u64]) {
+    if values.is_empty() {
         return;
     }
     let mut line = alloc::format!("0x{:016x}:", addr);
-    for w in words {
-        line.push_str(&alloc::format!(" {:016x}", w));
+    for v in values {
+        line.push_str(&alloc::format!(" {:0w$x}", v, w = 2 * width));
     }
     println!("{}", line);
 }
 
 pub fn cmd_peek(_: &mut Shell, args: &mut Args) -> CmdResult {
+    let width = width(args)?;
     let addr = args.num("ADDR")?;
     let count = args.opt_num("COUNT")?.unwrap_or(1);
     args.end()?;
-    check_aligned(addr)?;
+    check_aligned(addr, width)?;
     if count == 0 || count > PEEK_MAX {
         fail!("COUNT {} must be from 1 to {}", count, PEEK_MAX);
     }
-    if addr.checked_add(count * 8 - 1).is_none() {
-        fail!("{} words at {:#x} wrap around the address space", count, addr);
+    if addr.checked_add(count * width as u64 - 1).is_none() {
+        fail!(
+            "{} x {} bytes at {:#x} wrap around the address space",
+            count,
+            width,
+            addr
+        );
     }
     let (addr, count) = (addr as usize, count as usize);
-    let mut words = [0u64; WORDS_PER_LINE];
+    let per_line = BYTES_PER_LINE / width;
+    let mut values = [0u64; BYTES_PER_LINE];
     let mut n = 0;
     let mut line_start = addr;
     for i in 0..count {
-        let a = addr + i * 8;
-        // SAFETY: any address: a fault is caught and reported.
-        match catch_fault(|| unsafe { core::ptr::read_volatile(a as *const u64) }) {
+        let a = addr + i * width;
+        // SAFETY: aligned (checked above); any fault is caught and reported.
+        match catch_fault(|| unsafe { read_width(a, width) }) {
             Ok(v) => {
-                words[n] = v;
+                values[n] = v;
                 n += 1;
-                if n == WORDS_PER_LINE {
-                    print_words(line_start, &words[..n]);
+                if n == per_line {
+                    print_values(line_start, width, &values[..n]);
                     n = 0;
-                    line_start = a + 8;
+                    line_start = a + width;
                 }
             }
             Err(f) => {
-                print_words(line_start, &words[..n]);
+                print_values(line_start, width, &values[..n]);
                 fail!(
-                    "reading {:#x} faulted ({}); {} of {} word(s) read",
+                    "reading {:#x} faulted ({}); {} of {} {}(s) read",
                     a,
                     describe(&f),
                     i,
-                    count
+                    count,
+                    unit(width)
                 );
             }
         }
     }
-    print_words(line_start, &words[..n]);
+    print_values(line_start, width, &values[..n]);
     Ok(())
 }
 
+/// What one access is called in messages.
+fn unit(width: usize) -> &'static str {
+    match width {
+        1 => "byte",
+        2 => "halfword",
+        4 => "u32",
+        _ => "word",
+    }
+}
+
 pub fn cmd_poke(_: &mut Shell, args: &mut Args) -> CmdResult {
+    let width = width(args)?;
     let addr = args.num("ADDR")?;
     let value = args.num("VALUE")?;
     args.end()?;
-    check_aligned(addr)?;
+    check_aligned(addr, width)?;
+    if width < 8 && value >> (8 * width) != 0 {
+        fail!("VALUE {:#x} does not fit in {} byte(s)", value, width);
+    }
     let a = addr as usize;
-    // SAFETY: any address: a fault is caught and reported.
-    match catch_fault(|| unsafe { core::ptr::write_volatile(a as *mut u64, value) }) {
+    // SAFETY: aligned (checked above); any fault is caught and reported.
+    match catch_fault(|| unsafe { write_width(a, width, value) }) {
         Ok(()) => {
-            println!("poke: wrote {:#018x} to {:#x}", value, a);
+            println!("poke: wrote {:#0w$x} to {:#x}", value, a, w = 2 * width + 2);
             Ok(())
         }
         Err(f) => fail!("writing {:#x} faulted ({}); nothing written", a, describe(&f)),

@@ -57,6 +57,13 @@ impl From<ArgError<'_>> for Error {
     }
 }
 
+impl Error {
+    /// A one-line message without the usage.
+    pub fn plain(msg: String) -> Self {
+        Error { msg, usage: false }
+    }
+}
+
 /// `Err` with a one-line message.
 pub fn fail_with(args: fmt::Arguments) -> CmdResult {
     Err(Error {
@@ -168,14 +175,14 @@ static COMMANDS: &[Command] = &[
     },
     Command {
         name: "peek",
-        args: "ADDR [COUNT]",
-        help: "read COUNT (default 1, max 512) u64 words at ADDR",
+        args: "[-w 1|2|4|8] ADDR [COUNT]",
+        help: "read COUNT (default 1, max 512) values of WIDTH bytes (default 8) at ADDR, one access each",
         run: inspect::cmd_peek,
     },
     Command {
         name: "poke",
-        args: "ADDR VALUE",
-        help: "write one u64 at ADDR",
+        args: "[-w 1|2|4|8] ADDR VALUE",
+        help: "write VALUE at ADDR with one access of WIDTH bytes (default 8)",
         run: inspect::cmd_poke,
     },
     Command {

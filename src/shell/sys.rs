@@ -60,6 +60,9 @@ pub fn cmd_uptime(_: &mut Shell, args: &mut Args) -> CmdResult {
 pub fn cmd_ktest(_: &mut Shell, args: &mut Args) -> CmdResult {
     let filter = args.word().unwrap_or("");
     args.end()?;
+    if let Err(e) = crate::ktest::check_filter(filter) {
+        fail!("{}", e);
+    }
     // run_all only reports; unlike the `ktest` boot argument nothing exits.
     let failed = crate::ktest::run_all(filter);
     if failed != 0 {
@@ -77,7 +80,8 @@ pub fn cmd_bench(_: &mut Shell, args: &mut Args) -> CmdResult {
         params.push_str(w);
         params.push(' ');
     }
-    crate::bench::run_from_params(&params);
+    // Ctrl-C stops it; the benchmark's own warning says what completed.
+    let _ = crate::bench::run_from_params(&params);
     Ok(())
 }
 
