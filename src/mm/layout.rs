@@ -180,7 +180,7 @@ const _: () = {
     // Every slot inside the fixmap, and all under one 2 MiB pmd entry, so
     // one static pte table (bm_pte) serves them all.
     assert!(fix_to_virt(__END_OF_FIXED_ADDRESSES - 1) >= FIXADDR_START);
-    assert!(FIXADDR_TOP % PMD_SIZE == 0);
+    assert!(FIXADDR_TOP.is_multiple_of(PMD_SIZE));
     assert!(__END_OF_FIXED_ADDRESSES <= PTRS_PER_TABLE);
     assert!(FIX_HOLE == 0 && FIX_EARLYCON_MEM_IDX > FIX_HOLE && FIX_PTE > FIX_EARLYCON_MEM_IDX);
     // Not the kernel image's pgd entry: the fixmap has tables of its own.
