@@ -218,7 +218,7 @@ KTEST_MACHINES=(
 # spaces: test level), then one for the run itself.
 check_ktest() {
     local machine=$1 boot=$2 log=$LOG_DIR/$2.log
-    local line suite="" np=0 nf=0 sum_p="" sum_f="" status reasons=() out=()
+    local line suite="" np=0 nf=0 ns=0 sum_p="" sum_f="" status reasons=() out=()
     local re_case='^    (not )?ok [0-9]+ ([^#]*[^# ])( # (SKIP|skip)(.*))?' re_sum='^ktest: ([0-9]+) passed, ([0-9]+) failed'
     while IFS= read -r line; do
         line=${line%$'\r'}
@@ -233,7 +233,8 @@ check_ktest() {
                 local from=$((${#out[@]} > TAIL_LINES ? ${#out[@]} - TAIL_LINES : 0))
                 fail "$name" "${out[@]:from}"
             else
-                np=$((np + 1))
+                # The summary line counts skipped cases in neither number.
+                if [[ -n ${BASH_REMATCH[3]} ]]; then ns=$((ns + 1)); else np=$((np + 1)); fi
                 pass "$name${BASH_REMATCH[3]:+ # SKIP${BASH_REMATCH[5]}}"
             fi
             out=()
@@ -252,9 +253,9 @@ check_ktest() {
     if [[ -z $sum_p ]]; then
         reasons+=("no 'ktest: N passed, N failed' line: the kernel crashed or hung")
     elif ((sum_p != np || sum_f != nf)); then
-        reasons+=("summary says $sum_p passed, $sum_f failed; KTAP lines say $np passed, $nf failed")
+        reasons+=("summary says $sum_p passed, $sum_f failed; KTAP lines say $np passed, $nf failed ($ns skipped)")
     fi
-    ((np + nf > 0)) || reasons+=("no KTAP test lines")
+    ((np + nf + ns > 0)) || reasons+=("no KTAP test lines")
     local check="ktest/$machine: run complete (summary line, exit status 0)"
     if ((${#reasons[@]} == 0)); then
         pass "$check"
