@@ -538,6 +538,16 @@ fn nomap_memory_is_not_in_the_linear_map(t: &mut Test) {
             kassert_eq!(t, f.far as usize, va);
             kassert_eq!(t, f.status().0, "translation fault");
         }
+        // Not a valid pfn (arm64's pfn_valid is memblock_is_map_memory), so
+        // ioremap, which refuses RAM, lets a driver map it.
+        let pfn = phys_to_pfn(PhysAddr(r.base as usize));
+        kassert!(t, !page_alloc::pfn_valid(pfn), "pfn_valid({:#x}) of no-map {}", pfn, r);
+        let p = crate::kmm::ioremap::ioremap(PhysAddr(r.base as usize), r.size as usize);
+        kassert!(t, !p.is_null(), "ioremap of no-map {} refused", r);
+        // SAFETY: just mapped, device memory; one aligned read.
+        let res = traps::catch_fault(|| unsafe { core::ptr::read_volatile(((p as usize) & !7) as *const u64) });
+        crate::kmm::ioremap::iounmap(p);
+        kassert!(t, res.is_ok(), "reading no-map {} through ioremap faulted", r);
         // Nor does the page allocator get it: memblock_free_all skips it.
         kassert!(
             t,
