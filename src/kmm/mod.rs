@@ -2,7 +2,8 @@
 //! arch/arm64/mm/). Boot order, as in Linux:
 //!
 //! 1. [`arm64_memblock_init`]: RAM banks from the device tree minus the
-//!    kernel image, the FDT, /memreserve/ and /reserved-memory;
+//!    kernel image, the FDT, /memreserve/ and /reserved-memory (`no-map`
+//!    children marked NOMAP: reserved and kept out of the linear map);
 //! 2. [`paging::paging_init`]: swapper_pg_dir (tables from memblock);
 //! 3. [`mm_init`]: the buddy allocator over what memblock left free
 //!    (`memblock_free_all`), then the heap may grow from it.
@@ -82,7 +83,15 @@ pub fn arm64_memblock_init(info: &MachineInfo) {
         mb.reserve(bi.fdt_pa as u64, info.dtb_size() as u64),
     );
     for r in info.reserved() {
-        memblock_check("reserving a DT reservation", mb.reserve(r.region.base, r.region.size));
+        match r.kind {
+            // Linux's early_init_dt_reserve_memory_arch: no-map memory is
+            // MEMBLOCK_NOMAP, so it gets no linear mapping at all.
+            kernel::dt::ReserveKind::ReservedMemory { no_map: true } => memblock_check(
+                "marking a no-map /reserved-memory region NOMAP",
+                mb.mark_nomap(r.region.base, r.region.size),
+            ),
+            _ => memblock_check("reserving a DT reservation", mb.reserve(r.region.base, r.region.size)),
+        }
     }
 }
 
@@ -111,7 +120,7 @@ pub fn mm_init(info: &MachineInfo) {
 /// before the console switches to it.
 pub fn console_ioremap(info: &MachineInfo) {
     use crate::drivers::pl011::{PrimeCellId, PL011_REG_SIZE};
-    use kernel::mm::layout::{PhysAddr, VirtAddr, FIX_EARLYCON_MEM_BASE};
+    use kernel::mm::layout::{PhysAddr, FIX_EARLYCON_MEM_IDX};
     let phys = crate::EARLYCON_PL011_PHYS;
     if let Some(u) = info.pl011() {
         if u.base as usize != phys {
@@ -147,10 +156,7 @@ pub fn console_ioremap(info: &MachineInfo) {
     };
     // SAFETY: ioremap just mapped the same UART as device memory.
     unsafe { crate::printk::console_set_base(base as usize) };
-    let r = paging::with_init_mm(|pt, env| pt.unmap_range(env, VirtAddr(FIX_EARLYCON_MEM_BASE), PAGE_SIZE));
-    if let Err(e) = r {
-        crate::pr_warn!("console: clearing the earlycon fixmap failed: {}", e);
-    }
+    paging::clear_fixmap(FIX_EARLYCON_MEM_IDX);
     pr_info!(
         "console [ttyAMA0]: PL011 rev {} at MMIO {:#x} now at {:#x} (ioremap); earlycon fixmap released",
         id.revision(),

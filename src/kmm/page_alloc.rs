@@ -200,7 +200,19 @@ fn zones_len() -> usize {
 }
 
 /// Linux's pfn_valid: is this page frame RAM that the allocator manages
-/// (or reserved inside a RAM bank)?
+/// (or reserved inside a RAM bank)? As arm64's (memblock_is_map_memory),
+/// MEMBLOCK_NOMAP memory is not: it has no linear mapping, and a driver
+/// reaches it with ioremap/memremap instead.
 pub fn pfn_valid(pfn: usize) -> bool {
+    // memblock first, then the zones: the order free_area_init takes them.
+    // A page partly no-map is not in the linear map either (map_mem_plan).
+    let pa = pfn_to_phys(pfn).0 as u64;
+    if super::memblock_lock()
+        .nomap()
+        .iter()
+        .any(|r| r.base < pa + PAGE_SIZE as u64 && r.end() > pa)
+    {
+        return false;
+    }
     ZONES.lock().zones.zone_of(pfn).is_some()
 }

@@ -5,12 +5,18 @@
 //! * kernel segments at 4 KiB granularity, W^X (map_kernel_segment):
 //!   .text RX, .rodata R, .data/.bss RW, all recorded in [`kernel_segments`]
 //!   for vmalloc's `vm_area_add_early`;
-//! * the linear map of every RAM bank (map_mem), 1 GiB / 2 MiB blocks where
-//!   aligned, never-execute;
-//! * the fixmap page of the boot console.
+//! * the linear map (map_mem): every RAM page except `MEMBLOCK_NOMAP` ones,
+//!   never executable, 1 GiB / 2 MiB blocks where aligned; the alias of the
+//!   image's .text/.rodata read-only and in blocks/pages of its own, so the
+//!   linear map offers no writable way around W^X;
+//! * the fixmap (early_fixmap_init): static tables in the image, shared by
+//!   init_pg_dir and swapper_pg_dir; it holds the boot console's page.
 //!
 //! Table pages come from memblock until the buddy allocator exists, then
-//! from `alloc_pages(0)`.
+//! from `alloc_pages(0)`. memblock hands them out from the top of RAM,
+//! which the boot identity map need not reach (it covers 256 GiB), so while
+//! swapper_pg_dir is built every table is reached through a fixmap window
+//! per level (FIX_PGD..FIX_PTE), as Linux's `pgd_set_fixmap` and friends.
 
 use super::memblock_lock;
 use crate::arch::TCR_EPD0;
@@ -18,7 +24,8 @@ use crate::pr_info;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kernel::mm::layout::*;
 use kernel::mm::pgtable::{
-    PageProt, PageTable, PgtableEnv, PgtableError, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PROT_DEVICE_NGNRE,
+    map_mem_plan, pte_encode, table_encode, Descriptor, PageProt, PageTable, PgtableEnv, PgtableError, PAGE_KERNEL,
+    PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PROT_DEVICE_NGNRE,
 };
 
 unsafe extern "C" {
@@ -34,6 +41,7 @@ unsafe extern "C" {
     static _end: u8;
     fn idmap_cpu_replace_ttbr1(ttbr1: usize);
     static init_stack_guard: u8;
+    static mut init_pg_dir: [u64; 512];
 }
 
 /// The unmapped page below the kernel stack (head.S).
@@ -108,8 +116,9 @@ pub fn pgtable_pages() -> usize {
 
 /// How the kernel backs the generic page-table code: table pages from
 /// memblock (boot) or the buddy allocator (after mm_init), accessed through
-/// the identity map before the switch and the linear map after; barriers
-/// and TLB maintenance as Linux's set_pte / flush_tlb_kernel_range.
+/// the fixmap's per-level windows before the switch and the linear map
+/// after; barriers and TLB maintenance as Linux's set_pte /
+/// flush_tlb_kernel_range.
 pub struct KernelPgtableEnv;
 
 /// Above this many pages, one `tlbi vmalle1is` beats per-page invalidation
@@ -125,8 +134,11 @@ unsafe impl PgtableEnv for KernelPgtableEnv {
         } else {
             PhysAddr(memblock_lock().phys_alloc(PAGE_SIZE as u64, PAGE_SIZE as u64)? as usize)
         };
+        // Before the switch a new table is zeroed through FIX_PTE (Linux's
+        // early_pgtable_alloc): the PgtableEnv contract lets alloc_table
+        // move the level-3 window only.
         // SAFETY: a fresh page, reachable through table_ptr.
-        unsafe { core::ptr::write_bytes(self.table_ptr(pa) as *mut u8, 0, PAGE_SIZE) };
+        unsafe { core::ptr::write_bytes(self.table_ptr(pa, 3) as *mut u8, 0, PAGE_SIZE) };
         // The zeroes must be visible to the table walker before the table
         // is linked in (Linux: the smp_wmb in __pte_alloc).
         // SAFETY: barrier only.
@@ -146,11 +158,17 @@ unsafe impl PgtableEnv for KernelPgtableEnv {
         }
     }
 
-    fn table_ptr(&self, pa: PhysAddr) -> *mut u64 {
+    fn table_ptr(&self, pa: PhysAddr, level: usize) -> *mut u64 {
         if SWAPPER_LIVE.load(Ordering::Relaxed) {
-            __va(pa).0 as *mut u64
-        } else {
-            pa.0 as *mut u64 // identity map (TTBR0) during paging_init
+            return __va(pa).0 as *mut u64;
+        }
+        // paging_init: the linear map does not exist yet, and the identity
+        // map may not reach pa (memblock allocates from the top of RAM).
+        match level {
+            0 => pgd_set_fixmap(pa),
+            1 => pud_set_fixmap(pa),
+            2 => pmd_set_fixmap(pa),
+            _ => pte_set_fixmap(pa),
         }
     }
 
@@ -277,6 +295,146 @@ pub fn flush_tlb_kernel_range(start: usize, end: usize) {
     }
 }
 
+// ---------------------------------------------------------------------------
+// The fixmap (Linux: arch/arm64/mm/mmu.c early_fixmap_init, __set_fixmap)
+// ---------------------------------------------------------------------------
+
+#[repr(C, align(4096))]
+struct TablePage([u64; 512]);
+
+/// The fixmap's own tables (Linux: bm_pud, bm_pmd, bm_pte): in the image, so
+/// they exist before any allocator and are reachable through the image
+/// mapping in init_pg_dir and swapper_pg_dir alike. All fixmap slots lie
+/// under one pmd entry (checked in layout.rs), so one pte table suffices.
+static mut BM_PUD: TablePage = TablePage([0; 512]);
+static mut BM_PMD: TablePage = TablePage([0; 512]);
+static mut BM_PTE: TablePage = TablePage([0; 512]);
+
+/// Physical page each table window (FIX_PGD, FIX_PUD, FIX_PMD, FIX_PTE by
+/// level) maps, or NO_WINDOW. Only paging_init's single CPU uses them.
+const NO_WINDOW: usize = usize::MAX;
+static FIXMAP_WINDOW: [AtomicUsize; 4] = [const { AtomicUsize::new(NO_WINDOW) }; 4];
+const FIX_TABLE_SLOT: [usize; 4] = [FIX_PGD, FIX_PUD, FIX_PMD, FIX_PTE];
+
+fn bm_pte_entry(idx: usize) -> *mut u64 {
+    debug_assert!(idx != FIX_HOLE && idx < __END_OF_FIXED_ADDRESSES);
+    let va = VirtAddr(fix_to_virt(idx));
+    // SAFETY: an in-bounds element of a static table; accessed through raw
+    // pointers only (the table walker reads it too).
+    unsafe { (&raw mut BM_PTE.0).cast::<u64>().add(va.pte_index()) }
+}
+
+/// Hook the fixmap's tables into init_pg_dir, the tables we run on (Linux:
+/// early_fixmap_init). paging_init later links the same bm_pud into
+/// swapper_pg_dir, so the fixmap survives the switch unchanged.
+pub fn early_fixmap_init() {
+    // The 2 MiB below FIXADDR_TOP, where every slot lies.
+    let va = VirtAddr(FIXADDR_TOP - PAGE_SIZE);
+    let pud_pa = __pa_symbol(core::ptr::addr_of!(BM_PUD) as usize);
+    let pmd_pa = __pa_symbol(core::ptr::addr_of!(BM_PMD) as usize);
+    let pte_pa = __pa_symbol(core::ptr::addr_of!(BM_PTE) as usize);
+    // SAFETY: boot, one CPU; the entries are invalid until written, so no
+    // TLB maintenance is needed, only ordering before the first use.
+    unsafe {
+        let pgd = (&raw mut init_pg_dir).cast::<u64>().add(va.pgd_index());
+        let old = core::ptr::read_volatile(pgd);
+        if old != 0 {
+            crate::boot_fail(format_args!(
+                "early_fixmap_init: init_pg_dir[{}] for the fixmap at {:#x} is already {:#018x}",
+                va.pgd_index(),
+                va.0,
+                old
+            ));
+        }
+        core::ptr::write_volatile(
+            (&raw mut BM_PMD.0).cast::<u64>().add(va.pmd_index()),
+            table_encode(pte_pa),
+        );
+        core::ptr::write_volatile(
+            (&raw mut BM_PUD.0).cast::<u64>().add(va.pud_index()),
+            table_encode(pmd_pa),
+        );
+        core::ptr::write_volatile(pgd, table_encode(pud_pa));
+        core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags));
+    }
+}
+
+/// Map fixmap slot `idx` to `pa` (Linux: __set_fixmap). A slot that still
+/// maps something else is broken first (cleared, TLB flushed), since the
+/// architecture wants break-before-make when a valid entry changes its
+/// output address; then set_pte's `dsb ishst; isb` publishes the new one.
+pub fn __set_fixmap(idx: usize, pa: PhysAddr, prot: PageProt) {
+    let ptep = bm_pte_entry(idx);
+    let va = fix_to_virt(idx);
+    let new = pte_encode(PhysAddr(pa.0 & PAGE_MASK), prot, 3);
+    // SAFETY: ptep is the slot's entry in bm_pte (see bm_pte_entry).
+    unsafe {
+        let old = core::ptr::read_volatile(ptep);
+        if old == new {
+            return;
+        }
+        if Descriptor(old).is_valid() {
+            core::ptr::write_volatile(ptep, 0);
+            flush_tlb_kernel_range(va, va + PAGE_SIZE);
+        }
+        core::ptr::write_volatile(ptep, new);
+        core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags));
+    }
+}
+
+/// Unmap fixmap slot `idx` (Linux: clear_fixmap): clear, then flush it.
+pub fn clear_fixmap(idx: usize) {
+    let va = fix_to_virt(idx);
+    // SAFETY: as in __set_fixmap.
+    unsafe { core::ptr::write_volatile(bm_pte_entry(idx), 0) };
+    flush_tlb_kernel_range(va, va + PAGE_SIZE);
+}
+
+/// Point the window of `level` at the table page `pa`; reuses the mapping
+/// when it already shows that page.
+fn table_set_fixmap(level: usize, pa: PhysAddr) -> *mut u64 {
+    let slot = FIX_TABLE_SLOT[level];
+    if FIXMAP_WINDOW[level].load(Ordering::Relaxed) != pa.0 {
+        __set_fixmap(slot, pa, PAGE_KERNEL);
+        FIXMAP_WINDOW[level].store(pa.0, Ordering::Relaxed);
+    }
+    fix_to_virt(slot) as *mut u64
+}
+
+fn table_clear_fixmap(level: usize) {
+    clear_fixmap(FIX_TABLE_SLOT[level]);
+    FIXMAP_WINDOW[level].store(NO_WINDOW, Ordering::Relaxed);
+}
+
+/// The table page at `pa` through FIX_PGD (Linux: pgd_set_fixmap).
+pub fn pgd_set_fixmap(pa: PhysAddr) -> *mut u64 {
+    table_set_fixmap(0, pa)
+}
+/// The table page at `pa` through FIX_PUD (Linux: pud_set_fixmap).
+pub fn pud_set_fixmap(pa: PhysAddr) -> *mut u64 {
+    table_set_fixmap(1, pa)
+}
+/// The table page at `pa` through FIX_PMD (Linux: pmd_set_fixmap).
+pub fn pmd_set_fixmap(pa: PhysAddr) -> *mut u64 {
+    table_set_fixmap(2, pa)
+}
+/// The table page at `pa` through FIX_PTE (Linux: pte_set_fixmap).
+pub fn pte_set_fixmap(pa: PhysAddr) -> *mut u64 {
+    table_set_fixmap(3, pa)
+}
+pub fn pgd_clear_fixmap() {
+    table_clear_fixmap(0)
+}
+pub fn pud_clear_fixmap() {
+    table_clear_fixmap(1)
+}
+pub fn pmd_clear_fixmap() {
+    table_clear_fixmap(2)
+}
+pub fn pte_clear_fixmap() {
+    table_clear_fixmap(3)
+}
+
 static SEGMENTS: spin::Once<[KernelSegment; 3]> = spin::Once::new();
 
 /// The kernel image segments as mapped (for vm_area_add_early and the
@@ -316,6 +474,14 @@ pub fn image_sizes() -> (usize, usize, usize, usize) {
     }
 }
 
+/// Physical range of the linear alias that must be read-only: the image's
+/// .text and .rodata (Linux: [_text, __init_begin) in map_mem).
+pub fn linear_text_alias_phys() -> (PhysAddr, PhysAddr) {
+    // SAFETY: linker symbols; __end_rodata is page-aligned (linker.ld).
+    let (start, end) = unsafe { (sym(&_text), sym(&__end_rodata)) };
+    (__pa_symbol(start), __pa_symbol(end))
+}
+
 /// Physical extent of the kernel image.
 pub fn kernel_image_phys() -> (PhysAddr, usize) {
     // SAFETY: linker symbols.
@@ -329,6 +495,45 @@ fn check(what: &str, r: Result<(), PgtableError>) {
     }
 }
 
+/// Linux's map_mem: the linear map of all RAM but `MEMBLOCK_NOMAP`, the
+/// alias of .text/.rodata read-only (mark_linear_text_alias_ro's result;
+/// there is no alternatives patching that would need it writable first),
+/// laid out by [`map_mem_plan`] so no block straddles the alias or covers
+/// no-map memory, and no block ever has to be split later.
+fn map_mem(pt: &mut PageTable, env: &mut KernelPgtableEnv) {
+    // memblock's lists, copied out: mapping allocates from memblock.
+    let (memory, nomap) = {
+        let mb = memblock_lock();
+        let copy = |list: &[kernel::mm::memblock::Region]| {
+            let mut a = [kernel::mm::memblock::Region::new(0, 0); kernel::mm::memblock::MAX_REGIONS];
+            a[..list.len()].copy_from_slice(list);
+            (a, list.len())
+        };
+        (copy(mb.memory()), copy(mb.nomap()))
+    };
+    let (memory, nomap) = (&memory.0[..memory.1], &nomap.0[..nomap.1]);
+    let mut linear_end = PAGE_OFFSET;
+    map_mem_plan(memory, nomap, linear_text_alias_phys(), |c| {
+        let (va, size) = (__va(c.start), c.end.0 - c.start.0);
+        let r = pt.map_range(env, va, c.start, size, c.prot, true);
+        if let Err(e) = r {
+            crate::boot_fail(format_args!(
+                "map_mem: linear map of [{:#x}-{:#x}) ({}) at {:#x}: {}",
+                c.start.0,
+                c.end.0,
+                if c.prot.writable { "RW" } else { "RO text alias" },
+                va.0,
+                e
+            ));
+        }
+        linear_end = linear_end.max(va.0 + size);
+    });
+    for n in nomap {
+        pr_info!("map_mem: {} NOMAP: left out of the linear map", n);
+    }
+    LINEAR_END.store(linear_end, Ordering::Relaxed);
+}
+
 /// Build swapper_pg_dir, switch to it, drop the identity map, move the boot
 /// console to the fixmap. Called once, with memblock populated.
 #[unsafe(no_mangle)]
@@ -337,11 +542,21 @@ pub fn paging_init(uart_phys: usize) {
     let mut env = KernelPgtableEnv;
     let mem_start = memblock_lock().memory().first().map(|r| r.base as usize).unwrap_or(0);
     MEMSTART_ADDR.store(mem_start & !(PUD_SIZE - 1), Ordering::Relaxed);
+    early_fixmap_init();
 
     // SAFETY: swapper_pg_dir is ours; nothing uses it until the switch.
     let pgd_pa = __pa_symbol(core::ptr::addr_of!(swapper_pg_dir) as usize);
     // SAFETY: swapper_pg_dir is zero (.bss) and only this tree edits it.
     let mut pt = unsafe { PageTable::from_root(pgd_pa) };
+    // The fixmap keeps its tables: swapper's entry for it is init_pg_dir's
+    // (Linux's map_kernel copies the pgd entry the same way).
+    let fix_pgd_index = VirtAddr(FIXADDR_TOP - PAGE_SIZE).pgd_index();
+    // SAFETY: FIX_PGD shows swapper_pg_dir; the index is in range.
+    unsafe {
+        let pgdp = pgd_set_fixmap(pgd_pa);
+        let bm_pud = __pa_symbol(core::ptr::addr_of!(BM_PUD) as usize);
+        core::ptr::write_volatile(pgdp.add(fix_pgd_index), table_encode(bm_pud));
+    }
 
     // Kernel image: W^X at page granularity (map_kernel_segment). The
     // stack's guard page inside .bss stays unmapped, so an overflow faults.
@@ -367,37 +582,14 @@ pub fn paging_init(uart_phys: usize) {
             map(seg.start.0, seg.end.0);
         }
     }
-    // The linear map (map_mem).
-    let regions: [(u64, u64); 64] = {
-        let mb = memblock_lock();
-        let mut a = [(0u64, 0u64); 64];
-        for (i, r) in mb.memory().iter().enumerate().take(64) {
-            a[i] = (r.base, r.size);
-        }
-        a
-    };
-    let mut linear_end = PAGE_OFFSET;
-    for &(base, size) in regions.iter().filter(|r| r.1 != 0) {
-        let va = __va(PhysAddr(base as usize));
-        check(
-            "the linear map",
-            pt.map_range(&mut env, va, PhysAddr(base as usize), size as usize, PAGE_KERNEL, true),
-        );
-        linear_end = linear_end.max(va.0 + size as usize);
-    }
-    LINEAR_END.store(linear_end, Ordering::Relaxed);
-    // The boot console's fixmap slot.
-    check(
-        "the earlycon fixmap",
-        pt.map_range(
-            &mut env,
-            VirtAddr(FIX_EARLYCON_MEM_BASE),
-            PhysAddr(uart_phys & PAGE_MASK),
-            PAGE_SIZE,
-            PROT_DEVICE_NGNRE,
-            false,
-        ),
-    );
+    map_mem(&mut pt, &mut env);
+    // The boot console's fixmap slot, in the shared bm_pte.
+    __set_fixmap(FIX_EARLYCON_MEM_IDX, PhysAddr(uart_phys), PROT_DEVICE_NGNRE);
+    // Done with the windows (Linux: pgd_clear_fixmap before the switch).
+    pte_clear_fixmap();
+    pmd_clear_fixmap();
+    pud_clear_fixmap();
+    pgd_clear_fixmap();
 
     // Switch TTBR1 from init_pg_dir to swapper_pg_dir. The two map the
     // image with different block sizes, so the switch goes through an

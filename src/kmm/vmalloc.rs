@@ -266,8 +266,8 @@ unsafe impl PgtableEnv for NoFlushEnv {
     fn free_table(&mut self, pa: PhysAddr) {
         self.0.free_table(pa)
     }
-    fn table_ptr(&self, pa: PhysAddr) -> *mut u64 {
-        self.0.table_ptr(pa)
+    fn table_ptr(&self, pa: PhysAddr, level: usize) -> *mut u64 {
+        self.0.table_ptr(pa, level)
     }
     fn sync_new_entries(&mut self) {
         self.0.sync_new_entries()

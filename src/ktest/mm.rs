@@ -64,6 +64,18 @@ pub static SUITE: Suite = Suite {
             name: "buddy_invariants_hold",
             run: buddy_invariants_hold,
         },
+        Case {
+            name: "linear_alias_of_text_and_rodata_is_read_only",
+            run: linear_alias_of_text_and_rodata_is_read_only,
+        },
+        Case {
+            name: "nomap_memory_is_not_in_the_linear_map",
+            run: nomap_memory_is_not_in_the_linear_map,
+        },
+        Case {
+            name: "fixmap_table_windows_are_closed",
+            run: fixmap_table_windows_are_closed,
+        },
     ],
 };
 
@@ -429,4 +441,189 @@ fn buddy_invariants_hold(t: &mut Test) {
     if let Err((zone, e)) = page_alloc::check_all() {
         t.fail(file!(), line!(), format_args!("zone {}: {}", zone, e));
     }
+}
+
+unsafe extern "C" {
+    static __start_rodata: u8;
+    static __end_rodata: u8;
+}
+
+/// A string in .rodata whose linear alias the test tries to overwrite.
+static RODATA_WORD: u64 = 0x0123_4567_89ab_cdef;
+
+/// The linear map must not be a writable (or executable) way around W^X:
+/// writes to the alias of .text and .rodata take a permission fault, and
+/// no block or page of the linear map straddles the alias's edges.
+fn linear_alias_of_text_and_rodata_is_read_only(t: &mut Test) {
+    // SAFETY: only the addresses of these symbols are taken.
+    let text = unsafe { &_stext as *const u8 as usize } + 0x100;
+    let rodata = core::ptr::addr_of!(RODATA_WORD) as usize;
+    // SAFETY: as above.
+    let (ro_start, ro_end) = unsafe {
+        (
+            &__start_rodata as *const u8 as usize,
+            &__end_rodata as *const u8 as usize,
+        )
+    };
+    kassert!(
+        t,
+        ro_start <= rodata && rodata < ro_end,
+        "RODATA_WORD at {:#x} is not in .rodata [{:#x}, {:#x})",
+        rodata,
+        ro_start,
+        ro_end
+    );
+    for (what, addr) in [(".text", text), (".rodata", rodata)] {
+        let alias = paging::__va(paging::__pa_symbol(addr)).0;
+        // Readable, and the same bytes as the image.
+        // SAFETY: both map the same physical memory; reads only.
+        let (a, b) = unsafe {
+            (
+                core::ptr::read_volatile(alias as *const u32),
+                core::ptr::read_volatile(addr as *const u32),
+            )
+        };
+        kassert_eq!(t, a, b);
+        // SAFETY: the write must fault; if it does not, it rewrites the
+        // word with its own value.
+        let r = traps::catch_fault(|| unsafe { core::ptr::write_volatile(alias as *mut u32, a) });
+        let f = kexpect_fault!(
+            t,
+            r,
+            "write to the linear alias {:#x} of {} {:#x} did not fault",
+            alias,
+            what,
+            addr
+        );
+        kassert_eq!(t, f.ec(), EC_DABT_CUR);
+        kassert_eq!(t, f.far as usize, alias);
+        kassert!(t, f.is_write(), "WnR not set for a write: esr {:#x}", f.esr);
+        kassert_eq!(t, f.status().0, "permission fault");
+        let Some((desc, _)) = leaf(alias) else {
+            t.fail(
+                file!(),
+                line!(),
+                format_args!("alias {:#x} of {} not mapped", alias, what),
+            );
+            return;
+        };
+        let prot = Descriptor(desc).prot().unwrap();
+        kassert!(t, !prot.writable && !prot.executable, "alias of {}: {:?}", what, prot);
+    }
+    // The leaves at the alias's edges end at the edges.
+    let (ks, ke) = paging::linear_text_alias_phys();
+    let (ks, ke) = (paging::__va(ks).0, paging::__va(ke).0);
+    for (va, inside) in [(ks, true), (ke - PAGE_SIZE, true), (ke, false), (ks - PAGE_SIZE, false)] {
+        let Some((desc, level)) = leaf(va) else {
+            t.fail(
+                file!(),
+                line!(),
+                format_args!("linear map {:#x} next to the text alias not mapped", va),
+            );
+            return;
+        };
+        let size = level_size(level);
+        let (start, end) = (va & !(size - 1), (va & !(size - 1)) + size);
+        kassert!(
+            t,
+            if inside {
+                start >= ks && end <= ke
+            } else {
+                end <= ks || start >= ke
+            },
+            "the level-{} leaf [{:#x}, {:#x}) straddles the text alias [{:#x}, {:#x})",
+            level,
+            start,
+            end,
+            ks,
+            ke
+        );
+        let prot = Descriptor(desc).prot().unwrap();
+        kassert_eq!(t, prot.writable, !inside);
+        kassert!(t, !prot.executable, "linear map {:#x} executable", va);
+    }
+    // The alias of .data stays writable (the heap and page tables need it).
+    static mut DATA_WORD: u64 = 7;
+    let alias = paging::__va(paging::__pa_symbol(core::ptr::addr_of!(DATA_WORD) as usize)).0 as *mut u64;
+    // SAFETY: the linear alias of our own static; written and read back.
+    unsafe {
+        alias.write_volatile(42);
+        kassert_eq!(t, core::ptr::addr_of!(DATA_WORD).read_volatile(), 42);
+    }
+}
+
+/// `/reserved-memory` nodes with `no-map` are MEMBLOCK_NOMAP: no linear
+/// mapping at all, so `__va` of them takes a translation fault. QEMU's own
+/// device tree has none: the case skips then (the DT corpus boots have one).
+fn nomap_memory_is_not_in_the_linear_map(t: &mut Test) {
+    let nomap: alloc::vec::Vec<_> = crate::kmm::memblock_lock().nomap().to_vec();
+    if nomap.is_empty() {
+        t.skip(format_args!("no no-map /reserved-memory region in this device tree"));
+        return;
+    }
+    for r in nomap {
+        for pa in [r.base as usize, (r.end() - 1) as usize] {
+            let va = paging::__va(PhysAddr(pa)).0;
+            kassert!(t, leaf(va).is_none(), "no-map {} has a linear mapping at {:#x}", r, va);
+            // SAFETY: must fault: nothing maps it.
+            let res = traps::catch_fault(|| unsafe { core::ptr::read_volatile(va as *const u8) });
+            let f = kexpect_fault!(t, res, "reading no-map {} through __va {:#x} did not fault", r, va);
+            kassert_eq!(t, f.ec(), EC_DABT_CUR);
+            kassert_eq!(t, f.far as usize, va);
+            kassert_eq!(t, f.status().0, "translation fault");
+        }
+        // Not a valid pfn (arm64's pfn_valid is memblock_is_map_memory), so
+        // ioremap, which refuses RAM, lets a driver map it.
+        let pfn = phys_to_pfn(PhysAddr(r.base as usize));
+        kassert!(t, !page_alloc::pfn_valid(pfn), "pfn_valid({:#x}) of no-map {}", pfn, r);
+        let p = crate::kmm::ioremap::ioremap(PhysAddr(r.base as usize), r.size as usize);
+        kassert!(t, !p.is_null(), "ioremap of no-map {} refused", r);
+        // SAFETY: just mapped, device memory; one aligned read.
+        let res = traps::catch_fault(|| unsafe { core::ptr::read_volatile(((p as usize) & !7) as *const u64) });
+        crate::kmm::ioremap::iounmap(p);
+        kassert!(t, res.is_ok(), "reading no-map {} through ioremap faulted", r);
+        // Nor does the page allocator get it: memblock_free_all skips it.
+        kassert!(
+            t,
+            crate::kmm::memblock_lock().is_reserved(r.base),
+            "no-map {} not reserved",
+            r
+        );
+    }
+}
+
+/// paging_init's page-table windows are closed once swapper_pg_dir is live
+/// (a stale window would be a writable alias of some table page), and the
+/// boot console's slot is released once the console is ioremap'd.
+fn fixmap_table_windows_are_closed(t: &mut Test) {
+    for (name, idx) in [
+        ("FIX_PGD", FIX_PGD),
+        ("FIX_PUD", FIX_PUD),
+        ("FIX_PMD", FIX_PMD),
+        ("FIX_PTE", FIX_PTE),
+    ] {
+        let va = fix_to_virt(idx);
+        kassert!(t, leaf(va).is_none(), "{} window at {:#x} still mapped", name, va);
+    }
+    kassert!(
+        t,
+        leaf(FIX_EARLYCON_MEM_BASE).is_none(),
+        "earlycon fixmap slot still mapped"
+    );
+    // The fixmap's tables are reachable: a slot can still be used.
+    paging::__set_fixmap(
+        FIX_PTE,
+        PhysAddr(paging::__pa_symbol(core::ptr::addr_of!(RODATA_WORD) as usize).0),
+        kernel::mm::pgtable::PAGE_KERNEL_RO,
+    );
+    let va = fix_to_virt(FIX_PTE) + (core::ptr::addr_of!(RODATA_WORD) as usize & !PAGE_MASK);
+    // SAFETY: just mapped read-only onto RODATA_WORD's page.
+    let v = unsafe { core::ptr::read_volatile(va as *const u64) };
+    paging::clear_fixmap(FIX_PTE);
+    kassert_eq!(t, v, RODATA_WORD);
+    kassert!(
+        t,
+        leaf(fix_to_virt(FIX_PTE)).is_none(),
+        "FIX_PTE still mapped after clear_fixmap"
+    );
 }

@@ -36,11 +36,33 @@ pub const KIMAGE_VADDR: usize = 0xffff_8000_1000_0000;
 pub const VMALLOC_START: usize = KIMAGE_VADDR;
 /// As in 5.10 for 48-bit VA: below the vmemmap, PCI I/O and fixmap regions.
 pub const VMALLOC_END: usize = 0xffff_fdff_bfff_0000;
-/// The fixmap: a few fixed virtual pages mapped at boot (the early console).
+/// The fixmap: a few fixed virtual pages mapped at boot (the early console,
+/// and the windows paging_init builds swapper_pg_dir through).
 pub const FIXADDR_START: usize = 0xffff_fdff_fe5f_9000;
 pub const FIXADDR_TOP: usize = 0xffff_fdff_fea0_0000;
-/// Fixmap slot of the boot console's UART page.
-pub const FIX_EARLYCON_MEM_BASE: usize = FIXADDR_TOP - PAGE_SIZE;
+
+// Fixmap slot indices (Linux: enum fixed_addresses), counted down from
+// FIXADDR_TOP by fix_to_virt. FIX_HOLE (0) stays unmapped.
+pub const FIX_HOLE: usize = 0;
+/// Index of the boot console's UART page (see [`FIX_EARLYCON_MEM_BASE`]).
+pub const FIX_EARLYCON_MEM_IDX: usize = 1;
+/// The page-table windows paging_init reaches table pages through, whatever
+/// their physical address (Linux: pte/pmd/pud/pgd_set_fixmap): no table
+/// page has to lie inside the boot identity map.
+pub const FIX_PTE: usize = 2;
+pub const FIX_PMD: usize = 3;
+pub const FIX_PUD: usize = 4;
+pub const FIX_PGD: usize = 5;
+pub const __END_OF_FIXED_ADDRESSES: usize = 6;
+
+/// Virtual address of fixmap slot `idx` (Linux: `__fix_to_virt`).
+pub const fn fix_to_virt(idx: usize) -> usize {
+    FIXADDR_TOP - (idx << PAGE_SHIFT)
+}
+
+/// Address of the boot console's fixmap slot (what Linux calls
+/// `fix_to_virt(FIX_EARLYCON_MEM_BASE)`).
+pub const FIX_EARLYCON_MEM_BASE: usize = fix_to_virt(FIX_EARLYCON_MEM_IDX);
 
 /// A physical address.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -155,6 +177,14 @@ const _: () = {
     assert!(VMALLOC_START < VMALLOC_END);
     assert!(VMALLOC_END < FIXADDR_START);
     assert!(FIX_EARLYCON_MEM_BASE >= FIXADDR_START && FIX_EARLYCON_MEM_BASE < FIXADDR_TOP);
+    // Every slot inside the fixmap, and all under one 2 MiB pmd entry, so
+    // one static pte table (bm_pte) serves them all.
+    assert!(fix_to_virt(__END_OF_FIXED_ADDRESSES - 1) >= FIXADDR_START);
+    assert!(FIXADDR_TOP.is_multiple_of(PMD_SIZE));
+    assert!(__END_OF_FIXED_ADDRESSES <= PTRS_PER_TABLE);
+    assert!(FIX_HOLE == 0 && FIX_EARLYCON_MEM_IDX > FIX_HOLE && FIX_PTE > FIX_EARLYCON_MEM_IDX);
+    // Not the kernel image's pgd entry: the fixmap has tables of its own.
+    assert!(VirtAddr(FIXADDR_START).pgd_index() != VirtAddr(KIMAGE_VADDR).pgd_index());
     assert!(is_vmalloc_addr(KIMAGE_VADDR) && !is_vmalloc_addr(VMALLOC_END));
 };
 

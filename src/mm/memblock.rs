@@ -12,7 +12,8 @@
 //!
 //! Both lists are fixed arrays kept sorted with overlapping and adjacent
 //! ranges merged, because it runs before any heap exists. Unlike Linux it
-//! tracks no per-region flags or NUMA node, so merging is always allowed.
+//! tracks no per-region flags or NUMA node, so merging is always allowed;
+//! the one flag the kernel needs, `MEMBLOCK_NOMAP`, is a third list.
 
 use core::cmp::{max, min};
 use core::fmt;
@@ -31,6 +32,8 @@ pub const MAX_REGIONS: usize = 128;
 pub enum RegionKind {
     Memory,
     Reserved,
+    /// The `MEMBLOCK_NOMAP` ranges (see [`Memblock::mark_nomap`]).
+    Nomap,
 }
 
 impl RegionKind {
@@ -38,6 +41,7 @@ impl RegionKind {
         match self {
             RegionKind::Memory => "memory",
             RegionKind::Reserved => "reserved",
+            RegionKind::Nomap => "nomap",
         }
     }
 }
@@ -215,6 +219,9 @@ impl RegionList {
 pub struct Memblock {
     memory: RegionList,
     reserved: RegionList,
+    /// Linux keeps `MEMBLOCK_NOMAP` as a flag on memory regions; a list of
+    /// its own keeps the memory list's merging free of flag checks.
+    nomap: RegionList,
 }
 
 impl Default for Memblock {
@@ -228,6 +235,7 @@ impl Memblock {
         Self {
             memory: RegionList::new(RegionKind::Memory),
             reserved: RegionList::new(RegionKind::Reserved),
+            nomap: RegionList::new(RegionKind::Nomap),
         }
     }
 
@@ -252,6 +260,34 @@ impl Memblock {
     /// `phys_alloc` when a later step fails.
     pub fn free(&mut self, base: u64, size: u64) -> Result<(), MemblockError> {
         self.reserved.remove(base, size)
+    }
+
+    /// Mark RAM that must stay out of the linear map (`memblock_mark_nomap`,
+    /// for `/reserved-memory` nodes with `no-map`: firmware or secure-world
+    /// memory that a speculative access through a cacheable alias could
+    /// disturb). The range is also reserved, so neither [`Self::phys_alloc`]
+    /// nor [`Self::free_ranges`] (the page allocator's source) hands it out;
+    /// Linux gets the same from `for_each_free_mem_range` skipping
+    /// `MEMBLOCK_NOMAP`.
+    pub fn mark_nomap(&mut self, base: u64, size: u64) -> Result<(), MemblockError> {
+        self.nomap.insert(base, size)?;
+        if let Err(e) = self.reserved.insert(base, size) {
+            // Leave no half-marked range behind.
+            self.nomap.remove(base, size).ok();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Is `addr` inside a `MEMBLOCK_NOMAP` range? (The negation of Linux's
+    /// `memblock_is_map_memory` for RAM.)
+    pub fn is_nomap(&self, addr: u64) -> bool {
+        self.nomap.contains(addr)
+    }
+
+    /// `MEMBLOCK_NOMAP` ranges, ascending and merged.
+    pub fn nomap(&self) -> &[Region] {
+        self.nomap.as_slice()
     }
 
     /// RAM regions, ascending.
@@ -509,6 +545,7 @@ impl fmt::Debug for Memblock {
         f.debug_struct("Memblock")
             .field("memory", &self.memory())
             .field("reserved", &self.reserved())
+            .field("nomap", &self.nomap())
             .finish()
     }
 }
@@ -957,5 +994,31 @@ mod tests {
             m.reserve(0x4000_0000 + i * 2 * K, K).unwrap();
         }
         assert_eq!((m.memory().len(), m.reserved().len()), (40, 100));
+    }
+
+    #[test]
+    fn mark_nomap_reserves_and_is_queryable() {
+        let mut m = Memblock::new();
+        m.add(0x4000_0000, 0x4000_0000).unwrap();
+        m.mark_nomap(0x4800_0000, 0x10_0000).unwrap();
+        m.mark_nomap(0x4810_0000, 0x1000).unwrap(); // touching: merged
+        assert_eq!(m.nomap(), &[Region::new(0x4800_0000, 0x10_1000)]);
+        assert!(m.is_nomap(0x4800_0000) && m.is_nomap(0x4810_0fff));
+        assert!(!m.is_nomap(0x47ff_ffff) && !m.is_nomap(0x4810_1000));
+        // The page allocator's source skips it, and so does phys_alloc.
+        let free: Vec<(u64, u64)> = m.free_ranges().collect();
+        assert_eq!(free, vec![(0x4000_0000, 0x4800_0000), (0x4810_1000, 0x8000_0000)]);
+        while let Some(a) = m.phys_alloc(0x100_0000, 0x1000) {
+            assert!(a + 0x100_0000 <= 0x4800_0000 || a >= 0x4810_1000, "got {:#x}", a);
+        }
+        // Still RAM: NOMAP memory is not removed.
+        assert!(m.is_memory(0x4800_0000));
+        assert!(matches!(
+            m.mark_nomap(0x1000, 0),
+            Err(MemblockError::ZeroSize {
+                kind: RegionKind::Nomap,
+                ..
+            })
+        ));
     }
 }

@@ -498,10 +498,18 @@ impl fmt::Display for DescFmt {
 ///   uses, filled with zeroes, with the zeroing ordered before any later
 ///   store that links the page into a live tree (Linux's `smp_wmb()` in
 ///   `__pte_alloc`: a `dmb ishst` after clearing the page);
-/// - `table_ptr(pa)` returns a pointer valid for reads and writes of 512
-///   `u64`s for every page `alloc_table` returned and `free_table` did not
-///   take back, and for the root of any tree given to
-///   [`PageTable::from_root`].
+/// - `table_ptr(pa, level)` returns a pointer valid for reads and writes of
+///   512 `u64`s for every page `alloc_table` returned and `free_table` did
+///   not take back, and for the root of any tree given to
+///   [`PageTable::from_root`], until the next `table_ptr` call for the same
+///   `level` (0 = pgd .. 3 = pte), or, for `level` 3, the next
+///   `alloc_table`/`free_table`: an environment may reach tables through
+///   one window per level (the fixmap's FIX_PGD..FIX_PTE slots while
+///   swapper_pg_dir is built) and zero new tables through the level-3 one
+///   (as Linux's `early_pgtable_alloc` uses FIX_PTE).
+///
+/// This module in turn holds at most one table pointer per level, and no
+/// level-3 pointer across `alloc_table`/`free_table`.
 pub unsafe trait PgtableEnv {
     /// A zeroed 4 KiB page for a new table, or None when out of memory.
     fn alloc_table(&mut self) -> Option<PhysAddr>;
@@ -510,7 +518,7 @@ pub unsafe trait PgtableEnv {
     fn free_table(&mut self, pa: PhysAddr);
     /// Where the kernel can access the table at `pa` (the linear map in the
     /// kernel, identity on the host).
-    fn table_ptr(&self, pa: PhysAddr) -> *mut u64;
+    fn table_ptr(&self, pa: PhysAddr, level: usize) -> *mut u64;
     /// Called once after a map call wrote its valid entries (kernel:
     /// `dsb ishst; isb`, as Linux's `set_pte` does for kernel mappings).
     fn sync_new_entries(&mut self) {}
@@ -749,10 +757,10 @@ fn next_boundary(va: usize, size: usize, hi: usize) -> usize {
 
 /// Entry `index` of the table at `table`.
 #[inline(always)]
-fn entry_ptr<E: PgtableEnv + ?Sized>(env: &E, table: PhysAddr, index: usize) -> *mut u64 {
-    debug_assert!(index < PTRS_PER_TABLE);
+fn entry_ptr<E: PgtableEnv + ?Sized>(env: &E, table: PhysAddr, level: usize, index: usize) -> *mut u64 {
+    debug_assert!(index < PTRS_PER_TABLE && level < 4);
     // SAFETY: the PgtableEnv contract makes table_ptr valid for 512 entries.
-    unsafe { env.table_ptr(table).add(index) }
+    unsafe { env.table_ptr(table, level).add(index) }
 }
 
 #[inline(always)]
@@ -785,7 +793,7 @@ fn visit_range<E: PgtableEnv + ?Sized>(
     let mut va = lo;
     while va < hi {
         let next = next_boundary(va, size, hi);
-        let p = entry_ptr(env, table, VirtAddr(va).table_index(level));
+        let p = entry_ptr(env, table, level, VirtAddr(va).table_index(level));
         if f(env, p, level, va & !(size - 1)) && level < max_level {
             let d = Descriptor(read_entry(p));
             if d.is_table(level) {
@@ -800,7 +808,7 @@ fn visit_range<E: PgtableEnv + ?Sized>(
 fn free_subtree<E: PgtableEnv + ?Sized>(env: &mut E, table: PhysAddr, level: usize) {
     if level < 3 {
         for i in 0..PTRS_PER_TABLE {
-            let d = Descriptor(read_entry(entry_ptr(env, table, i)));
+            let d = Descriptor(read_entry(entry_ptr(env, table, level, i)));
             if d.is_table(level) {
                 free_subtree(env, d.table_addr(), level + 1);
             }
@@ -813,7 +821,7 @@ fn count_subtree<E: PgtableEnv + ?Sized>(env: &E, table: PhysAddr, level: usize)
     let mut n = 1;
     if level < 3 {
         for i in 0..PTRS_PER_TABLE {
-            let d = Descriptor(read_entry(entry_ptr(env, table, i)));
+            let d = Descriptor(read_entry(entry_ptr(env, table, level, i)));
             if d.is_table(level) {
                 n += count_subtree(env, d.table_addr(), level + 1);
             }
@@ -1052,7 +1060,7 @@ impl PageTable {
             loop {
                 let size = level_size(level);
                 let idx = VirtAddr(va).table_index(level);
-                let p = entry_ptr(env, table, idx);
+                let p = entry_ptr(env, table, level, idx);
                 let e = read_entry(p);
                 let d = Descriptor(e);
 
@@ -1270,7 +1278,7 @@ impl PageTable {
             for level in 0..4 {
                 let size = level_size(level);
                 let idx = VirtAddr(*va).table_index(level);
-                let p = entry_ptr(env, table, idx);
+                let p = entry_ptr(env, table, level, idx);
                 if level == 3 {
                     // Consecutive PTEs; holes here are skipped (or reported)
                     // without another walk.
@@ -1354,7 +1362,7 @@ impl PageTable {
         let mut table = self.root;
         for level in 0..4 {
             let index = va.table_index(level);
-            let desc = read_entry(entry_ptr(env, table, index));
+            let desc = read_entry(entry_ptr(env, table, level, index));
             w.steps[level] = Some(WalkStep {
                 level,
                 index,
@@ -1382,7 +1390,7 @@ impl PageTable {
         }
         let mut table = self.root;
         for level in 0..4 {
-            let d = Descriptor(read_entry(entry_ptr(env, table, va.table_index(level))));
+            let d = Descriptor(read_entry(entry_ptr(env, table, level, va.table_index(level))));
             if d.is_table(level) {
                 table = d.table_addr();
             } else if d.is_leaf(level) {
@@ -1403,6 +1411,78 @@ impl PageTable {
     /// Number of table pages in this tree, root included (counted by walking).
     pub fn count_tables<E: PgtableEnv + ?Sized>(&self, env: &E) -> usize {
         count_subtree(env, self.root, 0)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The linear map's layout (Linux: arch/arm64/mm/mmu.c, map_mem)
+// ---------------------------------------------------------------------------
+
+/// One physically contiguous piece of the linear map and its protection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearChunk {
+    pub start: PhysAddr,
+    /// Exclusive.
+    pub end: PhysAddr,
+    pub prot: PageProt,
+}
+
+/// How 5.10's `map_mem` lays out the linear map, as the pieces to map, in
+/// ascending order:
+///
+/// * every page of `memory` except those touching a `nomap` range
+///   (`MEMBLOCK_NOMAP`: not even a speculative cacheable alias may exist);
+/// * `[text_alias.0, text_alias.1)`, the linear alias of the kernel's text
+///   and rodata, as a chunk of its own with `PAGE_KERNEL_RO` (what
+///   `mark_linear_text_alias_ro` leaves; nothing here patches text, so it
+///   is read-only from the start);
+/// * everything else `PAGE_KERNEL` (RW, never executable).
+///
+/// Mapping each chunk with [`PageTable::map_range`] and block mappings gives
+/// the largest blocks alignment allows, and no block can straddle the
+/// alias's edges or cover a no-map page: the alias is built at the right
+/// granularity from the start, so no block is ever split (no
+/// break-before-make on a live linear map). Partial pages at the edges of a
+/// memory range are left out, partial pages of a no-map range are left out
+/// whole. `memory` and `nomap` must be sorted and disjoint (memblock's
+/// lists are).
+pub fn map_mem_plan(
+    memory: &[crate::dt::MemRegion],
+    nomap: &[crate::dt::MemRegion],
+    text_alias: (PhysAddr, PhysAddr),
+    mut f: impl FnMut(LinearChunk),
+) {
+    let page_down = |a: u64| a & !(PAGE_SIZE as u64 - 1);
+    let page_up = |a: u64| a.saturating_add(PAGE_SIZE as u64 - 1) & !(PAGE_SIZE as u64 - 1);
+    let (ks, ke) = (text_alias.0 .0 as u64, text_alias.1 .0 as u64);
+    // Split one mapped piece around the text alias.
+    let mut emit = |s: u64, e: u64| {
+        let mut put = |s: u64, e: u64, prot| {
+            if s < e {
+                f(LinearChunk {
+                    start: PhysAddr(s as usize),
+                    end: PhysAddr(e as usize),
+                    prot,
+                })
+            }
+        };
+        put(s, e.min(ks), PAGE_KERNEL);
+        put(s.max(ks), e.min(ke), PAGE_KERNEL_RO);
+        put(s.max(ke), e, PAGE_KERNEL);
+    };
+    for m in memory {
+        let (s, e) = (page_up(m.base), page_down(m.end()));
+        let mut cursor = s;
+        for n in nomap.iter().filter(|n| n.end() > s && n.base < e) {
+            let (ns, ne) = (page_down(n.base), page_up(n.end()));
+            if ns > cursor {
+                emit(cursor, ns.min(e));
+            }
+            cursor = cursor.max(ne);
+        }
+        if cursor < e {
+            emit(cursor, e);
+        }
     }
 }
 
@@ -1496,7 +1576,7 @@ mod tests {
             self.retired.insert(pa.0);
         }
 
-        fn table_ptr(&self, pa: PhysAddr) -> *mut u64 {
+        fn table_ptr(&self, pa: PhysAddr, _level: usize) -> *mut u64 {
             self.table_ptr_calls.set(self.table_ptr_calls.get() + 1);
             assert!(self.live.contains(&pa.0), "table_ptr({pa:?}): not a live table page");
             pa.0 as *mut u64
@@ -2756,5 +2836,306 @@ mod tests {
         assert!(seen.iter().all(|&n| n >= 20), "outcomes {seen:?}");
         pt.destroy(&mut env);
         assert!(env.live.is_empty());
+    }
+
+    // -- The linear map as map_mem lays it out -------------------------------
+
+    use crate::dt::MemRegion;
+
+    fn plan(memory: &[MemRegion], nomap: &[MemRegion], alias: (usize, usize)) -> Vec<(usize, usize, PageProt)> {
+        let mut v = Vec::new();
+        map_mem_plan(memory, nomap, (PhysAddr(alias.0), PhysAddr(alias.1)), |c| {
+            v.push((c.start.0, c.end.0, c.prot))
+        });
+        v
+    }
+
+    /// QEMU virt with 4 GiB at 1 GiB, the image at +2 MiB, a no-map region
+    /// that does not start or end on a page boundary.
+    const RAM: MemRegion = MemRegion::new(0x4000_0000, 0x1_0000_0000);
+    const ALIAS: (usize, usize) = (0x4020_0000, 0x40a3_5000);
+    const NOMAP: MemRegion = MemRegion::new(0x4800_0800, 0x1000);
+
+    #[test]
+    fn map_mem_plan_splits_at_the_alias_and_around_nomap() {
+        let rw = PAGE_KERNEL;
+        let ro = PAGE_KERNEL_RO;
+        assert_eq!(
+            plan(&[RAM], &[NOMAP], ALIAS),
+            vec![
+                (0x4000_0000, 0x4020_0000, rw),
+                (0x4020_0000, 0x40a3_5000, ro),
+                (0x40a3_5000, 0x4800_0000, rw),
+                // [0x4800_0800, 0x4800_1800) touches two pages: both stay out.
+                (0x4800_2000, 0x1_4000_0000, rw),
+            ]
+        );
+        // The alias is never executable, nor is the rest.
+        assert!(!ro.writable && !ro.executable && rw.writable && !rw.executable);
+        // No nomap: the alias still splits the range; unaligned RAM edges
+        // are trimmed to whole pages; a nomap range outside RAM is ignored,
+        // and one spanning two banks cuts both.
+        assert_eq!(
+            plan(
+                &[MemRegion::new(0x4000_0100, 0x1000_0000)],
+                &[MemRegion::new(0x10_0000, 0x1000)],
+                ALIAS
+            ),
+            vec![
+                (0x4000_1000, 0x4020_0000, rw),
+                (0x4020_0000, 0x40a3_5000, ro),
+                (0x40a3_5000, 0x5000_0000, rw),
+            ]
+        );
+        let banks = [
+            MemRegion::new(0x4000_0000, 0x4000_0000),
+            MemRegion::new(0x8000_0000, 0x4000_0000),
+        ];
+        assert_eq!(
+            plan(
+                &banks,
+                &[MemRegion::new(0x7fff_f000, 0x2000)],
+                (0x4020_0000, 0x4040_0000)
+            ),
+            vec![
+                (0x4000_0000, 0x4020_0000, rw),
+                (0x4020_0000, 0x4040_0000, ro),
+                (0x4040_0000, 0x7fff_f000, rw),
+                (0x8000_1000, 0xc000_0000, rw),
+            ]
+        );
+        // A no-map bank disappears completely.
+        assert_eq!(plan(&banks[1..], &[banks[1]], ALIAS), vec![]);
+    }
+
+    /// Every leaf of the tree at `root`: (first va, level, descriptor).
+    fn leaves<E: PgtableEnv + ?Sized>(env: &E, root: PhysAddr) -> Vec<(usize, usize, u64)> {
+        fn rec<E: PgtableEnv + ?Sized>(
+            env: &E,
+            t: PhysAddr,
+            level: usize,
+            va: usize,
+            out: &mut Vec<(usize, usize, u64)>,
+        ) {
+            for i in 0..PTRS_PER_TABLE {
+                let e = read_entry(entry_ptr(env, t, level, i));
+                let d = Descriptor(e);
+                let va = va | i << (PGDIR_SHIFT_ - 9 * level);
+                if d.is_table(level) {
+                    rec(env, d.table_addr(), level + 1, va, out);
+                } else if d.is_leaf(level) {
+                    out.push((va, level, e));
+                }
+            }
+        }
+        const PGDIR_SHIFT_: usize = 39;
+        let mut out = Vec::new();
+        rec(env, root, 0, 0xffff << 48, &mut out);
+        out
+    }
+
+    fn map_plan<E: PgtableEnv + ?Sized>(pt: &mut PageTable, env: &mut E, chunks: &[(usize, usize, PageProt)]) {
+        for &(s, e, prot) in chunks {
+            pt.map_range(env, lin(s), PhysAddr(s), e - s, prot, true).unwrap();
+        }
+    }
+
+    #[test]
+    fn linear_map_alias_gets_its_own_blocks_and_pages() {
+        let (mut env, mut pt) = setup();
+        let chunks = plan(&[RAM], &[NOMAP], ALIAS);
+        map_plan(&mut pt, &mut env, &chunks);
+        // Built at the right granularity from the start: nothing replaced,
+        // so no TLB maintenance at all, one sync per map call.
+        assert!(env.events.iter().all(|e| *e == Event::Sync), "{:?}", env.events);
+        let all = leaves(&env, pt.root());
+        let (ks, ke) = (lin(ALIAS.0).0, lin(ALIAS.1).0);
+        let (ns, ne) = (lin(0x4800_0000).0, lin(0x4800_2000).0);
+        let mut sizes = BTreeMap::new();
+        for &(va, level, desc) in &all {
+            let end = va + level_size(level);
+            let prot = Descriptor(desc).prot().unwrap();
+            // No leaf straddles an edge of the alias or covers no-map memory.
+            assert!(
+                end <= ks || va >= ke || (va >= ks && end <= ke),
+                "leaf {va:#x} L{level} straddles the alias"
+            );
+            assert!(end <= ns || va >= ne, "leaf {va:#x} L{level} covers no-map memory");
+            let in_alias = va >= ks && end <= ke;
+            assert_eq!(
+                prot,
+                if in_alias { PAGE_KERNEL_RO } else { PAGE_KERNEL },
+                "leaf {va:#x}"
+            );
+            assert!(!prot.executable);
+            *sizes.entry((level, in_alias)).or_insert(0usize) += 1;
+        }
+        // Largest blocks alignment allows: [1 GiB, 2 GiB) of RAM's first GiB
+        // holds the image and the hole, the other three GiB are 1 GiB blocks.
+        assert_eq!(sizes.get(&(1, false)), Some(&3));
+        assert_eq!(sizes.get(&(2, true)), Some(&4)); // 0x4020_0000..0x40a0_0000
+        assert_eq!(sizes.get(&(3, true)), Some(&0x35)); // 0x40a0_0000..0x40a3_5000
+                                                        // RW: one 2 MiB block below the image; pages to the next 2 MiB
+                                                        // boundary after it and around the hole; 2 MiB blocks elsewhere.
+        assert_eq!(
+            sizes.get(&(3, false)),
+            Some(&((0x40c0_0000 - 0x40a3_5000) / PAGE_SIZE + 512 - 2))
+        );
+        assert_eq!(
+            sizes.get(&(2, false)),
+            Some(&(1 + (0x4800_0000 - 0x40c0_0000) / PMD_SIZE + (0x8000_0000 - 0x4820_0000) / PMD_SIZE))
+        );
+        assert_eq!(pt.translate(&env, lin(0x4800_0800)), None);
+        assert_eq!(pt.translate(&env, lin(0x4800_1fff)), None);
+        assert_eq!(pt.translate(&env, lin(0x4800_2000)), Some(PhysAddr(0x4800_2000)));
+        assert_eq!(pt.translate(&env, lin(0x47ff_f000)), Some(PhysAddr(0x47ff_f000)));
+        pt.destroy(&mut env);
+    }
+
+    // -- Tables reached through one window per level (the fixmap) -----------
+
+    /// Tables reached as paging_init reaches them before swapper_pg_dir is
+    /// live: through one window per level (FIX_PGD..FIX_PTE), new tables
+    /// zeroed through the level-3 one. A window is a copy written back when
+    /// it moves, so any pointer used after its window moved reads or writes
+    /// the wrong table, and the tree comes out different.
+    struct WindowEnv {
+        inner: TrackingEnv,
+        win: Vec<core::cell::UnsafeCell<[u64; PTRS_PER_TABLE]>>,
+        cur: [Cell<Option<usize>>; 4],
+        moves: Cell<usize>,
+    }
+
+    impl WindowEnv {
+        fn new() -> Self {
+            Self {
+                inner: TrackingEnv::new(),
+                win: (0..4)
+                    .map(|_| core::cell::UnsafeCell::new([0xdead_u64; PTRS_PER_TABLE]))
+                    .collect(),
+                cur: Default::default(),
+                moves: Cell::new(0),
+            }
+        }
+
+        /// Write window `level` back to its page and close it.
+        fn close(&self, level: usize) {
+            if let Some(old) = self.cur[level].take() {
+                unsafe { core::ptr::copy_nonoverlapping(self.win[level].get() as *const u64, old as *mut u64, 512) };
+                unsafe { core::ptr::write_bytes(self.win[level].get() as *mut u64, 0xee, 512) };
+            }
+        }
+
+        fn open(&self, level: usize, pa: usize) -> *mut u64 {
+            let w = self.win[level].get() as *mut u64;
+            if self.cur[level].get() != Some(pa) {
+                self.close(level);
+                // Real fixmap slots alias coherently; copies cannot, so the
+                // page leaves its other window (e.g. FIX_PTE after zeroing).
+                for l in 0..4 {
+                    if self.cur[l].get() == Some(pa) {
+                        self.close(l);
+                    }
+                }
+                unsafe { core::ptr::copy_nonoverlapping(pa as *const u64, w, 512) };
+                self.cur[level].set(Some(pa));
+                self.moves.set(self.moves.get() + 1);
+            }
+            w
+        }
+
+        fn close_all(&self) {
+            (0..4).for_each(|l| self.close(l));
+        }
+    }
+
+    unsafe impl PgtableEnv for WindowEnv {
+        fn alloc_table(&mut self) -> Option<PhysAddr> {
+            let pa = self.inner.alloc_table()?;
+            // Dirty it, so only the zeroing through the window makes it a table.
+            unsafe { core::ptr::write_bytes(pa.0 as *mut u8, 0x5a, PAGE_SIZE) };
+            let w = self.open(3, pa.0);
+            unsafe { core::ptr::write_bytes(w, 0, 512) };
+            Some(pa)
+        }
+        fn free_table(&mut self, pa: PhysAddr) {
+            self.close(3);
+            for l in 0..4 {
+                if self.cur[l].get() == Some(pa.0) {
+                    self.close(l);
+                }
+            }
+            self.inner.free_table(pa)
+        }
+        fn table_ptr(&self, pa: PhysAddr, level: usize) -> *mut u64 {
+            self.inner.table_ptr(pa, level); // checks it is a live table
+            self.open(level, pa.0)
+        }
+        fn sync_new_entries(&mut self) {
+            self.inner.sync_new_entries()
+        }
+        fn flush_tlb_kernel_range(&mut self, start: VirtAddr, end: VirtAddr) {
+            self.inner.flush_tlb_kernel_range(start, end)
+        }
+        fn flush_tlb_pgtable(&mut self, start: VirtAddr, end: VirtAddr) {
+            self.inner.flush_tlb_pgtable(start, end)
+        }
+    }
+
+    /// The same operations, tables reached directly and through per-level
+    /// windows: the trees must come out identical (the generic code keeps at
+    /// most one table per level in hand, as the fixmap requires).
+    #[test]
+    fn tables_through_per_level_windows_give_the_same_tree() {
+        fn run<E: PgtableEnv>(env: &mut E, fail_after: &mut dyn FnMut(&mut E, Option<usize>)) -> PageTable {
+            let mut pt = PageTable::new(env).unwrap();
+            let banks = [
+                MemRegion::new(0x4000_0000, 0x1_0000_0000),
+                MemRegion::new(0x2_0000_0000, 0x4020_3000),
+            ];
+            map_plan(&mut pt, env, &plan(&banks, &[NOMAP], ALIAS));
+            // vmalloc-style pages, a replace, an unmap with holes.
+            let pages: Vec<PhysAddr> = (0..700).map(|i| PhysAddr(0x9000_0000 + i * 3 * PAGE_SIZE)).collect();
+            pt.map_pages(env, VirtAddr(VMALLOC_START + 0x1f_f000), &pages, PAGE_KERNEL)
+                .unwrap();
+            let va = VirtAddr(VMALLOC_START + 0x1f_f000 + 5 * PAGE_SIZE);
+            pt.map_range_replace(env, va, PhysAddr(0x1234_5000), 3 * PAGE_SIZE, PAGE_KERNEL_RO, false)
+                .unwrap();
+            pt.unmap_range_allow_holes(env, VirtAddr(VMALLOC_START + 0x20_0000), 0x10_0000)
+                .unwrap();
+            // Failed maps that allocated tables at every level: rolled back.
+            for n in 0..4 {
+                fail_after(env, Some(n));
+                let far = VirtAddr(VMALLOC_START + (7 << 39) + 0x1234_5000);
+                let r = pt.map_range(env, far, PhysAddr(0x5000_0000), 0x40_0000, PAGE_KERNEL, true);
+                assert!(matches!(r, Err(PgtableError::NoMemory { .. })), "{r:?}");
+            }
+            fail_after(env, None);
+            pt
+        }
+        let mut direct = TrackingEnv::new();
+        let a = run(&mut direct, &mut |e, n| e.fail_after = n);
+        let mut windows = WindowEnv::new();
+        let b = run(&mut windows, &mut |e, n| e.inner.fail_after = n);
+        windows.close_all();
+        assert!(
+            windows.moves.get() > 20,
+            "the windows hardly moved: {}",
+            windows.moves.get()
+        );
+        let (la, lb) = (leaves(&direct, a.root()), leaves(&windows.inner, b.root()));
+        let first = la.iter().zip(&lb).position(|(x, y)| x != y);
+        assert!(
+            la == lb,
+            "trees differ: {} vs {} leaves, first difference at {:?}",
+            la.len(),
+            lb.len(),
+            first.map(|i| (la[i], lb[i]))
+        );
+        assert_eq!(direct.live.len(), windows.inner.live.len());
+        assert_eq!(a.count_tables(&direct), b.count_tables(&windows.inner));
+        a.destroy(&mut direct);
+        b.destroy(&mut windows.inner);
+        assert!(direct.live.is_empty() && windows.inner.live.is_empty());
     }
 }

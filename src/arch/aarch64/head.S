@@ -114,7 +114,8 @@ init_kernel_el2:
  *  TTBR0 (idmap_pg_dir): an identity map of the low 256 GiB in 1 GiB blocks
  *    so the instruction after the MMU switch still fetches, the FDT stays
  *    readable and the boot console (device memory in GiB 0) keeps working
- *    until paging_init replaces all of this.
+ *    until paging_init replaces all of this. RAM may go on above 256 GiB:
+ *    paging_init reaches page-table pages through the fixmap, not this.
  *  TTBR1 (init_pg_dir): the image at KIMAGE_VADDR in 2 MiB blocks, RWX for
  *    now; paging_init remaps it W^X at 4 KiB granularity.
  */
