@@ -1097,14 +1097,31 @@ pub unsafe fn adjust_va_to_fit_type(
     Ok(())
 }
 
-/// Take `size` bytes aligned to `align` from the free tree `root`, inside
-/// `[vstart, vend)`, at the lowest address [`find_vmap_lowest_match`] allows.
-/// Returns the start address. `NoMemory` only when a split needed a node and
-/// `alloc` had none (free tree unchanged).
+/// Linux's `__alloc_vmap_area`: the start address of `size` bytes taken from
+/// the free tree, or `vend` on any failure (Linux's convention; the free
+/// tree is then unchanged). A thin shell over [`try_alloc_vmap_area_range`]
+/// that returns an integer, so that GDB's `finish` can print it (a
+/// `Result` this large is returned through memory, which GDB cannot find
+/// again after the return).
 #[allow(non_snake_case)]
 #[no_mangle]
 #[inline(never)]
 pub fn __alloc_vmap_area(
+    root: &mut VmapAreaRoot,
+    size: usize,
+    align: usize,
+    vstart: usize,
+    vend: usize,
+    alloc: &mut dyn VmapAreaAlloc,
+) -> usize {
+    try_alloc_vmap_area_range(root, size, align, vstart, vend, alloc).unwrap_or(vend)
+}
+
+/// Take `size` bytes aligned to `align` from the free tree `root`, inside
+/// `[vstart, vend)`, at the lowest address [`find_vmap_lowest_match`] allows.
+/// Returns the start address. `NoMemory` only when a split needed a node and
+/// `alloc` had none (free tree unchanged).
+pub fn try_alloc_vmap_area_range(
     root: &mut VmapAreaRoot,
     size: usize,
     align: usize,
@@ -1763,16 +1780,16 @@ mod tests {
         let live = a.live();
         a.fail_after = Some(0);
         // vstart in the middle of an area forces a no-edge split.
-        let r = __alloc_vmap_area(&mut root, P, P, B + 5 * 64 * P + 3 * P, usize::MAX, &mut a);
+        let r = try_alloc_vmap_area_range(&mut root, P, P, B + 5 * 64 * P + 3 * P, usize::MAX, &mut a);
         assert_eq!(r, Err(VmapError::NoMemory));
         assert_eq!(snapshot(&root), before);
         assert_eq!(a.live(), live);
         check_invariants(&root).unwrap();
         // Edge fits need no node and still work while the cache is empty.
-        assert_eq!(__alloc_vmap_area(&mut root, P, P, 0, usize::MAX, &mut a), Ok(B));
+        assert_eq!(try_alloc_vmap_area_range(&mut root, P, P, 0, usize::MAX, &mut a), Ok(B));
         a.fail_after = None;
         assert_eq!(
-            __alloc_vmap_area(&mut root, P, P, B + 5 * 64 * P + 3 * P, usize::MAX, &mut a),
+            try_alloc_vmap_area_range(&mut root, P, P, B + 5 * 64 * P + 3 * P, usize::MAX, &mut a),
             Ok(B + 5 * 64 * P + 3 * P)
         );
         check_invariants(&root).unwrap();
@@ -1895,14 +1912,42 @@ mod tests {
         let mut a = TrackingAlloc::new();
         let mut root = free_tree(&mut a, &[(B, B + 16 * P)]);
         for i in 0..16 {
-            assert_eq!(__alloc_vmap_area(&mut root, P, P, B, B + 16 * P, &mut a), Ok(B + i * P));
+            assert_eq!(
+                try_alloc_vmap_area_range(&mut root, P, P, B, B + 16 * P, &mut a),
+                Ok(B + i * P)
+            );
             check_invariants(&root).unwrap();
         }
         assert!(root.is_empty());
         assert_eq!(a.live(), 0);
-        let e = __alloc_vmap_area(&mut root, P, P, B, B + 16 * P, &mut a).unwrap_err();
+        let e = try_alloc_vmap_area_range(&mut root, P, P, B, B + 16 * P, &mut a).unwrap_err();
         assert_eq!(e, VmapError::NoSpace { size: P, align: P });
         assert_eq!(e.to_string(), "no free vmap range for 0x1000 bytes aligned to 0x1000");
+    }
+
+    /// The Linux-named shell returns an integer GDB can print: the address,
+    /// or `vend` for every failure, with the free tree untouched.
+    #[test]
+    fn linux_alloc_vmap_area_returns_vend_on_failure() {
+        let mut a = TrackingAlloc::new();
+        let mut root = free_tree(&mut a, &[(B, B + 2 * P)]);
+        let vend = B + 2 * P;
+        assert_eq!(__alloc_vmap_area(&mut root, P, P, B, vend, &mut a), B);
+        assert_eq!(
+            __alloc_vmap_area(&mut root, 2 * P, P, B, vend, &mut a),
+            vend,
+            "no space"
+        );
+        assert_eq!(
+            __alloc_vmap_area(&mut root, P, 3 * P, B, vend, &mut a),
+            vend,
+            "bad align"
+        );
+        assert_eq!(__alloc_vmap_area(&mut root, 0, P, B, vend, &mut a), vend, "size 0");
+        check_invariants(&root).unwrap();
+        assert_eq!(__alloc_vmap_area(&mut root, P, P, B, vend, &mut a), B + P);
+        assert!(root.is_empty());
+        assert_eq!(a.live(), 0);
     }
 
     #[test]
@@ -1913,12 +1958,15 @@ mod tests {
             &[(B, B + 2 * P), (B + 4 * P, B + 7 * P), (B + 10 * P, B + 100 * P)],
         );
         assert_eq!(
-            __alloc_vmap_area(&mut root, 3 * P, P, 0, usize::MAX, &mut a),
+            try_alloc_vmap_area_range(&mut root, 3 * P, P, 0, usize::MAX, &mut a),
             Ok(B + 4 * P)
         );
-        assert_eq!(__alloc_vmap_area(&mut root, 2 * P, P, 0, usize::MAX, &mut a), Ok(B));
         assert_eq!(
-            __alloc_vmap_area(&mut root, 2 * P, P, 0, usize::MAX, &mut a),
+            try_alloc_vmap_area_range(&mut root, 2 * P, P, 0, usize::MAX, &mut a),
+            Ok(B)
+        );
+        assert_eq!(
+            try_alloc_vmap_area_range(&mut root, 2 * P, P, 0, usize::MAX, &mut a),
             Ok(B + 10 * P)
         );
         check_invariants(&root).unwrap();
@@ -1933,7 +1981,7 @@ mod tests {
         let mut shift = 12;
         while shift <= 30 {
             let align = 1usize << shift;
-            let addr = __alloc_vmap_area(&mut root, 3 * P, align, start, VMALLOC_END, &mut a).unwrap();
+            let addr = try_alloc_vmap_area_range(&mut root, 3 * P, align, start, VMALLOC_END, &mut a).unwrap();
             assert_eq!(addr % align, 0, "align {align:#x}");
             assert!(addr >= start);
             check_invariants(&root).unwrap();
@@ -1942,15 +1990,15 @@ mod tests {
         }
         // 1 GiB aligned 1 GiB block: the free range starts 1 page past a
         // 1 GiB boundary, so the first candidate is the next boundary.
-        let addr = __alloc_vmap_area(&mut root, PUD_SIZE, PUD_SIZE, start, VMALLOC_END, &mut a).unwrap();
+        let addr = try_alloc_vmap_area_range(&mut root, PUD_SIZE, PUD_SIZE, start, VMALLOC_END, &mut a).unwrap();
         assert_eq!(addr % PUD_SIZE, 0);
         check_invariants(&root).unwrap();
         assert!(matches!(
-            __alloc_vmap_area(&mut root, P, 3 * P, start, VMALLOC_END, &mut a),
+            try_alloc_vmap_area_range(&mut root, P, 3 * P, start, VMALLOC_END, &mut a),
             Err(VmapError::BadRequest { .. })
         ));
         assert!(matches!(
-            __alloc_vmap_area(&mut root, 0, P, start, VMALLOC_END, &mut a),
+            try_alloc_vmap_area_range(&mut root, 0, P, start, VMALLOC_END, &mut a),
             Err(VmapError::BadRequest { .. })
         ));
         release(&mut root, &mut a);
@@ -1962,25 +2010,25 @@ mod tests {
         let mut root = free_tree(&mut a, &[(B, B + 8 * P), (B + 16 * P, B + 32 * P)]);
         // vstart inside the first hole.
         assert_eq!(
-            __alloc_vmap_area(&mut root, 2 * P, P, B + 5 * P, usize::MAX, &mut a),
+            try_alloc_vmap_area_range(&mut root, 2 * P, P, B + 5 * P, usize::MAX, &mut a),
             Ok(B + 5 * P)
         );
         // vstart past the first hole.
         assert_eq!(
-            __alloc_vmap_area(&mut root, P, P, B + 9 * P, usize::MAX, &mut a),
+            try_alloc_vmap_area_range(&mut root, P, P, B + 9 * P, usize::MAX, &mut a),
             Ok(B + 16 * P)
         );
         // vend too low for anything that is left.
         assert_eq!(
-            __alloc_vmap_area(&mut root, 8 * P, P, B, B + 24 * P, &mut a),
+            try_alloc_vmap_area_range(&mut root, 8 * P, P, B, B + 24 * P, &mut a),
             Err(VmapError::NoSpace { size: 8 * P, align: P })
         );
         assert_eq!(
-            __alloc_vmap_area(&mut root, 8 * P, P, B, B + 25 * P, &mut a),
+            try_alloc_vmap_area_range(&mut root, 8 * P, P, B, B + 25 * P, &mut a),
             Ok(B + 17 * P)
         );
         // vend below vstart.
-        assert!(__alloc_vmap_area(&mut root, P, P, B + 20 * P, B + 10 * P, &mut a).is_err());
+        assert!(try_alloc_vmap_area_range(&mut root, P, P, B + 20 * P, B + 10 * P, &mut a).is_err());
         check_invariants(&root).unwrap();
         release(&mut root, &mut a);
     }
@@ -1992,10 +2040,16 @@ mod tests {
         // A 16-page hole on a 16-page boundary, then a large hole.
         let mut root = free_tree(&mut a, &[(B + m, B + 2 * m), (B + 3 * m + P, B + 10 * m)]);
         // The large hole surely fits and wins.
-        assert_eq!(__alloc_vmap_area(&mut root, m, m, 0, usize::MAX, &mut a), Ok(B + 4 * m));
+        assert_eq!(
+            try_alloc_vmap_area_range(&mut root, m, m, 0, usize::MAX, &mut a),
+            Ok(B + 4 * m)
+        );
         check_lowest_match(&root, m, m, 0).unwrap();
         // Once nothing large is left below vend, the small aligned hole is used.
-        assert_eq!(__alloc_vmap_area(&mut root, m, m, 0, B + 4 * m, &mut a), Ok(B + m));
+        assert_eq!(
+            try_alloc_vmap_area_range(&mut root, m, m, 0, B + 4 * m, &mut a),
+            Ok(B + m)
+        );
         check_invariants(&root).unwrap();
         release(&mut root, &mut a);
     }
@@ -2309,7 +2363,7 @@ mod tests {
                 if inject {
                     self.a.fail_after = Some(0);
                 }
-                let got = __alloc_vmap_area(&mut self.free, size, align, vstart, vend, &mut self.a);
+                let got = try_alloc_vmap_area_range(&mut self.free, size, align, vstart, vend, &mut self.a);
                 self.a.fail_after = None;
                 let ctx = || std::format!("alloc size {size:#x} align {align:#x} vstart {vstart:#x} vend {vend:#x}");
                 match (want, got) {
@@ -2540,7 +2594,7 @@ mod tests {
         let mut free = free_tree(&mut a, &[(B, B + 2 * N * P)]);
         let mut addrs = Vec::with_capacity(2 * N);
         for _ in 0..2 * N {
-            addrs.push(__alloc_vmap_area(&mut free, P, P, 0, usize::MAX, &mut a).unwrap());
+            addrs.push(try_alloc_vmap_area_range(&mut free, P, P, 0, usize::MAX, &mut a).unwrap());
         }
         assert!(free.is_empty());
         for &addr in addrs.iter().step_by(2) {
