@@ -989,13 +989,22 @@ pub fn free_vmap_area_noflush(va: NonNull<VmapArea>) {
     }
 }
 
+/// Linux's purge_vmap_area_lock. A function, not `.lock()` in place: spin's
+/// `lock` is `#[inline(always)]`, so as the first statement of
+/// __purge_vmap_area_lazy it would be inlined even at opt-level 0, and
+/// `break __purge_vmap_area_lazy` would stop "in" spin's lock (GDB names the
+/// inlined callee that owns the first instruction after the prologue).
+fn purge_vmap_area_lock() -> spin::MutexGuard<'static, VmapAreaRoot> {
+    purge_vmap_area_root.lock()
+}
+
 /// Flush the TLB once for every lazily freed area and give their address
 /// space back to the free tree (Linux: __purge_vmap_area_lazy).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn __purge_vmap_area_lazy() -> bool {
     let (start, end, drained) = {
-        let mut purge = purge_vmap_area_root.lock();
+        let mut purge = purge_vmap_area_lock();
         let (Some(first), Some(last)) = (purge.first(), purge.last()) else {
             return false;
         };
