@@ -212,6 +212,30 @@ else
         "$(diff "$out/vmallocinfo-console.txt" "$out/vmallocinfo-run_init.txt" | head -n 10 || true)"
 fi
 
+# The oops of `peek 0`, symbolized the way its last line says. Every Call
+# trace entry is a return address; start_kernel's is the first byte after
+# start_kernel (run_init never returns), which an exact lookup names as the
+# next function.
+check_symbolize() {
+    local hint sym
+    hint=$(grep -m1 -o '(symbolize: .*)' "$out/console.txt" || true)
+    if [[ $hint != *"scripts/symbolize.sh < LOG"* ]]; then
+        report FAIL "the oops hint suggests scripts/symbolize.sh < LOG" "hint: ${hint:-none (no oops in the log?)}"
+        return
+    fi
+    sym=$("$REPO_ROOT/scripts/symbolize.sh" -e "$elf" <"$out/console.txt" 2>&1) || true
+    printf '%s\n' "$sym" >"$out/symbolized.txt"
+    if grep -q ' start_kernel+[0-9]* .*(call site)' <<<"$sym" &&
+        grep -q ' vmkernel::shell::execute+[0-9]* .*(call site)' <<<"$sym" &&
+        grep -q ' call_with_fault_recovery+[0-9]* .*(call site)' <<<"$sym"; then
+        report PASS "the oops of 'peek 0', symbolized as its hint says: start_kernel, execute, call_with_fault_recovery named at their call sites"
+    else
+        report FAIL "the oops of 'peek 0', symbolized as its hint says, names start_kernel, execute, call_with_fault_recovery" \
+            "$(head -n 20 <<<"$sym")"
+    fi
+}
+check_symbolize
+
 if [[ $qemu_status == 0 ]]; then
     report PASS "QEMU exited with status 0 (-append $GDB_TEST_APPEND)"
 else

@@ -703,6 +703,8 @@ def to_the_end():
     log, then let the kernel exit."""
     run("delete")
     run("break vmkernel::machine_power_off")
+    # An oops for gdb-test.sh to symbolize as the oops's hint says.
+    console.type("peek 0")
     console.type("poweroff")
     # After an inferior call, the first continue returns to where GDB made
     # the call (a silent stop): continue until the kernel itself gets there.
