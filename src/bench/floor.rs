@@ -22,7 +22,7 @@ use crate::kmm::page_alloc;
 use crate::kmm::paging::{self, with_init_mm};
 use crate::kmm::vmalloc::{
     self, __get_vm_area_node, alloc_pages_array, free_pages_array, free_vm_area, free_vm_struct, get_vm_area,
-    remove_vm_area, try_map_kernel_range, vfree, vmalloc, VmFlags,
+    map_kernel_range, remove_vm_area, vfree, vmalloc, VmFlags,
 };
 use crate::{pr_err, pr_info};
 use alloc::vec::Vec;
@@ -83,8 +83,9 @@ fn floor_point(n: usize, loops: usize) -> Option<FloorPoint> {
             }
             *slot = pa;
         }
-        if let Err(e) = try_map_kernel_range(addr, &pages, PAGE_KERNEL) {
-            pr_err!("bench: floor: map_pages failed: {}", e);
+        let err = map_kernel_range(addr, &pages, PAGE_KERNEL);
+        if err != 0 {
+            pr_err!("bench: floor: map_kernel_range failed: error {}", err);
             pages.iter().for_each(|&pa| page_alloc::__free_pages(pa, 0));
             ok = false;
             break;
@@ -249,8 +250,9 @@ fn stage_row(n: usize, loops: usize) -> Option<StageRow> {
         t[4] = get_cycles();
         // SAFETY: n initialised entries.
         let slice = unsafe { core::slice::from_raw_parts(pages, n) };
-        if let Err(e) = try_map_kernel_range(addr, slice, PAGE_KERNEL) {
-            pr_err!("bench: stages: map_kernel_range failed: {}", e);
+        let err = map_kernel_range(addr, slice, PAGE_KERNEL);
+        if err != 0 {
+            pr_err!("bench: stages: map_kernel_range failed: error {}", err);
             return None;
         }
         t[5] = get_cycles();

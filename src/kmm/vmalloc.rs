@@ -316,12 +316,12 @@ unsafe impl PgtableEnv for NoFlushEnv {
 
 /// Linux's map_kernel_range: map `pages` at `addr`; 0, or a negative errno
 /// after saying what failed. An integer, as in Linux, so that GDB's
-/// `finish` can print it (see [`ERR_PTR`]). A shell over
-/// [`try_map_kernel_range`].
+/// `finish` can print it (see [`ERR_PTR`]). The one caller of the page
+/// table's map_pages, so that it stays inlined here as before.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn map_kernel_range(addr: usize, pages: &[PhysAddr], prot: PageProt) -> i32 {
-    match try_map_kernel_range(addr, pages, prot) {
+    match with_init_mm(|pt, env| pt.map_pages(env, VirtAddr(addr), pages, prot)) {
         Ok(()) => 0,
         Err(e) => {
             pr_warn!("map_kernel_range({:#x}, {} pages): {}", addr, pages.len(), e);
@@ -332,12 +332,6 @@ pub fn map_kernel_range(addr: usize, pages: &[PhysAddr], prot: PageProt) -> i32 
             }
         }
     }
-}
-
-/// Map `pages` at `addr` (Linux: map_kernel_range -> vmap_pages_range).
-/// On failure nothing stays mapped and no page-table page stays allocated.
-pub fn try_map_kernel_range(addr: usize, pages: &[PhysAddr], prot: PageProt) -> Result<(), PgtableError> {
-    with_init_mm(|pt, env| pt.map_pages(env, VirtAddr(addr), pages, prot))
 }
 
 /// Clear the PTEs of [addr, addr+size) without flushing the TLB.
@@ -475,21 +469,14 @@ pub fn vmalloc_init() {
 /// Take `size` bytes of address space in [vstart, vend) and put the area in
 /// the busy tree. On exhaustion, purge the lazily freed areas once and
 /// retry (Linux: alloc_vmap_area). Returns the area, or as Linux
-/// ERR_PTR(-EINVAL) for a bad request, ERR_PTR(-ENOMEM) when no node was
-/// left for it, ERR_PTR(-EBUSY) when no range fits (said on the console).
+/// ERR_PTR(-ENOMEM) when no node was left for it, ERR_PTR(-EBUSY) when no
+/// range fits (said on the console).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn alloc_vmap_area(size: usize, align: usize, vstart: usize, vend: usize) -> *mut VmapArea {
-    if size == 0 || !size.is_multiple_of(PAGE_SIZE) || !align.is_power_of_two() || vstart >= vend {
-        pr_warn!(
-            "alloc_vmap_area: bad request: size {:#x}, align {:#x}, range [{:#x}, {:#x})",
-            size,
-            align,
-            vstart,
-            vend
-        );
-        return ERR_PTR(-EINVAL);
-    }
+    // Linux BUG_ONs these; a bad request that got through fails below as
+    // "no fit" (__alloc_vmap_area checks it again).
+    debug_assert!(size != 0 && size.is_multiple_of(PAGE_SIZE) && align.is_power_of_two());
     let Some(va) = CacheAlloc.alloc_vmap_area_node() else {
         return ERR_PTR(-ENOMEM);
     };
@@ -616,7 +603,7 @@ pub fn __get_vm_area_node(
     }
     let va = alloc_vmap_area(size, align, start, end);
     if IS_ERR(va) {
-        // -EBUSY and -EINVAL were reported by alloc_vmap_area itself.
+        // -EBUSY was reported by alloc_vmap_area itself.
         if PTR_ERR(va) == -ENOMEM {
             pr_warn!(
                 "get_vm_area: size {}, no memory for the vmap_area (caller {})",

@@ -19,7 +19,7 @@
 use super::paging::flush_tlb_kernel_range;
 use super::slab::KmemCache;
 use super::vmalloc::{
-    alloc_vmap_area, free_vmap_area_noflush, purge_vmap_area_lazy, try_map_kernel_range, unlink_vmap_area,
+    alloc_vmap_area, free_vmap_area_noflush, map_kernel_range, purge_vmap_area_lazy, unlink_vmap_area,
     unmap_kernel_range_noflush, CacheAlloc, IS_ERR,
 };
 use crate::{pr_err, pr_warn};
@@ -277,8 +277,15 @@ pub fn vm_map_ram(pages: &[PhysAddr]) -> *mut u8 {
         // SAFETY: not an error pointer: a live busy area, ours.
         unsafe { (*va).va_start }
     };
-    if let Err(e) = try_map_kernel_range(addr, pages, PAGE_KERNEL) {
-        pr_warn!("vm_map_ram: mapping {} pages at {:#x} failed: {}", count, addr, e);
+    // map_kernel_range said why on failure.
+    let err = map_kernel_range(addr, pages, PAGE_KERNEL);
+    if err != 0 {
+        pr_warn!(
+            "vm_map_ram: mapping {} pages at {:#x} failed: error {}",
+            count,
+            addr,
+            err
+        );
         vm_unmap_ram(addr as *const u8, count);
         return ptr::null_mut();
     }
