@@ -146,7 +146,8 @@ stop_console_pump
 if [[ -n $transcript ]]; then
     # For the docs: the commands and GDB's answers, no host paths.
     if grep -q '^PASS gdb: transcript' "$out/results.txt" 2>/dev/null; then
-        sed -e "s|$REPO_ROOT/||g" -e "s|$TARGET_DIR|target|g" "$out/transcript.txt" >"$transcript"
+        # From the first command typed (the setup before it is not the point).
+        sed -n -e "/^(gdb) /,\$p" "$out/transcript.txt" | sed -e "s|$REPO_ROOT/||g" -e "s|$TARGET_DIR|target|g" >"$transcript"
         report PASS "transcript of the default session written to $transcript"
     else
         report FAIL "transcript of the default session" "$(cat "$out/results.txt" 2>/dev/null)" \
