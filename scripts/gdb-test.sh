@@ -237,10 +237,11 @@ check_symbolize() {
 }
 check_symbolize
 
+how=${GDB_TEST_APPEND:+-append $GDB_TEST_APPEND}
 if [[ $qemu_status == 0 ]]; then
-    report PASS "QEMU exited with status 0 (-append $GDB_TEST_APPEND)"
+    report PASS "QEMU exited with status 0 (${how:-poweroff typed at the shell})"
 else
-    report FAIL "QEMU exited with status 0 (-append $GDB_TEST_APPEND)" "status: $qemu_status" "command: $shell_words" \
+    report FAIL "QEMU exited with status 0 (${how:-poweroff typed at the shell})" "status: $qemu_status" "command: $shell_words" \
         "$(tail -n 15 "$out/console.txt")"
 fi
 printf '     (transcript: %s)\n' "$out/transcript.txt"

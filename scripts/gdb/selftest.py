@@ -172,8 +172,14 @@ def stack():
     return out
 
 
+def display_names(names):
+    """A frame's names for a message: the readable ones (no mangled
+    linkage names, whose hash changes with every build)."""
+    return "/".join(sorted(n for n in names if not n.startswith(("_ZN", "_R")))) or "??"
+
+
 def chain_str():
-    return " <- ".join("/".join(sorted(frame_names(f))) or "??" for f in stack())
+    return " <- ".join(display_names(frame_names(f)) for f in stack())
 
 
 def find_frame(name):
@@ -575,7 +581,7 @@ def check_name(name, trigger=None, want_args=None, stopped=False, returns=True, 
         run("delete", quiet=True)
     f0 = gdb.newest_frame()
     result(f0.type() != gdb.INLINE_FRAME and name in frame_names(f0), f"break {name}: frame #0 is {name}",
-           f"frame #0 is {'/'.join(sorted(frame_names(f0)))}"
+           f"frame #0 is {display_names(frame_names(f0))}"
            f"{' (an inlined callee)' if f0.type() == gdb.INLINE_FRAME else ''}; stack: {chain_str()}")
     fr = find_frame(name)
     fr.select()
@@ -611,8 +617,8 @@ def check_name(name, trigger=None, want_args=None, stopped=False, returns=True, 
         moved.append(f"step: line {line0} -> {f.find_sal().line} in {name} (pc {pc0:#x} -> {f.pc():#x})")
     else:
         ok_step = fr.is_valid() and f.older() == fr
-        moved.append(f"step: line {line0} of {name} -> {'/'.join(sorted(frame_names(f)))} "
-                     f"line {f.find_sal().line} (caller {'/'.join(sorted(frame_names(f.older()))) if f.older() else '?'})")
+        moved.append(f"step: line {line0} of {name} -> {display_names(frame_names(f))} "
+                     f"line {f.find_sal().line} (caller {display_names(frame_names(f.older())) if f.older() else '?'})")
         if ok_step:
             run("finish")  # back to NAME, mid-line
     ok_next = False
@@ -641,10 +647,10 @@ def check_name(name, trigger=None, want_args=None, stopped=False, returns=True, 
     value = finish_frame(name)
     back = gdb.newest_frame()
     ok = frame_names(back) == caller_names and (value is not None or not returns)
-    shown = f"Value returned: {value}" if value is not None else "no value"
-    result(ok, f"finish from {name}: back in {'/'.join(sorted(caller_names))}, "
+    value_text = f"Value returned: {value}" if value is not None else "no value"
+    result(ok, f"finish from {name}: back in {display_names(caller_names)}, "
            f"{'Value returned printed' if returns else 'returns nothing'}",
-           f"now in {'/'.join(sorted(frame_names(back)))}; {shown}")
+           f"now in {display_names(frame_names(back))}; {value_text}")
     return value
 
 
