@@ -149,7 +149,7 @@ console = Console(os.environ.get("VMK_CONSOLE_IN"))
 
 def frame_names(f):
     """Short names of a frame: its DWARF name and, for #[export_name]
-    functions, its symbol (lowest_match_bounded is find_vmap_lowest_match)."""
+    functions, its symbol."""
     names = set()
     if f.type() == gdb.DUMMY_FRAME:
         return {"<function called from gdb>"}

@@ -970,15 +970,27 @@ unsafe fn lowest_match(
     }
 }
 
-/// Search with the guaranteed-fit length first, then exactly.
+/// The lowest-address free area that can hold `size` bytes aligned to
+/// `align` (a power of two) starting at or after `vstart` and ending by
+/// `vend`, or null. Areas large enough to fit the block at any page-aligned
+/// position win over lower, smaller ones that fit only by luck (see the
+/// module docs): the search tries the guaranteed-fit length first, then
+/// the exact size. Null on a non-augmented tree.
 ///
-/// This is the search `__alloc_vmap_area` runs, so it carries the symbol
-/// `find_vmap_lowest_match`: `break find_vmap_lowest_match` in GDB stops on
-/// the kernel's allocation path (the unbounded wrapper below is a plain Rust
-/// function, `kernel::mm::vmap_tree::find_vmap_lowest_match`).
-#[export_name = "find_vmap_lowest_match"]
+/// Linux 5.10's find_vmap_lowest_match has no `vend` (its caller checks the
+/// end afterwards); this one stops at `vend`, so it is the search
+/// `__alloc_vmap_area` runs, under Linux's name: `break
+/// find_vmap_lowest_match` in GDB stops on the allocation path, in a frame
+/// of that name. Pass `usize::MAX` for no bound.
+#[no_mangle]
 #[inline(never)]
-fn lowest_match_bounded(root: &VmapAreaRoot, size: usize, align: usize, vstart: usize, vend: usize) -> Link {
+pub fn find_vmap_lowest_match(
+    root: &VmapAreaRoot,
+    size: usize,
+    align: usize,
+    vstart: usize,
+    vend: usize,
+) -> *mut VmapArea {
     if !root.augmented || size == 0 || !align.is_power_of_two() {
         return ptr::null_mut();
     }
@@ -992,16 +1004,6 @@ fn lowest_match_bounded(root: &VmapAreaRoot, size: usize, align: usize, vstart: 
         }
         lowest_match(root, size, align, vstart, vend, size)
     }
-}
-
-/// The lowest-address free area that can hold `size` bytes aligned to
-/// `align` (a power of two) starting at or after `vstart`, or null. Areas
-/// large enough to fit the block at any page-aligned position win over
-/// lower, smaller ones that fit only by luck (see the module docs). Null on a
-/// non-augmented tree.
-#[inline(never)]
-pub fn find_vmap_lowest_match(root: &VmapAreaRoot, size: usize, align: usize, vstart: usize) -> *mut VmapArea {
-    lowest_match_bounded(root, size, align, vstart, usize::MAX)
 }
 
 /// How a block `[nva_start, nva_start + size)` sits in a free area.
@@ -1132,7 +1134,7 @@ pub fn try_alloc_vmap_area_range(
     if size == 0 || !align.is_power_of_two() {
         return Err(VmapError::BadRequest { size, align });
     }
-    let va = lowest_match_bounded(root, size, align, vstart, vend);
+    let va = find_vmap_lowest_match(root, size, align, vstart, vend);
     if va.is_null() {
         return Err(VmapError::NoSpace { size, align });
     }
@@ -1518,7 +1520,7 @@ pub fn check_invariants(root: &VmapAreaRoot) -> Result<(), InvariantError> {
 /// Compare [`find_vmap_lowest_match`] with a linear scan of the list that
 /// applies the same rule (DEBUG_AUGMENT_LOWEST_MATCH_CHECK).
 pub fn check_lowest_match(root: &VmapAreaRoot, size: usize, align: usize, vstart: usize) -> Result<(), InvariantError> {
-    let tree = find_vmap_lowest_match(root, size, align, vstart) as usize;
+    let tree = find_vmap_lowest_match(root, size, align, vstart, usize::MAX) as usize;
     let mut linear = 0;
     if root.augmented && size != 0 && align.is_power_of_two() {
         let scan = |length: usize| {
@@ -2605,7 +2607,7 @@ mod tests {
         assert_eq!(free.len(), N);
         assert!(free.height() <= max_rb_height(N), "height {}", free.height());
         check_lowest_match(&free, P, P, B + N * P + 1).unwrap();
-        assert!(find_vmap_lowest_match(&free, 2 * P, P, 0).is_null());
+        assert!(find_vmap_lowest_match(&free, 2 * P, P, 0, usize::MAX).is_null());
         for &addr in addrs.iter().skip(1).step_by(2) {
             let va = a.node(addr, addr + P);
             unsafe { merge_or_add_vmap_area(&mut free, va, &mut a).unwrap() };
