@@ -38,7 +38,7 @@ gdb_files=()
 while (($#)); do
     case $1 in
     -h | --help)
-        sed -n '2,26s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
         exit 0
         ;;
     --attach)
