@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The scripted GDB test (the `gdb` layer of scripts/test.sh): gdb-multiarch
 # in batch mode against QEMU's gdbstub (-S, a free port) drives a session
-# through the vmalloc pipeline with scripts/gdb/selftest.py, then the
-# helpers' output is compared with what the kernel printed on its console.
+# through the vmalloc pipeline with scripts/gdb/selftest.py, typing shell
+# commands into the kernel's serial console (a QEMU socket chardev), then
+# the helpers' output is compared with what the kernel printed.
 #
 #   scripts/gdb-test.sh [--no-build] [--elf ELF --image IMAGE] [--out DIR]
+#   scripts/gdb-test.sh --transcript FILE    the short default session
+#                                            (break __get_vm_area_node, bt,
+#                                            info args, finish) into FILE
 #
+# The kernel is the one scripts/gdb.sh debugs: the `debugging` cargo
+# profile (GDB_PROFILE to change it), unless --elf/--image name one.
 # One `PASS gdb: ...` / `FAIL gdb: ...` line per check (reasons indented
 # below a FAIL), then `N passed, N failed`; exit status 0 iff none failed.
 # Everything is under `timeout`, so a wedged QEMU or GDB cannot hang CI.
@@ -13,31 +19,33 @@
 # session as a user sees it), console.log, results.txt, the snapshots.
 #
 # Environment: GDB_TEST_TIMEOUT (seconds for the whole session, default
-# 120), GDB_TEST_APPEND (kernel command line, default ktest=vmalloc: its
-# first vmalloc is the one traced; without any, the session makes one).
+# 240), GDB_TEST_APPEND (extra kernel command line, default none: the
+# kernel boots into its serial shell, which the session drives).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=gdb/lib-gdb.sh
 source "$REPO_ROOT/scripts/gdb/lib-gdb.sh"
 
-GDB_TEST_TIMEOUT=${GDB_TEST_TIMEOUT:-120}
-GDB_TEST_APPEND=${GDB_TEST_APPEND:-ktest=vmalloc}
+GDB_TEST_TIMEOUT=${GDB_TEST_TIMEOUT:-240}
+GDB_TEST_APPEND=${GDB_TEST_APPEND:-}
 
 build=1
 elf=
 image=
 out=$LOG_DIR/gdb
+transcript=
 while (($#)); do
     case $1 in
     -h | --help)
-        sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        sed -n '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
         exit 0
         ;;
     --no-build) build=0 && shift ;;
     --elf) elf=${2:?} && shift 2 ;;
     --image) image=${2:?} && shift 2 ;;
     --out) out=${2:?} && shift 2 ;;
+    --transcript) transcript=${2:?--transcript needs a file} && shift 2 ;;
     *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
@@ -59,22 +67,44 @@ finish() {
 ensure_tools qemu-system-aarch64 gdb-multiarch timeout
 if [[ -z $elf ]]; then
     if ((build)); then
-        build_kernel >&2 || { report FAIL "build the kernel" && finish; }
+        build_profile "$GDB_PROFILE" >&2 || { report FAIL "build the kernel (profile $GDB_PROFILE)" && finish; }
     fi
-    elf=$KERNEL_ELF
-    image=$KERNEL_IMAGE
-    [[ -f $image ]] || make_image "$elf" "$image"
+    profile_paths "$GDB_PROFILE"
+    elf=$PROFILE_ELF
+    image=$PROFILE_IMAGE
+    # Always from this ELF: a stale Image would run code GDB's symbols do
+    # not describe (breakpoints at the wrong instructions).
+    [[ -f $elf ]] && make_image "$elf" "$image"
 fi
 [[ -f $elf && -f $image ]] || die "no kernel: $elf / $image"
-
+# A private copy: a rebuild by someone else during the session cannot
+# change the ELF GDB reads under the kernel QEMU runs.
 rm -rf "$out"
 mkdir -p "$out"
+cp -f "$elf" "$out/vmkernel"
+cp -f "$image" "$out/Image"
+elf=$out/vmkernel
+image=$out/Image
 
 QEMU_PID=
 trap stop_qemu EXIT
 
+# The console: a socket the session types into, everything the kernel
+# prints logged to console.log (also while nobody is connected).
+append=()
+[[ -n $GDB_TEST_APPEND ]] && append=(-append "$GDB_TEST_APPEND")
 port=
-start_qemu_gdb_free_port "$out/console.log" "$out/qemu.err" -kernel "$image" -append "$GDB_TEST_APPEND" && port=$GDB_PORT
+cport=$(free_port)
+console_socket_args "tcp:$cport" "$out/console.log"
+start_qemu_gdb_free_port /dev/null "$out/qemu.err" -kernel "$image" "${append[@]}" "${CONSOLE_ARGS[@]}" &&
+    port=$GDB_PORT
+PUMP_PIDS=()
+trap 'stop_console_pump; stop_qemu' EXIT
+if [[ -n $port ]] && ! console_pump "$cport" "$out/console.in"; then
+    report FAIL "connect to the kernel console on 127.0.0.1:$cport"
+    finish
+    exit 1
+fi
 shell_words=$(printf '%q ' "${QEMU_CMD[@]}")
 echo "$shell_words" >"$out/qemu.cmd"
 if [[ -z $port ]]; then
@@ -83,12 +113,15 @@ if [[ -z $port ]]; then
     exit 1
 fi
 
+mode=full
+[[ -n $transcript ]] && mode=transcript
 gdb_status=0
-VMK_GDB_OUT=$out timeout --kill-after=5 "$GDB_TEST_TIMEOUT" \
+VMK_GDB_OUT=$out VMK_CONSOLE_IN=$out/console.in VMK_GDB_MODE=$mode timeout --kill-after=5 "$GDB_TEST_TIMEOUT" \
     gdb-multiarch -nx -batch \
     -ex "set architecture aarch64" \
     -ex "set pagination off" \
     -ex "set width 0" \
+    -ex "set confirm off" \
     -ex "source $GDB_HELPERS" \
     -ex "target remote 127.0.0.1:$port" \
     -x "$REPO_ROOT/scripts/gdb/selftest.py" \
@@ -108,6 +141,21 @@ else
     wait "$QEMU_PID" 2>/dev/null || qemu_status=$?
 fi
 QEMU_PID=
+stop_console_pump
+
+if [[ -n $transcript ]]; then
+    # For the docs: the commands and GDB's answers, no host paths.
+    if grep -q '^PASS gdb: transcript' "$out/results.txt" 2>/dev/null; then
+        # From the first command typed (the setup before it is not the point).
+        sed -n -e "/^(gdb) /,\$p" "$out/transcript.txt" | sed -e "s|$REPO_ROOT/||g" -e "s|$TARGET_DIR|target|g" >"$transcript"
+        report PASS "transcript of the default session written to $transcript"
+    else
+        report FAIL "transcript of the default session" "$(cat "$out/results.txt" 2>/dev/null)" \
+            "$(tail -n 20 "$out/transcript.txt")"
+    fi
+    finish
+    exit
+fi
 
 # The session's own checks.
 if [[ -s $out/results.txt ]]; then
@@ -165,10 +213,35 @@ else
         "$(diff "$out/vmallocinfo-console.txt" "$out/vmallocinfo-run_init.txt" | head -n 10 || true)"
 fi
 
+# The oops of `peek 0`, symbolized the way its last line says. Every Call
+# trace entry is a return address; start_kernel's is the first byte after
+# start_kernel (run_init never returns), which an exact lookup names as the
+# next function.
+check_symbolize() {
+    local hint sym
+    hint=$(grep -m1 -o '(symbolize: .*)' "$out/console.txt" || true)
+    if [[ $hint != *"scripts/symbolize.sh < LOG"* ]]; then
+        report FAIL "the oops hint suggests scripts/symbolize.sh < LOG" "hint: ${hint:-none (no oops in the log?)}"
+        return
+    fi
+    sym=$("$REPO_ROOT/scripts/symbolize.sh" -e "$elf" <"$out/console.txt" 2>&1) || true
+    printf '%s\n' "$sym" >"$out/symbolized.txt"
+    if grep -q ' start_kernel+[0-9]* .*(call site)' <<<"$sym" &&
+        grep -q ' vmkernel::shell::execute+[0-9]* .*(call site)' <<<"$sym" &&
+        grep -q ' call_with_fault_recovery+[0-9]* .*(call site)' <<<"$sym"; then
+        report PASS "the oops of 'peek 0', symbolized as its hint says: start_kernel, execute, call_with_fault_recovery named at their call sites"
+    else
+        report FAIL "the oops of 'peek 0', symbolized as its hint says, names start_kernel, execute, call_with_fault_recovery" \
+            "$(head -n 20 <<<"$sym")"
+    fi
+}
+check_symbolize
+
+how=${GDB_TEST_APPEND:+-append $GDB_TEST_APPEND}
 if [[ $qemu_status == 0 ]]; then
-    report PASS "QEMU exited with status 0 (-append $GDB_TEST_APPEND)"
+    report PASS "QEMU exited with status 0 (${how:-poweroff typed at the shell})"
 else
-    report FAIL "QEMU exited with status 0 (-append $GDB_TEST_APPEND)" "status: $qemu_status" "command: $shell_words" \
+    report FAIL "QEMU exited with status 0 (${how:-poweroff typed at the shell})" "status: $qemu_status" "command: $shell_words" \
         "$(tail -n 15 "$out/console.txt")"
 fi
 printf '     (transcript: %s)\n' "$out/transcript.txt"

@@ -2,15 +2,22 @@
 # Turn kernel addresses (an oops's pc/lr and Call trace) into function+offset
 # and file:line, with gdb-multiarch in batch mode on the kernel ELF.
 #
-#   scripts/symbolize.sh [-e ELF] ADDR...     addresses as given (0x optional)
-#   scripts/symbolize.sh [-e ELF] < oops.txt  the pc/lr and Call trace lines of a log
+#   scripts/symbolize.sh [-e ELF] < oops.txt  the pc/lr and Call trace lines of a
+#                                             log (or paste the oops, then Ctrl-D)
+#   scripts/symbolize.sh [-e ELF] ADDR...     exact addresses (a pc, a function)
+#   scripts/symbolize.sh [-e ELF] -r ADDR...  return addresses (lr, Call trace)
 #
-# From a log, return addresses (lr and every Call trace entry but the pc) are
-# looked up at ADDR-4, the `bl` that made the call, so the function and line
-# are the call site's (a call that never returns can be a function's last
-# instruction, and ADDR itself would then name the next function).
+# Return addresses (lr and every Call trace entry but the pc) are looked up
+# at ADDR-4, the `bl` that made the call, so the function and line are the
+# call site's: a call that never returns can be a function's last
+# instruction, and ADDR itself then names the next function (the Call trace
+# entry of start_kernel, whose run_init never returns, named
+# unmap_kernel_range_noflush). From a log this is automatic; given on the
+# command line, mark them with -r (an exact address that is a function's
+# first byte gets a warning, as it is most likely a return address).
 # ELF defaults to the release build; for a test-suite log use
-# target/test-logs/kernel/vmkernel (the kernel it ran).
+# target/test-logs/kernel/vmkernel (the kernel it ran), for a gdb.sh session
+# target/aarch64-unknown-none/debugging/vmkernel.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,6 +25,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 elf=$KERNEL_ELF
 addrs=()   # as printed
 lookups=() # where to look up the line
+ret=0      # -r: the addresses that follow are return addresses
 while (($#)); do
     case $1 in
     -e | --elf)
@@ -25,13 +33,15 @@ while (($#)); do
         shift 2
         ;;
     -h | --help)
-        sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
         exit 0
         ;;
+    -r | --return) ret=1 && shift ;;
     *)
         [[ $1 =~ ^(0x)?([0-9a-fA-F]+)$ ]] || die "not a hex address: $1"
-        addrs+=("0x${BASH_REMATCH[2],,}")
-        lookups+=("0x${BASH_REMATCH[2],,}")
+        a=0x${BASH_REMATCH[2],,}
+        addrs+=("$a")
+        if ((ret)); then lookups+=("$(printf '0x%x' $((a - 4)))"); else lookups+=("$a"); fi
         shift
         ;;
     esac
@@ -89,6 +99,10 @@ done <<<"$gdb_out"
 for i in "${!addrs[@]}"; do
     s=$(sed -E 's/::h[0-9a-f]{16}//g' <<<"${sym[i]:-??}")
     note=""
-    [[ ${lookups[i]} == "${addrs[i]}" ]] || note="  (call site)"
+    if [[ ${lookups[i]} != "${addrs[i]}" ]]; then
+        note="  (call site)"
+    elif [[ $s != *+* && $s != "??" ]]; then
+        note="  (a function's first byte: if this is a return address, use -r)"
+    fi
     printf '%s  %s  %s%s\n' "$(printf '%016x' "${addrs[i]}")" "$s" "${loc[i]:-??}" "$note"
 done

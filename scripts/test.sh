@@ -698,14 +698,14 @@ layer_shell() {
 # ---------------------------------------------------------------------------
 
 # scripts/gdb-test.sh prints one PASS/FAIL line per check; report them here.
+# It tests the build scripts/gdb.sh debugs (the `debugging` profile), which
+# gdb-test.sh builds itself (--no-build: the last one) and copies for the run.
 layer_gdb() {
-    need_kernel || {
-        fail "gdb: no kernel to debug (build failed)"
-        return
-    }
-    local log=$LOG_DIR/gdb-test.log line status=0 n=0 failed_before=$FAILED
-    timeout --kill-after=5 $((${GDB_TEST_TIMEOUT:-120} + 30)) "$REPO_ROOT/scripts/gdb-test.sh" \
-        --elf "$TEST_ELF" --image "$TEST_IMAGE" --out "$LOG_DIR/gdb" >"$log" 2>&1 || status=$?
+    local log=$LOG_DIR/gdb-test.log line status=0 n=0 failed_before=$FAILED build=()
+    ((BUILD)) || build=(--no-build)
+    mkdir -p "$LOG_DIR"
+    timeout --kill-after=5 $((${GDB_TEST_TIMEOUT:-240} + 120)) "$REPO_ROOT/scripts/gdb-test.sh" \
+        "${build[@]}" --out "$LOG_DIR/gdb" >"$log" 2>&1 || status=$?
     while IFS= read -r line; do
         case $line in
         "PASS "*) pass "${line#PASS }" && n=$((n + 1)) ;;

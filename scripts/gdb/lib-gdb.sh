@@ -11,9 +11,36 @@
 #                             OUT, QEMU's messages to ERR; sets QEMU_PID
 #   build_profile PROFILE     cargo build --profile PROFILE + Image; sets
 #                             PROFILE_ELF and PROFILE_IMAGE (profile_paths)
+#   console_socket_args WHERE LOG
+#                             CONSOLE_ARGS: QEMU's serial on a socket chardev
+#                             (WHERE = unix:PATH or tcp:PORT), logged to LOG
+#   console_pump PORT FIFO    connect to the console on PORT: what is written
+#                             to FIFO is typed, what the kernel prints is read
+#                             and dropped (it is in the log); sets PUMP_PIDS
+#   console_attach PORT       the console on this terminal (raw), Ctrl-] quits
 
 # shellcheck disable=SC2034 # used by the scripts that source this file
 GDB_HELPERS=$REPO_ROOT/scripts/gdb/vmkernel-gdb.py
+# The build that scripts/gdb.sh debugs and scripts/gdb-test.sh tests by
+# default: the `debugging` cargo profile (opt-level 0, see Cargo.toml and
+# docs/debugging.md). The release build stays the benchmark build.
+GDB_PROFILE=${GDB_PROFILE:-debugging}
+
+# console_socket_args WHERE LOG: the kernel console on a listening socket
+# (server=on, wait=off: the kernel runs whether or not anyone is attached;
+# what it prints while nobody is goes only to LOG), every byte logged to
+# LOG. -monitor none: -nographic would otherwise put QEMU's monitor on
+# stdio. GDB's `monitor` command still reaches it through the gdbstub.
+console_socket_args() {
+    local where=$1 log=$2 sock
+    case $where in
+    unix:*) sock="path=${where#unix:}" ;;
+    tcp:*) sock="host=127.0.0.1,port=${where#tcp:}" ;;
+    *) die "console_socket_args: unix:PATH or tcp:PORT, not $where" ;;
+    esac
+    CONSOLE_ARGS=(-chardev "socket,id=con0,$sock,server=on,wait=off,logfile=$log,logappend=off"
+        -serial chardev:con0 -monitor none)
+}
 
 # free_port: bind port 0 and report what the kernel picked. QEMU binds it a
 # moment later; start_qemu_gdb notices if someone else took it meanwhile.
@@ -101,4 +128,52 @@ build_profile() {
     profile_paths "$1"
     make_image "$PROFILE_ELF" "$PROFILE_IMAGE" || return 1
     info "kernel ($1): Image $PROFILE_IMAGE, ELF $PROFILE_ELF"
+}
+
+# console_pump PORT FIFO: keep the console socket drained (QEMU stalls the
+# guest once nobody reads what it writes) and type whatever is written to
+# FIFO. Bash's /dev/tcp: no extra tool needed.
+console_pump() {
+    local port=$1 fifo=$2
+    rm -f "$fifo"
+    mkfifo "$fifo" || return 1
+    exec {PUMP_SOCK}<>"/dev/tcp/127.0.0.1/$port" || return 1
+    # Read-write, so the FIFO never reaches EOF between two writers.
+    exec {PUMP_FIFO}<>"$fifo"
+    PUMP_PIDS=()
+    cat <&"$PUMP_SOCK" >/dev/null &
+    PUMP_PIDS+=($!)
+    cat <&"$PUMP_FIFO" >&"$PUMP_SOCK" &
+    PUMP_PIDS+=($!)
+    exec {PUMP_SOCK}>&- {PUMP_FIFO}>&-
+}
+
+stop_console_pump() {
+    local p
+    for p in "${PUMP_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PUMP_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    PUMP_PIDS=()
+}
+
+# console_attach PORT: the kernel console on this terminal. The terminal is
+# raw (every key goes to the kernel's line editor, Ctrl-C included); Ctrl-]
+# detaches, as in telnet. Only bash and stty.
+console_attach() {
+    local port=$1 sock reader c saved
+    exec {sock}<>"/dev/tcp/127.0.0.1/$port" || die "no console on 127.0.0.1:$port (is scripts/gdb.sh running?)"
+    cat <&"$sock" &
+    reader=$!
+    saved=$(stty -g)
+    stty raw -echo
+    printf 'console attached: Ctrl-] detaches\r\n'
+    while kill -0 "$reader" 2>/dev/null; do
+        IFS= read -rsn1 -t 1 c || { (($? > 128)) && continue; } || break
+        [[ $c == $'\x1d' ]] && break
+        # read -n1 returns the delimiter (newline) as an empty string.
+        printf '%s' "${c:-$'\n'}" >&"$sock"
+    done
+    stty "$saved"
+    kill "$reader" 2>/dev/null || true
+    exec {sock}>&-
+    printf '\nconsole detached\n'
 }

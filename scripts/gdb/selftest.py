@@ -12,10 +12,14 @@ writes, into $VMK_GDB_OUT:
                    helper output for the comparisons against the console
                    log that gdb-test.sh makes once QEMU has exited
 
-The vmalloc is whatever the boot arguments make the kernel do first (the
-in-kernel suite `ktest=vmalloc`); if the kernel gets to machine_power_off
-without any, the session makes one itself with an inferior call of
-__vmalloc_node, so the test does not depend on which suites exist.
+The kernel boots into its serial shell; the session types shell commands
+into the console (a QEMU socket chardev; gdb-test.sh passes keystrokes on
+from the FIFO $VMK_CONSOLE_IN) to reach each
+function, as a user at the console would: `vmalloc 12345` for the traced
+vmalloc, then one command per pipeline name for the per-name checks (break
+NAME -> frame #0 is NAME, `info args`, `step`/`next`, `finish`), and
+`poweroff` at the end. With VMK_GDB_MODE=transcript it runs only the short
+default session that docs/debugging.md shows.
 """
 
 import os
@@ -104,12 +108,48 @@ def save(name, text):
 # ---------------------------------------------------------------------------
 
 def short(n):
-    return n.split("::")[-1] if n else None
+    """The last path component of a Rust name, generic arguments dropped:
+    vmkernel::arch::aarch64::traps::run_catching<F, R> -> run_catching."""
+    if not n:
+        return None
+    out, depth = [], 0
+    for c in n:
+        if c == "<":
+            depth += 1
+        elif c == ">":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            out.append(c)
+    return "".join(out).split("::")[-1]
+
+
+class Console:
+    """The kernel's serial console, as a user types into it.
+
+    gdb-test.sh connects to QEMU's console socket, keeps it drained and
+    types what is written to the FIFO $VMK_CONSOLE_IN. Bytes wait in the
+    PL011 and the socket until the shell reads them, so a command can be
+    typed while the kernel is stopped; it runs at the next `continue`."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def type(self, line):
+        """Type `line` and Enter at the shell prompt (echoed in the transcript)."""
+        if not self.path:
+            raise Abort("no console input (VMK_CONSOLE_IN is not set)")
+        gdb.write(f"(console) vmkernel# {line}\n")
+        gdb.flush()
+        with open(self.path, "wb") as f:
+            f.write(line.encode() + b"\r")
+
+
+console = Console(os.environ.get("VMK_CONSOLE_IN"))
 
 
 def frame_names(f):
     """Short names of a frame: its DWARF name and, for #[export_name]
-    functions, its symbol (lowest_match_bounded is find_vmap_lowest_match)."""
+    functions, its symbol."""
     names = set()
     if f.type() == gdb.DUMMY_FRAME:
         return {"<function called from gdb>"}
@@ -132,8 +172,14 @@ def stack():
     return out
 
 
+def display_names(names):
+    """A frame's names for a message: the readable ones (no mangled
+    linkage names, whose hash changes with every build)."""
+    return "/".join(sorted(n for n in names if not n.startswith(("_ZN", "_R")))) or "??"
+
+
 def chain_str():
-    return " <- ".join("/".join(sorted(frame_names(f))) or "??" for f in stack())
+    return " <- ".join(display_names(frame_names(f)) for f in stack())
 
 
 def find_frame(name):
@@ -192,6 +238,18 @@ def finish_frame(name):
     return None if same else after
 
 
+def arg_value(frame, name):
+    """The value of `frame`'s argument `name` (a local of the same name may
+    shadow it: `let size = size.next_multiple_of(PAGE_SIZE)`)."""
+    b = frame.block()
+    while b is not None and b.function is None:
+        b = b.superblock
+    for sym in b or []:
+        if sym.is_argument and sym.name == name:
+            return sym.value(frame)
+    return None
+
+
 def u64(v):
     return int(v) & 0xFFFFFFFFFFFFFFFF
 
@@ -236,6 +294,10 @@ def at_start_kernel():
                  "lx-buddyinfo at start_kernel fails clearly (no zones before free_area_init)")
     out, err = run("lx-dmesg")
     result(err is None, "lx-dmesg at start_kernel works (the ring is in .bss)", str(err))
+    # start_kernel never returns: no finish.
+    check_name("start_kernel", stopped=True, finish=False, want_args={
+        "fdt_pa": lambda t: t.startswith("0x"), "phys_text": lambda t: t.startswith("0x")})
+    check_name("paging_init", want_args={"uart_phys": 0x0900_0000}, returns=False)
 
 
 def at_run_init():
@@ -296,26 +358,35 @@ def at_run_init():
            str(err or out))
 
 
+REQUEST = 12345  # the traced `vmalloc 12345`: 4 pages with the guard page
+
+
+def wait_for_shell(quiet=False):
+    """Run until the serial shell's loop starts: typing earlier can lose
+    bytes while the boot code still sets the UART up."""
+    run("tbreak vmkernel::shell::run", quiet=quiet)
+    out, err = run("continue", quiet=quiet)
+    if not stopped_in("run"):
+        raise Abort(f"the kernel did not reach the serial shell: {err or out}")
+
+
 def trigger_vmalloc():
-    """Run to the first vmalloc's __get_vm_area_node; returns how it was triggered."""
+    """Type `vmalloc REQUEST` at the shell and run to its __get_vm_area_node."""
     # Only __get_vm_area_node calls made by __vmalloc_node_range (ioremap and
     # vmap reach it too).
+    wait_for_shell()
     run("lx-break-from __vmalloc_node_range __get_vm_area_node 1")
-    run("break vmkernel::machine_power_off")
+    console.type(f"vmalloc {REQUEST}")
     out, err = run("continue")
-    if stopped_in("__get_vm_area_node"):
-        return "the kernel's own vmalloc (boot arguments)"
-    if not stopped_in("machine_power_off"):
-        raise Abort(f"stopped neither in __get_vm_area_node nor in machine_power_off: {err or out}")
-    # No vmalloc in this boot: make one from GDB, with the caller Location
-    # of the last busy area (the console's ioremap) as `caller`.
-    note("no vmalloc before machine_power_off in this boot: the session calls __vmalloc_node(8192) itself")
-    run("set $caller = (vmkernel::kmm::vmalloc::vmap_area_root.inner.data.value.list_tail.vm "
-        "as *mut vmkernel::kmm::vmalloc::VmStruct).caller")
-    out, err = run("call vmkernel::kmm::vmalloc::__vmalloc_node(8192, 1, true, $caller)")
     if not stopped_in("__get_vm_area_node"):
-        raise Abort(f"the inferior call did not reach __get_vm_area_node: {err or out}")
-    return "an inferior call of __vmalloc_node from GDB (no vmalloc in this boot)"
+        raise Abort(f"`vmalloc {REQUEST}` at the shell did not reach __get_vm_area_node: {err or out}")
+    return f"`vmalloc {REQUEST}` typed at the serial shell"
+
+
+# What `bt` must show below a shell command: the command runs under
+# catch_fault, i.e. through the asm trampoline call_with_fault_recovery,
+# called from the shell's loop (run -> execute -> run_catching).
+SHELL_TAIL = ["call_with_fault_recovery", "run_catching", "catch_fault", "execute", "run"]
 
 
 def pipeline():
@@ -327,16 +398,25 @@ def pipeline():
     # optimised build: their frames are gone, the next frame is their caller.
     result(in_order(chain, ["__get_vm_area_node", "__vmalloc_node_range"]),
            "bt at __get_vm_area_node: __get_vm_area_node <- __vmalloc_node_range <- caller", chain_str())
+    result(in_order(chain, ["__get_vm_area_node", "__vmalloc_node_range", "vmalloc", "cmd_vmalloc"] + SHELL_TAIL),
+           "bt from a shell command unwinds through the trampoline: ... <- cmd_vmalloc <- "
+           "call_with_fault_recovery <- run_catching <- catch_fault <- execute <- run (the shell loop)",
+           chain_str())
+    # Wrong before the trampoline had CFI: "Backtrace stopped: previous frame
+    # identical to this frame" right after call_with_fault_recovery.
     rng = find_frame("__vmalloc_node_range")
     if rng is None:
         raise Abort(f"__get_vm_area_node was not called from __vmalloc_node_range: {chain_str()}")
     req = None
     try:
-        v = rng.read_var("size")
-        if not v.is_optimized_out:
+        # The argument, not the page-rounded local that shadows it.
+        v = arg_value(rng, "size")
+        if v is not None and not v.is_optimized_out:
             req = int(v)
     except (gdb.error, ValueError):
         pass
+    result(req == REQUEST, f"__vmalloc_node_range's `size` argument is the {REQUEST} bytes the shell asked for",
+           f"size = {req}")
 
     # Down into the free-tree search.
     run("tbreak find_vmap_lowest_match")
@@ -410,10 +490,10 @@ def pipeline():
     page = finish_frame("alloc_pages")
     shown = str(page) if page is not None else None
     m = re.fullmatch(r"core::option::Option<kernel::mm::layout::PhysAddr>::Some = "
-                     r"\{__0 = kernel::mm::layout::PhysAddr \((\d+)\)\}", shown or "")
+                     r"\{__0 = kernel::mm::layout::PhysAddr \((0x[0-9a-f]+|\d+)\)\}", shown or "")
     result(m is not None, "finish alloc_pages prints its Option<PhysAddr> (Some = {__0 = PhysAddr (..)}) "
            "without crashing GDB 13", f"value: {shown}")
-    first_page = int(m.group(1)) if m else None
+    first_page = int(m.group(1), 0) if m else None
     run("tbreak map_kernel_range")
     run("continue")
     chain = [frame_names(f) for f in stack()]
@@ -457,11 +537,181 @@ def pipeline():
     run(f"x/2gx {addr:#x}")
 
 
+# ---------------------------------------------------------------------------
+# Every pipeline name: break, info args, step/next, finish
+# ---------------------------------------------------------------------------
+
+def parse_args(text):
+    """`info args` output -> {name: value text} (one `name = value` per line)."""
+    args = {}
+    for line in text.splitlines():
+        m = re.match(r"^(\w+) = (.*)$", line)
+        if m:
+            args[m.group(1)] = m.group(2)
+    return args
+
+
+def int_of(text):
+    """The integer an `info args` value shows: 12345, 0x3039, (*mut u8) 0xffff..."""
+    m = re.search(r"(0x[0-9a-f]+|-?\d+)\s*$", text.strip())
+    return int(m.group(1), 0) if m else None
+
+
+def check_name(name, trigger=None, want_args=None, stopped=False, returns=True, finish=True):
+    """The checks every pipeline name gets, as a user would run them.
+
+    break NAME (+ the shell command `trigger`), continue: frame #0 must be
+    NAME itself, not an inlined callee. `info args` must show `want_args`
+    ({arg: int or predicate}). `step` must enter a callee of NAME or move to
+    another line of NAME, and (back in NAME) `next` to another line.
+    `finish` must come back to the frame that called NAME and, unless NAME
+    returns nothing (`returns=False`), print "Value returned". Returns the
+    returned gdb.Value (or None)."""
+    want_args = want_args or {}
+    if not stopped:
+        run("delete", quiet=True)
+        run(f"break {name}")
+        if trigger:
+            console.type(trigger)
+        out, err = run("continue")
+        if not stopped_in(name):
+            result(False, f"break {name}: frame #0 is {name}",
+                   f"did not stop in {name} ({'`' + trigger + '`' if trigger else 'boot'}): {err or out}")
+            return None
+        run("delete", quiet=True)
+    f0 = gdb.newest_frame()
+    result(f0.type() != gdb.INLINE_FRAME and name in frame_names(f0), f"break {name}: frame #0 is {name}",
+           f"frame #0 is {display_names(frame_names(f0))}"
+           f"{' (an inlined callee)' if f0.type() == gdb.INLINE_FRAME else ''}; stack: {chain_str()}")
+    fr = find_frame(name)
+    fr.select()
+    caller = fr.older()
+    caller_names = frame_names(caller) if caller is not None else set()
+
+    out, err = run("info args")
+    args = parse_args(out)
+    bad = []
+    for arg, want in want_args.items():
+        shown = args.get(arg)
+        if shown is None:
+            bad.append(f"no argument `{arg}` in: {out.strip() or err}")
+        elif callable(want):
+            if not want(shown):
+                bad.append(f"{arg} = {shown}: not what the caller passed")
+        elif int_of(shown) != want:
+            bad.append(f"{arg} = {shown}, expected {want} ({want:#x})")
+    what = ", ".join(a if callable(w) else f"{a} = {w:#x}" if w >= 0x0800_0000 else f"{a} = {w}"
+                     for a, w in want_args.items()) or "its arguments"
+    result(err is None and not bad, f"{name}: info args shows {what}", *bad, str(err or ""))
+
+    # step: into a callee of NAME, or to another line of NAME.
+    moved = []
+    line0, pc0 = gdb.selected_frame().find_sal().line, gdb.selected_frame().pc()
+    out, err = run("step")
+    f = gdb.newest_frame()
+    if fr.is_valid() and f == fr:
+        # Back from a callee without line info (core's precompiled code),
+        # GDB stops at the next statement boundary, which can be a later
+        # statement on the same line (`a || b.is_power_of_two()`).
+        ok_step = f.find_sal().line != line0 or f.pc() > pc0
+        moved.append(f"step: line {line0} -> {f.find_sal().line} in {name} (pc {pc0:#x} -> {f.pc():#x})")
+    else:
+        ok_step = fr.is_valid() and f.older() == fr
+        moved.append(f"step: line {line0} of {name} -> {display_names(frame_names(f))} "
+                     f"line {f.find_sal().line} (caller {display_names(frame_names(f.older())) if f.older() else '?'})")
+        if ok_step:
+            run("finish")  # back to NAME, mid-line
+    ok_next = False
+    if fr.is_valid() and gdb.newest_frame() == fr:
+        # Rust puts each call of a line like `a().b().map(|r| ..)` in its
+        # own line-table row, and GDB's `next` stops at each row's start: a
+        # few `next`s on one line are normal, going backwards is not.
+        line1, pc1 = fr.find_sal().line, fr.pc()
+        for _ in range(4):
+            out, err = run("next")
+            if err is not None or not fr.is_valid() or gdb.newest_frame() != fr or fr.pc() <= pc1:
+                break
+            if fr.find_sal().line != line1:
+                ok_next = True
+                break
+            pc1 = fr.pc()
+        moved.append(f"next: line {line1} -> {fr.find_sal().line if fr.is_valid() else '(left ' + name + ')'}")
+    result(ok_step and ok_next, f"{name}: step enters a callee or the next line, next goes to another line of {name}",
+           *moved, str(err or ""))
+    if not finish:
+        return None
+
+    if not fr.is_valid():
+        result(False, f"finish from {name}: back in its caller, value printed", f"{name}'s frame is gone: {chain_str()}")
+        return None
+    value = finish_frame(name)
+    back = gdb.newest_frame()
+    ok = frame_names(back) == caller_names and (value is not None or not returns)
+    value_text = f"Value returned: {value}" if value is not None else "no value"
+    result(ok, f"finish from {name}: back in {display_names(caller_names)}, "
+           f"{'Value returned printed' if returns else 'returns nothing'}",
+           f"now in {display_names(frame_names(back))}; {value_text}")
+    return value
+
+
+def in_vmalloc_range(text):
+    v = int_of(text)
+    return v is not None and VMALLOC_START <= v < VMALLOC_END
+
+
+def per_name():
+    """The per-name checks of the pipeline reached from the shell (start_kernel
+    and paging_init were checked during boot)."""
+    run("delete")
+    addrs = []
+    for name, want in [
+        ("vmalloc", {"size": REQUEST}),
+        ("__vmalloc_node_range", {"size": REQUEST, "start": VMALLOC_START, "end": VMALLOC_END}),
+        ("__get_vm_area_node", {"size": 4 * PAGE_SIZE}),   # page-rounded by __vmalloc_node_range
+        ("alloc_vmap_area", {"size": 5 * PAGE_SIZE}),      # + the guard page
+        ("__alloc_vmap_area", {"size": 5 * PAGE_SIZE, "vstart": VMALLOC_START, "vend": VMALLOC_END}),
+        ("find_vmap_lowest_match", {"size": 5 * PAGE_SIZE}),
+        ("__vmalloc_area_node", {"area": lambda t: int_of(t) is not None}),
+        ("map_kernel_range", {"addr": in_vmalloc_range}),
+        ("alloc_pages", {"order": 0}),
+    ]:
+        v = check_name(name, f"vmalloc {REQUEST}", want)
+        if name in ("vmalloc", "__vmalloc_node_range", "__vmalloc_area_node") and v is not None and u64(v):
+            addrs.append(u64(v))
+    check_name("vzalloc", "vzalloc 8192", {"size": 8192})
+    if len(addrs) < 3:
+        result(False, "vfree, remove_vm_area, __free_pages: areas to free", f"only {len(addrs)} addresses: {addrs}")
+    else:
+        check_name("vfree", f"vfree {addrs[0]:#x}", {"addr": addrs[0]}, returns=False)
+        check_name("remove_vm_area", f"vfree {addrs[1]:#x}", {"addr": addrs[1]})
+        check_name("__free_pages", f"vfree {addrs[2]:#x}", {"order": 0}, returns=False)
+    check_name("__purge_vmap_area_lazy", "purge")
+    check_name("ioremap", "ioremap 0x9010000 4096", {"size": 4096})
+    # A slice prints as its elements: three PhysAddr.
+    check_name("vmap", "vmap 3", {"pages": lambda t: len(re.findall(r"PhysAddr \(0x[0-9a-f]+\)", t)) == 3})
+
+    # From inside a ktest run by the shell's `ktest` command: get_vm_area.
+    run("delete", quiet=True)
+    run("break get_vm_area")
+    console.type("ktest vmalloc.get_vm_area_and_free_vm_area")
+    run("continue")
+    if stopped_in("get_vm_area"):
+        run("bt")
+        chain = [frame_names(f) for f in stack()]
+        result(in_order(chain, ["get_vm_area", "get_vm_area_and_free_vm_area", "run_all", "cmd_ktest"] + SHELL_TAIL),
+               "bt from inside a ktest (shell `ktest`): get_vm_area <- the test case <- run_all (the ktest runner) "
+               "<- cmd_ktest <- call_with_fault_recovery <- ... <- run (the shell loop)", chain_str())
+    check_name("get_vm_area", want_args={"size": 5 * PAGE_SIZE}, stopped=stopped_in("get_vm_area"))
+
+
 def to_the_end():
     """Remove the pipeline breakpoints, stop at machine_power_off for the last
     log, then let the kernel exit."""
     run("delete")
     run("break vmkernel::machine_power_off")
+    # An oops for gdb-test.sh to symbolize as the oops's hint says.
+    console.type("peek 0")
+    console.type("poweroff")
     # After an inferior call, the first continue returns to where GDB made
     # the call (a silent stop): continue until the kernel itself gets there.
     for _ in range(5):
@@ -484,13 +734,36 @@ def to_the_end():
            f"exit code {exit_code}")
 
 
+def transcript_session():
+    """The short default session docs/debugging.md shows: break
+    __get_vm_area_node, reach it from the shell, bt, info args, finish."""
+    run("break start_kernel", quiet=True)
+    run("continue", quiet=True)
+    wait_for_shell(quiet=True)
+    run("delete", quiet=True)
+    run("break __get_vm_area_node")
+    console.type(f"vmalloc {REQUEST}")
+    run("continue")
+    run("bt")
+    run("info args")
+    run("finish")
+    ok = stopped_in("__vmalloc_node_range")
+    result(ok, "transcript: break __get_vm_area_node, bt, info args, finish back in __vmalloc_node_range",
+           chain_str())
+    run("kill", quiet=True)
+
+
 def main():
     try:
+        if os.environ.get("VMK_GDB_MODE") == "transcript":
+            transcript_session()
+            return
         check_names_breakable()
         at_reset()
         at_start_kernel()
         at_run_init()
         pipeline()
+        per_name()
         to_the_end()
     except Abort as e:
         result(False, "session aborted", str(e))

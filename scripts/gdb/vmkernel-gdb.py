@@ -28,6 +28,7 @@ import vmkernel.pgtable  # noqa: E402,F401
 import vmkernel.buddy  # noqa: E402,F401
 import vmkernel.symbols  # noqa: E402,F401
 import vmkernel.rustenum  # noqa: E402,F401
+import vmkernel.addrhex  # noqa: E402,F401
 import vmkernel.breakpoints  # noqa: E402,F401
 
 gdb.write("vmkernel helpers: lx-dmesg lx-vmallocinfo lx-pgwalk lx-buddyinfo lx-break-from lx-symbols-phys $lx_va() $lx_pa()\n")

@@ -83,8 +83,9 @@ fn floor_point(n: usize, loops: usize) -> Option<FloorPoint> {
             }
             *slot = pa;
         }
-        if let Err(e) = map_kernel_range(addr, &pages, PAGE_KERNEL) {
-            pr_err!("bench: floor: map_pages failed: {}", e);
+        let err = map_kernel_range(addr, &pages, PAGE_KERNEL);
+        if err != 0 {
+            pr_err!("bench: floor: map_kernel_range failed: error {}", err);
             pages.iter().for_each(|&pa| page_alloc::__free_pages(pa, 0));
             ok = false;
             break;
@@ -252,8 +253,9 @@ fn stage_row(n: usize, loops: usize) -> Option<StageRow> {
         t[4] = get_cycles();
         // SAFETY: n initialised entries.
         let slice = unsafe { core::slice::from_raw_parts(pages, n) };
-        if let Err(e) = map_kernel_range(addr, slice, PAGE_KERNEL) {
-            pr_err!("bench: stages: map_kernel_range failed: {}", e);
+        let err = map_kernel_range(addr, slice, PAGE_KERNEL);
+        if err != 0 {
+            pr_err!("bench: stages: map_kernel_range failed: error {}", err);
             return None;
         }
         t[5] = get_cycles();

@@ -24,7 +24,7 @@
 //! red-black tree close to its 2 log2(n) bound on the right).
 
 use super::{get_cycles, ns10_per_op, Ns10, Ratio};
-use crate::kmm::vmalloc::{self, alloc_vmap_area, free_vmap_area, free_vmap_area_root, vmap_area_root};
+use crate::kmm::vmalloc::{self, alloc_vmap_area, free_vmap_area, free_vmap_area_root, vmap_area_root, IS_ERR};
 use crate::{pr_err, pr_info};
 use alloc::vec::Vec;
 use core::ptr::NonNull;
@@ -51,7 +51,12 @@ pub struct Point {
 }
 
 fn take(size: usize) -> Option<NonNull<VmapArea>> {
-    alloc_vmap_area(size, PAGE_SIZE, VMALLOC_START, VMALLOC_END).ok()
+    let va = alloc_vmap_area(size, PAGE_SIZE, VMALLOC_START, VMALLOC_END);
+    if IS_ERR(va) {
+        None
+    } else {
+        NonNull::new(va)
+    }
 }
 
 /// `n` one-page areas, or None (and nothing kept) if the space ran out.

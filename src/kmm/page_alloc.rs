@@ -54,7 +54,11 @@ pub fn alloc_pages(order: usize) -> Option<PhysAddr> {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn __free_pages(pa: PhysAddr, order: usize) {
-    let r = ZONES.lock().zones.free_pages(phys_to_pfn(pa), order);
+    // The pfn first: a first statement that starts with spin's
+    // #[inline(always)] lock would make `break __free_pages` stop "in" the
+    // inlined lock, even at opt-level 0.
+    let pfn = phys_to_pfn(pa);
+    let r = ZONES.lock().zones.free_pages(pfn, order);
     if let Err(e) = r {
         pr_warn!("__free_pages({:#x}, order {}): {}; ignored", pa.0, order, e);
     }

@@ -35,11 +35,47 @@ use core::panic::Location;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::mm::layout::*;
-use kernel::mm::pgtable::{PageProt, PgtableEnv, PAGE_KERNEL};
+use kernel::mm::pgtable::{PageProt, PgtableEnv, PgtableError, PAGE_KERNEL};
 use kernel::mm::vmap_tree::{
     self, __alloc_vmap_area, __find_vmap_area, insert_vmap_area, merge_or_add_vmap_area, unlink_va, VmapArea,
-    VmapAreaAlloc, VmapAreaRoot, VmapError,
+    VmapAreaAlloc, VmapAreaRoot,
 };
+
+// ---------------------------------------------------------------------------
+// Linux's error returns (include/linux/err.h, errno-base.h)
+// ---------------------------------------------------------------------------
+//
+// The Linux-named entry points that can fail in more than one way return
+// what Linux returns (a pointer or ERR_PTR, an int errno) rather than a
+// Result: a Result this large travels through memory the caller provides,
+// and GDB's `finish` cannot find that memory again after the return
+// ("Cannot access memory at address 0x5"), while a pointer or an integer
+// comes back in x0 and prints. Typed `try_*` functions stay underneath.
+
+pub const ENOMEM: i32 = 12;
+pub const EBUSY: i32 = 16;
+pub const EINVAL: i32 = 22;
+/// The highest errno an error pointer can carry.
+const MAX_ERRNO: usize = 4095;
+
+/// A negative errno as a pointer into the last page of the address space.
+#[allow(non_snake_case)]
+pub fn ERR_PTR<T>(error: i32) -> *mut T {
+    debug_assert!(error < 0 && error.unsigned_abs() as usize <= MAX_ERRNO);
+    error as isize as usize as *mut T
+}
+
+/// Is `ptr` an [`ERR_PTR`] (rather than a pointer to an object or null)?
+#[allow(non_snake_case)]
+pub fn IS_ERR<T>(ptr: *const T) -> bool {
+    ptr as usize >= MAX_ERRNO.wrapping_neg()
+}
+
+/// The negative errno an [`ERR_PTR`] carries.
+#[allow(non_snake_case)]
+pub fn PTR_ERR<T>(ptr: *const T) -> i32 {
+    ptr as usize as isize as i32
+}
 
 // ---------------------------------------------------------------------------
 // vm_struct and its flags
@@ -278,16 +314,24 @@ unsafe impl PgtableEnv for NoFlushEnv {
     }
 }
 
-/// Map `pages` at `addr` (Linux: map_kernel_range -> vmap_pages_range).
-/// On failure nothing stays mapped and no page-table page stays allocated.
+/// Linux's map_kernel_range: map `pages` at `addr`; 0, or a negative errno
+/// after saying what failed. An integer, as in Linux, so that GDB's
+/// `finish` can print it (see [`ERR_PTR`]). The one caller of the page
+/// table's map_pages, so that it stays inlined here as before.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub fn map_kernel_range(
-    addr: usize,
-    pages: &[PhysAddr],
-    prot: PageProt,
-) -> Result<(), kernel::mm::pgtable::PgtableError> {
-    with_init_mm(|pt, env| pt.map_pages(env, VirtAddr(addr), pages, prot))
+pub fn map_kernel_range(addr: usize, pages: &[PhysAddr], prot: PageProt) -> i32 {
+    match with_init_mm(|pt, env| pt.map_pages(env, VirtAddr(addr), pages, prot)) {
+        Ok(()) => 0,
+        Err(e) => {
+            pr_warn!("map_kernel_range({:#x}, {} pages): {}", addr, pages.len(), e);
+            match e {
+                PgtableError::NoMemory { .. } => -ENOMEM,
+                PgtableError::AlreadyMapped { .. } => -EBUSY,
+                _ => -EINVAL,
+            }
+        }
+    }
 }
 
 /// Clear the PTEs of [addr, addr+size) without flushing the TLB.
@@ -424,15 +468,22 @@ pub fn vmalloc_init() {
 
 /// Take `size` bytes of address space in [vstart, vend) and put the area in
 /// the busy tree. On exhaustion, purge the lazily freed areas once and
-/// retry (Linux: alloc_vmap_area).
+/// retry (Linux: alloc_vmap_area). Returns the area, or as Linux
+/// ERR_PTR(-ENOMEM) when no node was left for it, ERR_PTR(-EBUSY) when no
+/// range fits (said on the console).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub fn alloc_vmap_area(size: usize, align: usize, vstart: usize, vend: usize) -> Result<NonNull<VmapArea>, VmapError> {
+pub fn alloc_vmap_area(size: usize, align: usize, vstart: usize, vend: usize) -> *mut VmapArea {
+    // Linux BUG_ONs these; a bad request that got through fails below as
+    // "no fit" (__alloc_vmap_area checks it again).
     debug_assert!(size != 0 && size.is_multiple_of(PAGE_SIZE) && align.is_power_of_two());
-    let va = CacheAlloc.alloc_vmap_area_node().ok_or(VmapError::NoMemory)?;
+    let Some(va) = CacheAlloc.alloc_vmap_area_node() else {
+        return ERR_PTR(-ENOMEM);
+    };
     let mut purged = false;
     loop {
-        let r = __alloc_vmap_area(
+        // vend means no fit (or no node for a split): Linux's "overflow".
+        let addr = __alloc_vmap_area(
             &mut free_vmap_area_root.lock(),
             size,
             align,
@@ -440,31 +491,25 @@ pub fn alloc_vmap_area(size: usize, align: usize, vstart: usize, vend: usize) ->
             vend,
             &mut CacheAlloc,
         );
-        match r {
-            Ok(addr) => {
-                // SAFETY: va is ours, fresh from the cache.
-                unsafe {
-                    va.as_ptr().write(VmapArea::new(addr, addr + size));
-                    insert_vmap_area(&mut vmap_area_root.lock(), va).expect("alloc_vmap_area: busy tree overlap");
-                }
-                return Ok(va);
+        if addr != vend {
+            // SAFETY: va is ours, fresh from the cache.
+            unsafe {
+                va.as_ptr().write(VmapArea::new(addr, addr + size));
+                insert_vmap_area(&mut vmap_area_root.lock(), va).expect("alloc_vmap_area: busy tree overlap");
             }
-            Err(e) => {
-                if !purged {
-                    purge_vmap_area_lazy();
-                    purged = true;
-                    continue;
-                }
-                CacheAlloc.free_vmap_area_node(va);
-                if matches!(e, VmapError::NoSpace { .. }) {
-                    pr_warn!(
-                        "vmap allocation for size {} failed: use vmalloc=<size> to increase size",
-                        size
-                    );
-                }
-                return Err(e);
-            }
+            return va.as_ptr();
         }
+        if !purged {
+            purge_vmap_area_lazy();
+            purged = true;
+            continue;
+        }
+        CacheAlloc.free_vmap_area_node(va);
+        pr_warn!(
+            "vmap allocation for size {} failed: use vmalloc=<size> to increase size",
+            size
+        );
+        return ERR_PTR(-EBUSY);
     }
 }
 
@@ -556,22 +601,21 @@ pub fn __get_vm_area_node(
     if !flags.contains(VmFlags::VM_NO_GUARD) {
         size += PAGE_SIZE;
     }
-    let va = match alloc_vmap_area(size, align, start, end) {
-        Ok(va) => va,
-        Err(e) => {
-            // NoSpace was reported by alloc_vmap_area itself.
-            if !matches!(e, VmapError::NoSpace { .. }) {
-                pr_warn!(
-                    "get_vm_area: size {}, failed to allocate the vmap_area: {} (caller {})",
-                    size,
-                    e,
-                    caller
-                );
-            }
-            free_vm_struct(area);
-            return ptr::null_mut();
+    let va = alloc_vmap_area(size, align, start, end);
+    if IS_ERR(va) {
+        // -EBUSY was reported by alloc_vmap_area itself.
+        if PTR_ERR(va) == -ENOMEM {
+            pr_warn!(
+                "get_vm_area: size {}, no memory for the vmap_area (caller {})",
+                size,
+                caller
+            );
         }
-    };
+        free_vm_struct(area);
+        return ptr::null_mut();
+    }
+    // SAFETY: not an error pointer: a live area in the busy tree.
+    let va = unsafe { NonNull::new_unchecked(va) };
     // SAFETY: area is an initialised, exclusively owned VmStruct.
     unsafe { setup_vmalloc_vm(&mut *area, va, flags, caller) };
     area
@@ -657,12 +701,9 @@ pub fn __vmalloc_area_node(area: &mut VmStruct, prot: PageProt, zero: bool) -> u
     NR_VMALLOC_PAGES.fetch_add(nr_pages, Ordering::Relaxed);
     // SAFETY: the array holds nr_pages initialised entries.
     let page_slice = unsafe { core::slice::from_raw_parts(pages, nr_pages) };
-    if let Err(e) = map_kernel_range(area.addr, page_slice, prot) {
-        pr_warn!(
-            "vmalloc error: size {}, failed to map pages: {}",
-            nr_pages * PAGE_SIZE,
-            e
-        );
+    // map_kernel_range said why on failure.
+    if map_kernel_range(area.addr, page_slice, prot) != 0 {
+        pr_warn!("vmalloc error: size {}, failed to map pages", nr_pages * PAGE_SIZE);
         __vfree_area(area);
         return 0;
     }
@@ -847,8 +888,9 @@ pub fn vmap(pages: &[PhysAddr], flags: VmFlags, prot: PageProt) -> *mut u8 {
     }
     // SAFETY: live area, ours.
     let addr = unsafe { (*area).addr };
-    if let Err(e) = map_kernel_range(addr, pages, prot) {
-        pr_warn!("vmap: mapping {} pages failed: {}", count, e);
+    // map_kernel_range said why on failure.
+    if map_kernel_range(addr, pages, prot) != 0 {
+        pr_warn!("vmap: mapping {} pages failed", count);
         vunmap(addr as *mut u8);
         return ptr::null_mut();
     }
@@ -934,13 +976,22 @@ pub fn free_vmap_area_noflush(va: NonNull<VmapArea>) {
     }
 }
 
+/// Linux's purge_vmap_area_lock. A function, not `.lock()` in place: spin's
+/// `lock` is `#[inline(always)]`, so as the first statement of
+/// __purge_vmap_area_lazy it would be inlined even at opt-level 0, and
+/// `break __purge_vmap_area_lazy` would stop "in" spin's lock (GDB names the
+/// inlined callee that owns the first instruction after the prologue).
+fn purge_vmap_area_lock() -> spin::MutexGuard<'static, VmapAreaRoot> {
+    purge_vmap_area_root.lock()
+}
+
 /// Flush the TLB once for every lazily freed area and give their address
 /// space back to the free tree (Linux: __purge_vmap_area_lazy).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn __purge_vmap_area_lazy() -> bool {
     let (start, end, drained) = {
-        let mut purge = purge_vmap_area_root.lock();
+        let mut purge = purge_vmap_area_lock();
         let (Some(first), Some(last)) = (purge.first(), purge.last()) else {
             return false;
         };

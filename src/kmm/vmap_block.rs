@@ -20,7 +20,7 @@ use super::paging::flush_tlb_kernel_range;
 use super::slab::KmemCache;
 use super::vmalloc::{
     alloc_vmap_area, free_vmap_area_noflush, map_kernel_range, purge_vmap_area_lazy, unlink_vmap_area,
-    unmap_kernel_range_noflush, CacheAlloc,
+    unmap_kernel_range_noflush, CacheAlloc, IS_ERR,
 };
 use crate::{pr_err, pr_warn};
 use core::ptr::{self, NonNull};
@@ -117,15 +117,15 @@ fn new_vmap_block(vbs: &mut VmapBlocks, pages: usize) -> Option<usize> {
         unsafe { VMAP_BLOCK_CACHEP.lock().free(vb.cast()) };
         return None;
     };
-    let va = match alloc_vmap_area(VMAP_BLOCK_SIZE, VMAP_BLOCK_SIZE, VMALLOC_START, VMALLOC_END) {
-        Ok(va) => va,
-        Err(_) => {
-            CacheAlloc.free_vmap_area_node(index);
-            // SAFETY: just allocated from this cache.
-            unsafe { VMAP_BLOCK_CACHEP.lock().free(vb.cast()) };
-            return None;
-        }
-    };
+    let va = alloc_vmap_area(VMAP_BLOCK_SIZE, VMAP_BLOCK_SIZE, VMALLOC_START, VMALLOC_END);
+    if IS_ERR(va) {
+        CacheAlloc.free_vmap_area_node(index);
+        // SAFETY: just allocated from this cache.
+        unsafe { VMAP_BLOCK_CACHEP.lock().free(vb.cast()) };
+        return None;
+    }
+    // SAFETY: not an error pointer: a live area in the busy tree.
+    let va = unsafe { NonNull::new_unchecked(va) };
     // SAFETY: fresh objects, ours; va is in the busy tree with vm = null.
     unsafe {
         let start = (*va.as_ptr()).va_start;
@@ -270,14 +270,22 @@ pub fn vm_map_ram(pages: &[PhysAddr]) -> *mut u8 {
             None => return ptr::null_mut(),
         }
     } else {
-        match alloc_vmap_area(count * PAGE_SIZE, PAGE_SIZE, VMALLOC_START, VMALLOC_END) {
-            // SAFETY: a live busy area, ours.
-            Ok(va) => unsafe { (*va.as_ptr()).va_start },
-            Err(_) => return ptr::null_mut(),
+        let va = alloc_vmap_area(count * PAGE_SIZE, PAGE_SIZE, VMALLOC_START, VMALLOC_END);
+        if IS_ERR(va) {
+            return ptr::null_mut();
         }
+        // SAFETY: not an error pointer: a live busy area, ours.
+        unsafe { (*va).va_start }
     };
-    if let Err(e) = map_kernel_range(addr, pages, PAGE_KERNEL) {
-        pr_warn!("vm_map_ram: mapping {} pages at {:#x} failed: {}", count, addr, e);
+    // map_kernel_range said why on failure.
+    let err = map_kernel_range(addr, pages, PAGE_KERNEL);
+    if err != 0 {
+        pr_warn!(
+            "vm_map_ram: mapping {} pages at {:#x} failed: error {}",
+            count,
+            addr,
+            err
+        );
         vm_unmap_ram(addr as *const u8, count);
         return ptr::null_mut();
     }

@@ -970,15 +970,27 @@ unsafe fn lowest_match(
     }
 }
 
-/// Search with the guaranteed-fit length first, then exactly.
+/// The lowest-address free area that can hold `size` bytes aligned to
+/// `align` (a power of two) starting at or after `vstart` and ending by
+/// `vend`, or null. Areas large enough to fit the block at any page-aligned
+/// position win over lower, smaller ones that fit only by luck (see the
+/// module docs): the search tries the guaranteed-fit length first, then
+/// the exact size. Null on a non-augmented tree.
 ///
-/// This is the search `__alloc_vmap_area` runs, so it carries the symbol
-/// `find_vmap_lowest_match`: `break find_vmap_lowest_match` in GDB stops on
-/// the kernel's allocation path (the unbounded wrapper below is a plain Rust
-/// function, `kernel::mm::vmap_tree::find_vmap_lowest_match`).
-#[export_name = "find_vmap_lowest_match"]
+/// Linux 5.10's find_vmap_lowest_match has no `vend` (its caller checks the
+/// end afterwards); this one stops at `vend`, so it is the search
+/// `__alloc_vmap_area` runs, under Linux's name: `break
+/// find_vmap_lowest_match` in GDB stops on the allocation path, in a frame
+/// of that name. Pass `usize::MAX` for no bound.
+#[no_mangle]
 #[inline(never)]
-fn lowest_match_bounded(root: &VmapAreaRoot, size: usize, align: usize, vstart: usize, vend: usize) -> Link {
+pub fn find_vmap_lowest_match(
+    root: &VmapAreaRoot,
+    size: usize,
+    align: usize,
+    vstart: usize,
+    vend: usize,
+) -> *mut VmapArea {
     if !root.augmented || size == 0 || !align.is_power_of_two() {
         return ptr::null_mut();
     }
@@ -992,16 +1004,6 @@ fn lowest_match_bounded(root: &VmapAreaRoot, size: usize, align: usize, vstart: 
         }
         lowest_match(root, size, align, vstart, vend, size)
     }
-}
-
-/// The lowest-address free area that can hold `size` bytes aligned to
-/// `align` (a power of two) starting at or after `vstart`, or null. Areas
-/// large enough to fit the block at any page-aligned position win over
-/// lower, smaller ones that fit only by luck (see the module docs). Null on a
-/// non-augmented tree.
-#[inline(never)]
-pub fn find_vmap_lowest_match(root: &VmapAreaRoot, size: usize, align: usize, vstart: usize) -> *mut VmapArea {
-    lowest_match_bounded(root, size, align, vstart, usize::MAX)
 }
 
 /// How a block `[nva_start, nva_start + size)` sits in a free area.
@@ -1097,10 +1099,12 @@ pub unsafe fn adjust_va_to_fit_type(
     Ok(())
 }
 
-/// Take `size` bytes aligned to `align` from the free tree `root`, inside
-/// `[vstart, vend)`, at the lowest address [`find_vmap_lowest_match`] allows.
-/// Returns the start address. `NoMemory` only when a split needed a node and
-/// `alloc` had none (free tree unchanged).
+/// Linux's `__alloc_vmap_area`: the start address of `size` bytes taken from
+/// the free tree, or `vend` on any failure (Linux's convention; the free
+/// tree is then unchanged). A thin shell over [`try_alloc_vmap_area_range`]
+/// that returns an integer, so that GDB's `finish` can print it (a
+/// `Result` this large is returned through memory, which GDB cannot find
+/// again after the return).
 #[allow(non_snake_case)]
 #[no_mangle]
 #[inline(never)]
@@ -1111,11 +1115,26 @@ pub fn __alloc_vmap_area(
     vstart: usize,
     vend: usize,
     alloc: &mut dyn VmapAreaAlloc,
+) -> usize {
+    try_alloc_vmap_area_range(root, size, align, vstart, vend, alloc).unwrap_or(vend)
+}
+
+/// Take `size` bytes aligned to `align` from the free tree `root`, inside
+/// `[vstart, vend)`, at the lowest address [`find_vmap_lowest_match`] allows.
+/// Returns the start address. `NoMemory` only when a split needed a node and
+/// `alloc` had none (free tree unchanged).
+pub fn try_alloc_vmap_area_range(
+    root: &mut VmapAreaRoot,
+    size: usize,
+    align: usize,
+    vstart: usize,
+    vend: usize,
+    alloc: &mut dyn VmapAreaAlloc,
 ) -> Result<usize, VmapError> {
     if size == 0 || !align.is_power_of_two() {
         return Err(VmapError::BadRequest { size, align });
     }
-    let va = lowest_match_bounded(root, size, align, vstart, vend);
+    let va = find_vmap_lowest_match(root, size, align, vstart, vend);
     if va.is_null() {
         return Err(VmapError::NoSpace { size, align });
     }
@@ -1501,7 +1520,7 @@ pub fn check_invariants(root: &VmapAreaRoot) -> Result<(), InvariantError> {
 /// Compare [`find_vmap_lowest_match`] with a linear scan of the list that
 /// applies the same rule (DEBUG_AUGMENT_LOWEST_MATCH_CHECK).
 pub fn check_lowest_match(root: &VmapAreaRoot, size: usize, align: usize, vstart: usize) -> Result<(), InvariantError> {
-    let tree = find_vmap_lowest_match(root, size, align, vstart) as usize;
+    let tree = find_vmap_lowest_match(root, size, align, vstart, usize::MAX) as usize;
     let mut linear = 0;
     if root.augmented && size != 0 && align.is_power_of_two() {
         let scan = |length: usize| {
@@ -1763,16 +1782,16 @@ mod tests {
         let live = a.live();
         a.fail_after = Some(0);
         // vstart in the middle of an area forces a no-edge split.
-        let r = __alloc_vmap_area(&mut root, P, P, B + 5 * 64 * P + 3 * P, usize::MAX, &mut a);
+        let r = try_alloc_vmap_area_range(&mut root, P, P, B + 5 * 64 * P + 3 * P, usize::MAX, &mut a);
         assert_eq!(r, Err(VmapError::NoMemory));
         assert_eq!(snapshot(&root), before);
         assert_eq!(a.live(), live);
         check_invariants(&root).unwrap();
         // Edge fits need no node and still work while the cache is empty.
-        assert_eq!(__alloc_vmap_area(&mut root, P, P, 0, usize::MAX, &mut a), Ok(B));
+        assert_eq!(try_alloc_vmap_area_range(&mut root, P, P, 0, usize::MAX, &mut a), Ok(B));
         a.fail_after = None;
         assert_eq!(
-            __alloc_vmap_area(&mut root, P, P, B + 5 * 64 * P + 3 * P, usize::MAX, &mut a),
+            try_alloc_vmap_area_range(&mut root, P, P, B + 5 * 64 * P + 3 * P, usize::MAX, &mut a),
             Ok(B + 5 * 64 * P + 3 * P)
         );
         check_invariants(&root).unwrap();
@@ -1895,14 +1914,42 @@ mod tests {
         let mut a = TrackingAlloc::new();
         let mut root = free_tree(&mut a, &[(B, B + 16 * P)]);
         for i in 0..16 {
-            assert_eq!(__alloc_vmap_area(&mut root, P, P, B, B + 16 * P, &mut a), Ok(B + i * P));
+            assert_eq!(
+                try_alloc_vmap_area_range(&mut root, P, P, B, B + 16 * P, &mut a),
+                Ok(B + i * P)
+            );
             check_invariants(&root).unwrap();
         }
         assert!(root.is_empty());
         assert_eq!(a.live(), 0);
-        let e = __alloc_vmap_area(&mut root, P, P, B, B + 16 * P, &mut a).unwrap_err();
+        let e = try_alloc_vmap_area_range(&mut root, P, P, B, B + 16 * P, &mut a).unwrap_err();
         assert_eq!(e, VmapError::NoSpace { size: P, align: P });
         assert_eq!(e.to_string(), "no free vmap range for 0x1000 bytes aligned to 0x1000");
+    }
+
+    /// The Linux-named shell returns an integer GDB can print: the address,
+    /// or `vend` for every failure, with the free tree untouched.
+    #[test]
+    fn linux_alloc_vmap_area_returns_vend_on_failure() {
+        let mut a = TrackingAlloc::new();
+        let mut root = free_tree(&mut a, &[(B, B + 2 * P)]);
+        let vend = B + 2 * P;
+        assert_eq!(__alloc_vmap_area(&mut root, P, P, B, vend, &mut a), B);
+        assert_eq!(
+            __alloc_vmap_area(&mut root, 2 * P, P, B, vend, &mut a),
+            vend,
+            "no space"
+        );
+        assert_eq!(
+            __alloc_vmap_area(&mut root, P, 3 * P, B, vend, &mut a),
+            vend,
+            "bad align"
+        );
+        assert_eq!(__alloc_vmap_area(&mut root, 0, P, B, vend, &mut a), vend, "size 0");
+        check_invariants(&root).unwrap();
+        assert_eq!(__alloc_vmap_area(&mut root, P, P, B, vend, &mut a), B + P);
+        assert!(root.is_empty());
+        assert_eq!(a.live(), 0);
     }
 
     #[test]
@@ -1913,12 +1960,15 @@ mod tests {
             &[(B, B + 2 * P), (B + 4 * P, B + 7 * P), (B + 10 * P, B + 100 * P)],
         );
         assert_eq!(
-            __alloc_vmap_area(&mut root, 3 * P, P, 0, usize::MAX, &mut a),
+            try_alloc_vmap_area_range(&mut root, 3 * P, P, 0, usize::MAX, &mut a),
             Ok(B + 4 * P)
         );
-        assert_eq!(__alloc_vmap_area(&mut root, 2 * P, P, 0, usize::MAX, &mut a), Ok(B));
         assert_eq!(
-            __alloc_vmap_area(&mut root, 2 * P, P, 0, usize::MAX, &mut a),
+            try_alloc_vmap_area_range(&mut root, 2 * P, P, 0, usize::MAX, &mut a),
+            Ok(B)
+        );
+        assert_eq!(
+            try_alloc_vmap_area_range(&mut root, 2 * P, P, 0, usize::MAX, &mut a),
             Ok(B + 10 * P)
         );
         check_invariants(&root).unwrap();
@@ -1933,7 +1983,7 @@ mod tests {
         let mut shift = 12;
         while shift <= 30 {
             let align = 1usize << shift;
-            let addr = __alloc_vmap_area(&mut root, 3 * P, align, start, VMALLOC_END, &mut a).unwrap();
+            let addr = try_alloc_vmap_area_range(&mut root, 3 * P, align, start, VMALLOC_END, &mut a).unwrap();
             assert_eq!(addr % align, 0, "align {align:#x}");
             assert!(addr >= start);
             check_invariants(&root).unwrap();
@@ -1942,15 +1992,15 @@ mod tests {
         }
         // 1 GiB aligned 1 GiB block: the free range starts 1 page past a
         // 1 GiB boundary, so the first candidate is the next boundary.
-        let addr = __alloc_vmap_area(&mut root, PUD_SIZE, PUD_SIZE, start, VMALLOC_END, &mut a).unwrap();
+        let addr = try_alloc_vmap_area_range(&mut root, PUD_SIZE, PUD_SIZE, start, VMALLOC_END, &mut a).unwrap();
         assert_eq!(addr % PUD_SIZE, 0);
         check_invariants(&root).unwrap();
         assert!(matches!(
-            __alloc_vmap_area(&mut root, P, 3 * P, start, VMALLOC_END, &mut a),
+            try_alloc_vmap_area_range(&mut root, P, 3 * P, start, VMALLOC_END, &mut a),
             Err(VmapError::BadRequest { .. })
         ));
         assert!(matches!(
-            __alloc_vmap_area(&mut root, 0, P, start, VMALLOC_END, &mut a),
+            try_alloc_vmap_area_range(&mut root, 0, P, start, VMALLOC_END, &mut a),
             Err(VmapError::BadRequest { .. })
         ));
         release(&mut root, &mut a);
@@ -1962,25 +2012,25 @@ mod tests {
         let mut root = free_tree(&mut a, &[(B, B + 8 * P), (B + 16 * P, B + 32 * P)]);
         // vstart inside the first hole.
         assert_eq!(
-            __alloc_vmap_area(&mut root, 2 * P, P, B + 5 * P, usize::MAX, &mut a),
+            try_alloc_vmap_area_range(&mut root, 2 * P, P, B + 5 * P, usize::MAX, &mut a),
             Ok(B + 5 * P)
         );
         // vstart past the first hole.
         assert_eq!(
-            __alloc_vmap_area(&mut root, P, P, B + 9 * P, usize::MAX, &mut a),
+            try_alloc_vmap_area_range(&mut root, P, P, B + 9 * P, usize::MAX, &mut a),
             Ok(B + 16 * P)
         );
         // vend too low for anything that is left.
         assert_eq!(
-            __alloc_vmap_area(&mut root, 8 * P, P, B, B + 24 * P, &mut a),
+            try_alloc_vmap_area_range(&mut root, 8 * P, P, B, B + 24 * P, &mut a),
             Err(VmapError::NoSpace { size: 8 * P, align: P })
         );
         assert_eq!(
-            __alloc_vmap_area(&mut root, 8 * P, P, B, B + 25 * P, &mut a),
+            try_alloc_vmap_area_range(&mut root, 8 * P, P, B, B + 25 * P, &mut a),
             Ok(B + 17 * P)
         );
         // vend below vstart.
-        assert!(__alloc_vmap_area(&mut root, P, P, B + 20 * P, B + 10 * P, &mut a).is_err());
+        assert!(try_alloc_vmap_area_range(&mut root, P, P, B + 20 * P, B + 10 * P, &mut a).is_err());
         check_invariants(&root).unwrap();
         release(&mut root, &mut a);
     }
@@ -1992,10 +2042,16 @@ mod tests {
         // A 16-page hole on a 16-page boundary, then a large hole.
         let mut root = free_tree(&mut a, &[(B + m, B + 2 * m), (B + 3 * m + P, B + 10 * m)]);
         // The large hole surely fits and wins.
-        assert_eq!(__alloc_vmap_area(&mut root, m, m, 0, usize::MAX, &mut a), Ok(B + 4 * m));
+        assert_eq!(
+            try_alloc_vmap_area_range(&mut root, m, m, 0, usize::MAX, &mut a),
+            Ok(B + 4 * m)
+        );
         check_lowest_match(&root, m, m, 0).unwrap();
         // Once nothing large is left below vend, the small aligned hole is used.
-        assert_eq!(__alloc_vmap_area(&mut root, m, m, 0, B + 4 * m, &mut a), Ok(B + m));
+        assert_eq!(
+            try_alloc_vmap_area_range(&mut root, m, m, 0, B + 4 * m, &mut a),
+            Ok(B + m)
+        );
         check_invariants(&root).unwrap();
         release(&mut root, &mut a);
     }
@@ -2309,7 +2365,7 @@ mod tests {
                 if inject {
                     self.a.fail_after = Some(0);
                 }
-                let got = __alloc_vmap_area(&mut self.free, size, align, vstart, vend, &mut self.a);
+                let got = try_alloc_vmap_area_range(&mut self.free, size, align, vstart, vend, &mut self.a);
                 self.a.fail_after = None;
                 let ctx = || std::format!("alloc size {size:#x} align {align:#x} vstart {vstart:#x} vend {vend:#x}");
                 match (want, got) {
@@ -2540,7 +2596,7 @@ mod tests {
         let mut free = free_tree(&mut a, &[(B, B + 2 * N * P)]);
         let mut addrs = Vec::with_capacity(2 * N);
         for _ in 0..2 * N {
-            addrs.push(__alloc_vmap_area(&mut free, P, P, 0, usize::MAX, &mut a).unwrap());
+            addrs.push(try_alloc_vmap_area_range(&mut free, P, P, 0, usize::MAX, &mut a).unwrap());
         }
         assert!(free.is_empty());
         for &addr in addrs.iter().step_by(2) {
@@ -2551,7 +2607,7 @@ mod tests {
         assert_eq!(free.len(), N);
         assert!(free.height() <= max_rb_height(N), "height {}", free.height());
         check_lowest_match(&free, P, P, B + N * P + 1).unwrap();
-        assert!(find_vmap_lowest_match(&free, 2 * P, P, 0).is_null());
+        assert!(find_vmap_lowest_match(&free, 2 * P, P, 0, usize::MAX).is_null());
         for &addr in addrs.iter().skip(1).step_by(2) {
             let va = a.node(addr, addr + P);
             unsafe { merge_or_add_vmap_area(&mut free, va, &mut a).unwrap() };

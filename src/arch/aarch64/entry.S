@@ -144,9 +144,18 @@ el1_entry_common:
  * caller sees an ordinary call that returns once.
  *
  * struct fault_jmp: x19..x30 (0..95), sp (96), d8..d15 (104..167).
+ *
+ * The CFI lets GDB (and any DWARF unwinder) walk from fn back through this
+ * frame to the Rust caller (the shell loop, the ktest runner): without it
+ * GDB's prologue analysis finds no frame here and `bt` stops with
+ * "previous frame identical to this frame". The frame record (x29, x30)
+ * it pushes is also what the oops's frame-pointer Call trace follows.
  */
     .globl  call_with_fault_recovery
+    .type   call_with_fault_recovery, %function
 call_with_fault_recovery:
+    .cfi_startproc
+    /* Entry: CFA = sp, return address in x30 (the DWARF default rule). */
     stp     x19, x20, [x2, #0]
     stp     x21, x22, [x2, #16]
     stp     x23, x24, [x2, #32]
@@ -160,13 +169,24 @@ call_with_fault_recovery:
     stp     d12, d13, [x2, #136]
     stp     d14, d15, [x2, #152]
     stp     x29, x30, [sp, #-16]!
+    .cfi_def_cfa_offset 16
+    .cfi_offset x29, -16
+    .cfi_offset x30, -8
     mov     x29, sp
+    .cfi_def_cfa x29, 16
     mov     x3, x0
     mov     x0, x1
     blr     x3
+    /* Back from fn: x29 is ours again; the CFA follows sp from here. */
+    .cfi_def_cfa sp, 16
     ldp     x29, x30, [sp], #16
+    .cfi_def_cfa_offset 0
+    .cfi_restore x29
+    .cfi_restore x30
     mov     x0, #0
     ret
+    .cfi_endproc
+    .size   call_with_fault_recovery, . - call_with_fault_recovery
 
 /* void fault_recover(struct fault_jmp *buf): never returns. */
     .globl  fault_recover

@@ -348,7 +348,10 @@ fn write_oops(w: &mut dyn Write, regs: &PtRegs, kind: u64, n: usize) -> fmt::Res
     writeln!(w, "Call trace:")?;
     writeln!(w, " {:016x} (pc)", regs.pc)?;
     backtrace_from(w, regs.regs[29])?;
-    writeln!(w, "(symbolize with: scripts/symbolize.sh ADDR...)")
+    // The log, not the bare addresses: from a log symbolize.sh looks return
+    // addresses up at their call (ADDR-4); a bare ADDR is taken as exact
+    // and names the next function after a call that never returns.
+    writeln!(w, "(symbolize: scripts/symbolize.sh < LOG, or paste this oops into it)")
 }
 
 /// Walk AAPCS64 frame records ({previous fp, lr}) starting at `fp`.
