@@ -35,6 +35,10 @@ GENERATORS=(
     "vmalloc-messages|the pipeline's failure messages, from the vmalloc ktest suite"
     "guard-oops-line|the line of an oops that names a guard page, from the ktest suite"
     "bench-table|test_vmalloc against Linux 6.1 (and 6.12 for vm_map_ram) under -icount"
+    "gdb-session|the default GDB session: break __get_vm_area_node, bt, info args, finish"
+    "gdb-early-helpers|the helpers before the MMU is on and at start_kernel (gdb test transcript)"
+    "gdb-break-vmalloc|break vmalloc: info args, step, next, finish (gdb test transcript)"
+    "gdb-break-alloc-vmap-area|break alloc_vmap_area: finish prints its pointer (gdb test transcript)"
     "perf-results|test_vmalloc with init_on_alloc=1 and 0: usec, cycles, ns/loop, ratio to Linux 6.1"
     "perf-vm-map-ram|vm_map_ram_test against Linux 6.12"
     "perf-stages|ns per vmalloc+vfree by pipeline stage (bench=stages)"
@@ -145,6 +149,37 @@ gen_guard_oops_line() {
     [[ -n $line ]] || die "docs: no guard-page line in the ktest=vmalloc log"
     printf '%s\n' "$line" | fence
 }
+
+# GDB: the short default session, and the full scripted session of the gdb
+# test layer (on the debugging build, as scripts/gdb.sh uses), whose
+# excerpts the docs show.
+gen_gdb_session() {
+    "$REPO_ROOT/scripts/gdb-test.sh" --out "$DOCS_DIR/gdb-short" --transcript "$DOCS_DIR/gdb-session.txt" \
+        >"$DOCS_DIR/gdb-session.log" 2>&1 || die "docs: scripts/gdb-test.sh --transcript failed (see $DOCS_DIR/gdb-session.log)"
+    fence text <"$DOCS_DIR/gdb-session.txt"
+}
+
+need_gdb_transcript() {
+    [[ -f $DOCS_DIR/gdb-full/transcript.txt ]] && return 0
+    "$REPO_ROOT/scripts/gdb-test.sh" --out "$DOCS_DIR/gdb-full" >"$DOCS_DIR/gdb-full.log" 2>&1 ||
+        die "docs: scripts/gdb-test.sh failed (see $DOCS_DIR/gdb-full.log)"
+}
+
+# gdb_excerpt FIRST_RE STOP_RE: the transcript from the first line matching
+# FIRST_RE up to (not including) the next line matching STOP_RE; host paths
+# made relative.
+gdb_excerpt() {
+    need_gdb_transcript
+    awk -v first="$1" -v stop="$2" '
+        !on && $0 ~ first { on = 1; print; next }
+        on && $0 ~ stop { exit }
+        on { print }' "$DOCS_DIR/gdb-full/transcript.txt" |
+        sed -e "s|$REPO_ROOT/||g" -e "s|$TARGET_DIR|target|g" | fence text
+}
+
+gen_gdb_early_helpers() { gdb_excerpt '^\(gdb\) lx-vmallocinfo' '^\(gdb\) info args'; }
+gen_gdb_break_vmalloc() { gdb_excerpt '^\(gdb\) break vmalloc$' '^\(gdb\) break '; }
+gen_gdb_break_alloc_vmap_area() { gdb_excerpt '^\(gdb\) break alloc_vmap_area$' '^\(gdb\) break '; }
 
 # The benchmark runs the figures come from (each once): every test_vmalloc
 # scenario in its own boot with init_on_alloc=1 and 0, compared with Linux
