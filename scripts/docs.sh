@@ -337,7 +337,8 @@ normalize() {
     sed -E \
         -e 's/\[ *[0-9]+\.[0-9]{6}\]/[ TIME ]/g' \
         -e 's/\b(0x)?[0-9a-f]{8,16}\b/ADDR/g' \
-        -e 's/[0-9]+ ms wall/N ms wall/g'
+        -e 's/[0-9]+ ms wall/N ms wall/g' \
+        -e 's/parsed in [0-9]+ us/parsed in N us/g'
 }
 
 main() {
