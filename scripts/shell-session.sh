@@ -219,11 +219,11 @@ shell_session() {
     verdict "buddyinfo: one zone, 11 orders"
 
     sh_run vmallocinfo || return 1
-    out_has '^0x[0-9a-f]{16}-0x[0-9a-f]{16} +[0-9]+ src/kmm/mod.rs:[0-9]+ phys=0x0000000009000000 ioremap$'
+    out_has '^0x[0-9a-f]{16}-0x[0-9a-f]{16} +[0-9]+ src/drivers/tty/serial/console.rs:[0-9]+ phys=0x0000000009000000 ioremap$'
     out_has '^0xffff800010000000-0x[0-9a-f]{16} +[0-9]+ .* vmap$'
     verdict "vmallocinfo: kernel image segments and the console's ioremap"
     [[ ${SH_OUT[0]} =~ ^(0x[0-9a-f]{16})- ]] && txt=${BASH_REMATCH[1]}
-    out_capture '^(0x[0-9a-f]{16})-0x[0-9a-f]{16} +[0-9]+ src/kmm/mod.rs:[0-9]+ .*ioremap$' && con=${BASH_REMATCH[1]}
+    out_capture '^(0x[0-9a-f]{16})-0x[0-9a-f]{16} +[0-9]+ src/drivers/tty/serial/console.rs:[0-9]+ .*ioremap$' && con=${BASH_REMATCH[1]}
     SH_REASONS=()
 
     # --- vmalloc, and MemFree accounting -------------------------------
@@ -375,10 +375,10 @@ shell_session() {
         'vfree 0xffff800012345000|^vfree: 0xffff800012345000 is not the start of a vmalloc area$'
         "vfree $(hex "a + 8")|^vfree: $(hex "a + 8") is not the start of a vmalloc area \\(it is inside the vmalloc area $a-"
         "vfree $m|^vfree: $m is a vmap area; use vunmap$"
-        "vfree $con|^vfree: $con is an ioremap area from src/kmm/mod.rs:[0-9]+, not created from this shell; refusing"
+        "vfree $con|^vfree: $con is an ioremap area from src/drivers/tty/serial/console.rs:[0-9]+, not created from this shell; refusing"
         "vfree $txt|^vfree: $txt is a vmap area from .*, not created from this shell; refusing"
         "vunmap $a|^vunmap: $a is a vmalloc area; use vfree$"
-        "iounmap $con|^iounmap: $con is an ioremap area from src/kmm/mod.rs:[0-9]+, not created from this shell; refusing"
+        "iounmap $con|^iounmap: $con is an ioremap area from src/drivers/tty/serial/console.rs:[0-9]+, not created from this shell; refusing"
         'iounmap 0x1000|^iounmap: 0x1000 is not the start of an ioremap area$'
         'vmap 0|^vmap: NPAGES must not be zero$'
         'vmap 99999999999|^vmap: 99999999999 pages is more than the [0-9]+ free pages$'

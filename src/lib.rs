@@ -1,14 +1,24 @@
-//! The portable half of the kernel: logic that does not touch hardware and is
-//! therefore unit-tested on the host (`cargo htest`).
+//! vmkernel: a bare-metal AArch64 kernel for QEMU `virt` whose subject is
+//! Linux 5.10's arm64 memory management. The tree follows Linux's: someone
+//! holding a Linux file finds ours at the matching path (docs/architecture.md
+//! has the map and the layering rules).
 //!
-//! The kernel binary (`src/main.rs`) links this library and supplies the
-//! hardware side: boot code, exception vectors, drivers and the subsystems
-//! with global state.
+//! Boot flow (Linux names): `_start`/`primary_entry` in
+//! arch/arm64/kernel/head.S set up the early page tables and turn the MMU on,
+//! then `start_kernel` (init/main.rs) runs in the upper half: setup_arch,
+//! memblock, paging_init, mm_init, the console's ioremap, then whatever the
+//! command line asks for (in-kernel tests, benchmarks, power-off, and by
+//! default the serial shell).
 //!
-//! Its tests run on the host only. Plain `cargo test` builds for the
-//! kernel's target (aarch64-unknown-none, from .cargo/config.toml), which
-//! has no `std` and no test harness: that build stops with one message
-//! pointing at `cargo htest` instead of a thousand missing-macro errors.
+//! One crate, two builds. For the kernel's target (aarch64-unknown-none)
+//! everything is compiled; `src/init/main.rs` only links it. For the host,
+//! `cargo htest` compiles the portable half alone (the device-tree parser,
+//! the memory map and page-table format, memblock, the buddy allocator, the
+//! vmap_area trees, the shell's line editor, the random numbers) and runs
+//! their unit tests: modules that touch hardware or global kernel state are
+//! `#[cfg(target_os = "none")]`. Plain `cargo test` builds for the kernel's
+//! target, which has no test harness: that build stops with one message
+//! pointing at `cargo htest`.
 #![cfg_attr(any(not(test), target_os = "none"), no_std)]
 
 #[cfg(all(test, target_os = "none"))]
@@ -17,14 +27,29 @@ compile_error!(
      or `scripts/test.sh` for every layer; plain `cargo test` builds for aarch64-unknown-none, which has no test harness"
 );
 
-#[cfg(not(all(test, target_os = "none")))]
 extern crate alloc;
 
-#[cfg(not(all(test, target_os = "none")))]
-pub mod cmdline;
-#[cfg(not(all(test, target_os = "none")))]
-pub mod dt;
-#[cfg(not(all(test, target_os = "none")))]
+#[path = "arch/arm64/mod.rs"]
+pub mod arch;
+pub mod drivers;
+#[path = "lib/mod.rs"]
+pub mod lib;
 pub mod mm;
-#[cfg(not(all(test, target_os = "none")))]
-pub mod rand;
+
+#[cfg(target_os = "none")]
+pub mod bench;
+#[cfg(target_os = "none")]
+pub mod init;
+#[cfg(target_os = "none")]
+pub mod kernel;
+#[cfg(target_os = "none")]
+pub mod ktest;
+#[cfg(target_os = "none")]
+pub mod shell;
+
+/// On the host only the shell's line editor (pure logic) is compiled.
+#[cfg(not(target_os = "none"))]
+pub mod shell {
+    #[path = "line.rs"]
+    pub mod line;
+}

@@ -109,7 +109,7 @@ def save(name, text):
 
 def short(n):
     """The last path component of a Rust name, generic arguments dropped:
-    vmkernel::arch::aarch64::traps::run_catching<F, R> -> run_catching."""
+    vmkernel::arch::kernel::traps::run_catching<F, R> -> run_catching."""
     if not n:
         return None
     out, depth = [], 0
@@ -302,7 +302,7 @@ def at_start_kernel():
 
 def at_run_init():
     """After setup_arch: compare the helpers with what the kernel printed."""
-    run("break vmkernel::setup::run_init")
+    run("break vmkernel::init::main::run_init")
     out, err = run("continue")
     if not stopped_in("run_init"):
         raise Abort(f"did not stop at run_init: {err or out}")
@@ -326,12 +326,12 @@ def at_run_init():
     if err is None and lines and not bad:
         listed = sum(int(c) << o for l in lines for o, c in enumerate(l.split()[4:]))
         free = int(gdb.parse_and_eval(
-            "vmkernel::kmm::page_alloc::ZONES.inner.data.value.zones.nr"))
+            "vmkernel::mm::page_alloc::ZONES.inner.data.value.zones.nr"))
         zones_free = 0
         for i in range(free):
             z = gdb.parse_and_eval(
-                f"vmkernel::kmm::page_alloc::ZONES.inner.data.value.zones.zones[{i}]").address
-            zt = gdb.lookup_type("kernel::mm::buddy::Zone").pointer()
+                f"vmkernel::mm::page_alloc::ZONES.inner.data.value.zones.zones[{i}]").address
+            zt = gdb.lookup_type("vmkernel::mm::buddy::Zone").pointer()
             zones_free += int(z.cast(zt).dereference()["nr_free_pages"])
         result(listed == zones_free, "lx-buddyinfo: sum of nr_free << order == the zones' nr_free_pages",
                f"buddyinfo adds up to {listed} pages, zones say {zones_free}")
@@ -344,7 +344,7 @@ def at_run_init():
     reasons = [str(err or out)]
     if ok:
         # The page must be the one the image was loaded at.
-        bi = gdb.parse_and_eval("vmkernel::setup::BOOT_INFO")
+        bi = gdb.parse_and_eval("vmkernel::arch::kernel::setup::BOOT_INFO")
         phys_text = int(u.once_get(bi)["phys_text"])
         sk = u.elf_symbol_addr("start_kernel")
         want = (phys_text + sk - u.elf_symbol_addr("_text")) & ~(PAGE_SIZE - 1)
@@ -489,8 +489,8 @@ def pipeline():
     # (see scripts/gdb/vmkernel/rustenum.py).
     page = finish_frame("alloc_pages")
     shown = str(page) if page is not None else None
-    m = re.fullmatch(r"core::option::Option<kernel::mm::layout::PhysAddr>::Some = "
-                     r"\{__0 = kernel::mm::layout::PhysAddr \((0x[0-9a-f]+|\d+)\)\}", shown or "")
+    m = re.fullmatch(r"core::option::Option<vmkernel::arch::memory::PhysAddr>::Some = "
+                     r"\{__0 = vmkernel::arch::memory::PhysAddr \((0x[0-9a-f]+|\d+)\)\}", shown or "")
     result(m is not None, "finish alloc_pages prints its Option<PhysAddr> (Some = {__0 = PhysAddr (..)}) "
            "without crashing GDB 13", f"value: {shown}")
     first_page = int(m.group(1), 0) if m else None
@@ -708,7 +708,7 @@ def to_the_end():
     """Remove the pipeline breakpoints, stop at machine_power_off for the last
     log, then let the kernel exit."""
     run("delete")
-    run("break vmkernel::machine_power_off")
+    run("break vmkernel::kernel::reboot::machine_power_off")
     # An oops for gdb-test.sh to symbolize as the oops's hint says.
     console.type("peek 0")
     console.type("poweroff")

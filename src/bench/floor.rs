@@ -18,17 +18,17 @@
 //! checked against a plain vmalloc+vfree of the same size.
 
 use super::{get_cycles, ns10_per_op, Ns10, Ratio};
-use crate::kmm::page_alloc;
-use crate::kmm::paging::{self, with_init_mm};
-use crate::kmm::vmalloc::{
+use crate::mm::page_alloc;
+use crate::arch::mm::mmu::{self as paging, with_init_mm};
+use crate::mm::vmalloc::{
     self, __get_vm_area_node, alloc_pages_array, free_pages_array, free_vm_area, free_vm_struct, get_vm_area,
     map_kernel_range, remove_vm_area, vfree, vmalloc, VmFlags,
 };
 use crate::{pr_err, pr_info};
 use alloc::vec::Vec;
 use core::panic::Location;
-use kernel::mm::layout::{PhysAddr, VirtAddr, PAGE_SIZE, VMALLOC_END, VMALLOC_START};
-use kernel::mm::pgtable::PAGE_KERNEL;
+use crate::arch::memory::{PhysAddr, VirtAddr, PAGE_SIZE, VMALLOC_END, VMALLOC_START};
+use crate::arch::mm::pgtable::PAGE_KERNEL;
 
 pub const DEFAULT_LOOPS: usize = 1_000;
 

@@ -39,10 +39,10 @@ pub mod floor;
 pub mod scaling;
 pub mod test_vmalloc;
 
-use crate::arch::timer;
+use crate::arch::kernel::timer;
 use crate::pr_warn;
 use core::sync::atomic::{AtomicBool, Ordering};
-use kernel::rand::XorShift64Star;
+use crate::lib::rand::XorShift64Star;
 
 /// Which benchmarks to run and with what parameters.
 #[derive(Clone, Debug)]
@@ -116,14 +116,7 @@ pub fn parse_int(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
-/// Linux's param_set_bool (kstrtobool): 1/0, y/n, Y/N, on/off, true/false.
-pub fn parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "y" | "Y" | "yes" | "on" | "true" => Some(true),
-        "0" | "n" | "N" | "no" | "off" | "false" => Some(false),
-        _ => None,
-    }
-}
+pub use crate::lib::kstrtox::kstrtobool as parse_bool;
 
 /// Apply one `name=value` (or bare `name`) word to `req`. `prefixed`: the
 /// test_vmalloc parameters must carry their `test_vmalloc.` module prefix
@@ -212,7 +205,7 @@ pub fn interrupted() -> bool {
     if INTERRUPTED.load(Ordering::Relaxed) {
         return true;
     }
-    if crate::printk::console_take_byte(CTRL_C) {
+    if crate::kernel::printk::console_take_byte(CTRL_C) {
         INTERRUPTED.store(true, Ordering::Relaxed);
         return true;
     }

@@ -27,12 +27,12 @@
 //!   kernel's CRNG, so runs repeat exactly.
 
 use super::{get_cycles, parse_bool, parse_int, ticks_to_ns, Rng};
-use crate::kmm::vmalloc::{self, __vmalloc_node, vfree, vmalloc};
-use crate::kmm::vmap_block::{vm_map_ram, vm_unmap_ram};
+use crate::mm::vmalloc::{self, __vmalloc_node, vfree, vmalloc};
+use crate::mm::vmap_block::{vm_map_ram, vm_unmap_ram};
 use crate::{pr_info, pr_warn};
 use core::panic::Location;
 use core::ptr;
-use kernel::mm::layout::PAGE_SIZE;
+use crate::arch::memory::PAGE_SIZE;
 
 /// test_vmalloc's module parameters (names, types and defaults as in 6.1).
 #[derive(Clone, Debug)]
@@ -310,12 +310,12 @@ fn full_fit_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
 /// timed loop either way.
 fn vm_map_ram_test(c: &Ctx, _rng: &mut Rng) -> i32 {
     let n = if c.nr_pages > 0 { c.nr_pages as usize } else { 1 };
-    let mut pages: alloc::vec::Vec<kernel::mm::layout::PhysAddr> = alloc::vec::Vec::new();
+    let mut pages: alloc::vec::Vec<crate::arch::memory::PhysAddr> = alloc::vec::Vec::new();
     if pages.try_reserve_exact(n).is_err() {
         return -1;
     }
     while pages.len() < n {
-        match crate::kmm::page_alloc::alloc_pages(0) {
+        match crate::mm::page_alloc::alloc_pages(0) {
             Some(pa) => pages.push(pa),
             None => break,
         }
@@ -337,7 +337,7 @@ fn vm_map_ram_test(c: &Ctx, _rng: &mut Rng) -> i32 {
         }
     }
     for &pa in &pages {
-        crate::kmm::page_alloc::__free_pages(pa, 0);
+        crate::mm::page_alloc::__free_pages(pa, 0);
     }
     ret
 }

@@ -1,3 +1,5 @@
-//! Device drivers. Only what the console needs: the PL011 UART.
+//! Device drivers (Linux: drivers/): the flattened device tree parser and
+//! the PL011 console.
 
-pub mod pl011;
+pub mod of;
+pub mod tty;

@@ -2,8 +2,9 @@
 //! fault recovery, timer, log ring, early descriptors.
 
 use super::{Case, Suite, Test};
-use crate::arch::{timer, traps};
-use crate::{kassert, kassert_eq, kexpect_fault, setup};
+use crate::arch::kernel::{timer, traps};
+use crate::arch::kernel::setup;
+use crate::{kassert, kassert_eq, kexpect_fault};
 
 pub static SUITE: Suite = Suite {
     name: "boot",
@@ -67,7 +68,7 @@ fn dt_console_and_psci(t: &mut Test) {
         t.fail(file!(), line!(), format_args!("no arm,pl011 in the DT"));
         return;
     };
-    kassert_eq!(t, uart.base, crate::EARLYCON_PL011_PHYS as u64);
+    kassert_eq!(t, uart.base, crate::drivers::tty::serial::pl011::EARLYCON_PL011_PHYS as u64);
     kassert!(t, m.psci().is_some(), "no /psci method");
     kassert!(t, m.cpu_count() >= 1);
 }
@@ -77,8 +78,8 @@ fn dt_console_and_psci(t: &mut Test) {
 /// without no-map), then give every page back. The pages are chained
 /// through their own first word, so the test itself needs no memory.
 fn dt_reservations_never_allocated(t: &mut Test) {
-    use crate::kmm::page_alloc;
-    use kernel::mm::layout::PhysAddr;
+    use crate::mm::page_alloc;
+    use crate::arch::memory::PhysAddr;
     let m = setup::machine();
     let (free_before, _) = page_alloc::nr_free_pages();
     let mut head: Option<PhysAddr> = None;
@@ -92,7 +93,7 @@ fn dt_reservations_never_allocated(t: &mut Test) {
                 .find(|r| r.region.contains(a))
                 .map(|r| (a, r.region));
         }
-        let va = crate::kmm::paging::__va(pa).0 as *mut usize;
+        let va = crate::arch::mm::mmu::__va(pa).0 as *mut usize;
         // SAFETY: a page we own, mapped in the linear map; its first word
         // links the chain.
         unsafe { va.write(head.map_or(0, |h| h.0)) };
@@ -101,7 +102,7 @@ fn dt_reservations_never_allocated(t: &mut Test) {
     }
     while let Some(pa) = head {
         // SAFETY: written above, page still ours.
-        let next = unsafe { (crate::kmm::paging::__va(pa).0 as *const usize).read() };
+        let next = unsafe { (crate::arch::mm::mmu::__va(pa).0 as *const usize).read() };
         page_alloc::__free_pages(pa, 0);
         head = (next != 0).then_some(PhysAddr(next));
     }
@@ -167,7 +168,7 @@ fn timer_is_monotonic(t: &mut Test) {
 fn log_ring_contains(needle: &[u8]) -> bool {
     let mut found = false;
     let mut window = alloc::vec::Vec::with_capacity(needle.len());
-    crate::printk::for_each_log_chunk(|chunk| {
+    crate::kernel::printk::for_each_log_chunk(|chunk| {
         for &b in chunk {
             if window.len() == needle.len() {
                 window.remove(0);
@@ -183,7 +184,7 @@ fn log_ring_contains(needle: &[u8]) -> bool {
 /// than LOG_BUF_LEN bytes were logged (a long shell session) it has rightly
 /// been overwritten, and the ring must hold the newest lines instead.
 fn log_ring_holds_banner(t: &mut Test) {
-    use crate::printk::{log_len, LOG_BUF_LEN};
+    use crate::kernel::printk::{log_len, LOG_BUF_LEN};
     let wrapped = log_len() > LOG_BUF_LEN;
     kassert!(
         t,
@@ -192,7 +193,7 @@ fn log_ring_holds_banner(t: &mut Test) {
         log_len()
     );
     let before = log_len();
-    let stamp = crate::arch::timer::get_cycles();
+    let stamp = crate::arch::kernel::timer::get_cycles();
     crate::pr_info!("ktest: log ring marker {:#x}", stamp);
     let marker = alloc::format!("ktest: log ring marker {:#x}\n", stamp);
     kassert!(t, log_len() > before, "log_next did not advance");
@@ -207,7 +208,7 @@ fn log_ring_holds_banner(t: &mut Test) {
 
 fn mair_matches_memtype_enum(t: &mut Test) {
     use aarch64_cpu::registers::{Readable, MAIR_EL1};
-    use kernel::mm::pgtable::{MemType, MAIR_EL1_VALUE};
+    use crate::arch::mm::pgtable::{MemType, MAIR_EL1_VALUE};
     kassert_eq!(t, MAIR_EL1.get(), MAIR_EL1_VALUE);
     // Normal write-back and Device-nGnRE sit where the descriptors say.
     let attr = |m: MemType| (MAIR_EL1.get() >> (8 * m.attr_index())) & 0xff;

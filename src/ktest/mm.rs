@@ -3,11 +3,12 @@
 //! RAM bank, the heap and the object caches.
 
 use super::{Case, Suite, Test};
-use crate::arch::traps::{self, EC_DABT_CUR, EC_IABT_CUR};
-use crate::kmm::{heap, page_alloc, paging, slab::KmemCache};
+use crate::arch::kernel::traps::{self, EC_DABT_CUR, EC_IABT_CUR};
+use crate::arch::mm::mmu as paging;
+use crate::mm::{heap, page_alloc, slab::KmemCache};
 use crate::{kassert, kassert_eq, kexpect_fault, kskip_unless_free_pages};
-use kernel::mm::layout::*;
-use kernel::mm::pgtable::Descriptor;
+use crate::arch::memory::*;
+use crate::arch::mm::pgtable::Descriptor;
 
 pub static SUITE: Suite = Suite {
     name: "mm",
@@ -211,9 +212,9 @@ fn eat_stack(depth: usize) -> usize {
 
 fn stack_overflow_hits_the_guard_page(t: &mut Test) {
     let guard = paging::stack_guard_page();
-    let log_before = crate::printk::log_len();
+    let log_before = crate::kernel::printk::log_len();
     let r = traps::catch_fault(|| eat_stack(100_000));
-    let said = crate::printk::log_contains_since(log_before, "Kernel stack overflow");
+    let said = crate::kernel::printk::log_contains_since(log_before, "Kernel stack overflow");
     let f = kexpect_fault!(t, r, "128 MiB of recursion did not overflow the stack");
     kassert_eq!(t, f.ec(), EC_DABT_CUR);
     kassert!(
@@ -232,7 +233,7 @@ fn no_identity_map_remains(t: &mut Test) {
     use aarch64_cpu::registers::{Readable, TCR_EL1, TTBR0_EL1};
     kassert!(
         t,
-        TCR_EL1.get() & crate::arch::TCR_EPD0 != 0,
+        TCR_EL1.get() & crate::arch::kernel::TCR_EPD0 != 0,
         "TCR_EL1.EPD0 clear: TTBR0 walks still on"
     );
     kassert_eq!(t, TTBR0_EL1.get(), 0);
@@ -248,7 +249,7 @@ fn no_identity_map_remains(t: &mut Test) {
 }
 
 fn setup_phys_text() -> usize {
-    crate::setup::boot_info().phys_text
+    crate::arch::kernel::setup::boot_info().phys_text
 }
 
 fn every_order_alloc_free_restores_counts(t: &mut Test) {
@@ -327,7 +328,7 @@ fn every_bank_is_allocatable(t: &mut Test) {
         "a zone still had free pages after allocating everything"
     );
     // One zone per RAM bank of the device tree (NUMA nodes stay apart).
-    kassert_eq!(t, zones, crate::setup::machine().memory().len());
+    kassert_eq!(t, zones, crate::arch::kernel::setup::machine().memory().len());
     kassert_eq!(t, free_mid, 0);
     kassert_eq!(t, got, free_before);
     kassert_eq!(t, page_alloc::nr_free_pages().0, free_before);
@@ -556,7 +557,7 @@ fn linear_alias_of_text_and_rodata_is_read_only(t: &mut Test) {
 /// mapping at all, so `__va` of them takes a translation fault. QEMU's own
 /// device tree has none: the case skips then (the DT corpus boots have one).
 fn nomap_memory_is_not_in_the_linear_map(t: &mut Test) {
-    let nomap: alloc::vec::Vec<_> = crate::kmm::memblock_lock().nomap().to_vec();
+    let nomap: alloc::vec::Vec<_> = crate::mm::memblock_lock().nomap().to_vec();
     if nomap.is_empty() {
         t.skip(format_args!("no no-map /reserved-memory region in this device tree"));
         return;
@@ -576,16 +577,16 @@ fn nomap_memory_is_not_in_the_linear_map(t: &mut Test) {
         // ioremap, which refuses RAM, lets a driver map it.
         let pfn = phys_to_pfn(PhysAddr(r.base as usize));
         kassert!(t, !page_alloc::pfn_valid(pfn), "pfn_valid({:#x}) of no-map {}", pfn, r);
-        let p = crate::kmm::ioremap::ioremap(PhysAddr(r.base as usize), r.size as usize);
+        let p = crate::arch::mm::ioremap::ioremap(PhysAddr(r.base as usize), r.size as usize);
         kassert!(t, !p.is_null(), "ioremap of no-map {} refused", r);
         // SAFETY: just mapped, device memory; one aligned read.
         let res = traps::catch_fault(|| unsafe { core::ptr::read_volatile(((p as usize) & !7) as *const u64) });
-        crate::kmm::ioremap::iounmap(p);
+        crate::arch::mm::ioremap::iounmap(p);
         kassert!(t, res.is_ok(), "reading no-map {} through ioremap faulted", r);
         // Nor does the page allocator get it: memblock_free_all skips it.
         kassert!(
             t,
-            crate::kmm::memblock_lock().is_reserved(r.base),
+            crate::mm::memblock_lock().is_reserved(r.base),
             "no-map {} not reserved",
             r
         );
@@ -614,7 +615,7 @@ fn fixmap_table_windows_are_closed(t: &mut Test) {
     paging::__set_fixmap(
         FIX_PTE,
         PhysAddr(paging::__pa_symbol(core::ptr::addr_of!(RODATA_WORD) as usize).0),
-        kernel::mm::pgtable::PAGE_KERNEL_RO,
+        crate::arch::mm::pgtable::PAGE_KERNEL_RO,
     );
     let va = fix_to_virt(FIX_PTE) + (core::ptr::addr_of!(RODATA_WORD) as usize & !PAGE_MASK);
     // SAFETY: just mapped read-only onto RODATA_WORD's page.

@@ -23,7 +23,7 @@ mod boot;
 mod mm;
 mod vmalloc;
 
-use crate::arch::traps;
+use crate::arch::kernel::traps;
 use crate::println;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -155,13 +155,13 @@ macro_rules! kskip_unless {
 macro_rules! kskip_unless_free_pages {
     ($t:expr, $pages:expr) => {{
         let need: usize = $pages;
-        let free = $crate::kmm::page_alloc::nr_free_pages().0;
+        let free = $crate::mm::page_alloc::nr_free_pages().0;
         $crate::kskip_unless!(
             $t,
             free >= need,
             "needs {} MiB of free pages, {} MiB free",
-            need >> (20 - kernel::mm::layout::PAGE_SHIFT),
-            free >> (20 - kernel::mm::layout::PAGE_SHIFT)
+            need >> (20 - crate::arch::memory::PAGE_SHIFT),
+            free >> (20 - crate::arch::memory::PAGE_SHIFT)
         );
     }};
 }
@@ -293,14 +293,14 @@ pub fn run_all(filter: &str) -> usize {
 
 /// Leave QEMU with the test result as its exit status.
 pub fn exit_with_result(failed: usize) -> ! {
-    if !crate::arch::semihosting::available() {
+    if !crate::arch::kernel::semihosting::available() {
         crate::pr_warn!("ktest: QEMU was started without -semihosting; the exit status cannot carry the result");
     }
     if failed == 0 {
-        crate::machine_power_off()
+        crate::kernel::reboot::machine_power_off()
     }
     if !NOTHING_RAN.load(Ordering::Relaxed) {
         crate::pr_err!("ktest: {} test(s) failed", failed);
     }
-    crate::machine_fail_stop()
+    crate::kernel::reboot::machine_fail_stop()
 }

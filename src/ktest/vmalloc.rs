@@ -3,13 +3,14 @@
 //! with the invariant checker, and the lazy purge's batching.
 
 use super::{Case, Suite, Test};
-use crate::arch::traps;
-use crate::kmm::vmalloc::{self as vm, VmFlags};
-use crate::kmm::{fault_inject, ioremap, page_alloc, paging, TLB_FLUSHES};
+use crate::arch::kernel::traps;
+use crate::mm::vmalloc::{self as vm, VmFlags};
+use crate::arch::mm::{ioremap, mmu as paging};
+use crate::mm::{fault_inject, page_alloc, TLB_FLUSHES};
 use crate::{kassert, kassert_eq, kexpect_fault, kskip_unless_free_pages};
 use core::sync::atomic::Ordering;
-use kernel::mm::layout::*;
-use kernel::mm::pgtable::PAGE_KERNEL;
+use crate::arch::memory::*;
+use crate::arch::mm::pgtable::PAGE_KERNEL;
 
 pub static SUITE: Suite = Suite {
     name: "vmalloc",
@@ -281,10 +282,10 @@ fn guard_page_faults_and_is_named(t: &mut Test) {
     let p = vm::vmalloc(2 * PAGE_SIZE);
     kassert!(t, !p.is_null());
     let guard = p as usize + 2 * PAGE_SIZE;
-    let log_before = crate::printk::log_len();
+    let log_before = crate::kernel::printk::log_len();
     // SAFETY: must fault on the unmapped guard page.
     let r = traps::catch_fault(|| unsafe { core::ptr::read_volatile(guard as *const u8) });
-    let named = crate::printk::log_contains_since(log_before, "in the GUARD PAGE of area");
+    let named = crate::kernel::printk::log_contains_since(log_before, "in the GUARD PAGE of area");
     vm::vfree(p);
     let f = kexpect_fault!(t, r, "guard page {:#x} did not fault", guard);
     kassert_eq!(t, f.far as usize, guard);
@@ -319,11 +320,11 @@ fn double_vfree_is_caught(t: &mut Test) {
     vm::vfree(p);
     settle();
     let before = vm::snapshot();
-    let log_before = crate::printk::log_len();
+    let log_before = crate::kernel::printk::log_len();
     vm::vfree(p);
     kassert!(
         t,
-        crate::printk::log_contains_since(log_before, "Trying to vfree() nonexistent vm area"),
+        crate::kernel::printk::log_contains_since(log_before, "Trying to vfree() nonexistent vm area"),
         "no warning"
     );
     kassert_eq!(t, vm::snapshot(), before);
@@ -345,7 +346,7 @@ fn zero_and_huge_sizes_fail(t: &mut Test) {
 fn ioremap_refuses_ram(t: &mut Test) {
     settle();
     let before = vm::snapshot();
-    let ram = crate::setup::machine().memory()[0].region.base as usize;
+    let ram = crate::arch::kernel::setup::machine().memory()[0].region.base as usize;
     kassert!(
         t,
         ioremap::ioremap(PhysAddr(ram), PAGE_SIZE).is_null(),
@@ -361,10 +362,10 @@ fn ioremap_refuses_ram(t: &mut Test) {
 }
 
 fn ioremap_keeps_offset_and_reaches_device(t: &mut Test) {
-    let uart = crate::setup::machine()
+    let uart = crate::arch::kernel::setup::machine()
         .pl011()
         .map(|u| u.base as usize)
-        .unwrap_or(crate::EARLYCON_PL011_PHYS);
+        .unwrap_or(crate::drivers::tty::serial::pl011::EARLYCON_PL011_PHYS);
     // UARTFR at offset 0x18; UARTPeriphID0 at 0xfe0 reads 0x11 on a PL011.
     let p = ioremap::ioremap(PhysAddr(uart + 0xfe0), 4);
     kassert!(t, !p.is_null(), "ioremap of the PL011 failed");
@@ -535,7 +536,7 @@ fn fault_injection_sweep(t: &mut Test) {
 }
 
 /// Reproducible pseudo-random churn.
-use kernel::rand::XorShift64Star as Rng;
+use crate::lib::rand::XorShift64Star as Rng;
 
 fn churn_10k_areas_with_invariants(t: &mut Test) {
     const N: usize = 10_000;
@@ -706,7 +707,7 @@ fn exhaustion_purges_and_retries(t: &mut Test) {
 // vm_map_ram and vmap blocks
 // ---------------------------------------------------------------------------
 
-use crate::kmm::vmap_block::{self as vb, VMAP_BBMAP_BITS, VMAP_BLOCK_SIZE};
+use crate::mm::vmap_block::{self as vb, VMAP_BBMAP_BITS, VMAP_BLOCK_SIZE};
 
 /// `N` fresh pages, each tagged in its first word with its index; None
 /// (nothing kept) if the allocator runs dry.
@@ -884,7 +885,7 @@ fn vm_unmap_ram_bad_input_changes_nothing(t: &mut Test) {
     }
     settle();
     let before = (vm::snapshot(), vb::vmap_block_stats());
-    let log_before = crate::printk::log_len();
+    let log_before = crate::kernel::printk::log_len();
     vb::vm_unmap_ram((small as usize + PAGE_SIZE) as *const u8, 1); // never handed out
     vb::vm_unmap_ram(big, 69); // wrong count: taken as a small one, not in a block
     vb::vm_unmap_ram((big as usize + PAGE_SIZE) as *const u8, 70); // not the start
@@ -892,13 +893,13 @@ fn vm_unmap_ram_bad_input_changes_nothing(t: &mut Test) {
     // The whole block as if it were a large mapping.
     let block = (small as usize) & !(VMAP_BLOCK_SIZE - 1);
     vb::vm_unmap_ram(block as *const u8, VMAP_BBMAP_BITS);
-    let warned = crate::printk::log_contains_since(log_before, "vm_unmap_ram(");
+    let warned = crate::kernel::printk::log_contains_since(log_before, "vm_unmap_ram(");
     let after = (vm::snapshot(), vb::vmap_block_stats());
     vb::vm_unmap_ram(small, 1);
     vb::vm_unmap_ram(big, 70);
-    let log_double = crate::printk::log_len();
+    let log_double = crate::kernel::printk::log_len();
     vb::vm_unmap_ram(small, 1); // double unmap: refused
-    let double_refused = crate::printk::log_contains_since(log_double, "double unmap");
+    let double_refused = crate::kernel::printk::log_contains_since(log_double, "double unmap");
     drop(owned);
     kassert!(t, double_refused, "a double vm_unmap_ram was not refused");
     kassert_eq!(t, after, before);

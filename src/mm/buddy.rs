@@ -1424,7 +1424,7 @@ mod tests {
     }
 
     /// Seeded PRNG so failures reproduce.
-    use crate::rand::XorShift64Star as XorShift;
+    use crate::lib::rand::XorShift64Star as XorShift;
 
     #[test]
     fn randomized_against_model() {

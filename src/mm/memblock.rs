@@ -20,7 +20,7 @@ use core::fmt;
 
 /// A physical range; the same type the device-tree layer produces, so its
 /// `Display` is Linux's memblock debug format `[0x...-0x...]`.
-pub type Region = crate::dt::MemRegion;
+pub type Region = crate::drivers::of::fdt::MemRegion;
 
 /// Capacity of each of the two lists: Linux's INIT_MEMBLOCK_REGIONS (Linux
 /// then doubles the arrays; a tree needing more than 128 disjoint banks or
@@ -418,10 +418,10 @@ pub fn page_trim(base: u64, size: u64, page_size: u64) -> Option<Region> {
 /// because they are in no memblock free range).
 pub fn zone_ranges(
     memory: &[Region],
-    banks: &[crate::dt::MemBank],
+    banks: &[crate::drivers::of::fdt::MemBank],
     max_zones: usize,
-) -> alloc::vec::Vec<crate::dt::MemBank> {
-    use crate::dt::MemBank;
+) -> alloc::vec::Vec<crate::drivers::of::fdt::MemBank> {
+    use crate::drivers::of::fdt::MemBank;
     let mut sorted: alloc::vec::Vec<&MemBank> = banks.iter().collect();
     sorted.sort_by_key(|b| b.region.base);
     let mut out: alloc::vec::Vec<MemBank> = alloc::vec::Vec::new();
@@ -782,7 +782,7 @@ mod tests {
 
     // ------------------------------------------------------------ model
 
-    use crate::rand::XorShift64Star as XorShift;
+    use crate::lib::rand::XorShift64Star as XorShift;
 
     /// Pages in the modelled address space.
     const PAGES: usize = 512;
@@ -895,7 +895,7 @@ mod tests {
     /// nodes that touch stay two zone ranges.
     #[test]
     fn zone_ranges_follow_merged_memblock_and_numa() {
-        use crate::dt::MemBank;
+        use crate::drivers::of::fdt::MemBank;
         let bank = |base, size, node| MemBank {
             region: Region::new(base, size),
             numa_node: node,
@@ -955,7 +955,7 @@ mod tests {
     /// first, nodes never mix, and every bank stays inside a zone.
     #[test]
     fn zone_ranges_span_holes_beyond_max_zones() {
-        use crate::dt::MemBank;
+        use crate::drivers::of::fdt::MemBank;
         let banks: Vec<MemBank> = (0..40u64)
             .map(|i| MemBank {
                 region: Region::new(

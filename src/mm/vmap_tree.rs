@@ -40,7 +40,7 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
-use super::layout::PAGE_SIZE;
+use crate::arch::memory::PAGE_SIZE;
 
 const RB_RED: u8 = 0;
 const RB_BLACK: u8 = 1;
@@ -1596,7 +1596,7 @@ pub fn check_coverage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::layout::{PUD_SIZE, VMALLOC_END, VMALLOC_START};
+    use crate::arch::memory::{PUD_SIZE, VMALLOC_END, VMALLOC_START};
     use std::boxed::Box;
     use std::collections::{BTreeMap, HashSet};
     use std::mem::MaybeUninit;
@@ -1677,7 +1677,7 @@ mod tests {
     }
 
     /// xorshift64* PRNG, seeded as `seed * golden ratio | 1`.
-    use crate::rand::XorShift64Star as Rng;
+    use crate::lib::rand::XorShift64Star as Rng;
 
     fn rng(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)

@@ -8,11 +8,11 @@
 //! oops, then one line saying what faulted, and the shell carries on.
 
 use super::{fail, CmdResult, Shell};
-use crate::arch::traps::{catch_fault, Fault};
-use crate::kmm::paging;
+use crate::arch::kernel::traps::{catch_fault, Fault};
+use crate::arch::mm::mmu as paging;
 use crate::println;
-use kernel::cmdline::Args;
-use kernel::mm::layout::*;
+use crate::shell::line::Args;
+use crate::arch::memory::*;
 
 /// Most values one `peek` prints.
 const PEEK_MAX: u64 = 512;
@@ -91,7 +91,7 @@ fn describe(f: &Fault) -> alloc::string::String {
     match f.status() {
         (s, Some(l)) if f.is_abort() => alloc::format!("level {} {}", l, s),
         (s, _) if f.is_abort() => alloc::string::String::from(s),
-        _ => alloc::string::String::from(crate::arch::traps::esr_class_str(f.ec())),
+        _ => alloc::string::String::from(crate::arch::kernel::traps::esr_class_str(f.ec())),
     }
 }
 

@@ -6,12 +6,13 @@
 //! ioremap, the image segments, page arrays) cannot be torn down by a typo.
 
 use super::{fail, CmdResult, Console, Shell};
-use crate::kmm::{heap, page_alloc, paging, vmalloc};
+use crate::arch::mm::mmu as paging;
+use crate::mm::{heap, page_alloc, vmalloc};
 use crate::{print, println};
 use alloc::vec::Vec;
-use kernel::cmdline::{Args, HumanSize};
-use kernel::mm::layout::*;
-use kernel::mm::pgtable::PAGE_KERNEL;
+use crate::shell::line::{Args, HumanSize};
+use crate::arch::memory::*;
+use crate::arch::mm::pgtable::PAGE_KERNEL;
 use vmalloc::{VmFlags, VmStruct};
 
 /// What the shell created, by the address it printed.
@@ -406,7 +407,7 @@ pub fn cmd_ioremap(sh: &mut Shell, args: &mut Args) -> CmdResult {
             size
         );
     };
-    for b in crate::setup::machine().memory() {
+    for b in crate::arch::kernel::setup::machine().memory() {
         let (bs, be) = (b.region.base, b.region.base + b.region.size);
         if phys < be && bs < end {
             fail!(
@@ -419,7 +420,7 @@ pub fn cmd_ioremap(sh: &mut Shell, args: &mut Args) -> CmdResult {
             );
         }
     }
-    let p = crate::kmm::ioremap::ioremap(PhysAddr(phys as usize), size as usize);
+    let p = crate::arch::mm::ioremap::ioremap(PhysAddr(phys as usize), size as usize);
     if p.is_null() {
         fail!("mapping [{:#x}-{:#x}) failed (nothing was kept)", phys, end);
     }
@@ -451,7 +452,7 @@ pub fn cmd_iounmap(sh: &mut Shell, args: &mut Args) -> CmdResult {
     };
     let v = vm_info(addr).expect("a shell ioremap area vanished");
     let purges = nr_purges();
-    crate::kmm::ioremap::iounmap(addr as *mut u8);
+    crate::arch::mm::ioremap::iounmap(addr as *mut u8);
     sh.areas.0.swap_remove(i);
     println!(
         "iounmap: unmapped 0x{:016x}-0x{:016x}; {}",
@@ -465,9 +466,9 @@ pub fn cmd_iounmap(sh: &mut Shell, args: &mut Args) -> CmdResult {
 pub fn cmd_purge(_: &mut Shell, args: &mut Args) -> CmdResult {
     args.end()?;
     let before = vmalloc::vmap_lazy_nr();
-    let flushes = crate::kmm::TLB_FLUSHES.load(core::sync::atomic::Ordering::Relaxed);
+    let flushes = crate::mm::TLB_FLUSHES.load(core::sync::atomic::Ordering::Relaxed);
     vmalloc::purge_vmap_area_lazy();
-    let flushes = crate::kmm::TLB_FLUSHES.load(core::sync::atomic::Ordering::Relaxed) - flushes;
+    let flushes = crate::mm::TLB_FLUSHES.load(core::sync::atomic::Ordering::Relaxed) - flushes;
     println!(
         "purge: {} lazily freed page(s) of address space back in the free tree ({} TLB flush(es)); lazy_max_pages {}",
         before - vmalloc::vmap_lazy_nr(),

@@ -1,6 +1,6 @@
 //! The serial shell: what `run_init` starts when the command line asks for
 //! nothing else. A prompt on the console (the ioremap()ed PL011), polled
-//! input, a line editor with history (`kernel::cmdline`, host-tested), and
+//! input, a line editor with history (`crate::shell::line`, host-tested), and
 //! commands that drive the memory-management code by hand: vmalloc and
 //! friends, page-table walks, raw memory reads and writes, the log, tests.
 //!
@@ -15,16 +15,21 @@
 //! * only areas created from the shell can be freed from it: the console's
 //!   ioremap or a vmalloc'ed page array are refused, not torn down.
 
+pub mod line;
+
+#[cfg(target_os = "none")]
 mod inspect;
+#[cfg(target_os = "none")]
 mod mem;
+#[cfg(target_os = "none")]
 mod sys;
 
-use crate::arch::traps::catch_fault;
-use crate::printk;
+use crate::arch::kernel::traps::catch_fault;
+use crate::kernel::printk;
 use crate::{print, println};
 use alloc::string::String;
 use core::fmt::{self, Write};
-use kernel::cmdline::{split_command, ArgError, Args, Event, LineEditor};
+use crate::shell::line::{split_command, ArgError, Args, Event, LineEditor};
 
 pub const PROMPT: &str = "vmkernel# ";
 

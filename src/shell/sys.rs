@@ -2,10 +2,12 @@
 //! `panic`.
 
 use super::{fail, CmdResult, Shell};
-use crate::arch::timer;
-use crate::{print, printk, println, setup};
+use crate::arch::kernel::timer;
+use crate::arch::kernel::setup;
+use crate::kernel::printk;
+use crate::{print, println};
 use alloc::vec::Vec;
-use kernel::cmdline::Args;
+use crate::shell::line::Args;
 
 pub fn cmd_dt(_: &mut Shell, args: &mut Args) -> CmdResult {
     args.end()?;
@@ -87,7 +89,7 @@ pub fn cmd_bench(_: &mut Shell, args: &mut Args) -> CmdResult {
 
 pub fn cmd_poweroff(_: &mut Shell, args: &mut Args) -> CmdResult {
     args.end()?;
-    crate::machine_power_off()
+    crate::kernel::reboot::machine_power_off()
 }
 
 /// Crash on purpose, as Linux's `echo c > /proc/sysrq-trigger`, so that a
@@ -104,5 +106,5 @@ pub fn cmd_panic(_: &mut Shell, args: &mut Args) -> CmdResult {
     if msg.is_empty() {
         msg.push_str("sysrq triggered crash");
     }
-    crate::panic::panic(format_args!("{}", msg), None)
+    crate::kernel::panic::panic(format_args!("{}", msg), None)
 }

@@ -1,6 +1,6 @@
 """lx-buddyinfo: free blocks per order per zone (src/mm/buddy.rs).
 
-The zones live in `vmkernel::kmm::page_alloc::ZONES`, a
+The zones live in `vmkernel::mm::page_alloc::ZONES`, a
 spin::Mutex<PgData { zones: Zones { zones: [Option<Zone>; N], nr } }>.
 The output is the kernel's Zone::buddyinfo, i.e. Linux's /proc/buddyinfo:
     Node 0, zone   Normal      3      2 ...

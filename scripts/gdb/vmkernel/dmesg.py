@@ -1,4 +1,4 @@
-"""lx-dmesg: the kernel log ring (src/printk.rs).
+"""lx-dmesg: the kernel log ring (src/kernel/printk.rs).
 
 `__log_buf` is a byte ring of LOG_BUF_LEN bytes (its DWARF array length);
 `log_next` counts every byte ever written, so byte i of the log is at

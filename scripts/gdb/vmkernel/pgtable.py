@@ -12,13 +12,13 @@ reachable from GDB), so a table is read through
   * the kernel image mapping, if it lies inside the image
     (va = pa + kimage_voffset; swapper_pg_dir, init_pg_dir, ...), or
   * the linear map, once paging_init has built it:
-    __va(pa) = pa - memstart_addr + PAGE_OFFSET (src/kmm/paging.rs), or
+    __va(pa) = pa - memstart_addr + PAGE_OFFSET (src/arch/arm64/mm/mmu.rs), or
   * failing both (a table outside the image before paging_init), QEMU's
     own physical read, `monitor xp` (QEMU's gdbstub forwards `monitor`
     commands to its HMP monitor), which only works against QEMU.
 
 Each descriptor is printed as the kernel's DescFmt prints it
-(src/mm/pgtable.rs, the same text the kernel's Walk display uses), plus one
+(src/arch/arm64/mm/pgtable.rs, the same text the kernel's Walk display uses), plus one
 line with every field decoded.
 """
 
@@ -31,7 +31,7 @@ from vmkernel import utils
 LEVEL_NAME = ["pgd", "pud", "pmd", "pte"]
 OA_MASK = ((1 << 48) - 1) & ~0xFFF  # output address bits [47:12]
 RES0_HI = 0x7 << 48
-# MAIR_EL1 attribute slots as src/mm/pgtable.rs MemType defines them
+# MAIR_EL1 attribute slots as src/arch/arm64/mm/pgtable.rs MemType defines them
 # (Linux 5.10's MT_* order); the byte itself is decoded from MAIR_EL1.
 MEMTYPE_NAME = ["Normal", "Normal-Tagged", "Normal-NC", "Normal-WT", "Device-nGnRnE", "Device-nGnRE", "Device-GRE"]
 MAIR_ATTR_NAME = {
@@ -72,7 +72,7 @@ def is_page(v, level):
 
 
 def desc_fmt(v, level):
-    """src/mm/pgtable.rs DescFmt, character for character."""
+    """src/arch/arm64/mm/pgtable.rs DescFmt, character for character."""
     s = f"{LEVEL_NAME[level]} {v:#018x}"
     if not is_valid(v):
         return s + " INVALID"

@@ -5,7 +5,7 @@ GDB 12/13 (Debian 12's gdb-multiarch is 13.1) dies with an internal error
 when it prints some Rust enums itself: the value `finish` returns from a
 function returning Option/Result (e.g. `finish` out of alloc_pages), and
 niche-encoded ones such as the Option<Zone> array in
-vmkernel::kmm::page_alloc::ZONES. This printer formats every Rust enum
+vmkernel::mm::page_alloc::ZONES. This printer formats every Rust enum
 without GDB's variant printing:
 
 * a value GDB could resolve (it read it from target memory) has one

@@ -5,14 +5,14 @@ ELF's DWARF types where they are good enough: `gdb.lookup_*_symbol` on the
 Rust path of a static, then field access by name. Rust specifics:
 
 * GDB (13.x) does not match a plain name like `vmap_area_root` against the
-  Rust path `vmkernel::kmm::vmalloc::vmap_area_root`, so every static is
+  Rust path `vmkernel::mm::vmalloc::vmap_area_root`, so every static is
   looked up by its full path (a `#[no_mangle]` one is *also* an ELF symbol,
   which helps only for addresses, not for types).
 * Items with no DWARF at all (head.S labels, linker-script symbols such as
   `_text`, `_end`, `init_pg_dir`) are ELF symbols only: their addresses come
   from `info address`.
 * Rust `const`s (VMALLOC_START, PAGE_OFFSET, ...) are not in DWARF; the few
-  needed are mirrored below from src/mm/layout.rs and cross-checked where
+  needed are mirrored below from src/arch/arm64/memory.rs and cross-checked where
   the ELF allows it (KIMAGE_VADDR is an absolute symbol of linker.ld).
 """
 
@@ -21,7 +21,7 @@ import re
 import gdb
 
 # ---------------------------------------------------------------------------
-# Constants mirrored from src/mm/layout.rs (Rust consts have no DWARF).
+# Constants mirrored from src/arch/arm64/memory.rs (Rust consts have no DWARF).
 # ---------------------------------------------------------------------------
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -32,27 +32,27 @@ VMALLOC_END = 0xFFFF_FDFF_BFFF_0000
 
 # Full Rust paths of the statics the helpers read.
 SYM = {
-    "vmap_area_root": "vmkernel::kmm::vmalloc::vmap_area_root",
-    "purge_vmap_area_root": "vmkernel::kmm::vmalloc::purge_vmap_area_root",
-    "free_vmap_area_root": "vmkernel::kmm::vmalloc::free_vmap_area_root",
-    "__log_buf": "vmkernel::printk::__log_buf",
-    "log_next": "vmkernel::printk::log_next",
-    "ZONES": "vmkernel::kmm::page_alloc::ZONES",
-    "MEMSTART_ADDR": "vmkernel::kmm::paging::MEMSTART_ADDR",
-    "LINEAR_END": "vmkernel::kmm::paging::LINEAR_END",
-    "SWAPPER_LIVE": "vmkernel::kmm::paging::SWAPPER_LIVE",
-    "swapper_pg_dir": "vmkernel::kmm::paging::swapper_pg_dir",
-    "BOOT_INFO": "vmkernel::setup::BOOT_INFO",
+    "vmap_area_root": "vmkernel::mm::vmalloc::vmap_area_root",
+    "purge_vmap_area_root": "vmkernel::mm::vmalloc::purge_vmap_area_root",
+    "free_vmap_area_root": "vmkernel::mm::vmalloc::free_vmap_area_root",
+    "__log_buf": "vmkernel::kernel::printk::__log_buf",
+    "log_next": "vmkernel::kernel::printk::log_next",
+    "ZONES": "vmkernel::mm::page_alloc::ZONES",
+    "MEMSTART_ADDR": "vmkernel::arch::mm::mmu::MEMSTART_ADDR",
+    "LINEAR_END": "vmkernel::arch::mm::mmu::LINEAR_END",
+    "SWAPPER_LIVE": "vmkernel::arch::mm::mmu::SWAPPER_LIVE",
+    "swapper_pg_dir": "vmkernel::arch::mm::mmu::swapper_pg_dir",
+    "BOOT_INFO": "vmkernel::arch::kernel::setup::BOOT_INFO",
 }
 
 # Types, by their DWARF names.
 TYPE = {
-    "VmStruct": "vmkernel::kmm::vmalloc::VmStruct",
-    "VmapArea": "kernel::mm::vmap_tree::VmapArea",
-    "Zone": "kernel::mm::buddy::Zone",
+    "VmStruct": "vmkernel::mm::vmalloc::VmStruct",
+    "VmapArea": "vmkernel::mm::vmap_tree::VmapArea",
+    "Zone": "vmkernel::mm::buddy::Zone",
 }
 
-# vm_struct flags (src/kmm/vmalloc.rs VmFlags, Linux's include/linux/vmalloc.h).
+# vm_struct flags (src/mm/vmalloc.rs VmFlags, Linux's include/linux/vmalloc.h).
 VM_IOREMAP = 0x01
 VM_ALLOC = 0x02
 VM_MAP = 0x04

@@ -1,6 +1,6 @@
 """lx-vmallocinfo: /proc/vmallocinfo from the busy and purge trees.
 
-Data structures (src/kmm/vmalloc.rs, src/mm/vmap_tree.rs):
+Data structures (src/mm/vmalloc.rs, src/mm/vmap_tree.rs):
 
     vmap_area_root: spin::Mutex<VmapAreaRoot>
         VmapAreaRoot { root, list_head, list_tail, count, augmented }

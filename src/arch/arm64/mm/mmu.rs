@@ -18,12 +18,12 @@
 //! swapper_pg_dir is built every table is reached through a fixmap window
 //! per level (FIX_PGD..FIX_PTE), as Linux's `pgd_set_fixmap` and friends.
 
-use super::memblock_lock;
-use crate::arch::TCR_EPD0;
+use crate::mm::memblock_lock;
+use crate::arch::kernel::TCR_EPD0;
 use crate::pr_info;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use kernel::mm::layout::*;
-use kernel::mm::pgtable::{
+use crate::arch::memory::*;
+use crate::arch::mm::pgtable::{
     map_mem_plan, pte_encode, table_encode, Descriptor, PageProt, PageTable, PgtableEnv, PgtableError, PAGE_KERNEL,
     PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PROT_DEVICE_NGNRE,
 };
@@ -90,7 +90,7 @@ pub fn __pa(va: VirtAddr) -> PhysAddr {
 
 /// Linux's `__pa_symbol`: physical address of a kernel-image symbol.
 pub fn __pa_symbol(va: usize) -> PhysAddr {
-    PhysAddr(va.wrapping_sub(crate::setup::kimage_voffset()))
+    PhysAddr(va.wrapping_sub(crate::arch::kernel::setup::kimage_voffset()))
 }
 
 /// End of the populated linear map (for reporting and `pt`).
@@ -129,8 +129,8 @@ const MAX_TLBI_OPS: usize = 512;
 // the barriers and TLB maintenance are the architecture's.
 unsafe impl PgtableEnv for KernelPgtableEnv {
     fn alloc_table(&mut self) -> Option<PhysAddr> {
-        let pa = if super::page_alloc::is_ready() {
-            super::page_alloc::alloc_pages(0)?
+        let pa = if crate::mm::page_alloc::is_ready() {
+            crate::mm::page_alloc::alloc_pages(0)?
         } else {
             PhysAddr(memblock_lock().phys_alloc(PAGE_SIZE as u64, PAGE_SIZE as u64)? as usize)
         };
@@ -149,8 +149,8 @@ unsafe impl PgtableEnv for KernelPgtableEnv {
 
     fn free_table(&mut self, pa: PhysAddr) {
         PGTABLE_PAGES.fetch_sub(1, Ordering::Relaxed);
-        if super::page_alloc::is_ready() {
-            super::page_alloc::__free_pages(pa, 0);
+        if crate::mm::page_alloc::is_ready() {
+            crate::mm::page_alloc::__free_pages(pa, 0);
         } else {
             if let Err(e) = memblock_lock().free(pa.0 as u64, PAGE_SIZE as u64) {
                 crate::pr_warn!("free_table: returning {:#x} to memblock failed: {}", pa.0, e);
@@ -261,7 +261,7 @@ pub unsafe fn clear_page(addr: *mut u8) {
 /// Linux's flush_tlb_all: every EL1 entry, cached walks included, on every
 /// CPU of the inner-shareable domain.
 pub fn flush_tlb_all() {
-    super::TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
+    crate::mm::TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
     // SAFETY: TLB maintenance and barriers only.
     unsafe {
         core::arch::asm!(
@@ -281,7 +281,7 @@ pub fn flush_tlb_kernel_range(start: usize, end: usize) {
         flush_tlb_all();
         return;
     }
-    super::TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
+    crate::mm::TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
     // SAFETY: TLB maintenance and barriers only.
     unsafe {
         core::arch::asm!("dsb ishst", options(nostack, preserves_flags));
@@ -339,7 +339,7 @@ pub fn early_fixmap_init() {
         let pgd = (&raw mut init_pg_dir).cast::<u64>().add(va.pgd_index());
         let old = core::ptr::read_volatile(pgd);
         if old != 0 {
-            crate::boot_fail(format_args!(
+            crate::kernel::panic::boot_fail(format_args!(
                 "early_fixmap_init: init_pg_dir[{}] for the fixmap at {:#x} is already {:#018x}",
                 va.pgd_index(),
                 va.0,
@@ -491,7 +491,7 @@ pub fn kernel_image_phys() -> (PhysAddr, usize) {
 
 fn check(what: &str, r: Result<(), PgtableError>) {
     if let Err(e) = r {
-        crate::boot_fail(format_args!("paging_init: mapping {} failed: {}", what, e));
+        crate::kernel::panic::boot_fail(format_args!("paging_init: mapping {} failed: {}", what, e));
     }
 }
 
@@ -504,8 +504,8 @@ fn map_mem(pt: &mut PageTable, env: &mut KernelPgtableEnv) {
     // memblock's lists, copied out: mapping allocates from memblock.
     let (memory, nomap) = {
         let mb = memblock_lock();
-        let copy = |list: &[kernel::mm::memblock::Region]| {
-            let mut a = [kernel::mm::memblock::Region::new(0, 0); kernel::mm::memblock::MAX_REGIONS];
+        let copy = |list: &[crate::mm::memblock::Region]| {
+            let mut a = [crate::mm::memblock::Region::new(0, 0); crate::mm::memblock::MAX_REGIONS];
             a[..list.len()].copy_from_slice(list);
             (a, list.len())
         };
@@ -517,7 +517,7 @@ fn map_mem(pt: &mut PageTable, env: &mut KernelPgtableEnv) {
         let (va, size) = (__va(c.start), c.end.0 - c.start.0);
         let r = pt.map_range(env, va, c.start, size, c.prot, true);
         if let Err(e) = r {
-            crate::boot_fail(format_args!(
+            crate::kernel::panic::boot_fail(format_args!(
                 "map_mem: linear map of [{:#x}-{:#x}) ({}) at {:#x}: {}",
                 c.start.0,
                 c.end.0,
@@ -608,7 +608,7 @@ pub fn paging_init(uart_phys: usize) {
 
     // The console moves to the fixmap before TTBR0 walks stop.
     // SAFETY: just mapped as device memory.
-    unsafe { crate::printk::console_set_base(FIX_EARLYCON_MEM_BASE + (uart_phys & !PAGE_MASK)) };
+    unsafe { crate::kernel::printk::console_set_base(FIX_EARLYCON_MEM_BASE + (uart_phys & !PAGE_MASK)) };
 
     // No more identity map: TTBR0 walks off, so a NULL dereference faults.
     // SAFETY: nothing runs from TTBR0 any more (we are in the upper half,

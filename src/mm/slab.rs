@@ -9,9 +9,9 @@
 
 use super::fault_inject::{self, Site};
 use super::page_alloc;
-use super::paging::__va;
+use crate::arch::mm::mmu::__va;
 use core::ptr::NonNull;
-use kernel::mm::layout::PAGE_SIZE;
+use crate::arch::memory::PAGE_SIZE;
 
 struct FreeObject {
     next: *mut FreeObject,

@@ -30,7 +30,7 @@ use core::ptr::{read_volatile, write_volatile};
 
 use tock_registers::register_bitfields;
 
-use super::layout::{level_size, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_TABLE};
+use crate::arch::memory::{level_size, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_TABLE};
 
 // ---------------------------------------------------------------------------
 // Memory types and MAIR_EL1
@@ -1447,8 +1447,8 @@ pub struct LinearChunk {
 /// whole. `memory` and `nomap` must be sorted and disjoint (memblock's
 /// lists are).
 pub fn map_mem_plan(
-    memory: &[crate::dt::MemRegion],
-    nomap: &[crate::dt::MemRegion],
+    memory: &[crate::drivers::of::fdt::MemRegion],
+    nomap: &[crate::drivers::of::fdt::MemRegion],
     text_alias: (PhysAddr, PhysAddr),
     mut f: impl FnMut(LinearChunk),
 ) {
@@ -1489,7 +1489,7 @@ pub fn map_mem_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::layout::{PAGE_END, PAGE_OFFSET, PMD_SIZE, PUD_SIZE, VMALLOC_START};
+    use crate::arch::memory::{PAGE_END, PAGE_OFFSET, PMD_SIZE, PUD_SIZE, VMALLOC_START};
     use std::alloc::{alloc_zeroed, dealloc, Layout};
     use std::cell::Cell;
     use std::collections::{BTreeMap, BTreeSet};
@@ -1629,7 +1629,7 @@ mod tests {
     }
 
     /// A tiny deterministic PRNG (xorshift64*).
-    use crate::rand::XorShift64Star as Rng;
+    use crate::lib::rand::XorShift64Star as Rng;
 
     // -- Memory types and descriptors ---------------------------------------
 
@@ -2840,7 +2840,7 @@ mod tests {
 
     // -- The linear map as map_mem lays it out -------------------------------
 
-    use crate::dt::MemRegion;
+    use crate::drivers::of::fdt::MemRegion;
 
     fn plan(memory: &[MemRegion], nomap: &[MemRegion], alias: (usize, usize)) -> Vec<(usize, usize, PageProt)> {
         let mut v = Vec::new();

@@ -1,12 +1,14 @@
-//! setup_arch and the boot command line (Linux: arch/arm64/kernel/setup.c,
-//! init/main.c): read the device tree the loader handed over, print the
-//! machine summary, then run what `/chosen/bootargs` asks for.
+//! setup_arch (Linux: arch/arm64/kernel/setup.c): identify the CPU, read the
+//! device tree the loader handed over (x0), pick the PSCI conduit and the
+//! timer frequency, and print the machine summary. start_kernel
+//! (init/main.rs) goes on with memblock, paging_init and mm_init.
 
-use crate::arch::{cpu, psci, timer};
-use crate::{boot_fail, pr_info, pr_notice, pr_warn, printk};
+use crate::arch::kernel::{cpu, psci, timer, traps};
+use crate::kernel::panic::boot_fail;
+use crate::{pr_info, pr_notice, pr_warn};
 use core::sync::atomic::{AtomicU64, Ordering};
-use kernel::dt::{self, MachineInfo, ReserveKind};
-use kernel::mm::layout::KIMAGE_VADDR;
+use crate::drivers::of::fdt::{self as dt, MachineInfo, ReserveKind};
+use crate::arch::memory::KIMAGE_VADDR;
 use spin::Once;
 
 /// The parsed device tree, kept for the life of the kernel.
@@ -39,7 +41,7 @@ pub fn kimage_voffset() -> usize {
 /// Highest physical address the early identity map covers (head.S).
 const IDMAP_LIMIT: usize = 256 << 30;
 
-pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
+pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) -> &'static MachineInfo {
     let midr = cpu::midr();
     pr_info!(
         "Booting vmkernel on physical CPU 0x{:010x} [0x{:08x}]",
@@ -70,7 +72,7 @@ pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
     let t0 = timer::get_cycles();
     // SAFETY: fdt_pa is 8-aligned, below the identity map's limit, and any
     // fault on reading it is caught; nothing writes the DTB meanwhile.
-    let parsed = crate::arch::traps::catch_fault_quiet(|| unsafe { dt::parse_at(fdt_pa as *const u8) });
+    let parsed = traps::catch_fault_quiet(|| unsafe { dt::parse_at(fdt_pa as *const u8) });
     FDT_PARSE_NS.store(timer::ticks_to_ns(timer::get_cycles() - t0), Ordering::Relaxed);
     let info = match parsed {
         Err(f) => boot_fail(format_args!(
@@ -83,7 +85,7 @@ pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
     let info = MACHINE.call_once(|| info);
 
     if let Some(c) = info.psci() {
-        if let Err(why) = psci::set_conduit_checked(c, boot_el) {
+        if let Err(why) = psci::set_conduit_checked(c, boot_el, || traps::catch_fault_quiet(psci::version).is_ok()) {
             pr_warn!("psci: {}; PSCI disabled", why);
         }
     }
@@ -97,44 +99,7 @@ pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) {
     if let Some(hz) = info.timer_frequency() {
         timer::set_frequency(hz as u64);
     }
-    for arg in info.bootargs().split_ascii_whitespace() {
-        if let Some(l) = arg.strip_prefix("loglevel=") {
-            if let Ok(l) = l.parse() {
-                printk::set_console_loglevel(l);
-            }
-        }
-        // Linux's panic= (kernel/panic.c core_param): 0 stays halted, N>0
-        // reboots after N seconds, N<0 at once.
-        if let Some(v) = arg.strip_prefix("panic=") {
-            match v.parse::<i64>() {
-                Ok(t) => crate::panic::set_panic_timeout(t),
-                Err(_) => pr_warn!("panic={}: expected a number of seconds; ignored", v),
-            }
-        }
-        // Linux's init_on_alloc= (mm/page_alloc.c early_param): zero every
-        // vmalloc page; on by default, as Debian ships it.
-        if let Some(v) = arg.strip_prefix("init_on_alloc=") {
-            match crate::bench::parse_bool(v) {
-                Some(on) => crate::kmm::vmalloc::set_init_on_alloc(on),
-                None => pr_warn!(
-                    "init_on_alloc={}: expected 0 or 1; keeping {}",
-                    v,
-                    crate::kmm::vmalloc::init_on_alloc() as u8
-                ),
-            }
-        }
-    }
-    print_machine_summary(info, fdt_pa);
-
-    crate::kmm::arm64_memblock_init(info);
-    // Still the identity-mapped physical address at this point.
-    let uart = printk::console_base().unwrap_or(crate::EARLYCON_PL011_PHYS);
-    crate::kmm::paging::paging_init(uart);
-    crate::kmm::mm_init(info);
-    crate::kmm::console_ioremap(info);
-    pr_info!("vmallocinfo:");
-    let mut w = printk::LogWriter;
-    let _ = crate::kmm::vmalloc::vmallocinfo(&mut w);
+    info
 }
 
 /// The device-tree summary (boot log, and the shell's `dt`).
@@ -148,17 +113,17 @@ pub fn print_machine_summary(info: &MachineInfo, fdt_pa: usize) {
                 u.size,
                 u.irq.map_or(-1, |i| i as i64)
             );
-            if u.base as usize != crate::EARLYCON_PL011_PHYS {
+            if u.base as usize != crate::drivers::tty::serial::pl011::EARLYCON_PL011_PHYS {
                 pr_warn!(
                     "console: DT's PL011 at {:#x} differs from the boot console at {:#x}; keeping the boot console",
                     u.base,
-                    crate::EARLYCON_PL011_PHYS
+                    crate::drivers::tty::serial::pl011::EARLYCON_PL011_PHYS
                 );
             }
         }
         None => pr_warn!(
             "console: no arm,pl011 node in the device tree; keeping the boot console at {:#x}",
-            crate::EARLYCON_PL011_PHYS
+            crate::drivers::tty::serial::pl011::EARLYCON_PL011_PHYS
         ),
     }
     match (info.psci(), psci::conduit_name()) {
@@ -228,26 +193,4 @@ pub fn print_machine_summary(info: &MachineInfo, fdt_pa: usize) {
     }
     let total = info.total_memory();
     pr_info!("RAM: {} MiB in {} bank(s)", total >> 20, info.memory().len());
-}
-
-/// What the command line asked for, in Linux's spirit of `init=`.
-pub fn run_init() -> ! {
-    let args = machine().bootargs();
-    let mut words = args.split_ascii_whitespace();
-    if let Some(filter) = words.clone().find_map(|w| {
-        if w == "ktest" {
-            Some("")
-        } else {
-            w.strip_prefix("ktest=")
-        }
-    }) {
-        let failed = crate::ktest::run_all(filter);
-        crate::ktest::exit_with_result(failed);
-    }
-    // Benchmarks (test_vmalloc.*=, bench=): see crate::bench.
-    crate::bench::run_from_cmdline(args);
-    if words.any(|w| w == "poweroff") {
-        crate::machine_power_off();
-    }
-    crate::shell::run()
 }

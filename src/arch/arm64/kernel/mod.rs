@@ -1,14 +1,18 @@
-//! AArch64 support: the boot assembly (`head.S`), the exception vectors
-//! (`entry.S`), traps and the oops, the generic timer, PSCI and semihosting.
+//! arm64 kernel support (Linux: arch/arm64/kernel/): the boot assembly
+//! (`head.S`), the exception vectors (`entry.S`), traps and the oops, the
+//! stack and its backtrace, setup_arch, the generic timer, PSCI and
+//! semihosting.
 
 pub mod cpu;
 pub mod psci;
 pub mod semihosting;
+pub mod setup;
+pub mod stacktrace;
 pub mod timer;
 pub mod traps;
 
-use kernel::mm::layout::{PhysAddr, VirtAddr, KIMAGE_VADDR};
-use kernel::mm::pgtable::{pte_encode, MAIR_EL1_VALUE, PAGE_KERNEL_EXEC, PROT_DEVICE_NGNRE};
+use crate::arch::memory::{PhysAddr, VirtAddr, KIMAGE_VADDR};
+use crate::arch::mm::pgtable::{pte_encode, MAIR_EL1_VALUE, PAGE_KERNEL_EXEC, PROT_DEVICE_NGNRE};
 
 /// Early 1 GiB / 2 MiB block descriptors for head.S (before any Rust runs),
 /// from the same encoder as every later mapping: Normal executable memory

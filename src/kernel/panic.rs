@@ -24,8 +24,8 @@
 //! taken while panicking (a PSCI conduit that traps, a console that faults),
 //! prints one line and halts.
 
-use crate::arch::{cpu, psci, semihosting, timer};
-use crate::printk;
+use crate::arch::kernel::{cpu, psci, semihosting, timer};
+use crate::kernel::printk;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
@@ -36,6 +36,31 @@ const PANIC_TIMEOUT_UNSET: i64 = i64::MIN;
 static PANICKING: AtomicBool = AtomicBool::new(false);
 /// Set by the first nested failure: a third one halts without a word.
 static NESTED: AtomicBool = AtomicBool::new(false);
+
+/// Linux's `panic()` for fatal conditions outside Rust panics.
+pub fn panic_fatal(msg: &str) -> ! {
+    panic(format_args!("{}", msg), None)
+}
+
+/// A clear one-line message and a clean stop, for bad boot input (no DT,
+/// no memory, ...): nothing after this can work.
+pub fn boot_fail(args: fmt::Arguments) -> ! {
+    panic(args, None)
+}
+
+/// Rust's panics (a failed `expect`, an overflow in a debug build) are
+/// kernel panics, with the location and a call trace.
+#[cfg(not(test))]
+#[panic_handler]
+fn rust_panic(info: &core::panic::PanicInfo) -> ! {
+    let fp: u64;
+    // SAFETY: reading the frame pointer register.
+    unsafe { core::arch::asm!("mov {}, x29", out(reg) fp) };
+    match info.location() {
+        Some(l) => panic(format_args!("{} at {}:{}", info.message(), l.file(), l.line()), Some(fp)),
+        None => panic(format_args!("{}", info.message()), Some(fp)),
+    }
+}
 
 /// `panic=N` from the boot command line.
 pub fn set_panic_timeout(secs: i64) {
@@ -69,7 +94,7 @@ pub fn panic(args: fmt::Arguments, backtrace_fp: Option<u64>) -> ! {
     if let Some(fp) = backtrace_fp {
         let mut w = printk::LogWriter;
         let _ = fmt::Write::write_str(&mut w, "Call trace:\n");
-        let _ = crate::arch::traps::backtrace_from(&mut w, fp);
+        let _ = crate::arch::kernel::stacktrace::backtrace_from(&mut w, fp);
     }
     after_panic(args)
 }

@@ -3,8 +3,8 @@
 //! `__log_buf` (which `dmesg` and the GDB helper `lx-dmesg` read) and, if its
 //! level passes `console_loglevel`, out on the console UART.
 
-use crate::arch::timer;
-use crate::drivers::pl011::Pl011;
+use crate::arch::kernel::timer;
+use crate::drivers::tty::serial::pl011::Pl011;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
@@ -221,26 +221,26 @@ pub fn for_each_log_chunk(mut f: impl FnMut(&[u8])) {
 
 #[macro_export]
 macro_rules! printk {
-    ($lvl:expr, $($arg:tt)*) => { $crate::printk::printk($lvl, format_args!($($arg)*)) };
+    ($lvl:expr, $($arg:tt)*) => { $crate::kernel::printk::printk($lvl, format_args!($($arg)*)) };
 }
 #[macro_export]
-macro_rules! pr_emerg { ($($arg:tt)*) => { $crate::printk!($crate::printk::Level::Emerg, $($arg)*) }; }
+macro_rules! pr_emerg { ($($arg:tt)*) => { $crate::printk!($crate::kernel::printk::Level::Emerg, $($arg)*) }; }
 #[macro_export]
-macro_rules! pr_err { ($($arg:tt)*) => { $crate::printk!($crate::printk::Level::Err, $($arg)*) }; }
+macro_rules! pr_err { ($($arg:tt)*) => { $crate::printk!($crate::kernel::printk::Level::Err, $($arg)*) }; }
 #[macro_export]
-macro_rules! pr_warn { ($($arg:tt)*) => { $crate::printk!($crate::printk::Level::Warning, $($arg)*) }; }
+macro_rules! pr_warn { ($($arg:tt)*) => { $crate::printk!($crate::kernel::printk::Level::Warning, $($arg)*) }; }
 #[macro_export]
-macro_rules! pr_notice { ($($arg:tt)*) => { $crate::printk!($crate::printk::Level::Notice, $($arg)*) }; }
+macro_rules! pr_notice { ($($arg:tt)*) => { $crate::printk!($crate::kernel::printk::Level::Notice, $($arg)*) }; }
 #[macro_export]
-macro_rules! pr_info { ($($arg:tt)*) => { $crate::printk!($crate::printk::Level::Info, $($arg)*) }; }
+macro_rules! pr_info { ($($arg:tt)*) => { $crate::printk!($crate::kernel::printk::Level::Info, $($arg)*) }; }
 #[macro_export]
-macro_rules! pr_debug { ($($arg:tt)*) => { $crate::printk!($crate::printk::Level::Debug, $($arg)*) }; }
+macro_rules! pr_debug { ($($arg:tt)*) => { $crate::printk!($crate::kernel::printk::Level::Debug, $($arg)*) }; }
 #[macro_export]
-macro_rules! print { ($($arg:tt)*) => { $crate::printk::print(format_args!($($arg)*)) }; }
+macro_rules! print { ($($arg:tt)*) => { $crate::kernel::printk::print(format_args!($($arg)*)) }; }
 #[macro_export]
 macro_rules! println {
     () => { $crate::print!("\n") };
-    ($($arg:tt)*) => { $crate::printk::print(format_args!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::kernel::printk::print(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 /// Total bytes ever logged (a position in the log for [`log_contains_since`]).

@@ -7,7 +7,7 @@
 //! in-kernel tests use it to check that W^X and guard pages really fault,
 //! and the shell uses it so a bad `peek` does not take the kernel down.
 
-use crate::printk;
+use crate::kernel::printk;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
@@ -184,8 +184,8 @@ extern "C" fn el1_exception(regs: &mut PtRegs, kind: u64) {
     let recovery = RECOVERY.load(Ordering::SeqCst);
     // An exception while panicking (e.g. a PSCI conduit that traps) must
     // not start a second oops, whose panic would trap again.
-    if recovery.is_null() && crate::panic::in_panic() {
-        crate::panic::nested_halt(format_args!(
+    if recovery.is_null() && crate::kernel::panic::in_panic() {
+        crate::kernel::panic::nested_halt(format_args!(
             "{} exception during panic: ESR {:#010x} ({}), FAR {:#x}, PC {:#x}",
             vector_name(kind),
             regs.esr,
@@ -213,7 +213,7 @@ extern "C" fn el1_exception(regs: &mut PtRegs, kind: u64) {
         unsafe { fault_recover(recovery) };
     }
     print_oops(regs, kind);
-    crate::panic_fatal("Fatal exception");
+    crate::kernel::panic::panic_fatal("Fatal exception");
 }
 
 /// The kernel stack ran into its guard page; we are on the overflow stack
@@ -224,7 +224,7 @@ fn handle_bad_stack(regs: &mut PtRegs, recovery: *mut FaultJmp) -> ! {
     // SAFETY: entry.S left the faulting SP (minus the frame) here.
     unsafe { core::arch::asm!("mrs {}, tpidrro_el0", out(reg) bad_sp, options(nomem, nostack)) };
     regs.sp = bad_sp + core::mem::size_of::<PtRegs>() as u64;
-    let (lo, hi) = crate::stack_bounds();
+    let (lo, hi) = crate::arch::kernel::stacktrace::stack_bounds();
     // SAFETY: see print_oops.
     unsafe { printk::force_unlock() };
     crate::pr_emerg!("Insufficient stack space to handle exception!");
@@ -248,7 +248,7 @@ fn handle_bad_stack(regs: &mut PtRegs, recovery: *mut FaultJmp) -> ! {
         // (good part of the) kernel stack, below which we overflowed.
         unsafe { fault_recover(recovery) };
     }
-    crate::panic_fatal("kernel stack overflow")
+    crate::kernel::panic::panic_fatal("kernel stack overflow")
 }
 
 fn print_oops(regs: &PtRegs, kind: u64) {
@@ -347,30 +347,9 @@ fn write_oops(w: &mut dyn Write, regs: &PtRegs, kind: u64, n: usize) -> fmt::Res
     }
     writeln!(w, "Call trace:")?;
     writeln!(w, " {:016x} (pc)", regs.pc)?;
-    backtrace_from(w, regs.regs[29])?;
+    super::stacktrace::backtrace_from(w, regs.regs[29])?;
     // The log, not the bare addresses: from a log symbolize.sh looks return
     // addresses up at their call (ADDR-4); a bare ADDR is taken as exact
     // and names the next function after a call that never returns.
     writeln!(w, "(symbolize: scripts/symbolize.sh < LOG, or paste this oops into it)")
-}
-
-/// Walk AAPCS64 frame records ({previous fp, lr}) starting at `fp`.
-pub fn backtrace_from(w: &mut dyn Write, mut fp: u64) -> fmt::Result {
-    let (lo, hi) = crate::stack_bounds();
-    for _ in 0..32 {
-        if fp == 0 || !fp.is_multiple_of(16) || fp < lo || fp + 16 > hi {
-            break;
-        }
-        // SAFETY: fp lies inside the kernel stack (checked above).
-        let (next, lr) = unsafe { (*(fp as *const u64), *((fp + 8) as *const u64)) };
-        if lr == 0 {
-            break;
-        }
-        writeln!(w, " {:016x}", lr)?;
-        if next <= fp {
-            break;
-        }
-        fp = next;
-    }
-    Ok(())
 }

@@ -38,7 +38,7 @@
 //!   (the OE bit of UARTDR); they are counted and reported
 //!   ([`Pl011::take_overruns`]), never silent.
 
-use kernel::cmdline::InputQueue;
+use crate::shell::line::InputQueue;
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::{register_bitfields, register_structs};
@@ -104,6 +104,11 @@ register_structs! {
         (0x48 => @END),
     }
 }
+
+/// QEMU virt's PL011, used as the boot console before the device tree is
+/// read (Linux: `earlycon=pl011,0x9000000`). Reached through the early
+/// identity map; the console stays on this UART for good (see console.rs).
+pub const EARLYCON_PL011_PHYS: usize = 0x0900_0000;
 
 /// Size of the register window the driver touches.
 pub const PL011_REG_SIZE: usize = 0x1000;

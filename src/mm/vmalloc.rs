@@ -18,7 +18,7 @@
 //!
 //! Every stage keeps Linux's name, is `#[no_mangle]` and `#[inline(never)]`,
 //! so `break alloc_vmap_area` works in GDB. The tree algorithms are in
-//! `kernel::mm::vmap_tree` (host-tested); this file owns the global trees,
+//! `crate::mm::vmap_tree` (host-tested); this file owns the global trees,
 //! their locks, the object caches and the page tables.
 //!
 //! Locks, as in 5.10, never nested the other way round:
@@ -26,17 +26,18 @@
 //! `purge_vmap_area_lock` (lazily freed areas) -> `vmap_area_cachep`'s lock
 //! -> `init_mm` (page tables) -> the buddy allocator.
 
-use super::paging::{flush_tlb_kernel_range, with_init_mm, KernelPgtableEnv};
+use crate::arch::mm::mmu::{flush_tlb_kernel_range, with_init_mm, KernelPgtableEnv};
 use super::slab::{self, KmemCache};
-use super::{page_alloc, paging};
+use super::page_alloc;
+use crate::arch::mm::mmu as paging;
 use crate::{pr_err, pr_info, pr_warn};
 use core::fmt::{self, Write};
 use core::panic::Location;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
-use kernel::mm::layout::*;
-use kernel::mm::pgtable::{PageProt, PgtableEnv, PgtableError, PAGE_KERNEL};
-use kernel::mm::vmap_tree::{
+use crate::arch::memory::*;
+use crate::arch::mm::pgtable::{PageProt, PgtableEnv, PgtableError, PAGE_KERNEL};
+use crate::mm::vmap_tree::{
     self, __alloc_vmap_area, __find_vmap_area, insert_vmap_area, merge_or_add_vmap_area, unlink_va, VmapArea,
     VmapAreaAlloc, VmapAreaRoot,
 };
@@ -450,7 +451,7 @@ pub fn vmalloc_init() {
         }
     }
     vmap_init_free_space();
-    crate::arch::traps::register_addr_describer(describe_vmalloc_addr);
+    crate::arch::kernel::traps::register_addr_describer(describe_vmalloc_addr);
     let free = free_vmap_area_root.lock();
     pr_info!(
         "vmalloc: [{:#x}-{:#x}) ready: {} early area(s), {} free range(s), lazy_max_pages {}",
@@ -854,8 +855,8 @@ static KEEP_FOR_GDB: KeepForGdb = KeepForGdb([
     vmap as *const (),
     vfree as *const (),
     vunmap as *const (),
-    super::ioremap::iounmap as *const (),
-    super::ioremap::ioremap as *const (),
+    crate::arch::mm::ioremap::iounmap as *const (),
+    crate::arch::mm::ioremap::ioremap as *const (),
     remove_vm_area as *const (),
     vmalloc_to_page as *const (),
 ]);
@@ -1030,7 +1031,7 @@ pub fn vmap_lazy_nr() -> usize {
 /// Unmap and free an area; with `deallocate_pages` also its pages and page
 /// array (Linux: __vunmap).
 #[inline(never)]
-pub(super) fn __vunmap(addr: usize, deallocate_pages: bool) {
+pub(crate) fn __vunmap(addr: usize, deallocate_pages: bool) {
     if addr == 0 {
         return;
     }

@@ -1438,7 +1438,7 @@ mod tests {
     }
 
     /// Deterministic xorshift64* so fuzz failures reproduce.
-    use crate::rand::XorShift64Star as XorShift;
+    use crate::lib::rand::XorShift64Star as XorShift;
 
     // ------------------------------------------------------------------ QEMU
 

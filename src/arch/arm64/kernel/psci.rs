@@ -3,7 +3,7 @@
 //! or QEMU's built-in firmware, `smc` when EL2 is ours (virtualization=on).
 
 use core::sync::atomic::{AtomicU8, Ordering};
-use kernel::dt::PsciConduit;
+use crate::drivers::of::fdt::PsciConduit;
 
 pub const PSCI_0_2_FN_PSCI_VERSION: u64 = 0x8400_0000;
 pub const PSCI_0_2_FN_SYSTEM_OFF: u64 = 0x8400_0008;
@@ -91,8 +91,13 @@ fn el_implemented(el: u32) -> bool {
 /// path's power-off would then hit again and again, so refuse it here. But
 /// QEMU without EL3/EL2 emulates PSCI over its configured conduit, so the
 /// ID registers alone are not enough: without the EL, PSCI_VERSION is tried
-/// once under a fault catcher, and only an UNDEFINED trap refuses it.
-pub fn set_conduit_checked(c: PsciConduit, boot_el: u64) -> Result<(), ConduitRefused> {
+/// once through `version_survives` (the caller runs [`version`] under its
+/// fault catcher, which sits above this file), and only a trap refuses it.
+pub fn set_conduit_checked(
+    c: PsciConduit,
+    boot_el: u64,
+    version_survives: impl FnOnce() -> bool,
+) -> Result<(), ConduitRefused> {
     let missing = match c {
         PsciConduit::Hvc if boot_el >= 2 => return Err(ConduitRefused::HvcFromOwnEl2),
         PsciConduit::Hvc => (!el_implemented(2)).then_some(ConduitRefused::HvcWithoutEl2),
@@ -100,7 +105,7 @@ pub fn set_conduit_checked(c: PsciConduit, boot_el: u64) -> Result<(), ConduitRe
     };
     set_conduit(c);
     if let Some(why) = missing {
-        if super::traps::catch_fault_quiet(version).is_err() {
+        if !version_survives() {
             CONDUIT.store(NONE, Ordering::Relaxed);
             return Err(why);
         }

@@ -5,18 +5,18 @@
 //! go through each zone's per-cpu list (sized as Linux sizes it), so that
 //! vmalloc's page-at-a-time traffic does not split and merge buddies.
 //!
-//! The buddy logic itself (`kernel::mm::buddy`) is host-tested; this file
+//! The buddy logic itself (`crate::mm::buddy`) is host-tested; this file
 //! owns the global zones, the `struct page` arrays (mem_map) and the lock.
 
 use super::fault_inject::{self, Site};
-use super::paging::__va;
+use crate::arch::mm::mmu::__va;
 use crate::{pr_info, pr_warn};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use kernel::mm::buddy::{Page, Zone, Zones};
-use kernel::mm::layout::*;
+use crate::mm::buddy::{Page, Zone, Zones};
+use crate::arch::memory::*;
 
-pub use kernel::mm::buddy::MAX_ORDER;
+pub use crate::mm::buddy::MAX_ORDER;
 
 /// The zones and the total span of RAM in pages (Linux: physpages).
 struct PgData {
@@ -123,7 +123,7 @@ pub fn zones_info(mut f: impl FnMut(u32, usize, usize, usize)) {
 }
 
 /// Run the buddy invariant checker on every zone.
-pub fn check_all() -> Result<(), (usize, kernel::mm::buddy::CheckError)> {
+pub fn check_all() -> Result<(), (usize, crate::mm::buddy::CheckError)> {
     ZONES.lock().zones.check()
 }
 
@@ -132,7 +132,7 @@ pub fn check_all() -> Result<(), (usize, kernel::mm::buddy::CheckError)> {
 /// different nodes apart), each mem_map taken from memblock; then hand
 /// every free memblock range to the buddy lists (memblock_free_all).
 /// After this memblock is retired.
-pub fn free_area_init(banks: &[kernel::dt::MemBank]) {
+pub fn free_area_init(banks: &[crate::drivers::of::fdt::MemBank]) {
     let mut mb = super::memblock_lock();
     let mut z = ZONES.lock();
     for bank in banks {
@@ -145,7 +145,7 @@ pub fn free_area_init(banks: &[kernel::dt::MemBank]) {
         let spanned = end_pfn - start_pfn;
         let map_bytes = Zone::mem_map_bytes(spanned).next_multiple_of(PAGE_SIZE);
         let Some(map_pa) = mb.phys_alloc(map_bytes as u64, PAGE_SIZE as u64) else {
-            crate::boot_fail(format_args!(
+            crate::kernel::panic::boot_fail(format_args!(
                 "free_area_init: no memory for the {} KiB mem_map of [{:#x}-{:#x})",
                 map_bytes >> 10,
                 base,
@@ -156,7 +156,7 @@ pub fn free_area_init(banks: &[kernel::dt::MemBank]) {
         // SAFETY: fresh memblock memory of the right size, ours forever.
         let zone = unsafe { Zone::new(start_pfn, spanned, map, bank.numa_node.unwrap_or(0)) };
         if let Err(e) = z.zones.add(zone) {
-            crate::boot_fail(format_args!(
+            crate::kernel::panic::boot_fail(format_args!(
                 "free_area_init: zone for [{:#x}-{:#x}): {}",
                 base,
                 base + size,
@@ -171,7 +171,7 @@ pub fn free_area_init(banks: &[kernel::dt::MemBank]) {
         let (s, e) = ((start as usize).div_ceil(PAGE_SIZE), end as usize / PAGE_SIZE);
         if s < e {
             if let Err(err) = zones.free_range(s, e) {
-                crate::boot_fail(format_args!("memblock_free_all: pfns [{:#x}-{:#x}): {}", s, e, err));
+                crate::kernel::panic::boot_fail(format_args!("memblock_free_all: pfns [{:#x}-{:#x}): {}", s, e, err));
             }
         }
     });

@@ -1,0 +1,3 @@
+//! Open Firmware / device tree support (Linux: drivers/of/).
+
+pub mod fdt;

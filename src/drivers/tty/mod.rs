@@ -1,0 +1,3 @@
+//! TTY drivers (Linux: drivers/tty/).
+
+pub mod serial;

@@ -1,0 +1,6 @@
+//! Serial drivers (Linux: drivers/tty/serial/).
+
+#[cfg(target_os = "none")]
+pub mod console;
+#[cfg(target_os = "none")]
+pub mod pl011;

@@ -1,0 +1,57 @@
+//! start_kernel (Linux: init/main.c): the first Rust code, and the boot in
+//! init/main.c's order, then `run_init`, which starts what the command line
+//! asks for.
+
+use crate::arch::kernel::{semihosting, setup, traps};
+use crate::arch::mm::{init::arm64_memblock_init, mmu::paging_init};
+use crate::drivers::tty::serial::{console::console_ioremap, pl011::EARLYCON_PL011_PHYS};
+use crate::kernel::printk;
+use crate::{mm, pr_info};
+
+/// The first Rust code, entered from head.S with the MMU on, running at the
+/// kernel's link address. Arguments: the loader's x0 (FDT physical address),
+/// the exception level we were entered at, and the image's physical base.
+///
+/// Linux does memblock and paging_init inside setup_arch; here start_kernel
+/// calls them itself, so that arch/arm64/kernel stays below mm (see
+/// docs/architecture.md). The order is Linux's.
+#[unsafe(no_mangle)]
+pub extern "C" fn start_kernel(fdt_pa: usize, boot_el: u64, phys_text: usize) -> ! {
+    // SAFETY: GiB 0 is identity-mapped as device memory by head.S.
+    unsafe { printk::console_init(EARLYCON_PL011_PHYS) };
+    // Without QEMU's -semihosting the probe's `hlt` traps: caught, quietly.
+    semihosting::set_available(traps::catch_fault_quiet(semihosting::probe).is_ok());
+    // Asynchronous aborts (SError) are reported from here on, as Linux
+    // unmasks them early; IRQ and FIQ stay masked (everything is polled).
+    // SAFETY: the vectors are installed (head.S), so an SError has a handler.
+    unsafe { core::arch::asm!("msr daifclr, #4", options(nomem, nostack)) };
+    mm::heap::heap_init();
+    let info = setup::setup_arch(fdt_pa, boot_el, phys_text);
+    super::params::parse_early_param(info.bootargs());
+    setup::print_machine_summary(info, fdt_pa);
+    arm64_memblock_init(info, fdt_pa);
+    // The console is still on the identity-mapped UART at this point.
+    paging_init(printk::console_base().unwrap_or(EARLYCON_PL011_PHYS));
+    mm::mm_init(info);
+    console_ioremap(info);
+    pr_info!("vmallocinfo:");
+    let _ = mm::vmalloc::vmallocinfo(&mut printk::LogWriter);
+    run_init()
+}
+
+/// What the command line asked for, in Linux's spirit of `init=`: the
+/// in-kernel tests (`ktest`, `ktest=FILTER`), the benchmarks
+/// (`test_vmalloc.*=`, `bench=`), `poweroff`, and by default the shell.
+pub fn run_init() -> ! {
+    let args = setup::machine().bootargs();
+    let mut words = args.split_ascii_whitespace();
+    if let Some(filter) = words.clone().find_map(|w| if w == "ktest" { Some("") } else { w.strip_prefix("ktest=") }) {
+        let failed = crate::ktest::run_all(filter);
+        crate::ktest::exit_with_result(failed);
+    }
+    crate::bench::run_from_cmdline(args);
+    if words.any(|w| w == "poweroff") {
+        crate::kernel::reboot::machine_power_off();
+    }
+    crate::shell::run()
+}

@@ -1,0 +1,6 @@
+//! The core kernel services every other part uses (Linux: kernel/):
+//! printk and its log buffer, panic, power-off.
+
+pub mod panic;
+pub mod printk;
+pub mod reboot;

@@ -1,0 +1,4 @@
+//! Small generic helpers (Linux: lib/).
+
+pub mod kstrtox;
+pub mod rand;

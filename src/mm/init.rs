@@ -1,0 +1,60 @@
+//! The global memblock, mm_init and the Memory: line (Linux: mm/memblock.c's
+//! globals, init/main.c's mm_init, mm/page_alloc.c's mem_init_print_info).
+
+use crate::arch::memory::PAGE_SIZE;
+use crate::arch::mm::mmu as paging;
+use crate::drivers::of::fdt::MachineInfo;
+use crate::mm::memblock::Memblock;
+use crate::mm::{heap, page_alloc, vmalloc};
+use crate::pr_info;
+use core::sync::atomic::AtomicUsize;
+
+static MEMBLOCK: spin::Mutex<Memblock> = spin::Mutex::new(Memblock::new());
+
+/// TLB flushes issued by flush_tlb_kernel_range (the lazy purge's savings
+/// are measured against this).
+pub static TLB_FLUSHES: AtomicUsize = AtomicUsize::new(0);
+
+pub fn memblock_lock() -> spin::MutexGuard<'static, Memblock> {
+    MEMBLOCK.lock()
+}
+
+/// Bring up the page allocator and print Linux's Memory: line.
+pub fn mm_init(info: &MachineInfo) {
+    // Zones span memblock's merged view (overlapping DT banks would give
+    // overlapping zones), split where the NUMA node changes, holes spanned
+    // when there are more ranges than zones.
+    let ranges =
+        crate::mm::memblock::zone_ranges(memblock_lock().memory(), info.memory(), crate::mm::buddy::MAX_ZONES);
+    page_alloc::free_area_init(&ranges);
+    mem_print_memory_info();
+    paging::print_vm_layout();
+    vmalloc::vmalloc_init();
+}
+
+/// `Memory: 1011904K/1048576K available (1024K kernel code, ...)`.
+pub fn mem_print_memory_info() {
+    let (free, _managed) = page_alloc::nr_free_pages();
+    let physpages = page_alloc::physpages();
+    let (code, rwdata, rodata, bss) = paging::image_sizes();
+    let k = |pages: usize| pages * PAGE_SIZE / 1024;
+    pr_info!(
+        "Memory: {}K/{}K available ({}K kernel code, {}K rwdata, {}K rodata, {}K bss, {}K reserved, {} page-table pages)",
+        k(free),
+        k(physpages),
+        code / 1024,
+        rwdata / 1024,
+        rodata / 1024,
+        bss / 1024,
+        k(physpages - free),
+        paging::pgtable_pages()
+    );
+    let h = heap::heap_stats();
+    pr_info!(
+        "kmalloc heap: {}K managed ({}K boot arena + {} page(s) grown), {} bytes in use",
+        h.total / 1024,
+        heap::HEAP_INITIAL_SIZE / 1024,
+        h.grown_pages,
+        h.used
+    );
+}
