@@ -44,12 +44,6 @@ pub mod init;
 pub mod kernel;
 #[cfg(target_os = "none")]
 pub mod ktest;
-#[cfg(target_os = "none")]
+// On the host only the shell's line editor (pure logic) compiles.
+#[cfg_attr(not(target_os = "none"), path = "shell/host.rs")]
 pub mod shell;
-
-/// On the host only the shell's line editor (pure logic) is compiled.
-#[cfg(not(target_os = "none"))]
-pub mod shell {
-    #[path = "line.rs"]
-    pub mod line;
-}

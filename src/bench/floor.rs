@@ -18,8 +18,10 @@
 //! checked against a plain vmalloc+vfree of the same size.
 
 use super::{get_cycles, ns10_per_op, Ns10, Ratio};
-use crate::mm::page_alloc;
+use crate::arch::memory::{PhysAddr, VirtAddr, PAGE_SIZE, VMALLOC_END, VMALLOC_START};
 use crate::arch::mm::mmu::{self as paging, with_init_mm};
+use crate::arch::mm::pgtable::PAGE_KERNEL;
+use crate::mm::page_alloc;
 use crate::mm::vmalloc::{
     self, __get_vm_area_node, alloc_pages_array, free_pages_array, free_vm_area, free_vm_struct, get_vm_area,
     map_kernel_range, remove_vm_area, vfree, vmalloc, VmFlags,
@@ -27,8 +29,6 @@ use crate::mm::vmalloc::{
 use crate::{pr_err, pr_info};
 use alloc::vec::Vec;
 use core::panic::Location;
-use crate::arch::memory::{PhysAddr, VirtAddr, PAGE_SIZE, VMALLOC_END, VMALLOC_START};
-use crate::arch::mm::pgtable::PAGE_KERNEL;
 
 pub const DEFAULT_LOOPS: usize = 1_000;
 

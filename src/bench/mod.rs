@@ -40,9 +40,9 @@ pub mod scaling;
 pub mod test_vmalloc;
 
 use crate::arch::kernel::timer;
+use crate::lib::rand::XorShift64Star;
 use crate::pr_warn;
 use core::sync::atomic::{AtomicBool, Ordering};
-use crate::lib::rand::XorShift64Star;
 
 /// Which benchmarks to run and with what parameters.
 #[derive(Clone, Debug)]

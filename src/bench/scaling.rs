@@ -24,12 +24,12 @@
 //! red-black tree close to its 2 log2(n) bound on the right).
 
 use super::{get_cycles, ns10_per_op, Ns10, Ratio};
+use crate::arch::memory::{PAGE_SIZE, VMALLOC_END, VMALLOC_START};
 use crate::mm::vmalloc::{self, alloc_vmap_area, free_vmap_area, free_vmap_area_root, vmap_area_root, IS_ERR};
+use crate::mm::vmap_tree::VmapArea;
 use crate::{pr_err, pr_info};
 use alloc::vec::Vec;
 use core::ptr::NonNull;
-use crate::arch::memory::{PAGE_SIZE, VMALLOC_END, VMALLOC_START};
-use crate::mm::vmap_tree::VmapArea;
 
 pub const DEFAULT_LOOPS: usize = 10_000;
 

@@ -27,12 +27,12 @@
 //!   kernel's CRNG, so runs repeat exactly.
 
 use super::{get_cycles, parse_bool, parse_int, ticks_to_ns, Rng};
+use crate::arch::memory::PAGE_SIZE;
 use crate::mm::vmalloc::{self, __vmalloc_node, vfree, vmalloc};
 use crate::mm::vmap_block::{vm_map_ram, vm_unmap_ram};
 use crate::{pr_info, pr_warn};
 use core::panic::Location;
 use core::ptr;
-use crate::arch::memory::PAGE_SIZE;
 
 /// test_vmalloc's module parameters (names, types and defaults as in 6.1).
 #[derive(Clone, Debug)]

@@ -45,7 +45,13 @@ pub extern "C" fn start_kernel(fdt_pa: usize, boot_el: u64, phys_text: usize) ->
 pub fn run_init() -> ! {
     let args = setup::machine().bootargs();
     let mut words = args.split_ascii_whitespace();
-    if let Some(filter) = words.clone().find_map(|w| if w == "ktest" { Some("") } else { w.strip_prefix("ktest=") }) {
+    if let Some(filter) = words.clone().find_map(|w| {
+        if w == "ktest" {
+            Some("")
+        } else {
+            w.strip_prefix("ktest=")
+        }
+    }) {
         let failed = crate::ktest::run_all(filter);
         crate::ktest::exit_with_result(failed);
     }

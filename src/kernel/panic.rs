@@ -57,7 +57,10 @@ fn rust_panic(info: &core::panic::PanicInfo) -> ! {
     // SAFETY: reading the frame pointer register.
     unsafe { core::arch::asm!("mov {}, x29", out(reg) fp) };
     match info.location() {
-        Some(l) => panic(format_args!("{} at {}:{}", info.message(), l.file(), l.line()), Some(fp)),
+        Some(l) => panic(
+            format_args!("{} at {}:{}", info.message(), l.file(), l.line()),
+            Some(fp),
+        ),
         None => panic(format_args!("{}", info.message()), Some(fp)),
     }
 }

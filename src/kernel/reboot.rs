@@ -24,4 +24,3 @@ pub fn machine_power_off() -> ! {
     );
     cpu::halt()
 }
-

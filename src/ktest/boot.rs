@@ -2,8 +2,8 @@
 //! fault recovery, timer, log ring, early descriptors.
 
 use super::{Case, Suite, Test};
-use crate::arch::kernel::{timer, traps};
 use crate::arch::kernel::setup;
+use crate::arch::kernel::{timer, traps};
 use crate::{kassert, kassert_eq, kexpect_fault};
 
 pub static SUITE: Suite = Suite {
@@ -68,7 +68,11 @@ fn dt_console_and_psci(t: &mut Test) {
         t.fail(file!(), line!(), format_args!("no arm,pl011 in the DT"));
         return;
     };
-    kassert_eq!(t, uart.base, crate::drivers::tty::serial::pl011::EARLYCON_PL011_PHYS as u64);
+    kassert_eq!(
+        t,
+        uart.base,
+        crate::drivers::tty::serial::pl011::EARLYCON_PL011_PHYS as u64
+    );
     kassert!(t, m.psci().is_some(), "no /psci method");
     kassert!(t, m.cpu_count() >= 1);
 }
@@ -78,8 +82,8 @@ fn dt_console_and_psci(t: &mut Test) {
 /// without no-map), then give every page back. The pages are chained
 /// through their own first word, so the test itself needs no memory.
 fn dt_reservations_never_allocated(t: &mut Test) {
-    use crate::mm::page_alloc;
     use crate::arch::memory::PhysAddr;
+    use crate::mm::page_alloc;
     let m = setup::machine();
     let (free_before, _) = page_alloc::nr_free_pages();
     let mut head: Option<PhysAddr> = None;
@@ -207,8 +211,8 @@ fn log_ring_holds_banner(t: &mut Test) {
 }
 
 fn mair_matches_memtype_enum(t: &mut Test) {
-    use aarch64_cpu::registers::{Readable, MAIR_EL1};
     use crate::arch::mm::pgtable::{MemType, MAIR_EL1_VALUE};
+    use aarch64_cpu::registers::{Readable, MAIR_EL1};
     kassert_eq!(t, MAIR_EL1.get(), MAIR_EL1_VALUE);
     // Normal write-back and Device-nGnRE sit where the descriptors say.
     let attr = |m: MemType| (MAIR_EL1.get() >> (8 * m.attr_index())) & 0xff;

@@ -4,11 +4,11 @@
 
 use super::{Case, Suite, Test};
 use crate::arch::kernel::traps::{self, EC_DABT_CUR, EC_IABT_CUR};
+use crate::arch::memory::*;
 use crate::arch::mm::mmu as paging;
+use crate::arch::mm::pgtable::Descriptor;
 use crate::mm::{heap, page_alloc, slab::KmemCache};
 use crate::{kassert, kassert_eq, kexpect_fault, kskip_unless_free_pages};
-use crate::arch::memory::*;
-use crate::arch::mm::pgtable::Descriptor;
 
 pub static SUITE: Suite = Suite {
     name: "mm",

@@ -4,13 +4,13 @@
 
 use super::{Case, Suite, Test};
 use crate::arch::kernel::traps;
-use crate::mm::vmalloc::{self as vm, VmFlags};
+use crate::arch::memory::*;
+use crate::arch::mm::pgtable::PAGE_KERNEL;
 use crate::arch::mm::{ioremap, mmu as paging};
+use crate::mm::vmalloc::{self as vm, VmFlags};
 use crate::mm::{fault_inject, page_alloc, TLB_FLUSHES};
 use crate::{kassert, kassert_eq, kexpect_fault, kskip_unless_free_pages};
 use core::sync::atomic::Ordering;
-use crate::arch::memory::*;
-use crate::arch::mm::pgtable::PAGE_KERNEL;
 
 pub static SUITE: Suite = Suite {
     name: "vmalloc",

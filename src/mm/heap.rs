@@ -8,11 +8,11 @@
 //! that each failure can be unwound.
 
 use super::page_alloc;
+use crate::arch::memory::PAGE_SHIFT;
 use crate::arch::mm::mmu::__va;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use crate::arch::memory::PAGE_SHIFT;
 
 /// Size of the boot arena.
 pub const HEAP_INITIAL_SIZE: usize = 512 * 1024;

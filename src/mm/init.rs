@@ -24,8 +24,7 @@ pub fn mm_init(info: &MachineInfo) {
     // Zones span memblock's merged view (overlapping DT banks would give
     // overlapping zones), split where the NUMA node changes, holes spanned
     // when there are more ranges than zones.
-    let ranges =
-        crate::mm::memblock::zone_ranges(memblock_lock().memory(), info.memory(), crate::mm::buddy::MAX_ZONES);
+    let ranges = crate::mm::memblock::zone_ranges(memblock_lock().memory(), info.memory(), crate::mm::buddy::MAX_ZONES);
     page_alloc::free_area_init(&ranges);
     mem_print_memory_info();
     paging::print_vm_layout();

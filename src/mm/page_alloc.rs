@@ -9,12 +9,12 @@
 //! owns the global zones, the `struct page` arrays (mem_map) and the lock.
 
 use super::fault_inject::{self, Site};
+use crate::arch::memory::*;
 use crate::arch::mm::mmu::__va;
+use crate::mm::buddy::{Page, Zone, Zones};
 use crate::{pr_info, pr_warn};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use crate::mm::buddy::{Page, Zone, Zones};
-use crate::arch::memory::*;
 
 pub use crate::mm::buddy::MAX_ORDER;
 

@@ -9,9 +9,9 @@
 
 use super::fault_inject::{self, Site};
 use super::page_alloc;
+use crate::arch::memory::PAGE_SIZE;
 use crate::arch::mm::mmu::__va;
 use core::ptr::NonNull;
-use crate::arch::memory::PAGE_SIZE;
 
 struct FreeObject {
     next: *mut FreeObject,

@@ -26,21 +26,21 @@
 //! `purge_vmap_area_lock` (lazily freed areas) -> `vmap_area_cachep`'s lock
 //! -> `init_mm` (page tables) -> the buddy allocator.
 
-use crate::arch::mm::mmu::{flush_tlb_kernel_range, with_init_mm, KernelPgtableEnv};
-use super::slab::{self, KmemCache};
 use super::page_alloc;
-use crate::arch::mm::mmu as paging;
-use crate::{pr_err, pr_info, pr_warn};
-use core::fmt::{self, Write};
-use core::panic::Location;
-use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use super::slab::{self, KmemCache};
 use crate::arch::memory::*;
+use crate::arch::mm::mmu as paging;
+use crate::arch::mm::mmu::{flush_tlb_kernel_range, with_init_mm, KernelPgtableEnv};
 use crate::arch::mm::pgtable::{PageProt, PgtableEnv, PgtableError, PAGE_KERNEL};
 use crate::mm::vmap_tree::{
     self, __alloc_vmap_area, __find_vmap_area, insert_vmap_area, merge_or_add_vmap_area, unlink_va, VmapArea,
     VmapAreaAlloc, VmapAreaRoot,
 };
+use crate::{pr_err, pr_info, pr_warn};
+use core::fmt::{self, Write};
+use core::panic::Location;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 // ---------------------------------------------------------------------------
 // Linux's error returns (include/linux/err.h, errno-base.h)

@@ -16,17 +16,17 @@
 //! the block. Larger requests take a vmap_area of their own, without a guard
 //! page, as in Linux. Both kinds show in vmallocinfo as `vm_map_ram`.
 
-use crate::arch::mm::mmu::flush_tlb_kernel_range;
 use super::slab::KmemCache;
 use super::vmalloc::{
     alloc_vmap_area, free_vmap_area_noflush, map_kernel_range, purge_vmap_area_lazy, unlink_vmap_area,
     unmap_kernel_range_noflush, CacheAlloc, IS_ERR,
 };
-use crate::{pr_err, pr_warn};
-use core::ptr::{self, NonNull};
 use crate::arch::memory::*;
+use crate::arch::mm::mmu::flush_tlb_kernel_range;
 use crate::arch::mm::pgtable::PAGE_KERNEL;
 use crate::mm::vmap_tree::{__find_vmap_area, insert_vmap_area, unlink_va, VmapArea, VmapAreaAlloc, VmapAreaRoot};
+use crate::{pr_err, pr_warn};
+use core::ptr::{self, NonNull};
 
 /// Requests up to this many pages use vmap blocks (Linux: BITS_PER_LONG).
 pub const VMAP_MAX_ALLOC: usize = 64;

@@ -9,10 +9,10 @@
 
 use super::{fail, CmdResult, Shell};
 use crate::arch::kernel::traps::{catch_fault, Fault};
+use crate::arch::memory::*;
 use crate::arch::mm::mmu as paging;
 use crate::println;
 use crate::shell::line::Args;
-use crate::arch::memory::*;
 
 /// Most values one `peek` prints.
 const PEEK_MAX: u64 = 512;

@@ -6,13 +6,13 @@
 //! ioremap, the image segments, page arrays) cannot be torn down by a typo.
 
 use super::{fail, CmdResult, Console, Shell};
+use crate::arch::memory::*;
 use crate::arch::mm::mmu as paging;
+use crate::arch::mm::pgtable::PAGE_KERNEL;
 use crate::mm::{heap, page_alloc, vmalloc};
+use crate::shell::line::{Args, HumanSize};
 use crate::{print, println};
 use alloc::vec::Vec;
-use crate::shell::line::{Args, HumanSize};
-use crate::arch::memory::*;
-use crate::arch::mm::pgtable::PAGE_KERNEL;
 use vmalloc::{VmFlags, VmStruct};
 
 /// What the shell created, by the address it printed.

@@ -26,10 +26,10 @@ mod sys;
 
 use crate::arch::kernel::traps::catch_fault;
 use crate::kernel::printk;
+use crate::shell::line::{split_command, ArgError, Args, Event, LineEditor};
 use crate::{print, println};
 use alloc::string::String;
 use core::fmt::{self, Write};
-use crate::shell::line::{split_command, ArgError, Args, Event, LineEditor};
 
 pub const PROMPT: &str = "vmkernel# ";
 

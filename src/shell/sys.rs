@@ -2,12 +2,12 @@
 //! `panic`.
 
 use super::{fail, CmdResult, Shell};
-use crate::arch::kernel::timer;
 use crate::arch::kernel::setup;
+use crate::arch::kernel::timer;
 use crate::kernel::printk;
+use crate::shell::line::Args;
 use crate::{print, println};
 use alloc::vec::Vec;
-use crate::shell::line::Args;
 
 pub fn cmd_dt(_: &mut Shell, args: &mut Args) -> CmdResult {
     args.end()?;

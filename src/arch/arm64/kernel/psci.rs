@@ -2,8 +2,8 @@
 //! device tree names: `hvc` when the kernel runs at EL1 under a hypervisor
 //! or QEMU's built-in firmware, `smc` when EL2 is ours (virtualization=on).
 
-use core::sync::atomic::{AtomicU8, Ordering};
 use crate::drivers::of::fdt::PsciConduit;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 pub const PSCI_0_2_FN_PSCI_VERSION: u64 = 0x8400_0000;
 pub const PSCI_0_2_FN_SYSTEM_OFF: u64 = 0x8400_0008;

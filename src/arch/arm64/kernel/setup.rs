@@ -4,11 +4,11 @@
 //! (init/main.rs) goes on with memblock, paging_init and mm_init.
 
 use crate::arch::kernel::{cpu, psci, timer, traps};
+use crate::arch::memory::KIMAGE_VADDR;
+use crate::drivers::of::fdt::{self as dt, MachineInfo, ReserveKind};
 use crate::kernel::panic::boot_fail;
 use crate::{pr_info, pr_notice, pr_warn};
 use core::sync::atomic::{AtomicU64, Ordering};
-use crate::drivers::of::fdt::{self as dt, MachineInfo, ReserveKind};
-use crate::arch::memory::KIMAGE_VADDR;
 use spin::Once;
 
 /// The parsed device tree, kept for the life of the kernel.

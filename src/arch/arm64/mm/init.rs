@@ -48,10 +48,7 @@ pub fn arm64_memblock_init(info: &MachineInfo, fdt_pa: usize) {
     }
     let (kpa, ksize) = paging::kernel_image_phys();
     memblock_check("reserving the kernel image", mb.reserve(kpa.0 as u64, ksize as u64));
-    memblock_check(
-        "reserving the FDT",
-        mb.reserve(fdt_pa as u64, info.dtb_size() as u64),
-    );
+    memblock_check("reserving the FDT", mb.reserve(fdt_pa as u64, info.dtb_size() as u64));
     for r in info.reserved() {
         match r.kind {
             // Linux's early_init_dt_reserve_memory_arch: no-map memory is
@@ -64,4 +61,3 @@ pub fn arm64_memblock_init(info: &MachineInfo, fdt_pa: usize) {
         }
     }
 }
-

@@ -3,14 +3,14 @@
 //! `VM_IOREMAP` area from `get_vm_area_caller`. The console's PL011 is the
 //! first user: from `console_ioremap` on, every byte goes through one.
 
-use crate::mm::page_alloc;
 use super::mmu::with_init_mm;
+use crate::arch::memory::*;
+use crate::arch::mm::pgtable::{PageProt, PgtableError, PROT_DEVICE_NGNRE};
+use crate::mm::page_alloc;
 use crate::mm::vmalloc::{__vunmap, find_vm_area, get_vm_area_caller, Caller, VmFlags};
 use crate::pr_warn;
 use core::panic::Location;
 use core::ptr;
-use crate::arch::memory::*;
-use crate::arch::mm::pgtable::{PageProt, PgtableError, PROT_DEVICE_NGNRE};
 
 /// Map [addr, end) to the contiguous physical range at `phys`
 /// (Linux: ioremap_page_range).

@@ -18,15 +18,15 @@
 //! swapper_pg_dir is built every table is reached through a fixmap window
 //! per level (FIX_PGD..FIX_PTE), as Linux's `pgd_set_fixmap` and friends.
 
-use crate::mm::memblock_lock;
 use crate::arch::kernel::TCR_EPD0;
-use crate::pr_info;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::arch::memory::*;
 use crate::arch::mm::pgtable::{
     map_mem_plan, pte_encode, table_encode, Descriptor, PageProt, PageTable, PgtableEnv, PgtableError, PAGE_KERNEL,
     PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PROT_DEVICE_NGNRE,
 };
+use crate::mm::memblock_lock;
+use crate::pr_info;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 unsafe extern "C" {
     static _text: u8;

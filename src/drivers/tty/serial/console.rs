@@ -19,8 +19,8 @@ use crate::pr_info;
 /// new mapping is checked to answer like a PL011 (PrimeCell ID registers)
 /// before the console switches to it.
 pub fn console_ioremap(info: &MachineInfo) {
-    use crate::drivers::tty::serial::pl011::{PrimeCellId, PL011_REG_SIZE};
     use crate::arch::memory::{PhysAddr, FIX_EARLYCON_MEM_IDX};
+    use crate::drivers::tty::serial::pl011::{PrimeCellId, PL011_REG_SIZE};
     let phys = crate::drivers::tty::serial::pl011::EARLYCON_PL011_PHYS;
     if let Some(u) = info.pl011() {
         if u.base as usize != phys {
@@ -64,4 +64,3 @@ pub fn console_ioremap(info: &MachineInfo) {
         base as usize
     );
 }
-

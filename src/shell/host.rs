@@ -1,0 +1,5 @@
+//! The shell as the host build sees it: only its line editor, which is pure
+//! logic with unit tests (src/lib.rs explains the two builds).
+
+#[path = "line.rs"]
+pub mod line;
