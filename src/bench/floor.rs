@@ -17,14 +17,14 @@
 //! `__free_pages`, freeing the page array and the vm_struct. Their sum is
 //! checked against a plain vmalloc+vfree of the same size.
 
-use super::{get_cycles, ns10_per_op, Ns10, Ratio};
-use crate::arch::memory::{PhysAddr, VirtAddr, PAGE_SIZE, VMALLOC_END, VMALLOC_START};
+use super::{Ns10, Ratio, get_cycles, ns10_per_op};
+use crate::arch::memory::{PAGE_SIZE, PhysAddr, VMALLOC_END, VMALLOC_START, VirtAddr};
 use crate::arch::mm::mmu::{self as paging, with_init_mm};
 use crate::arch::mm::pgtable::PAGE_KERNEL;
 use crate::mm::page_alloc;
 use crate::mm::vmalloc::{
-    self, __get_vm_area_node, alloc_pages_array, free_pages_array, free_vm_area, free_vm_struct, get_vm_area,
-    map_kernel_range, remove_vm_area, vfree, vmalloc, VmFlags,
+    self, __get_vm_area_node, VmFlags, alloc_pages_array, free_pages_array, free_vm_area, free_vm_struct, get_vm_area,
+    map_kernel_range, remove_vm_area, vfree, vmalloc,
 };
 use crate::{pr_err, pr_info};
 use alloc::vec::Vec;

@@ -23,9 +23,9 @@
 //! "holes" layout being the deepest (nodes inserted in address order give a
 //! red-black tree close to its 2 log2(n) bound on the right).
 
-use super::{get_cycles, ns10_per_op, Ns10, Ratio};
+use super::{Ns10, Ratio, get_cycles, ns10_per_op};
 use crate::arch::memory::{PAGE_SIZE, VMALLOC_END, VMALLOC_START};
-use crate::mm::vmalloc::{self, alloc_vmap_area, free_vmap_area, free_vmap_area_root, vmap_area_root, IS_ERR};
+use crate::mm::vmalloc::{self, IS_ERR, alloc_vmap_area, free_vmap_area, free_vmap_area_root, vmap_area_root};
 use crate::mm::vmap_tree::VmapArea;
 use crate::{pr_err, pr_info};
 use alloc::vec::Vec;
@@ -52,11 +52,7 @@ pub struct Point {
 
 fn take(size: usize) -> Option<NonNull<VmapArea>> {
     let va = alloc_vmap_area(size, PAGE_SIZE, VMALLOC_START, VMALLOC_END);
-    if IS_ERR(va) {
-        None
-    } else {
-        NonNull::new(va)
-    }
+    if IS_ERR(va) { None } else { NonNull::new(va) }
 }
 
 /// `n` one-page areas, or None (and nothing kept) if the space ran out.

@@ -26,7 +26,7 @@
 //! * random numbers come from a seeded xorshift (`bench.seed=`), not the
 //!   kernel's CRNG, so runs repeat exactly.
 
-use super::{get_cycles, parse_bool, parse_int, ticks_to_ns, Rng};
+use super::{Rng, get_cycles, parse_bool, parse_int, ticks_to_ns};
 use crate::arch::memory::PAGE_SIZE;
 use crate::mm::vmalloc::{self, __vmalloc_node, vfree, vmalloc};
 use crate::mm::vmap_block::{vm_map_ram, vm_unmap_ram};

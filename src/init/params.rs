@@ -59,10 +59,10 @@ pub fn parse_early_param(cmdline: &str) {
         let Some((name, value)) = word.split_once('=') else {
             continue;
         };
-        if let Some(p) = KERNEL_PARAMS.iter().find(|p| p.name == name) {
-            if let Err(why) = (p.setup)(value) {
-                pr_warn!("{}={}: {}; ignored", name, value, why);
-            }
+        if let Some(p) = KERNEL_PARAMS.iter().find(|p| p.name == name)
+            && let Err(why) = (p.setup)(value)
+        {
+            pr_warn!("{}={}: {}; ignored", name, value, why);
         }
     }
 }

@@ -113,14 +113,14 @@ struct LineWriter<'a> {
 impl Write for LineWriter<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         log_store(s.as_bytes());
-        if self.to_console {
-            if let Some(u) = self.console.uart.as_mut() {
-                for b in s.bytes() {
-                    if b == b'\n' {
-                        u.putc(b'\r');
-                    }
-                    u.putc(b);
+        if self.to_console
+            && let Some(u) = self.console.uart.as_mut()
+        {
+            for b in s.bytes() {
+                if b == b'\n' {
+                    u.putc(b'\r');
                 }
+                u.putc(b);
             }
         }
         Ok(())

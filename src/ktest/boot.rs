@@ -188,7 +188,7 @@ fn log_ring_contains(needle: &[u8]) -> bool {
 /// than LOG_BUF_LEN bytes were logged (a long shell session) it has rightly
 /// been overwritten, and the ring must hold the newest lines instead.
 fn log_ring_holds_banner(t: &mut Test) {
-    use crate::kernel::printk::{log_len, LOG_BUF_LEN};
+    use crate::kernel::printk::{LOG_BUF_LEN, log_len};
     let wrapped = log_len() > LOG_BUF_LEN;
     kassert!(
         t,
@@ -211,8 +211,8 @@ fn log_ring_holds_banner(t: &mut Test) {
 }
 
 fn mair_matches_memtype_enum(t: &mut Test) {
-    use crate::arch::mm::pgtable::{MemType, MAIR_EL1_VALUE};
-    use aarch64_cpu::registers::{Readable, MAIR_EL1};
+    use crate::arch::mm::pgtable::{MAIR_EL1_VALUE, MemType};
+    use aarch64_cpu::registers::{MAIR_EL1, Readable};
     kassert_eq!(t, MAIR_EL1.get(), MAIR_EL1_VALUE);
     // Normal write-back and Device-nGnRE sit where the descriptors say.
     let attr = |m: MemType| (MAIR_EL1.get() >> (8 * m.attr_index())) & 0xff;

@@ -160,8 +160,8 @@ macro_rules! kskip_unless_free_pages {
             $t,
             free >= need,
             "needs {} MiB of free pages, {} MiB free",
-            need >> (20 - crate::arch::memory::PAGE_SHIFT),
-            free >> (20 - crate::arch::memory::PAGE_SHIFT)
+            need >> (20 - $crate::arch::memory::PAGE_SHIFT),
+            free >> (20 - $crate::arch::memory::PAGE_SHIFT)
         );
     }};
 }

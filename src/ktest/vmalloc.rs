@@ -8,7 +8,7 @@ use crate::arch::memory::*;
 use crate::arch::mm::pgtable::PAGE_KERNEL;
 use crate::arch::mm::{ioremap, mmu as paging};
 use crate::mm::vmalloc::{self as vm, VmFlags};
-use crate::mm::{fault_inject, page_alloc, TLB_FLUSHES};
+use crate::mm::{TLB_FLUSHES, fault_inject, page_alloc};
 use crate::{kassert, kassert_eq, kexpect_fault, kskip_unless_free_pages};
 use core::sync::atomic::Ordering;
 
@@ -570,11 +570,11 @@ fn churn_10k_areas_with_invariants(t: &mut Test) {
             live -= 1;
             frees += 1;
         }
-        if op % 2500 == 0 {
-            if let Err(e) = vm::check_vmalloc_invariants() {
-                t.fail(file!(), line!(), format_args!("op {}: {}", op, e));
-                break;
-            }
+        if op % 2500 == 0
+            && let Err(e) = vm::check_vmalloc_invariants()
+        {
+            t.fail(file!(), line!(), format_args!("op {}: {}", op, e));
+            break;
         }
     }
     for s in slots.iter_mut().filter(|s| **s != 0) {

@@ -1101,12 +1101,11 @@ impl Zones {
     /// Frees a block to the zone that spans `pfn`; see [`Zone::free_pages`].
     #[inline]
     pub fn free_pages(&mut self, pfn: usize, order: usize) -> Result<(), BuddyError> {
-        if self.nr == 1 {
-            if let Some(z) = self.zones[0].as_mut() {
-                if z.contains(pfn) {
-                    return z.free_pages(pfn, order);
-                }
-            }
+        if self.nr == 1
+            && let Some(z) = self.zones[0].as_mut()
+            && z.contains(pfn)
+        {
+            return z.free_pages(pfn, order);
         }
         let i = self.zone_of(pfn).ok_or(BuddyError::NotInZone { pfn })?;
         self.zones[i]
@@ -1535,7 +1534,7 @@ mod tests {
         assert_eq!(zone_batchsize(262144), 31); // 1 GiB
         assert_eq!(zone_batchsize(260608), 31);
         assert_eq!(zone_batchsize(32768), 7); // 128 MiB: 32 / 4 = 8 -> 12 -> 8 - 1
-                                              // 16 MiB: 4 / 4 = 1 -> 1 -> 1 - 1 = 0, a high watermark of 0: off.
+        // 16 MiB: 4 / 4 = 1 -> 1 -> 1 - 1 = 0, a high watermark of 0: off.
         assert_eq!(zone_batchsize(4096), 0);
         assert_eq!(zone_batchsize(1 << 30), 31); // capped at 512 KiB worth
     }

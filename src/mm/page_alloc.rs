@@ -169,10 +169,10 @@ pub fn free_area_init(banks: &[crate::drivers::of::fdt::MemBank]) {
     let zones = &mut z.zones;
     mb.for_each_free_range(|start, end| {
         let (s, e) = ((start as usize).div_ceil(PAGE_SIZE), end as usize / PAGE_SIZE);
-        if s < e {
-            if let Err(err) = zones.free_range(s, e) {
-                crate::kernel::panic::boot_fail(format_args!("memblock_free_all: pfns [{:#x}-{:#x}): {}", s, e, err));
-            }
+        if s < e
+            && let Err(err) = zones.free_range(s, e)
+        {
+            crate::kernel::panic::boot_fail(format_args!("memblock_free_all: pfns [{:#x}-{:#x}): {}", s, e, err));
         }
     });
     // Per-cpu lists for order-0 pages (Linux's pageset_init/zone_pcp_init).

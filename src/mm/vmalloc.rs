@@ -30,11 +30,11 @@ use super::page_alloc;
 use super::slab::{self, KmemCache};
 use crate::arch::memory::*;
 use crate::arch::mm::mmu as paging;
-use crate::arch::mm::mmu::{flush_tlb_kernel_range, with_init_mm, KernelPgtableEnv};
-use crate::arch::mm::pgtable::{PageProt, PgtableEnv, PgtableError, PAGE_KERNEL};
+use crate::arch::mm::mmu::{KernelPgtableEnv, flush_tlb_kernel_range, with_init_mm};
+use crate::arch::mm::pgtable::{PAGE_KERNEL, PageProt, PgtableEnv, PgtableError};
 use crate::mm::vmap_tree::{
-    self, __alloc_vmap_area, __find_vmap_area, insert_vmap_area, merge_or_add_vmap_area, unlink_va, VmapArea,
-    VmapAreaAlloc, VmapAreaRoot,
+    self, __alloc_vmap_area, __find_vmap_area, VmapArea, VmapAreaAlloc, VmapAreaRoot, insert_vmap_area,
+    merge_or_add_vmap_area, unlink_va,
 };
 use crate::{pr_err, pr_info, pr_warn};
 use core::fmt::{self, Write};

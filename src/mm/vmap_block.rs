@@ -18,13 +18,13 @@
 
 use super::slab::KmemCache;
 use super::vmalloc::{
-    alloc_vmap_area, free_vmap_area_noflush, map_kernel_range, purge_vmap_area_lazy, unlink_vmap_area,
-    unmap_kernel_range_noflush, CacheAlloc, IS_ERR,
+    CacheAlloc, IS_ERR, alloc_vmap_area, free_vmap_area_noflush, map_kernel_range, purge_vmap_area_lazy,
+    unlink_vmap_area, unmap_kernel_range_noflush,
 };
 use crate::arch::memory::*;
 use crate::arch::mm::mmu::flush_tlb_kernel_range;
 use crate::arch::mm::pgtable::PAGE_KERNEL;
-use crate::mm::vmap_tree::{__find_vmap_area, insert_vmap_area, unlink_va, VmapArea, VmapAreaAlloc, VmapAreaRoot};
+use crate::mm::vmap_tree::{__find_vmap_area, VmapArea, VmapAreaAlloc, VmapAreaRoot, insert_vmap_area, unlink_va};
 use crate::{pr_err, pr_warn};
 use core::ptr::{self, NonNull};
 
@@ -239,8 +239,11 @@ pub fn vb_free(addr: usize, pages: usize) {
     let offset = (addr - vbr.start()) / PAGE_SIZE;
     if !vbr.all_mapped(offset, pages) {
         drop(vbs);
-        pr_warn!("vm_unmap_ram({:#x}, {} pages): not a live vm_map_ram range of its block (bad size or double unmap); ignored",
-            addr, pages);
+        pr_warn!(
+            "vm_unmap_ram({:#x}, {} pages): not a live vm_map_ram range of its block (bad size or double unmap); ignored",
+            addr,
+            pages
+        );
         return;
     }
     vbr.set_mapped(offset, pages, false);

@@ -240,10 +240,12 @@ impl VmapAreaRoot {
     /// Height of the tree (0 when empty): at most `2 * log2(len + 1)`.
     pub fn height(&self) -> usize {
         unsafe fn h(n: Link) -> usize {
-            if n.is_null() {
-                0
-            } else {
-                1 + h((*n).rb_left).max(h((*n).rb_right))
+            unsafe {
+                if n.is_null() {
+                    0
+                } else {
+                    1 + h((*n).rb_left).max(h((*n).rb_right))
+                }
             }
         }
         // SAFETY: every link reachable from the root points to a live node.
@@ -272,51 +274,57 @@ impl VmapAreaRoot {
 
     #[inline(always)]
     unsafe fn change_child(&mut self, parent: Link, old: Link, new: Link) {
-        if parent.is_null() {
-            self.root = new;
-        } else if (*parent).rb_left == old {
-            (*parent).rb_left = new;
-        } else {
-            (*parent).rb_right = new;
+        unsafe {
+            if parent.is_null() {
+                self.root = new;
+            } else if (*parent).rb_left == old {
+                (*parent).rb_left = new;
+            } else {
+                (*parent).rb_right = new;
+            }
         }
     }
 
     /// `x` goes down-left, its right child `y` takes its place.
     unsafe fn rotate_left(&mut self, x: Link) {
-        let y = (*x).rb_right;
-        let inner = (*y).rb_left;
-        (*x).rb_right = inner;
-        if !inner.is_null() {
-            (*inner).rb_parent = x;
-        }
-        let p = (*x).rb_parent;
-        (*y).rb_parent = p;
-        self.change_child(p, x, y);
-        (*y).rb_left = x;
-        (*x).rb_parent = y;
-        if self.augmented {
-            // y now spans exactly the nodes x spanned before.
-            (*y).subtree_max_size = (*x).subtree_max_size;
-            (*x).subtree_max_size = compute_subtree_max_size(x);
+        unsafe {
+            let y = (*x).rb_right;
+            let inner = (*y).rb_left;
+            (*x).rb_right = inner;
+            if !inner.is_null() {
+                (*inner).rb_parent = x;
+            }
+            let p = (*x).rb_parent;
+            (*y).rb_parent = p;
+            self.change_child(p, x, y);
+            (*y).rb_left = x;
+            (*x).rb_parent = y;
+            if self.augmented {
+                // y now spans exactly the nodes x spanned before.
+                (*y).subtree_max_size = (*x).subtree_max_size;
+                (*x).subtree_max_size = compute_subtree_max_size(x);
+            }
         }
     }
 
     /// `x` goes down-right, its left child `y` takes its place.
     unsafe fn rotate_right(&mut self, x: Link) {
-        let y = (*x).rb_left;
-        let inner = (*y).rb_right;
-        (*x).rb_left = inner;
-        if !inner.is_null() {
-            (*inner).rb_parent = x;
-        }
-        let p = (*x).rb_parent;
-        (*y).rb_parent = p;
-        self.change_child(p, x, y);
-        (*y).rb_right = x;
-        (*x).rb_parent = y;
-        if self.augmented {
-            (*y).subtree_max_size = (*x).subtree_max_size;
-            (*x).subtree_max_size = compute_subtree_max_size(x);
+        unsafe {
+            let y = (*x).rb_left;
+            let inner = (*y).rb_right;
+            (*x).rb_left = inner;
+            if !inner.is_null() {
+                (*inner).rb_parent = x;
+            }
+            let p = (*x).rb_parent;
+            (*y).rb_parent = p;
+            self.change_child(p, x, y);
+            (*y).rb_right = x;
+            (*x).rb_parent = y;
+            if self.augmented {
+                (*y).subtree_max_size = (*x).subtree_max_size;
+                (*x).subtree_max_size = compute_subtree_max_size(x);
+            }
         }
     }
 
@@ -324,288 +332,304 @@ impl VmapAreaRoot {
     /// or the node it overlaps (Linux's `find_va_links`).
     #[inline(always)]
     unsafe fn find_va_links(&self, start: usize, end: usize) -> Result<(Link, bool), Link> {
-        let mut n = self.root;
-        let mut parent = ptr::null_mut();
-        let mut left = false;
-        while !n.is_null() {
-            parent = n;
-            if end <= (*n).va_start {
-                left = true;
-                n = (*n).rb_left;
-            } else if start >= (*n).va_end {
-                left = false;
-                n = (*n).rb_right;
-            } else {
-                return Err(n);
+        unsafe {
+            let mut n = self.root;
+            let mut parent = ptr::null_mut();
+            let mut left = false;
+            while !n.is_null() {
+                parent = n;
+                if end <= (*n).va_start {
+                    left = true;
+                    n = (*n).rb_left;
+                } else if start >= (*n).va_end {
+                    left = false;
+                    n = (*n).rb_right;
+                } else {
+                    return Err(n);
+                }
             }
+            Ok((parent, left))
         }
-        Ok((parent, left))
     }
 
     /// Hang the detached `va` under `parent` (found by `find_va_links` with
     /// no change to the tree since), link it into the list next to its
     /// parent, and rebalance (Linux's `link_va`).
     unsafe fn link_va(&mut self, va: Link, parent: Link, as_left: bool) {
-        (*va).rb_parent = parent;
-        (*va).rb_left = ptr::null_mut();
-        (*va).rb_right = ptr::null_mut();
-        (*va).rb_color = RB_RED;
-        if parent.is_null() {
-            self.root = va;
-            (*va).list_prev = ptr::null_mut();
-            (*va).list_next = ptr::null_mut();
-            self.list_head = va;
-            self.list_tail = va;
-        } else if as_left {
-            // In-order predecessor of the parent: insert before it.
-            (*parent).rb_left = va;
-            let prev = (*parent).list_prev;
-            (*va).list_prev = prev;
-            (*va).list_next = parent;
-            if prev.is_null() {
+        unsafe {
+            (*va).rb_parent = parent;
+            (*va).rb_left = ptr::null_mut();
+            (*va).rb_right = ptr::null_mut();
+            (*va).rb_color = RB_RED;
+            if parent.is_null() {
+                self.root = va;
+                (*va).list_prev = ptr::null_mut();
+                (*va).list_next = ptr::null_mut();
                 self.list_head = va;
-            } else {
-                (*prev).list_next = va;
-            }
-            (*parent).list_prev = va;
-        } else {
-            (*parent).rb_right = va;
-            let next = (*parent).list_next;
-            (*va).list_prev = parent;
-            (*va).list_next = next;
-            if next.is_null() {
                 self.list_tail = va;
+            } else if as_left {
+                // In-order predecessor of the parent: insert before it.
+                (*parent).rb_left = va;
+                let prev = (*parent).list_prev;
+                (*va).list_prev = prev;
+                (*va).list_next = parent;
+                if prev.is_null() {
+                    self.list_head = va;
+                } else {
+                    (*prev).list_next = va;
+                }
+                (*parent).list_prev = va;
             } else {
-                (*next).list_prev = va;
+                (*parent).rb_right = va;
+                let next = (*parent).list_next;
+                (*va).list_prev = parent;
+                (*va).list_next = next;
+                if next.is_null() {
+                    self.list_tail = va;
+                } else {
+                    (*next).list_prev = va;
+                }
+                (*parent).list_next = va;
             }
-            (*parent).list_next = va;
-        }
-        self.count += 1;
-        if self.augmented {
-            // Make the maxima on the path include the new leaf first, so the
-            // rotations of the rebalance start from correct values.
-            let size = (*va).size();
-            (*va).subtree_max_size = size;
-            let mut p = parent;
-            while !p.is_null() && (*p).subtree_max_size < size {
-                (*p).subtree_max_size = size;
-                p = (*p).rb_parent;
+            self.count += 1;
+            if self.augmented {
+                // Make the maxima on the path include the new leaf first, so the
+                // rotations of the rebalance start from correct values.
+                let size = (*va).size();
+                (*va).subtree_max_size = size;
+                let mut p = parent;
+                while !p.is_null() && (*p).subtree_max_size < size {
+                    (*p).subtree_max_size = size;
+                    p = (*p).rb_parent;
+                }
             }
+            self.insert_fixup(va);
         }
-        self.insert_fixup(va);
     }
 
     unsafe fn insert_fixup(&mut self, mut node: Link) {
-        loop {
-            let mut parent = (*node).rb_parent;
-            if parent.is_null() {
-                (*node).rb_color = RB_BLACK;
-                return;
-            }
-            if (*parent).rb_color == RB_BLACK {
-                return;
-            }
-            // A red parent is never the root, so the grandparent exists.
-            let gparent = (*parent).rb_parent;
-            if parent == (*gparent).rb_left {
-                let uncle = (*gparent).rb_right;
-                if is_red(uncle) {
+        unsafe {
+            loop {
+                let mut parent = (*node).rb_parent;
+                if parent.is_null() {
+                    (*node).rb_color = RB_BLACK;
+                    return;
+                }
+                if (*parent).rb_color == RB_BLACK {
+                    return;
+                }
+                // A red parent is never the root, so the grandparent exists.
+                let gparent = (*parent).rb_parent;
+                if parent == (*gparent).rb_left {
+                    let uncle = (*gparent).rb_right;
+                    if is_red(uncle) {
+                        (*parent).rb_color = RB_BLACK;
+                        (*uncle).rb_color = RB_BLACK;
+                        (*gparent).rb_color = RB_RED;
+                        node = gparent;
+                        continue;
+                    }
+                    if node == (*parent).rb_right {
+                        self.rotate_left(parent);
+                        parent = node;
+                    }
                     (*parent).rb_color = RB_BLACK;
-                    (*uncle).rb_color = RB_BLACK;
                     (*gparent).rb_color = RB_RED;
-                    node = gparent;
-                    continue;
-                }
-                if node == (*parent).rb_right {
-                    self.rotate_left(parent);
-                    parent = node;
-                }
-                (*parent).rb_color = RB_BLACK;
-                (*gparent).rb_color = RB_RED;
-                self.rotate_right(gparent);
-                return;
-            } else {
-                let uncle = (*gparent).rb_left;
-                if is_red(uncle) {
+                    self.rotate_right(gparent);
+                    return;
+                } else {
+                    let uncle = (*gparent).rb_left;
+                    if is_red(uncle) {
+                        (*parent).rb_color = RB_BLACK;
+                        (*uncle).rb_color = RB_BLACK;
+                        (*gparent).rb_color = RB_RED;
+                        node = gparent;
+                        continue;
+                    }
+                    if node == (*parent).rb_left {
+                        self.rotate_right(parent);
+                        parent = node;
+                    }
                     (*parent).rb_color = RB_BLACK;
-                    (*uncle).rb_color = RB_BLACK;
                     (*gparent).rb_color = RB_RED;
-                    node = gparent;
-                    continue;
+                    self.rotate_left(gparent);
+                    return;
                 }
-                if node == (*parent).rb_left {
-                    self.rotate_right(parent);
-                    parent = node;
-                }
-                (*parent).rb_color = RB_BLACK;
-                (*gparent).rb_color = RB_RED;
-                self.rotate_left(gparent);
-                return;
             }
         }
     }
 
     /// Remove `z` from the tree (not the list), keeping the augmentation.
     unsafe fn erase(&mut self, z: Link) {
-        let zl = (*z).rb_left;
-        let zr = (*z).rb_right;
-        // `child` takes the place of the node that physically left the tree
-        // and `parent` is its new parent: where a black deficit may start.
-        let child;
-        let parent;
-        let removed_black;
-        if zl.is_null() || zr.is_null() {
-            let c = if zl.is_null() { zr } else { zl };
-            let p = (*z).rb_parent;
-            self.change_child(p, z, c);
-            if !c.is_null() {
-                (*c).rb_parent = p;
-            }
-            removed_black = (*z).rb_color == RB_BLACK;
-            child = c;
-            parent = p;
-            if self.augmented {
-                propagate(p, ptr::null_mut());
-            }
-        } else {
-            // Two children: the in-order successor `s` moves into z's place.
-            let mut s = zr;
-            while !(*s).rb_left.is_null() {
-                s = (*s).rb_left;
-            }
-            removed_black = (*s).rb_color == RB_BLACK;
-            child = (*s).rb_right;
-            if s == zr {
-                parent = s;
-            } else {
-                let sp = (*s).rb_parent;
-                (*sp).rb_left = child;
-                if !child.is_null() {
-                    (*child).rb_parent = sp;
+        unsafe {
+            let zl = (*z).rb_left;
+            let zr = (*z).rb_right;
+            // `child` takes the place of the node that physically left the tree
+            // and `parent` is its new parent: where a black deficit may start.
+            let child;
+            let parent;
+            let removed_black;
+            if zl.is_null() || zr.is_null() {
+                let c = if zl.is_null() { zr } else { zl };
+                let p = (*z).rb_parent;
+                self.change_child(p, z, c);
+                if !c.is_null() {
+                    (*c).rb_parent = p;
                 }
-                (*s).rb_right = zr;
-                (*zr).rb_parent = s;
-                parent = sp;
+                removed_black = (*z).rb_color == RB_BLACK;
+                child = c;
+                parent = p;
+                if self.augmented {
+                    propagate(p, ptr::null_mut());
+                }
+            } else {
+                // Two children: the in-order successor `s` moves into z's place.
+                let mut s = zr;
+                while !(*s).rb_left.is_null() {
+                    s = (*s).rb_left;
+                }
+                removed_black = (*s).rb_color == RB_BLACK;
+                child = (*s).rb_right;
+                if s == zr {
+                    parent = s;
+                } else {
+                    let sp = (*s).rb_parent;
+                    (*sp).rb_left = child;
+                    if !child.is_null() {
+                        (*child).rb_parent = sp;
+                    }
+                    (*s).rb_right = zr;
+                    (*zr).rb_parent = s;
+                    parent = sp;
+                }
+                (*s).rb_left = zl;
+                (*zl).rb_parent = s;
+                let p = (*z).rb_parent;
+                self.change_child(p, z, s);
+                (*s).rb_parent = p;
+                (*s).rb_color = (*z).rb_color;
+                if self.augmented {
+                    // Nodes between s's old spot and s lost s; s itself now spans
+                    // z's subtree minus z. Fix the former, then s and upwards.
+                    (*s).subtree_max_size = (*z).subtree_max_size;
+                    propagate(parent, s);
+                    propagate(s, ptr::null_mut());
+                }
             }
-            (*s).rb_left = zl;
-            (*zl).rb_parent = s;
-            let p = (*z).rb_parent;
-            self.change_child(p, z, s);
-            (*s).rb_parent = p;
-            (*s).rb_color = (*z).rb_color;
-            if self.augmented {
-                // Nodes between s's old spot and s lost s; s itself now spans
-                // z's subtree minus z. Fix the former, then s and upwards.
-                (*s).subtree_max_size = (*z).subtree_max_size;
-                propagate(parent, s);
-                propagate(s, ptr::null_mut());
+            if removed_black {
+                self.erase_fixup(child, parent);
             }
-        }
-        if removed_black {
-            self.erase_fixup(child, parent);
         }
     }
 
     unsafe fn erase_fixup(&mut self, mut node: Link, mut parent: Link) {
-        while node != self.root && !is_red(node) {
-            // `node` carries an extra black; its sibling exists because the
-            // other side has a black height of at least one.
-            if node == (*parent).rb_left {
-                let mut sib = (*parent).rb_right;
-                if is_red(sib) {
-                    (*sib).rb_color = RB_BLACK;
-                    (*parent).rb_color = RB_RED;
-                    self.rotate_left(parent);
-                    sib = (*parent).rb_right;
-                }
-                if !is_red((*sib).rb_left) && !is_red((*sib).rb_right) {
-                    (*sib).rb_color = RB_RED;
-                    node = parent;
-                    parent = (*node).rb_parent;
-                } else {
-                    if !is_red((*sib).rb_right) {
-                        (*(*sib).rb_left).rb_color = RB_BLACK;
-                        (*sib).rb_color = RB_RED;
-                        self.rotate_right(sib);
+        unsafe {
+            while node != self.root && !is_red(node) {
+                // `node` carries an extra black; its sibling exists because the
+                // other side has a black height of at least one.
+                if node == (*parent).rb_left {
+                    let mut sib = (*parent).rb_right;
+                    if is_red(sib) {
+                        (*sib).rb_color = RB_BLACK;
+                        (*parent).rb_color = RB_RED;
+                        self.rotate_left(parent);
                         sib = (*parent).rb_right;
                     }
-                    (*sib).rb_color = (*parent).rb_color;
-                    (*parent).rb_color = RB_BLACK;
-                    (*(*sib).rb_right).rb_color = RB_BLACK;
-                    self.rotate_left(parent);
-                    node = self.root;
-                    break;
-                }
-            } else {
-                let mut sib = (*parent).rb_left;
-                if is_red(sib) {
-                    (*sib).rb_color = RB_BLACK;
-                    (*parent).rb_color = RB_RED;
-                    self.rotate_right(parent);
-                    sib = (*parent).rb_left;
-                }
-                if !is_red((*sib).rb_left) && !is_red((*sib).rb_right) {
-                    (*sib).rb_color = RB_RED;
-                    node = parent;
-                    parent = (*node).rb_parent;
-                } else {
-                    if !is_red((*sib).rb_left) {
-                        (*(*sib).rb_right).rb_color = RB_BLACK;
+                    if !is_red((*sib).rb_left) && !is_red((*sib).rb_right) {
                         (*sib).rb_color = RB_RED;
-                        self.rotate_left(sib);
+                        node = parent;
+                        parent = (*node).rb_parent;
+                    } else {
+                        if !is_red((*sib).rb_right) {
+                            (*(*sib).rb_left).rb_color = RB_BLACK;
+                            (*sib).rb_color = RB_RED;
+                            self.rotate_right(sib);
+                            sib = (*parent).rb_right;
+                        }
+                        (*sib).rb_color = (*parent).rb_color;
+                        (*parent).rb_color = RB_BLACK;
+                        (*(*sib).rb_right).rb_color = RB_BLACK;
+                        self.rotate_left(parent);
+                        node = self.root;
+                        break;
+                    }
+                } else {
+                    let mut sib = (*parent).rb_left;
+                    if is_red(sib) {
+                        (*sib).rb_color = RB_BLACK;
+                        (*parent).rb_color = RB_RED;
+                        self.rotate_right(parent);
                         sib = (*parent).rb_left;
                     }
-                    (*sib).rb_color = (*parent).rb_color;
-                    (*parent).rb_color = RB_BLACK;
-                    (*(*sib).rb_left).rb_color = RB_BLACK;
-                    self.rotate_right(parent);
-                    node = self.root;
-                    break;
+                    if !is_red((*sib).rb_left) && !is_red((*sib).rb_right) {
+                        (*sib).rb_color = RB_RED;
+                        node = parent;
+                        parent = (*node).rb_parent;
+                    } else {
+                        if !is_red((*sib).rb_left) {
+                            (*(*sib).rb_right).rb_color = RB_BLACK;
+                            (*sib).rb_color = RB_RED;
+                            self.rotate_left(sib);
+                            sib = (*parent).rb_left;
+                        }
+                        (*sib).rb_color = (*parent).rb_color;
+                        (*parent).rb_color = RB_BLACK;
+                        (*(*sib).rb_left).rb_color = RB_BLACK;
+                        self.rotate_right(parent);
+                        node = self.root;
+                        break;
+                    }
                 }
             }
-        }
-        if !node.is_null() {
-            (*node).rb_color = RB_BLACK;
+            if !node.is_null() {
+                (*node).rb_color = RB_BLACK;
+            }
         }
     }
 
     /// Remove a linked `va` from tree and list and mark it detached.
     unsafe fn unlink(&mut self, va: Link) {
-        self.erase(va);
-        let prev = (*va).list_prev;
-        let next = (*va).list_next;
-        if prev.is_null() {
-            self.list_head = next;
-        } else {
-            (*prev).list_next = next;
+        unsafe {
+            self.erase(va);
+            let prev = (*va).list_prev;
+            let next = (*va).list_next;
+            if prev.is_null() {
+                self.list_head = next;
+            } else {
+                (*prev).list_next = next;
+            }
+            if next.is_null() {
+                self.list_tail = prev;
+            } else {
+                (*next).list_prev = prev;
+            }
+            self.count -= 1;
+            detach(va);
         }
-        if next.is_null() {
-            self.list_tail = prev;
-        } else {
-            (*next).list_prev = prev;
-        }
-        self.count -= 1;
-        detach(va);
     }
 
     /// Link the detached `va` as the in-order predecessor of `succ`.
     unsafe fn link_before(&mut self, va: Link, succ: Link) {
-        let left = (*succ).rb_left;
-        if left.is_null() {
-            self.link_va(va, succ, true);
-        } else {
-            let mut n = left;
-            while !(*n).rb_right.is_null() {
-                n = (*n).rb_right;
+        unsafe {
+            let left = (*succ).rb_left;
+            if left.is_null() {
+                self.link_va(va, succ, true);
+            } else {
+                let mut n = left;
+                while !(*n).rb_right.is_null() {
+                    n = (*n).rb_right;
+                }
+                self.link_va(va, n, false);
             }
-            self.link_va(va, n, false);
         }
     }
 
     #[inline(always)]
     unsafe fn propagate_from(&self, va: Link) {
-        if self.augmented {
-            augment_tree_propagate_from(NonNull::new_unchecked(va));
+        unsafe {
+            if self.augmented {
+                augment_tree_propagate_from(NonNull::new_unchecked(va));
+            }
         }
     }
 }
@@ -655,47 +679,49 @@ impl Iterator for VmapAreaDrain {
 
 #[inline(always)]
 unsafe fn is_red(n: Link) -> bool {
-    !n.is_null() && (*n).rb_color == RB_RED
+    unsafe { !n.is_null() && (*n).rb_color == RB_RED }
 }
 
 #[inline(always)]
 unsafe fn detach(va: Link) {
-    (*va).rb_parent = ptr::null_mut();
-    (*va).rb_left = ptr::null_mut();
-    (*va).rb_right = ptr::null_mut();
-    (*va).list_prev = ptr::null_mut();
-    (*va).list_next = ptr::null_mut();
-    (*va).rb_color = RB_DETACHED;
+    unsafe {
+        (*va).rb_parent = ptr::null_mut();
+        (*va).rb_left = ptr::null_mut();
+        (*va).rb_right = ptr::null_mut();
+        (*va).list_prev = ptr::null_mut();
+        (*va).list_next = ptr::null_mut();
+        (*va).rb_color = RB_DETACHED;
+    }
 }
 
 #[inline(always)]
 unsafe fn get_subtree_max_size(n: Link) -> usize {
-    if n.is_null() {
-        0
-    } else {
-        (*n).subtree_max_size
-    }
+    unsafe { if n.is_null() { 0 } else { (*n).subtree_max_size } }
 }
 
 /// max(own size, children's maxima) from the children's stored values.
 #[inline(always)]
 unsafe fn compute_subtree_max_size(n: Link) -> usize {
-    (*n).size()
-        .max(get_subtree_max_size((*n).rb_left))
-        .max(get_subtree_max_size((*n).rb_right))
+    unsafe {
+        (*n).size()
+            .max(get_subtree_max_size((*n).rb_left))
+            .max(get_subtree_max_size((*n).rb_right))
+    }
 }
 
 /// Recompute maxima from `n` towards the root, stopping at `stop` or at the
 /// first node whose value does not change (its ancestors cannot change then).
 #[inline(always)]
 unsafe fn propagate(mut n: Link, stop: Link) {
-    while !n.is_null() && n != stop {
-        let m = compute_subtree_max_size(n);
-        if m == (*n).subtree_max_size {
-            break;
+    unsafe {
+        while !n.is_null() && n != stop {
+            let m = compute_subtree_max_size(n);
+            if m == (*n).subtree_max_size {
+                break;
+            }
+            (*n).subtree_max_size = m;
+            n = (*n).rb_parent;
         }
-        (*n).subtree_max_size = m;
-        n = (*n).rb_parent;
     }
 }
 
@@ -707,15 +733,17 @@ unsafe fn propagate(mut n: Link, stop: Link) {
 /// # Safety
 ///
 /// `va` is a live node of an augmented (free) tree.
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub unsafe fn augment_tree_propagate_from(va: NonNull<VmapArea>) {
-    propagate(va.as_ptr(), ptr::null_mut());
+    unsafe {
+        propagate(va.as_ptr(), ptr::null_mut());
+    }
 }
 
 /// The area of `root` containing `addr`, or null (Linux's `__find_vmap_area`;
 /// `vfree` uses it on the busy tree).
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn __find_vmap_area(root: &VmapAreaRoot, addr: usize) -> *mut VmapArea {
     let mut n = root.root;
@@ -742,30 +770,32 @@ pub fn __find_vmap_area(root: &VmapAreaRoot, addr: usize) -> *mut VmapArea {
 ///
 /// `va` points to a node initialised with [`VmapArea::new`] that is in no
 /// tree and stays valid (and otherwise untouched) while it is in `root`.
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub unsafe fn insert_vmap_area(root: &mut VmapAreaRoot, va: NonNull<VmapArea>) -> Result<(), VmapError> {
-    let v = va.as_ptr();
-    let (start, end) = ((*v).va_start, (*v).va_end);
-    if start >= end {
-        return Err(VmapError::BadRange { start, end });
-    }
-    debug_assert!(
-        !(*v).is_linked(),
-        "insert_vmap_area: {:#x} is already in a tree",
-        v as usize
-    );
-    match root.find_va_links(start, end) {
-        Ok((parent, as_left)) => {
-            root.link_va(v, parent, as_left);
-            Ok(())
+    unsafe {
+        let v = va.as_ptr();
+        let (start, end) = ((*v).va_start, (*v).va_end);
+        if start >= end {
+            return Err(VmapError::BadRange { start, end });
         }
-        Err(other) => Err(VmapError::Overlap {
-            start,
-            end,
-            other_start: (*other).va_start,
-            other_end: (*other).va_end,
-        }),
+        debug_assert!(
+            !(*v).is_linked(),
+            "insert_vmap_area: {:#x} is already in a tree",
+            v as usize
+        );
+        match root.find_va_links(start, end) {
+            Ok((parent, as_left)) => {
+                root.link_va(v, parent, as_left);
+                Ok(())
+            }
+            Err(other) => Err(VmapError::Overlap {
+                start,
+                end,
+                other_start: (*other).va_start,
+                other_end: (*other).va_end,
+            }),
+        }
     }
 }
 
@@ -776,14 +806,16 @@ pub unsafe fn insert_vmap_area(root: &mut VmapAreaRoot, va: NonNull<VmapArea>) -
 /// # Safety
 ///
 /// `va` is a valid node; if it is linked, it is linked into `root`.
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub unsafe fn unlink_va(root: &mut VmapAreaRoot, va: NonNull<VmapArea>) -> bool {
-    if !(*va.as_ptr()).is_linked() {
-        return false;
+    unsafe {
+        if !(*va.as_ptr()).is_linked() {
+            return false;
+        }
+        root.unlink(va.as_ptr());
+        true
     }
-    root.unlink(va.as_ptr());
-    true
 }
 
 /// Put the freed range `va` into `root`, merging it with the previous and/or
@@ -797,75 +829,77 @@ pub unsafe fn unlink_va(root: &mut VmapAreaRoot, va: NonNull<VmapArea>) -> bool 
 /// # Safety
 ///
 /// As for [`insert_vmap_area`]; additionally `va` must be freeable by `alloc`.
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub unsafe fn merge_or_add_vmap_area(
     root: &mut VmapAreaRoot,
     va: NonNull<VmapArea>,
     alloc: &mut dyn VmapAreaAlloc,
 ) -> Result<NonNull<VmapArea>, VmapError> {
-    let v = va.as_ptr();
-    let (start, end) = ((*v).va_start, (*v).va_end);
-    if start >= end {
-        return Err(VmapError::BadRange { start, end });
-    }
-    debug_assert!(
-        !(*v).is_linked(),
-        "merge_or_add_vmap_area: {:#x} is already in a tree",
-        v as usize
-    );
-    let (parent, as_left) = match root.find_va_links(start, end) {
-        Ok(l) => l,
-        Err(other) => {
-            return Err(VmapError::Overlap {
-                start,
-                end,
-                other_start: (*other).va_start,
-                other_end: (*other).va_end,
-            })
+    unsafe {
+        let v = va.as_ptr();
+        let (start, end) = ((*v).va_start, (*v).va_end);
+        if start >= end {
+            return Err(VmapError::BadRange { start, end });
         }
-    };
-    // The list neighbours of the insertion point, found from the descent.
-    let (prev, next) = if parent.is_null() {
-        (ptr::null_mut(), ptr::null_mut())
-    } else if as_left {
-        ((*parent).list_prev, parent)
-    } else {
-        (parent, (*parent).list_next)
-    };
-    let with_next = !next.is_null() && (*next).va_start == end;
-    let with_prev = !prev.is_null() && (*prev).va_end == start;
+        debug_assert!(
+            !(*v).is_linked(),
+            "merge_or_add_vmap_area: {:#x} is already in a tree",
+            v as usize
+        );
+        let (parent, as_left) = match root.find_va_links(start, end) {
+            Ok(l) => l,
+            Err(other) => {
+                return Err(VmapError::Overlap {
+                    start,
+                    end,
+                    other_start: (*other).va_start,
+                    other_end: (*other).va_end,
+                });
+            }
+        };
+        // The list neighbours of the insertion point, found from the descent.
+        let (prev, next) = if parent.is_null() {
+            (ptr::null_mut(), ptr::null_mut())
+        } else if as_left {
+            ((*parent).list_prev, parent)
+        } else {
+            (parent, (*parent).list_next)
+        };
+        let with_next = !next.is_null() && (*next).va_start == end;
+        let with_prev = !prev.is_null() && (*prev).va_end == start;
 
-    let holder = match (with_prev, with_next) {
-        (true, true) => {
-            //  |<--prev-->|<--va-->|<--next-->|   prev swallows both.
-            // Remove next while every size in the tree is still accurate.
-            let new_end = (*next).va_end;
-            root.unlink(next);
-            alloc.free_vmap_area_node(NonNull::new_unchecked(next));
-            (*prev).va_end = new_end;
-            root.propagate_from(prev);
-            alloc.free_vmap_area_node(va);
-            prev
-        }
-        (true, false) => {
-            (*prev).va_end = end;
-            root.propagate_from(prev);
-            alloc.free_vmap_area_node(va);
-            prev
-        }
-        (false, true) => {
-            (*next).va_start = start;
-            root.propagate_from(next);
-            alloc.free_vmap_area_node(va);
-            next
-        }
-        (false, false) => {
-            root.link_va(v, parent, as_left);
-            v
-        }
-    };
-    Ok(NonNull::new_unchecked(holder))
+        let holder = match (with_prev, with_next) {
+            (true, true) => {
+                //  |<--prev-->|<--va-->|<--next-->|   prev swallows both.
+                // Remove next while every size in the tree is still accurate.
+                let new_end = (*next).va_end;
+                root.unlink(next);
+                alloc.free_vmap_area_node(NonNull::new_unchecked(next));
+                (*prev).va_end = new_end;
+                root.propagate_from(prev);
+                alloc.free_vmap_area_node(va);
+                prev
+            }
+            (true, false) => {
+                (*prev).va_end = end;
+                root.propagate_from(prev);
+                alloc.free_vmap_area_node(va);
+                prev
+            }
+            (false, true) => {
+                (*next).va_start = start;
+                root.propagate_from(next);
+                alloc.free_vmap_area_node(va);
+                next
+            }
+            (false, false) => {
+                root.link_va(v, parent, as_left);
+                v
+            }
+        };
+        Ok(NonNull::new_unchecked(holder))
+    }
 }
 
 /// Where an aligned block of `size` bytes can start in `va` at or after
@@ -898,14 +932,16 @@ enum Probe {
 
 #[inline(always)]
 unsafe fn probe(n: Link, size: usize, align: usize, vstart: usize, vend: usize, length: usize) -> Probe {
-    let va = &*n;
-    if va.va_start.max(vstart).checked_add(size).is_none_or(|e| e > vend) {
-        return Probe::PastEnd;
-    }
-    if va.size() >= length && va_fit_start(va, size, align, vstart, vend).is_some() {
-        Probe::Fits
-    } else {
-        Probe::TooSmall
+    unsafe {
+        let va = &*n;
+        if va.va_start.max(vstart).checked_add(size).is_none_or(|e| e > vend) {
+            return Probe::PastEnd;
+        }
+        if va.size() >= length && va_fit_start(va, size, align, vstart, vend).is_some() {
+            Probe::Fits
+        } else {
+            Probe::TooSmall
+        }
     }
 }
 
@@ -921,41 +957,21 @@ unsafe fn lowest_match(
     vend: usize,
     length: usize,
 ) -> Link {
-    let mut node = root.root;
-    if node.is_null() || (*node).subtree_max_size < length {
-        return ptr::null_mut();
-    }
-    'descend: loop {
-        loop {
-            let left = (*node).rb_left;
-            // Areas left of `node` end at or before its start: useless when
-            // vstart is not below that start.
-            if vstart < (*node).va_start && get_subtree_max_size(left) >= length {
-                node = left;
-            } else {
-                break;
-            }
+    unsafe {
+        let mut node = root.root;
+        if node.is_null() || (*node).subtree_max_size < length {
+            return ptr::null_mut();
         }
-        match probe(node, size, align, vstart, vend, length) {
-            Probe::Fits => return node,
-            Probe::PastEnd => return ptr::null_mut(),
-            Probe::TooSmall => {}
-        }
-        if get_subtree_max_size((*node).rb_right) >= length {
-            node = (*node).rb_right;
-            continue 'descend;
-        }
-        // Everything at or below `node` is ruled out: back up to the first
-        // ancestor entered from its left, which is the next one in order.
-        loop {
-            let parent = (*node).rb_parent;
-            if parent.is_null() {
-                return ptr::null_mut();
-            }
-            let from_left = (*parent).rb_left == node;
-            node = parent;
-            if !from_left {
-                continue;
+        'descend: loop {
+            loop {
+                let left = (*node).rb_left;
+                // Areas left of `node` end at or before its start: useless when
+                // vstart is not below that start.
+                if vstart < (*node).va_start && get_subtree_max_size(left) >= length {
+                    node = left;
+                } else {
+                    break;
+                }
             }
             match probe(node, size, align, vstart, vend, length) {
                 Probe::Fits => return node,
@@ -965,6 +981,28 @@ unsafe fn lowest_match(
             if get_subtree_max_size((*node).rb_right) >= length {
                 node = (*node).rb_right;
                 continue 'descend;
+            }
+            // Everything at or below `node` is ruled out: back up to the first
+            // ancestor entered from its left, which is the next one in order.
+            loop {
+                let parent = (*node).rb_parent;
+                if parent.is_null() {
+                    return ptr::null_mut();
+                }
+                let from_left = (*parent).rb_left == node;
+                node = parent;
+                if !from_left {
+                    continue;
+                }
+                match probe(node, size, align, vstart, vend, length) {
+                    Probe::Fits => return node,
+                    Probe::PastEnd => return ptr::null_mut(),
+                    Probe::TooSmall => {}
+                }
+                if get_subtree_max_size((*node).rb_right) >= length {
+                    node = (*node).rb_right;
+                    continue 'descend;
+                }
             }
         }
     }
@@ -982,7 +1020,7 @@ unsafe fn lowest_match(
 /// `__alloc_vmap_area` runs, under Linux's name: `break
 /// find_vmap_lowest_match` in GDB stops on the allocation path, in a frame
 /// of that name. Pass `usize::MAX` for no bound.
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn find_vmap_lowest_match(
     root: &VmapAreaRoot,
@@ -1022,7 +1060,7 @@ pub enum FitType {
     NeFitType = 4,
 }
 
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn classify_va_fit_type(va: &VmapArea, nva_start: usize, size: usize) -> FitType {
     let nva_end = match nva_start.checked_add(size) {
@@ -1056,7 +1094,7 @@ pub fn classify_va_fit_type(va: &VmapArea, nva_start: usize, size: usize) -> Fit
 /// # Safety
 ///
 /// `va` is a live node of `root`, whose nodes are freeable by `alloc`.
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub unsafe fn adjust_va_to_fit_type(
     root: &mut VmapAreaRoot,
@@ -1066,37 +1104,39 @@ pub unsafe fn adjust_va_to_fit_type(
     fit: FitType,
     alloc: &mut dyn VmapAreaAlloc,
 ) -> Result<(), VmapError> {
-    let v = va.as_ptr();
-    if fit == FitType::NothingFit || classify_va_fit_type(&*v, nva_start, size) != fit {
-        return Err(VmapError::BadRange {
-            start: nva_start,
-            end: nva_start.wrapping_add(size),
-        });
+    unsafe {
+        let v = va.as_ptr();
+        if fit == FitType::NothingFit || classify_va_fit_type(&*v, nva_start, size) != fit {
+            return Err(VmapError::BadRange {
+                start: nva_start,
+                end: nva_start.wrapping_add(size),
+            });
+        }
+        match fit {
+            FitType::FlFitType => {
+                root.unlink(v);
+                alloc.free_vmap_area_node(va);
+            }
+            FitType::LeFitType => {
+                (*v).va_start = nva_start + size;
+                root.propagate_from(v);
+            }
+            FitType::ReFitType => {
+                (*v).va_end = nva_start;
+                root.propagate_from(v);
+            }
+            FitType::NeFitType => {
+                let lva = alloc.alloc_vmap_area_node().ok_or(VmapError::NoMemory)?;
+                lva.as_ptr().write(VmapArea::new((*v).va_start, nva_start));
+                (*v).va_start = nva_start + size;
+                root.propagate_from(v);
+                // The left remainder is va's in-order predecessor.
+                root.link_before(lva.as_ptr(), v);
+            }
+            FitType::NothingFit => unreachable!(),
+        }
+        Ok(())
     }
-    match fit {
-        FitType::FlFitType => {
-            root.unlink(v);
-            alloc.free_vmap_area_node(va);
-        }
-        FitType::LeFitType => {
-            (*v).va_start = nva_start + size;
-            root.propagate_from(v);
-        }
-        FitType::ReFitType => {
-            (*v).va_end = nva_start;
-            root.propagate_from(v);
-        }
-        FitType::NeFitType => {
-            let lva = alloc.alloc_vmap_area_node().ok_or(VmapError::NoMemory)?;
-            lva.as_ptr().write(VmapArea::new((*v).va_start, nva_start));
-            (*v).va_start = nva_start + size;
-            root.propagate_from(v);
-            // The left remainder is va's in-order predecessor.
-            root.link_before(lva.as_ptr(), v);
-        }
-        FitType::NothingFit => unreachable!(),
-    }
-    Ok(())
 }
 
 /// Linux's `__alloc_vmap_area`: the start address of `size` bytes taken from
@@ -1106,7 +1146,7 @@ pub unsafe fn adjust_va_to_fit_type(
 /// `Result` this large is returned through memory, which GDB cannot find
 /// again after the return).
 #[allow(non_snake_case)]
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[inline(never)]
 pub fn __alloc_vmap_area(
     root: &mut VmapAreaRoot,
@@ -1322,40 +1362,78 @@ impl fmt::Display for InvariantError {
             ),
             Self::TooDeep { node, depth } => write!(f, "node {node:#x} at depth {depth}: corrupt links or a cycle"),
             Self::EmptyRange { node, start, end } => write!(f, "node {node:#x}: empty range {start:#x}-{end:#x}"),
-            Self::Order { prev, prev_start, node, start } => write!(
+            Self::Order {
+                prev,
+                prev_start,
+                node,
+                start,
+            } => write!(
                 f,
                 "node {node:#x} (start {start:#x}) follows {prev:#x} (start {prev_start:#x}) in order"
             ),
-            Self::Overlap { prev, prev_end, node, start } => write!(
+            Self::Overlap {
+                prev,
+                prev_end,
+                node,
+                start,
+            } => write!(
                 f,
                 "node {node:#x} starts at {start:#x} before {prev:#x} ends at {prev_end:#x}"
             ),
-            Self::ListOrder { index, list_node, tree_node } => write!(
+            Self::ListOrder {
+                index,
+                list_node,
+                tree_node,
+            } => write!(
                 f,
                 "list position {index} holds {list_node:#x}, in-order walk has {tree_node:#x}"
             ),
-            Self::ListBackLink { node, list_prev, expected } => write!(
-                f,
-                "node {node:#x}: list_prev is {list_prev:#x}, expected {expected:#x}"
-            ),
+            Self::ListBackLink {
+                node,
+                list_prev,
+                expected,
+            } => write!(f, "node {node:#x}: list_prev is {list_prev:#x}, expected {expected:#x}"),
             Self::ListTail { list_tail, expected } => {
                 write!(f, "list tail is {list_tail:#x}, expected {expected:#x}")
             }
             Self::Count { counted, recorded } => write!(f, "tree holds {counted} nodes, count says {recorded}"),
-            Self::SubtreeMax { node, start, end, stored, computed } => write!(
+            Self::SubtreeMax {
+                node,
+                start,
+                end,
+                stored,
+                computed,
+            } => write!(
                 f,
                 "tree is corrupted: node {node:#x} ({start:#x}-{end:#x}) subtree_max_size {stored:#x}, computed {computed:#x}"
             ),
-            Self::LowestMatch { size, align, vstart, tree, linear } => write!(
+            Self::LowestMatch {
+                size,
+                align,
+                vstart,
+                tree,
+                linear,
+            } => write!(
                 f,
                 "not lowest: size {size:#x} align {align:#x} vstart {vstart:#x}: tree {tree:#x}, linear {linear:#x}"
             ),
             Self::CoverageGap { from, to } => write!(f, "nothing covers {from:#x}-{to:#x}"),
-            Self::CoverageOverlap { start, end, covered_to, source } => write!(
+            Self::CoverageOverlap {
+                start,
+                end,
+                covered_to,
+                source,
+            } => write!(
                 f,
                 "range {start:#x}-{end:#x} (source {source}) overlaps coverage up to {covered_to:#x}"
             ),
-            Self::CoverageBounds { start, end, lo, hi, source } => write!(
+            Self::CoverageBounds {
+                start,
+                end,
+                lo,
+                hi,
+                source,
+            } => write!(
                 f,
                 "range {start:#x}-{end:#x} (source {source}) is empty or outside {lo:#x}-{hi:#x}"
             ),
@@ -1377,101 +1455,103 @@ const MAX_CHECK_DEPTH: usize = 2 * usize::BITS as usize + 2;
 
 /// Returns the black height of the subtree at `n`.
 unsafe fn check_subtree(w: &mut Walk, n: Link, parent: Link, depth: usize) -> Result<usize, InvariantError> {
-    if n.is_null() {
-        return Ok(1);
-    }
-    let addr = n as usize;
-    if depth > MAX_CHECK_DEPTH || w.visited > w.recorded {
-        return Err(InvariantError::TooDeep { node: addr, depth });
-    }
-    let va = &*n;
-    if va.rb_parent != parent {
-        return Err(InvariantError::ParentLink {
-            node: addr,
-            parent: va.rb_parent as usize,
-            expected: parent as usize,
-        });
-    }
-    if va.rb_color != RB_RED && va.rb_color != RB_BLACK {
-        return Err(InvariantError::BadColor {
-            node: addr,
-            color: va.rb_color,
-        });
-    }
-    if va.rb_color == RB_RED && is_red(parent) {
-        return Err(InvariantError::RedRed {
-            node: addr,
-            parent: parent as usize,
-        });
-    }
-    let left_bh = check_subtree(w, va.rb_left, n, depth + 1)?;
-
-    // In-order visit.
-    if va.va_start >= va.va_end {
-        return Err(InvariantError::EmptyRange {
-            node: addr,
-            start: va.va_start,
-            end: va.va_end,
-        });
-    }
-    if !w.prev.is_null() {
-        let p = &*w.prev;
-        if p.va_start >= va.va_start {
-            return Err(InvariantError::Order {
-                prev: w.prev as usize,
-                prev_start: p.va_start,
+    unsafe {
+        if n.is_null() {
+            return Ok(1);
+        }
+        let addr = n as usize;
+        if depth > MAX_CHECK_DEPTH || w.visited > w.recorded {
+            return Err(InvariantError::TooDeep { node: addr, depth });
+        }
+        let va = &*n;
+        if va.rb_parent != parent {
+            return Err(InvariantError::ParentLink {
                 node: addr,
-                start: va.va_start,
+                parent: va.rb_parent as usize,
+                expected: parent as usize,
             });
         }
-        if p.va_end > va.va_start {
-            return Err(InvariantError::Overlap {
-                prev: w.prev as usize,
-                prev_end: p.va_end,
+        if va.rb_color != RB_RED && va.rb_color != RB_BLACK {
+            return Err(InvariantError::BadColor {
                 node: addr,
-                start: va.va_start,
+                color: va.rb_color,
             });
         }
-    }
-    if w.cursor != n {
-        return Err(InvariantError::ListOrder {
-            index: w.visited,
-            list_node: w.cursor as usize,
-            tree_node: addr,
-        });
-    }
-    if va.list_prev != w.prev {
-        return Err(InvariantError::ListBackLink {
-            node: addr,
-            list_prev: va.list_prev as usize,
-            expected: w.prev as usize,
-        });
-    }
-    w.cursor = va.list_next;
-    w.prev = n;
-    w.visited += 1;
+        if va.rb_color == RB_RED && is_red(parent) {
+            return Err(InvariantError::RedRed {
+                node: addr,
+                parent: parent as usize,
+            });
+        }
+        let left_bh = check_subtree(w, va.rb_left, n, depth + 1)?;
 
-    let right_bh = check_subtree(w, va.rb_right, n, depth + 1)?;
-    if left_bh != right_bh {
-        return Err(InvariantError::BlackHeight {
-            node: addr,
-            left: left_bh,
-            right: right_bh,
-        });
-    }
-    if w.augmented {
-        let computed = compute_subtree_max_size(n);
-        if computed != va.subtree_max_size {
-            return Err(InvariantError::SubtreeMax {
+        // In-order visit.
+        if va.va_start >= va.va_end {
+            return Err(InvariantError::EmptyRange {
                 node: addr,
                 start: va.va_start,
                 end: va.va_end,
-                stored: va.subtree_max_size,
-                computed,
             });
         }
+        if !w.prev.is_null() {
+            let p = &*w.prev;
+            if p.va_start >= va.va_start {
+                return Err(InvariantError::Order {
+                    prev: w.prev as usize,
+                    prev_start: p.va_start,
+                    node: addr,
+                    start: va.va_start,
+                });
+            }
+            if p.va_end > va.va_start {
+                return Err(InvariantError::Overlap {
+                    prev: w.prev as usize,
+                    prev_end: p.va_end,
+                    node: addr,
+                    start: va.va_start,
+                });
+            }
+        }
+        if w.cursor != n {
+            return Err(InvariantError::ListOrder {
+                index: w.visited,
+                list_node: w.cursor as usize,
+                tree_node: addr,
+            });
+        }
+        if va.list_prev != w.prev {
+            return Err(InvariantError::ListBackLink {
+                node: addr,
+                list_prev: va.list_prev as usize,
+                expected: w.prev as usize,
+            });
+        }
+        w.cursor = va.list_next;
+        w.prev = n;
+        w.visited += 1;
+
+        let right_bh = check_subtree(w, va.rb_right, n, depth + 1)?;
+        if left_bh != right_bh {
+            return Err(InvariantError::BlackHeight {
+                node: addr,
+                left: left_bh,
+                right: right_bh,
+            });
+        }
+        if w.augmented {
+            let computed = compute_subtree_max_size(n);
+            if computed != va.subtree_max_size {
+                return Err(InvariantError::SubtreeMax {
+                    node: addr,
+                    start: va.va_start,
+                    end: va.va_end,
+                    stored: va.subtree_max_size,
+                    computed,
+                });
+            }
+        }
+        Ok(left_bh + (va.rb_color == RB_BLACK) as usize)
     }
-    Ok(left_bh + (va.rb_color == RB_BLACK) as usize)
 }
 
 /// Verify `root`: parent links, red-black colouring and black heights,

@@ -7,8 +7,8 @@
 //! `catch_fault`, so a guard page, a hole or a read-only page prints the
 //! oops, then one line saying what faulted, and the shell carries on.
 
-use super::{fail, CmdResult, Shell};
-use crate::arch::kernel::traps::{catch_fault, Fault};
+use super::{CmdResult, Shell, fail};
+use crate::arch::kernel::traps::{Fault, catch_fault};
 use crate::arch::memory::*;
 use crate::arch::mm::mmu as paging;
 use crate::println;

@@ -5,7 +5,7 @@
 //! created from the shell, so the kernel's own areas (the console's
 //! ioremap, the image segments, page arrays) cannot be torn down by a typo.
 
-use super::{fail, CmdResult, Console, Shell};
+use super::{CmdResult, Console, Shell, fail};
 use crate::arch::memory::*;
 use crate::arch::mm::mmu as paging;
 use crate::arch::mm::pgtable::PAGE_KERNEL;
@@ -245,10 +245,10 @@ pub fn cmd_vmalloc(sh: &mut Shell, args: &mut Args) -> CmdResult {
     let align = args.opt_size("ALIGN")?;
     args.end()?;
     check_size(size)?;
-    if let Some(a) = align {
-        if !a.is_power_of_two() || a > PUD_SIZE as u64 {
-            fail!("ALIGN {:#x} must be a power of two from 1 to 1G", a);
-        }
+    if let Some(a) = align
+        && (!a.is_power_of_two() || a > PUD_SIZE as u64)
+    {
+        fail!("ALIGN {:#x} must be a power of two from 1 to 1G", a);
     }
     let p = match align {
         Some(a) => vmalloc::vmalloc_aligned(size as usize, a as usize),

@@ -26,7 +26,7 @@ mod sys;
 
 use crate::arch::kernel::traps::catch_fault;
 use crate::kernel::printk;
-use crate::shell::line::{split_command, ArgError, Args, Event, LineEditor};
+use crate::shell::line::{ArgError, Args, Event, LineEditor, split_command};
 use crate::{print, println};
 use alloc::string::String;
 use core::fmt::{self, Write};

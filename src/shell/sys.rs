@@ -1,7 +1,7 @@
 //! System commands: `dt`, `dmesg`, `uptime`, `ktest`, `bench`, `poweroff`,
 //! `panic`.
 
-use super::{fail, CmdResult, Shell};
+use super::{CmdResult, Shell, fail};
 use crate::arch::kernel::setup;
 use crate::arch::kernel::timer;
 use crate::kernel::printk;

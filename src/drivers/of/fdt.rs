@@ -30,8 +30,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use fdt::node::FdtNode;
 use fdt::Fdt;
+use fdt::node::FdtNode;
 
 /// arm64's COMMAND_LINE_SIZE (arch/arm64/include/uapi/asm/setup.h): the
 /// kernel keeps at most this many bytes of `bootargs`, including the NUL.
@@ -503,13 +503,20 @@ impl fmt::Display for DtError {
                 "the device tree buffer is {} bytes, shorter than the {}-byte FDT header",
                 len, FDT_HEADER_SIZE
             ),
-            Self::BadMagic { found, addr: Some(addr) } => write!(
+            Self::BadMagic {
+                found,
+                addr: Some(addr),
+            } => write!(
                 f,
                 "no device tree at {:#x}: found magic {:#010x} instead of {:#010x}",
                 addr, found, FDT_MAGIC
             ),
             Self::BadMagic { found, addr: None } => {
-                write!(f, "not a device tree: found magic {:#010x} instead of {:#010x}", found, FDT_MAGIC)
+                write!(
+                    f,
+                    "not a device tree: found magic {:#010x} instead of {:#010x}",
+                    found, FDT_MAGIC
+                )
             }
             Self::TotalSizeTooSmall { totalsize } => write!(
                 f,
@@ -527,12 +534,20 @@ impl fmt::Display for DtError {
                 "the device tree is truncated: the header says {} bytes but only {} are available",
                 totalsize, available
             ),
-            Self::UnsupportedVersion { version, last_comp_version } => write!(
+            Self::UnsupportedVersion {
+                version,
+                last_comp_version,
+            } => write!(
                 f,
                 "unsupported device tree version {} (last compatible version {}); need version >= 16 and last compatible <= 17",
                 version, last_comp_version
             ),
-            Self::BlockOutOfBounds { block, offset, size, totalsize } => write!(
+            Self::BlockOutOfBounds {
+                block,
+                offset,
+                size,
+                totalsize,
+            } => write!(
                 f,
                 "the device tree {} block at offset {:#x} of size {:#x} lies outside the header-to-totalsize range [0x28, {:#x})",
                 block, offset, size, totalsize
@@ -543,7 +558,11 @@ impl fmt::Display for DtError {
                 offset, totalsize
             ),
             Self::Corrupt { offset, problem } => {
-                write!(f, "the device tree structure is corrupt at offset {:#x}: {}", offset, problem)
+                write!(
+                    f,
+                    "the device tree structure is corrupt at offset {:#x}: {}",
+                    offset, problem
+                )
             }
             Self::Fdt(e) => write!(f, "the fdt crate rejected the device tree: {}", e),
             Self::NoRootNode => write!(f, "the device tree has no root node"),
@@ -555,7 +574,12 @@ impl fmt::Display for DtError {
             Self::ZeroSizedBank { node, bank } => {
                 write!(f, "memory node {} has a zero-sized bank (reg entry {})", node, bank)
             }
-            Self::RegionOverflow { node, index, base, size } => write!(
+            Self::RegionOverflow {
+                node,
+                index,
+                base,
+                size,
+            } => write!(
                 f,
                 "node {} reg entry {} (base {:#x}, size {:#x}) runs past the end of the 64-bit address space",
                 node, index, base, size
@@ -565,7 +589,11 @@ impl fmt::Display for DtError {
                 "node {} has a {}-byte reg property, not a multiple of its {}-byte (address, size) entry",
                 node, len, entry_size
             ),
-            Self::UnsupportedCells { node, address_cells, size_cells } => write!(
+            Self::UnsupportedCells {
+                node,
+                address_cells,
+                size_cells,
+            } => write!(
                 f,
                 "node {} uses #address-cells = {} and #size-cells = {}; only 1 or 2 are supported",
                 node, address_cells, size_cells
@@ -573,7 +601,12 @@ impl fmt::Display for DtError {
             Self::NotUtf8 { node, property } => {
                 write!(f, "property {} of node {} is not a UTF-8 string", property, node)
             }
-            Self::BadPropertyLength { node, property, len, expected } => write!(
+            Self::BadPropertyLength {
+                node,
+                property,
+                len,
+                expected,
+            } => write!(
                 f,
                 "property {} of node {} is {} bytes long instead of {}",
                 property, node, len, expected
@@ -806,7 +839,7 @@ fn check_rsvmap(blob: &[u8], hdr: &Header) -> Result<usize, DtError> {
                 return Err(DtError::RsvmapUnterminated {
                     offset: hdr.off_mem_rsvmap,
                     totalsize: hdr.totalsize,
-                })
+                });
             }
         }
     }
@@ -1252,8 +1285,8 @@ mod tests {
     use std::path::PathBuf;
     use std::process::{Command, Stdio};
     use std::string::{String, ToString};
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::vec::Vec;
 
     // ---------------------------------------------------------------- builder
@@ -2181,9 +2214,11 @@ mod tests {
         b.end().end();
         let info = parse(&b.build()).unwrap();
         assert_eq!(info.reserved().len(), 80);
-        assert!(info.reserved()[..40]
-            .iter()
-            .all(|r| r.kind == ReserveKind::MemReserve && r.name().is_empty()));
+        assert!(
+            info.reserved()[..40]
+                .iter()
+                .all(|r| r.kind == ReserveKind::MemReserve && r.name().is_empty())
+        );
         for (r, n) in info.reserved()[40..].iter().zip(&names) {
             assert_eq!(r.name(), n);
             assert_eq!(r.name().len(), 39);

@@ -1,6 +1,6 @@
 //! Small CPU helpers: identification, halting, interrupt masking.
 
-use aarch64_cpu::registers::{CurrentEL, Readable, MIDR_EL1, MPIDR_EL1};
+use aarch64_cpu::registers::{CurrentEL, MIDR_EL1, MPIDR_EL1, Readable};
 
 /// Park this CPU forever. Interrupts are masked and none is enabled, so
 /// `wfi` sleeps for good (QEMU then idles the host thread; `wfe` would be

@@ -11,8 +11,8 @@ pub mod stacktrace;
 pub mod timer;
 pub mod traps;
 
-use crate::arch::memory::{PhysAddr, VirtAddr, KIMAGE_VADDR};
-use crate::arch::mm::pgtable::{pte_encode, MAIR_EL1_VALUE, PAGE_KERNEL_EXEC, PROT_DEVICE_NGNRE};
+use crate::arch::memory::{KIMAGE_VADDR, PhysAddr, VirtAddr};
+use crate::arch::mm::pgtable::{MAIR_EL1_VALUE, PAGE_KERNEL_EXEC, PROT_DEVICE_NGNRE, pte_encode};
 
 /// Early 1 GiB / 2 MiB block descriptors for head.S (before any Rust runs),
 /// from the same encoder as every later mapping: Normal executable memory

@@ -104,11 +104,11 @@ pub fn set_conduit_checked(
         PsciConduit::Smc => (!el_implemented(3)).then_some(ConduitRefused::SmcWithoutEl3),
     };
     set_conduit(c);
-    if let Some(why) = missing {
-        if !version_survives() {
-            CONDUIT.store(NONE, Ordering::Relaxed);
-            return Err(why);
-        }
+    if let Some(why) = missing
+        && !version_survives()
+    {
+        CONDUIT.store(NONE, Ordering::Relaxed);
+        return Err(why);
     }
     Ok(())
 }

@@ -84,10 +84,10 @@ pub fn setup_arch(fdt_pa: usize, boot_el: u64, phys_text: usize) -> &'static Mac
     };
     let info = MACHINE.call_once(|| info);
 
-    if let Some(c) = info.psci() {
-        if let Err(why) = psci::set_conduit_checked(c, boot_el, || traps::catch_fault_quiet(psci::version).is_ok()) {
-            pr_warn!("psci: {}; PSCI disabled", why);
-        }
+    if let Some(c) = info.psci()
+        && let Err(why) = psci::set_conduit_checked(c, boot_el, || traps::catch_fault_quiet(psci::version).is_ok())
+    {
+        pr_warn!("psci: {}; PSCI disabled", why);
     }
     if let Some(len) = info.bootargs_truncated() {
         pr_warn!(

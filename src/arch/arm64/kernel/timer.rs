@@ -1,7 +1,7 @@
 //! The ARM generic timer: the counter behind printk timestamps and every
 //! measurement in the kernel (Linux's `get_cycles()` on arm64 reads it too).
 
-use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
+use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, Readable};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 static FREQ_HZ: AtomicU64 = AtomicU64::new(0);

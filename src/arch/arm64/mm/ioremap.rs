@@ -5,9 +5,9 @@
 
 use super::mmu::with_init_mm;
 use crate::arch::memory::*;
-use crate::arch::mm::pgtable::{PageProt, PgtableError, PROT_DEVICE_NGNRE};
+use crate::arch::mm::pgtable::{PROT_DEVICE_NGNRE, PageProt, PgtableError};
 use crate::mm::page_alloc;
-use crate::mm::vmalloc::{__vunmap, find_vm_area, get_vm_area_caller, Caller, VmFlags};
+use crate::mm::vmalloc::{__vunmap, Caller, VmFlags, find_vm_area, get_vm_area_caller};
 use crate::pr_warn;
 use core::panic::Location;
 use core::ptr;

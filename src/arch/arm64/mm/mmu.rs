@@ -21,8 +21,8 @@
 use crate::arch::kernel::TCR_EPD0;
 use crate::arch::memory::*;
 use crate::arch::mm::pgtable::{
-    map_mem_plan, pte_encode, table_encode, Descriptor, PageProt, PageTable, PgtableEnv, PgtableError, PAGE_KERNEL,
-    PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PROT_DEVICE_NGNRE,
+    Descriptor, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PROT_DEVICE_NGNRE, PageProt, PageTable, PgtableEnv,
+    PgtableError, map_mem_plan, pte_encode, table_encode,
 };
 use crate::mm::memblock_lock;
 use crate::pr_info;

@@ -30,7 +30,7 @@ use core::ptr::{read_volatile, write_volatile};
 
 use tock_registers::register_bitfields;
 
-use crate::arch::memory::{level_size, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_TABLE};
+use crate::arch::memory::{PAGE_SHIFT, PAGE_SIZE, PTRS_PER_TABLE, PhysAddr, VirtAddr, level_size};
 
 // ---------------------------------------------------------------------------
 // Memory types and MAIR_EL1
@@ -748,11 +748,7 @@ impl PaSource for PageList<'_> {
 #[inline(always)]
 fn next_boundary(va: usize, size: usize, hi: usize) -> usize {
     let next = (va | (size - 1)).wrapping_add(1);
-    if next == 0 || next > hi {
-        hi
-    } else {
-        next
-    }
+    if next == 0 || next > hi { hi } else { next }
 }
 
 /// Entry `index` of the table at `table`.
@@ -1454,7 +1450,7 @@ pub fn map_mem_plan(
 ) {
     let page_down = |a: u64| a & !(PAGE_SIZE as u64 - 1);
     let page_up = |a: u64| a.saturating_add(PAGE_SIZE as u64 - 1) & !(PAGE_SIZE as u64 - 1);
-    let (ks, ke) = (text_alias.0 .0 as u64, text_alias.1 .0 as u64);
+    let (ks, ke) = (text_alias.0.0 as u64, text_alias.1.0 as u64);
     // Split one mapped piece around the text alias.
     let mut emit = |s: u64, e: u64| {
         let mut put = |s: u64, e: u64, prot| {
@@ -1490,7 +1486,7 @@ pub fn map_mem_plan(
 mod tests {
     use super::*;
     use crate::arch::memory::{PAGE_END, PAGE_OFFSET, PMD_SIZE, PUD_SIZE, VMALLOC_START};
-    use std::alloc::{alloc_zeroed, dealloc, Layout};
+    use std::alloc::{Layout, alloc_zeroed, dealloc};
     use std::cell::Cell;
     use std::collections::{BTreeMap, BTreeSet};
 
@@ -2975,8 +2971,8 @@ mod tests {
         assert_eq!(sizes.get(&(1, false)), Some(&3));
         assert_eq!(sizes.get(&(2, true)), Some(&4)); // 0x4020_0000..0x40a0_0000
         assert_eq!(sizes.get(&(3, true)), Some(&0x35)); // 0x40a0_0000..0x40a3_5000
-                                                        // RW: one 2 MiB block below the image; pages to the next 2 MiB
-                                                        // boundary after it and around the hole; 2 MiB blocks elsewhere.
+        // RW: one 2 MiB block below the image; pages to the next 2 MiB
+        // boundary after it and around the hole; 2 MiB blocks elsewhere.
         assert_eq!(
             sizes.get(&(3, false)),
             Some(&((0x40c0_0000 - 0x40a3_5000) / PAGE_SIZE + 512 - 2))

@@ -19,18 +19,18 @@ use crate::pr_info;
 /// new mapping is checked to answer like a PL011 (PrimeCell ID registers)
 /// before the console switches to it.
 pub fn console_ioremap(info: &MachineInfo) {
-    use crate::arch::memory::{PhysAddr, FIX_EARLYCON_MEM_IDX};
-    use crate::drivers::tty::serial::pl011::{PrimeCellId, PL011_REG_SIZE};
+    use crate::arch::memory::{FIX_EARLYCON_MEM_IDX, PhysAddr};
+    use crate::drivers::tty::serial::pl011::{PL011_REG_SIZE, PrimeCellId};
     let phys = crate::drivers::tty::serial::pl011::EARLYCON_PL011_PHYS;
-    if let Some(u) = info.pl011() {
-        if u.base as usize != phys {
-            crate::pr_warn!(
-                "console: the DT's PL011 at {:#x} is not the boot console's UART at {:#x}; the console stays on {:#x}",
-                u.base,
-                phys,
-                phys
-            );
-        }
+    if let Some(u) = info.pl011()
+        && u.base as usize != phys
+    {
+        crate::pr_warn!(
+            "console: the DT's PL011 at {:#x} is not the boot console's UART at {:#x}; the console stays on {:#x}",
+            u.base,
+            phys,
+            phys
+        );
     }
     let base = ioremap::ioremap(PhysAddr(phys), PL011_REG_SIZE);
     if base.is_null() {
