@@ -1,0 +1,1038 @@
+//! Host unit tests of `vmap_tree` (`cargo htest`), kept apart so that the
+//! algorithm file reads as the algorithm.
+
+use super::*;
+use crate::arch::memory::{PUD_SIZE, VMALLOC_END, VMALLOC_START};
+use std::boxed::Box;
+use std::collections::{BTreeMap, HashSet};
+use std::mem::MaybeUninit;
+use std::string::ToString;
+use std::vec;
+
+const P: usize = PAGE_SIZE;
+
+/// Node cache for tests: hands out poisoned boxes, counts live nodes,
+/// catches double and foreign frees, and never reuses memory (freed nodes
+/// are poisoned and quarantined until the end) so that a use after free
+/// shows up as garbage instead of a plausible node.
+struct TrackingAlloc {
+    live: HashSet<usize>,
+    quarantine: Vec<usize>,
+    allocs: usize,
+    frees: usize,
+    /// Successful allocations left before the next one fails.
+    fail_after: Option<usize>,
+}
+
+impl TrackingAlloc {
+    fn new() -> Self {
+        Self {
+            live: HashSet::new(),
+            quarantine: Vec::new(),
+            allocs: 0,
+            frees: 0,
+            fail_after: None,
+        }
+    }
+
+    /// A node for the caller's own use (busy areas, freed ranges).
+    fn node(&mut self, start: usize, end: usize) -> NonNull<VmapArea> {
+        let saved = self.fail_after.take();
+        let va = self.alloc_vmap_area_node().expect("test allocator");
+        self.fail_after = saved;
+        unsafe { va.as_ptr().write(VmapArea::new(start, end)) };
+        va
+    }
+
+    fn live(&self) -> usize {
+        self.live.len()
+    }
+}
+
+unsafe impl VmapAreaAlloc for TrackingAlloc {
+    fn alloc_vmap_area_node(&mut self) -> Option<NonNull<VmapArea>> {
+        if let Some(n) = self.fail_after {
+            if n == 0 {
+                return None;
+            }
+            self.fail_after = Some(n - 1);
+        }
+        let mut b: Box<MaybeUninit<VmapArea>> = Box::new(MaybeUninit::uninit());
+        unsafe { ptr::write_bytes(b.as_mut_ptr() as *mut u8, 0xa5, core::mem::size_of::<VmapArea>()) };
+        let p = Box::into_raw(b) as *mut VmapArea;
+        assert!(self.live.insert(p as usize));
+        self.allocs += 1;
+        NonNull::new(p)
+    }
+
+    fn free_vmap_area_node(&mut self, va: NonNull<VmapArea>) {
+        let a = va.as_ptr() as usize;
+        assert!(self.live.remove(&a), "double free or foreign node {a:#x}");
+        unsafe { ptr::write_bytes(va.as_ptr() as *mut u8, 0x5a, core::mem::size_of::<VmapArea>()) };
+        self.quarantine.push(a);
+        self.frees += 1;
+    }
+}
+
+impl Drop for TrackingAlloc {
+    fn drop(&mut self) {
+        for a in self.quarantine.drain(..).chain(self.live.drain()) {
+            drop(unsafe { Box::from_raw(a as *mut MaybeUninit<VmapArea>) });
+        }
+    }
+}
+
+/// xorshift64* PRNG, seeded as `seed * golden ratio | 1`.
+use crate::lib::rand::XorShift64Star as Rng;
+
+fn rng(seed: u64) -> Rng {
+    Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+}
+
+fn ranges(root: &VmapAreaRoot) -> Vec<(usize, usize)> {
+    root.iter().map(|va| (va.va_start, va.va_end)).collect()
+}
+
+fn free_tree(alloc: &mut TrackingAlloc, ranges: &[(usize, usize)]) -> VmapAreaRoot {
+    let mut root = VmapAreaRoot::new_free();
+    for &(s, e) in ranges {
+        let va = alloc.node(s, e);
+        unsafe { merge_or_add_vmap_area(&mut root, va, alloc).unwrap() };
+    }
+    check_invariants(&root).unwrap();
+    root
+}
+
+fn release(root: &mut VmapAreaRoot, alloc: &mut TrackingAlloc) {
+    for va in root.take_all() {
+        alloc.free_vmap_area_node(va);
+    }
+}
+
+fn snapshot(root: &VmapAreaRoot) -> Vec<(usize, usize, usize)> {
+    root.iter()
+        .map(|va| (va.va_start, va.va_end, va.subtree_max_size))
+        .collect()
+}
+
+const B: usize = 0x1_0000_0000;
+
+// ---- fit types ----------------------------------------------------------
+
+#[test]
+fn classify_each_fit_type() {
+    let va = VmapArea::new(B, B + 8 * P);
+    assert_eq!(classify_va_fit_type(&va, B, 8 * P), FitType::FlFitType);
+    assert_eq!(classify_va_fit_type(&va, B, 2 * P), FitType::LeFitType);
+    assert_eq!(classify_va_fit_type(&va, B + 6 * P, 2 * P), FitType::ReFitType);
+    assert_eq!(classify_va_fit_type(&va, B + 2 * P, 2 * P), FitType::NeFitType);
+    assert_eq!(classify_va_fit_type(&va, B - P, 2 * P), FitType::NothingFit);
+    assert_eq!(classify_va_fit_type(&va, B + 7 * P, 2 * P), FitType::NothingFit);
+    assert_eq!(classify_va_fit_type(&va, B, 0), FitType::NothingFit);
+    assert_eq!(classify_va_fit_type(&va, usize::MAX - P, 2 * P), FitType::NothingFit);
+}
+
+#[test]
+fn adjust_full_fit_frees_the_node() {
+    let mut a = TrackingAlloc::new();
+    let mut root = free_tree(&mut a, &[(B, B + 4 * P), (B + 8 * P, B + 12 * P)]);
+    assert_eq!(a.live(), 2);
+    let va = root.find(B).unwrap();
+    unsafe { adjust_va_to_fit_type(&mut root, va, B, 4 * P, FitType::FlFitType, &mut a).unwrap() };
+    assert_eq!(ranges(&root), vec![(B + 8 * P, B + 12 * P)]);
+    assert_eq!(a.live(), 1);
+    check_invariants(&root).unwrap();
+    release(&mut root, &mut a);
+}
+
+#[test]
+fn adjust_left_and_right_edges_shrink_in_place() {
+    let mut a = TrackingAlloc::new();
+    let mut root = free_tree(&mut a, &[(B, B + 16 * P), (B + 32 * P, B + 40 * P)]);
+    assert_eq!(root.max_free_size(), 16 * P);
+    let va = root.find(B).unwrap();
+    unsafe { adjust_va_to_fit_type(&mut root, va, B, 4 * P, FitType::LeFitType, &mut a).unwrap() };
+    assert_eq!(ranges(&root)[0], (B + 4 * P, B + 16 * P));
+    assert_eq!(root.max_free_size(), 12 * P);
+    check_invariants(&root).unwrap();
+    unsafe { adjust_va_to_fit_type(&mut root, va, B + 10 * P, 6 * P, FitType::ReFitType, &mut a).unwrap() };
+    assert_eq!(ranges(&root)[0], (B + 4 * P, B + 10 * P));
+    assert_eq!(root.max_free_size(), 8 * P);
+    check_invariants(&root).unwrap();
+    assert_eq!(a.live(), 2);
+    // A fit type that does not match the range is refused.
+    let e = unsafe { adjust_va_to_fit_type(&mut root, va, B + 4 * P, P, FitType::NeFitType, &mut a) };
+    assert!(matches!(e, Err(VmapError::BadRange { .. })));
+    release(&mut root, &mut a);
+}
+
+#[test]
+fn adjust_no_edge_splits_with_one_new_node() {
+    let mut a = TrackingAlloc::new();
+    let mut root = free_tree(&mut a, &[(B, B + 16 * P)]);
+    let va = root.find(B).unwrap();
+    unsafe { adjust_va_to_fit_type(&mut root, va, B + 4 * P, 2 * P, FitType::NeFitType, &mut a).unwrap() };
+    assert_eq!(ranges(&root), vec![(B, B + 4 * P), (B + 6 * P, B + 16 * P)]);
+    assert_eq!(a.live(), 2);
+    assert_eq!(root.max_free_size(), 10 * P);
+    check_invariants(&root).unwrap();
+    release(&mut root, &mut a);
+}
+
+#[test]
+fn split_without_a_node_is_no_memory_and_changes_nothing() {
+    let mut a = TrackingAlloc::new();
+    let fragments: Vec<_> = (0..40).map(|i| (B + i * 64 * P, B + i * 64 * P + 32 * P)).collect();
+    let mut root = free_tree(&mut a, &fragments);
+    let before = snapshot(&root);
+    let live = a.live();
+    a.fail_after = Some(0);
+    // vstart in the middle of an area forces a no-edge split.
+    let r = try_alloc_vmap_area_range(&mut root, P, P, B + 5 * 64 * P + 3 * P, usize::MAX, &mut a);
+    assert_eq!(r, Err(VmapError::NoMemory));
+    assert_eq!(snapshot(&root), before);
+    assert_eq!(a.live(), live);
+    check_invariants(&root).unwrap();
+    // Edge fits need no node and still work while the cache is empty.
+    assert_eq!(try_alloc_vmap_area_range(&mut root, P, P, 0, usize::MAX, &mut a), Ok(B));
+    a.fail_after = None;
+    assert_eq!(
+        try_alloc_vmap_area_range(&mut root, P, P, B + 5 * 64 * P + 3 * P, usize::MAX, &mut a),
+        Ok(B + 5 * 64 * P + 3 * P)
+    );
+    check_invariants(&root).unwrap();
+    release(&mut root, &mut a);
+    assert_eq!(a.live(), 0);
+}
+
+// ---- merging ------------------------------------------------------------
+
+fn merge_case(existing: &[(usize, usize)], freed: (usize, usize), want: &[(usize, usize)], held: (usize, usize)) {
+    let mut a = TrackingAlloc::new();
+    let mut root = free_tree(&mut a, existing);
+    let va = a.node(freed.0, freed.1);
+    let h = unsafe { merge_or_add_vmap_area(&mut root, va, &mut a).unwrap() };
+    let h = unsafe { h.as_ref() };
+    assert_eq!((h.va_start, h.va_end), held);
+    assert_eq!(ranges(&root), want);
+    assert_eq!(a.live(), want.len(), "absorbed nodes must be freed");
+    check_invariants(&root).unwrap();
+    release(&mut root, &mut a);
+    assert_eq!(a.live(), 0);
+}
+
+#[test]
+fn merge_with_no_neighbour() {
+    merge_case(
+        &[(B, B + P), (B + 8 * P, B + 9 * P)],
+        (B + 3 * P, B + 4 * P),
+        &[(B, B + P), (B + 3 * P, B + 4 * P), (B + 8 * P, B + 9 * P)],
+        (B + 3 * P, B + 4 * P),
+    );
+    merge_case(&[], (B, B + P), &[(B, B + P)], (B, B + P));
+}
+
+#[test]
+fn merge_with_left_neighbour() {
+    merge_case(
+        &[(B, B + P), (B + 8 * P, B + 9 * P)],
+        (B + P, B + 3 * P),
+        &[(B, B + 3 * P), (B + 8 * P, B + 9 * P)],
+        (B, B + 3 * P),
+    );
+}
+
+#[test]
+fn merge_with_right_neighbour() {
+    merge_case(
+        &[(B, B + P), (B + 8 * P, B + 9 * P)],
+        (B + 5 * P, B + 8 * P),
+        &[(B, B + P), (B + 5 * P, B + 9 * P)],
+        (B + 5 * P, B + 9 * P),
+    );
+}
+
+#[test]
+fn merge_with_both_neighbours() {
+    merge_case(
+        &[(B, B + P), (B + 8 * P, B + 9 * P), (B + 20 * P, B + 30 * P)],
+        (B + P, B + 8 * P),
+        &[(B, B + 9 * P), (B + 20 * P, B + 30 * P)],
+        (B, B + 9 * P),
+    );
+}
+
+#[test]
+fn merge_refuses_overlap_and_empty_ranges() {
+    let mut a = TrackingAlloc::new();
+    let mut root = free_tree(&mut a, &[(B, B + 4 * P)]);
+    let va = a.node(B + 2 * P, B + 6 * P);
+    let e = unsafe { merge_or_add_vmap_area(&mut root, va, &mut a) };
+    assert_eq!(
+        e,
+        Err(VmapError::Overlap {
+            start: B + 2 * P,
+            end: B + 6 * P,
+            other_start: B,
+            other_end: B + 4 * P
+        })
+    );
+    assert!(e.unwrap_err().to_string().contains("overlaps 0x100000000-0x100004000"));
+    unsafe { va.as_ptr().write(VmapArea::new(B + 9 * P, B + 9 * P)) };
+    assert!(matches!(
+        unsafe { merge_or_add_vmap_area(&mut root, va, &mut a) },
+        Err(VmapError::BadRange { .. })
+    ));
+    assert!(!unsafe { va.as_ref() }.is_linked());
+    a.free_vmap_area_node(va);
+    check_invariants(&root).unwrap();
+    release(&mut root, &mut a);
+    assert_eq!(a.live(), 0);
+}
+
+#[test]
+fn merge_into_purge_tree_is_not_augmented() {
+    let mut a = TrackingAlloc::new();
+    let mut purge = VmapAreaRoot::new_busy();
+    for (s, e) in [(B, B + P), (B + 2 * P, B + 3 * P), (B + P, B + 2 * P)] {
+        let va = a.node(s, e);
+        unsafe { merge_or_add_vmap_area(&mut purge, va, &mut a).unwrap() };
+    }
+    assert_eq!(ranges(&purge), vec![(B, B + 3 * P)]);
+    assert_eq!(a.live(), 1);
+    check_invariants(&purge).unwrap();
+    // Draining into the free tree, as __purge_vmap_area_lazy does.
+    let mut free = free_tree(&mut a, &[(B + 3 * P, B + 10 * P)]);
+    for va in purge.take_all() {
+        unsafe { merge_or_add_vmap_area(&mut free, va, &mut a).unwrap() };
+    }
+    assert!(purge.is_empty());
+    check_invariants(&purge).unwrap();
+    assert_eq!(ranges(&free), vec![(B, B + 10 * P)]);
+    assert_eq!(a.live(), 1);
+    release(&mut free, &mut a);
+}
+
+// ---- allocation ---------------------------------------------------------
+
+#[test]
+fn alloc_takes_lowest_fit_and_exhausts() {
+    let mut a = TrackingAlloc::new();
+    let mut root = free_tree(&mut a, &[(B, B + 16 * P)]);
+    for i in 0..16 {
+        assert_eq!(
+            try_alloc_vmap_area_range(&mut root, P, P, B, B + 16 * P, &mut a),
+            Ok(B + i * P)
+        );
+        check_invariants(&root).unwrap();
+    }
+    assert!(root.is_empty());
+    assert_eq!(a.live(), 0);
+    let e = try_alloc_vmap_area_range(&mut root, P, P, B, B + 16 * P, &mut a).unwrap_err();
+    assert_eq!(e, VmapError::NoSpace { size: P, align: P });
+    assert_eq!(e.to_string(), "no free vmap range for 0x1000 bytes aligned to 0x1000");
+}
+
+/// The Linux-named shell returns an integer GDB can print: the address,
+/// or `vend` for every failure, with the free tree untouched.
+#[test]
+fn linux_alloc_vmap_area_returns_vend_on_failure() {
+    let mut a = TrackingAlloc::new();
+    let mut root = free_tree(&mut a, &[(B, B + 2 * P)]);
+    let vend = B + 2 * P;
+    assert_eq!(__alloc_vmap_area(&mut root, P, P, B, vend, &mut a), B);
+    assert_eq!(
+        __alloc_vmap_area(&mut root, 2 * P, P, B, vend, &mut a),
+        vend,
+        "no space"
+    );
+    assert_eq!(
+        __alloc_vmap_area(&mut root, P, 3 * P, B, vend, &mut a),
+        vend,
+        "bad align"
+    );
+    assert_eq!(__alloc_vmap_area(&mut root, 0, P, B, vend, &mut a), vend, "size 0");
+    check_invariants(&root).unwrap();
+    assert_eq!(__alloc_vmap_area(&mut root, P, P, B, vend, &mut a), B + P);
+    assert!(root.is_empty());
+    assert_eq!(a.live(), 0);
+}
+
+#[test]
+fn alloc_prefers_lowest_hole_of_exact_size() {
+    let mut a = TrackingAlloc::new();
+    let mut root = free_tree(
+        &mut a,
+        &[(B, B + 2 * P), (B + 4 * P, B + 7 * P), (B + 10 * P, B + 100 * P)],
+    );
+    assert_eq!(
+        try_alloc_vmap_area_range(&mut root, 3 * P, P, 0, usize::MAX, &mut a),
+        Ok(B + 4 * P)
+    );
+    assert_eq!(
+        try_alloc_vmap_area_range(&mut root, 2 * P, P, 0, usize::MAX, &mut a),
+        Ok(B)
+    );
+    assert_eq!(
+        try_alloc_vmap_area_range(&mut root, 2 * P, P, 0, usize::MAX, &mut a),
+        Ok(B + 10 * P)
+    );
+    check_invariants(&root).unwrap();
+    release(&mut root, &mut a);
+}
+
+#[test]
+fn alloc_alignment_up_to_1g() {
+    let mut a = TrackingAlloc::new();
+    let start = VMALLOC_START + P;
+    let mut root = free_tree(&mut a, &[(start, VMALLOC_END)]);
+    let mut shift = 12;
+    while shift <= 30 {
+        let align = 1usize << shift;
+        let addr = try_alloc_vmap_area_range(&mut root, 3 * P, align, start, VMALLOC_END, &mut a).unwrap();
+        assert_eq!(addr % align, 0, "align {align:#x}");
+        assert!(addr >= start);
+        check_invariants(&root).unwrap();
+        check_coverage(&[&root], &[(addr, addr + 3 * P)], addr.min(start), VMALLOC_END).ok();
+        shift += 3;
+    }
+    // 1 GiB aligned 1 GiB block: the free range starts 1 page past a
+    // 1 GiB boundary, so the first candidate is the next boundary.
+    let addr = try_alloc_vmap_area_range(&mut root, PUD_SIZE, PUD_SIZE, start, VMALLOC_END, &mut a).unwrap();
+    assert_eq!(addr % PUD_SIZE, 0);
+    check_invariants(&root).unwrap();
+    assert!(matches!(
+        try_alloc_vmap_area_range(&mut root, P, 3 * P, start, VMALLOC_END, &mut a),
+        Err(VmapError::BadRequest { .. })
+    ));
+    assert!(matches!(
+        try_alloc_vmap_area_range(&mut root, 0, P, start, VMALLOC_END, &mut a),
+        Err(VmapError::BadRequest { .. })
+    ));
+    release(&mut root, &mut a);
+}
+
+#[test]
+fn alloc_respects_vstart_and_vend() {
+    let mut a = TrackingAlloc::new();
+    let mut root = free_tree(&mut a, &[(B, B + 8 * P), (B + 16 * P, B + 32 * P)]);
+    // vstart inside the first hole.
+    assert_eq!(
+        try_alloc_vmap_area_range(&mut root, 2 * P, P, B + 5 * P, usize::MAX, &mut a),
+        Ok(B + 5 * P)
+    );
+    // vstart past the first hole.
+    assert_eq!(
+        try_alloc_vmap_area_range(&mut root, P, P, B + 9 * P, usize::MAX, &mut a),
+        Ok(B + 16 * P)
+    );
+    // vend too low for anything that is left.
+    assert_eq!(
+        try_alloc_vmap_area_range(&mut root, 8 * P, P, B, B + 24 * P, &mut a),
+        Err(VmapError::NoSpace { size: 8 * P, align: P })
+    );
+    assert_eq!(
+        try_alloc_vmap_area_range(&mut root, 8 * P, P, B, B + 25 * P, &mut a),
+        Ok(B + 17 * P)
+    );
+    // vend below vstart.
+    assert!(try_alloc_vmap_area_range(&mut root, P, P, B + 20 * P, B + 10 * P, &mut a).is_err());
+    check_invariants(&root).unwrap();
+    release(&mut root, &mut a);
+}
+
+#[test]
+fn lucky_aligned_small_hole_is_a_fallback() {
+    let mut a = TrackingAlloc::new();
+    let m = 16 * P;
+    // A 16-page hole on a 16-page boundary, then a large hole.
+    let mut root = free_tree(&mut a, &[(B + m, B + 2 * m), (B + 3 * m + P, B + 10 * m)]);
+    // The large hole surely fits and wins.
+    assert_eq!(
+        try_alloc_vmap_area_range(&mut root, m, m, 0, usize::MAX, &mut a),
+        Ok(B + 4 * m)
+    );
+    check_lowest_match(&root, m, m, 0).unwrap();
+    // Once nothing large is left below vend, the small aligned hole is used.
+    assert_eq!(
+        try_alloc_vmap_area_range(&mut root, m, m, 0, B + 4 * m, &mut a),
+        Ok(B + m)
+    );
+    check_invariants(&root).unwrap();
+    release(&mut root, &mut a);
+}
+
+// ---- busy tree ----------------------------------------------------------
+
+#[test]
+fn busy_tree_insert_find_iterate_unlink() {
+    let mut a = TrackingAlloc::new();
+    let mut busy = VmapAreaRoot::new_busy();
+    let mut nodes = Vec::new();
+    for i in [5usize, 1, 9, 3, 7, 0, 8, 2, 6, 4] {
+        let va = a.node(B + i * 4 * P, B + i * 4 * P + 2 * P);
+        unsafe { insert_vmap_area(&mut busy, va).unwrap() };
+        nodes.push(va);
+        check_invariants(&busy).unwrap();
+    }
+    assert_eq!(busy.len(), 10);
+    let starts: Vec<_> = busy.iter().map(|va| va.va_start).collect();
+    assert_eq!(starts, (0..10).map(|i| B + i * 4 * P).collect::<Vec<_>>());
+    let third = busy.find(B + 8 * P + 123).unwrap();
+    assert_eq!(unsafe { third.as_ref() }.va_start, B + 8 * P);
+    assert!(busy.find(B + 10 * P).is_none(), "guard gap");
+    assert!(__find_vmap_area(&busy, B - 1).is_null());
+    assert_eq!(busy.find_exact(B + 8 * P), Some(third));
+    assert_eq!(busy.find_exact(B + 9 * P), None);
+    let n = unsafe { third.as_ref() };
+    assert_eq!(unsafe { n.list_next().unwrap().as_ref() }.va_start, B + 12 * P);
+    assert_eq!(unsafe { n.list_prev().unwrap().as_ref() }.va_start, B + 4 * P);
+    assert_eq!(unsafe { busy.first().unwrap().as_ref() }.va_start, B);
+    assert_eq!(unsafe { busy.last().unwrap().as_ref() }.va_start, B + 36 * P);
+    // Overlapping insert is refused.
+    let dup = a.node(B + P, B + 3 * P);
+    assert!(matches!(
+        unsafe { insert_vmap_area(&mut busy, dup) },
+        Err(VmapError::Overlap { .. })
+    ));
+    a.free_vmap_area_node(dup);
+    for va in nodes {
+        assert!(unsafe { unlink_va(&mut busy, va) });
+        assert!(!unsafe { unlink_va(&mut busy, va) }, "second unlink is a no-op");
+        check_invariants(&busy).unwrap();
+        a.free_vmap_area_node(va);
+    }
+    assert!(busy.is_empty() && busy.first().is_none());
+    assert_eq!(a.live(), 0);
+}
+
+// ---- the checkers themselves --------------------------------------------
+
+#[test]
+fn checkers_report_corruption() {
+    let mut a = TrackingAlloc::new();
+    let frags: Vec<_> = (0..20)
+        .map(|i| (B + i * 4 * P, B + i * 4 * P + (1 + i % 3) * P))
+        .collect();
+    let mut root = free_tree(&mut a, &frags);
+    let victim = root.find(B + 8 * 4 * P).unwrap().as_ptr();
+    unsafe {
+        let saved = (*victim).subtree_max_size;
+        (*victim).subtree_max_size = 77;
+        let e = check_invariants(&root).unwrap_err();
+        assert!(matches!(e, InvariantError::SubtreeMax { stored: 77, .. }), "{e}");
+        assert!(e.to_string().contains(&std::format!("{:#x}", victim as usize)));
+        (*victim).subtree_max_size = saved;
+
+        let saved = (*victim).va_end;
+        (*victim).va_end = (*victim).va_start + 5 * P;
+        let e = check_invariants(&root).unwrap_err();
+        assert!(
+            matches!(e, InvariantError::Overlap { .. } | InvariantError::SubtreeMax { .. }),
+            "{e}"
+        );
+        (*victim).va_end = saved;
+
+        root.count += 1;
+        assert!(matches!(check_invariants(&root), Err(InvariantError::Count { .. })));
+        root.count -= 1;
+
+        (*victim).rb_color ^= 1;
+        assert!(check_invariants(&root).is_err());
+        (*victim).rb_color ^= 1;
+    }
+    check_invariants(&root).unwrap();
+
+    // Coverage: the free areas of `frags` leave gaps.
+    let e = check_coverage(&[&root], &[], B, B + 80 * P).unwrap_err();
+    assert!(
+        matches!(e, InvariantError::CoverageGap { from, .. } if from == B + P),
+        "{e}"
+    );
+    let e = check_coverage(&[&root], &[(B, B + 2 * P)], B, B + 80 * P).unwrap_err();
+    assert!(matches!(e, InvariantError::CoverageOverlap { .. }), "{e}");
+    let e = check_coverage(&[&root], &[], B + P, B + 80 * P).unwrap_err();
+    assert!(matches!(e, InvariantError::CoverageBounds { .. }), "{e}");
+    release(&mut root, &mut a);
+    check_coverage(&[&root], &[(B, B + 2 * P), (B + 2 * P, B + 3 * P)], B, B + 3 * P).unwrap();
+}
+
+// ---- property test against a model ---------------------------------------
+
+/// Free ranges in a BTreeMap (start -> end), with first fit computed by
+/// scanning, using the rule from the module docs.
+struct Model {
+    free: BTreeMap<usize, usize>,
+}
+
+impl Model {
+    fn fit(s: usize, e: usize, size: usize, align: usize, vstart: usize, vend: usize) -> Option<usize> {
+        let base = s.max(vstart);
+        let nva = base.checked_add(align - 1)? / align * align;
+        let end = nva.checked_add(size)?;
+        (end <= e && end <= vend).then_some(nva)
+    }
+
+    /// (area start, area end, block start)
+    fn lowest(&self, size: usize, align: usize, vstart: usize, vend: usize) -> Option<(usize, usize, usize)> {
+        let surely = size + align - align.min(P);
+        let scan = |min: usize| {
+            self.free.iter().find_map(|(&s, &e)| {
+                if e - s < min {
+                    return None;
+                }
+                Self::fit(s, e, size, align, vstart, vend).map(|n| (s, e, n))
+            })
+        };
+        scan(surely).or_else(|| scan(size))
+    }
+
+    fn take(&mut self, (s, e, n): (usize, usize, usize), size: usize) {
+        self.free.remove(&s);
+        if s < n {
+            self.free.insert(s, n);
+        }
+        if n + size < e {
+            self.free.insert(n + size, e);
+        }
+    }
+
+    fn give(&mut self, mut s: usize, mut e: usize) {
+        if let Some((&ps, &pe)) = self.free.range(..s).next_back() {
+            assert!(pe <= s, "model overlap");
+            if pe == s {
+                self.free.remove(&ps);
+                s = ps;
+            }
+        }
+        if let Some(&ne) = self.free.get(&e) {
+            self.free.remove(&e);
+            e = ne;
+        }
+        self.free.insert(s, e);
+    }
+}
+
+struct Config {
+    start: usize,
+    end: usize,
+    /// Sizes are 1 .. 2^max_order pages (log-uniform).
+    max_order: usize,
+    /// Alignments up to PAGE_SIZE << max_align_shift.
+    max_align_shift: usize,
+    target_busy: usize,
+}
+
+struct World {
+    a: TrackingAlloc,
+    free: VmapAreaRoot,
+    busy: VmapAreaRoot,
+    purge: VmapAreaRoot,
+    /// Lazily freed areas chained through purge_next (the other purge flavour).
+    chain: *mut VmapArea,
+    chain_ranges: Vec<(usize, usize)>,
+    busy_list: Vec<(usize, usize)>,
+    model: Model,
+    start: usize,
+    end: usize,
+    stats: Stats,
+}
+
+/// What a property run exercised.
+#[derive(Default, Debug, Clone, Copy)]
+struct Stats {
+    allocs: usize,
+    frees: usize,
+    no_memory: usize,
+    no_space: usize,
+    lowest_match_checks: usize,
+    purges: usize,
+    /// Allocations by fit type: FL, LE, RE, NE.
+    fits: [usize; 4],
+    /// Allocations served by the exact second search.
+    fallback: usize,
+    /// Frees into the free tree merged with: nothing, prev, next, both.
+    merges: [usize; 4],
+    max_free_nodes: usize,
+    max_busy_nodes: usize,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.allocs += o.allocs;
+        self.frees += o.frees;
+        self.no_memory += o.no_memory;
+        self.no_space += o.no_space;
+        self.lowest_match_checks += o.lowest_match_checks;
+        self.purges += o.purges;
+        self.fallback += o.fallback;
+        for i in 0..4 {
+            self.fits[i] += o.fits[i];
+            self.merges[i] += o.merges[i];
+        }
+        self.max_free_nodes = self.max_free_nodes.max(o.max_free_nodes);
+        self.max_busy_nodes = self.max_busy_nodes.max(o.max_busy_nodes);
+    }
+}
+
+impl World {
+    fn new(start: usize, end: usize) -> Self {
+        let mut a = TrackingAlloc::new();
+        let mut free = VmapAreaRoot::new_free();
+        let va = a.node(start, end);
+        unsafe { merge_or_add_vmap_area(&mut free, va, &mut a).unwrap() };
+        let mut model = Model { free: BTreeMap::new() };
+        model.free.insert(start, end);
+        Self {
+            a,
+            free,
+            busy: VmapAreaRoot::new_busy(),
+            purge: VmapAreaRoot::new_busy(),
+            chain: ptr::null_mut(),
+            chain_ranges: Vec::new(),
+            busy_list: Vec::new(),
+            model,
+            start,
+            end,
+            stats: Stats::default(),
+        }
+    }
+
+    fn check(&self, ctx: &str) {
+        let fail = |what: &str, e: InvariantError| panic!("{ctx}: {what}: {e}");
+        check_invariants(&self.free).unwrap_or_else(|e| fail("free tree", e));
+        check_invariants(&self.busy).unwrap_or_else(|e| fail("busy tree", e));
+        check_invariants(&self.purge).unwrap_or_else(|e| fail("purge tree", e));
+        check_coverage(
+            &[&self.free, &self.busy, &self.purge],
+            &self.chain_ranges,
+            self.start,
+            self.end,
+        )
+        .unwrap_or_else(|e| fail("coverage", e));
+        assert!(
+            self.free
+                .iter()
+                .map(|va| (va.va_start, va.va_end))
+                .eq(self.model.free.iter().map(|(&s, &e)| (s, e))),
+            "{ctx}: free tree differs from the model"
+        );
+        let nodes = self.free.len() + self.busy.len() + self.purge.len() + self.chain_ranges.len();
+        assert_eq!(self.a.live(), nodes, "{ctx}: node leak or loss");
+    }
+
+    /// Move every lazily freed area into the free tree (__purge_vmap_area_lazy).
+    fn purge(&mut self) {
+        for va in self.purge.take_all() {
+            let (s, e) = unsafe { (va.as_ref().va_start, va.as_ref().va_end) };
+            unsafe { merge_or_add_vmap_area(&mut self.free, va, &mut self.a).unwrap() };
+            self.model.give(s, e);
+        }
+        let mut p = self.chain;
+        self.chain = ptr::null_mut();
+        while let Some(va) = NonNull::new(p) {
+            unsafe {
+                p = (*va.as_ptr()).purge_next;
+                (*va.as_ptr()).purge_next = ptr::null_mut();
+                let (s, e) = (va.as_ref().va_start, va.as_ref().va_end);
+                merge_or_add_vmap_area(&mut self.free, va, &mut self.a).unwrap();
+                self.model.give(s, e);
+            }
+        }
+        self.chain_ranges.clear();
+        self.stats.purges += 1;
+    }
+
+    fn alloc(&mut self, rng: &mut Rng, cfg: &Config) {
+        let order = rng.below(cfg.max_order + 1);
+        let pages = 1 + rng.below(1 << order);
+        let size = pages * P;
+        let align = if rng.chance(60) {
+            P
+        } else {
+            P << rng.below(cfg.max_align_shift + 1)
+        };
+        let span = self.end - self.start;
+        let vstart = if rng.chance(15) {
+            self.start + rng.below(span / P) * P
+        } else {
+            self.start
+        };
+        let vend = if rng.chance(10) {
+            vstart + rng.below((self.end - vstart) / P + 1) * P
+        } else {
+            self.end
+        };
+        let inject = rng.chance(5);
+        let mut purged = false;
+        loop {
+            let want = self.model.lowest(size, align, vstart, vend);
+            let before = if inject { Some(snapshot(&self.free)) } else { None };
+            if inject {
+                self.a.fail_after = Some(0);
+            }
+            let got = try_alloc_vmap_area_range(&mut self.free, size, align, vstart, vend, &mut self.a);
+            self.a.fail_after = None;
+            let ctx = || std::format!("alloc size {size:#x} align {align:#x} vstart {vstart:#x} vend {vend:#x}");
+            match (want, got) {
+                (Some((s, e, n)), _) if inject && s < n && n + size < e => {
+                    assert_eq!(got, Err(VmapError::NoMemory), "{}", ctx());
+                    assert_eq!(Some(snapshot(&self.free)), before, "{}: tree changed", ctx());
+                    self.stats.no_memory += 1;
+                    return;
+                }
+                (Some(w), Ok(addr)) => {
+                    assert_eq!(addr, w.2, "{}", ctx());
+                    self.model.take(w, size);
+                    let va = self.a.node(addr, addr + size);
+                    unsafe { insert_vmap_area(&mut self.busy, va).unwrap() };
+                    self.busy_list.push((addr, addr + size));
+                    self.stats.allocs += 1;
+                    let (s, e, n) = w;
+                    self.stats.fits[match (s == n, n + size == e) {
+                        (true, true) => 0,
+                        (true, false) => 1,
+                        (false, true) => 2,
+                        (false, false) => 3,
+                    }] += 1;
+                    if e - s < size + align - align.min(P) {
+                        self.stats.fallback += 1;
+                    }
+                    self.stats.max_free_nodes = self.stats.max_free_nodes.max(self.free.len());
+                    self.stats.max_busy_nodes = self.stats.max_busy_nodes.max(self.busy.len());
+                    return;
+                }
+                (None, Err(VmapError::NoSpace { .. })) => {
+                    // alloc_vmap_area's overflow path: purge once, retry.
+                    if purged || (self.purge.is_empty() && self.chain.is_null()) {
+                        self.stats.no_space += 1;
+                        return;
+                    }
+                    self.purge();
+                    purged = true;
+                }
+                (w, g) => panic!("{}: model {w:x?}, tree {g:x?}", ctx()),
+            }
+        }
+    }
+
+    fn free_one(&mut self, rng: &mut Rng) {
+        let i = rng.below(self.busy_list.len());
+        let (s, e) = self.busy_list.swap_remove(i);
+        let probe = s + rng.below((e - s) / P) * P + rng.below(P);
+        let va = self.busy.find(probe).expect("busy area not found");
+        assert_eq!(unsafe { (va.as_ref().va_start, va.as_ref().va_end) }, (s, e));
+        assert_eq!(self.busy.find_exact(s), Some(va));
+        assert!(unsafe { unlink_va(&mut self.busy, va) });
+        match rng.below(10) {
+            0..=6 => {
+                let with_prev = self.model.free.range(..s).next_back().is_some_and(|(_, &pe)| pe == s);
+                let with_next = self.model.free.contains_key(&e);
+                self.stats.merges[with_prev as usize + 2 * with_next as usize] += 1;
+                unsafe { merge_or_add_vmap_area(&mut self.free, va, &mut self.a).unwrap() };
+                self.model.give(s, e);
+            }
+            7 | 8 => unsafe {
+                merge_or_add_vmap_area(&mut self.purge, va, &mut self.a).unwrap();
+            },
+            _ => {
+                unsafe { (*va.as_ptr()).purge_next = self.chain };
+                self.chain = va.as_ptr();
+                self.chain_ranges.push((s, e));
+            }
+        }
+        self.stats.frees += 1;
+    }
+
+    fn teardown(mut self) {
+        while let Some((s, e)) = self.busy_list.pop() {
+            let va = self.busy.find_exact(s).unwrap();
+            unsafe {
+                unlink_va(&mut self.busy, va);
+                merge_or_add_vmap_area(&mut self.free, va, &mut self.a).unwrap();
+            }
+            self.model.give(s, e);
+        }
+        self.purge();
+        self.check("teardown");
+        assert_eq!(ranges(&self.free), vec![(self.start, self.end)]);
+        release(&mut self.free, &mut self.a);
+        assert_eq!(self.a.live(), 0, "every node accounted for");
+        assert_eq!(self.a.allocs, self.a.frees);
+    }
+}
+
+fn run_property(seed: u64, ops: usize, cfg: &Config) -> Stats {
+    let mut rng = rng(seed);
+    let mut w = World::new(cfg.start, cfg.end);
+    for op in 0..ops {
+        let busy = w.busy_list.len();
+        let p_alloc = if busy == 0 {
+            100
+        } else if busy < cfg.target_busy {
+            60
+        } else {
+            35
+        };
+        if rng.chance(p_alloc) {
+            w.alloc(&mut rng, cfg);
+        } else if rng.chance(3) {
+            w.purge();
+        } else {
+            w.free_one(&mut rng);
+        }
+        w.check(&std::format!("seed {seed} op {op}"));
+        if op % 16 == 0 {
+            let order = rng.below(cfg.max_order + 1);
+            let size = (1 + rng.below(1 << order)) * P;
+            let align = if rng.chance(50) {
+                P
+            } else {
+                P << rng.below(cfg.max_align_shift + 1)
+            };
+            let vstart = if rng.chance(50) {
+                cfg.start
+            } else {
+                cfg.start + rng.below((cfg.end - cfg.start) / P) * P
+            };
+            check_lowest_match(&w.free, size, align, vstart).unwrap_or_else(|e| panic!("seed {seed} op {op}: {e}"));
+            // Linux's own check: align 1, arbitrary vstart.
+            check_lowest_match(&w.free, size, 1, vstart + rng.below(P)).unwrap();
+            w.stats.lowest_match_checks += 1;
+        }
+    }
+    let stats = w.stats;
+    w.teardown();
+    stats
+}
+
+#[test]
+fn property_against_model() {
+    let configs = [
+        // Small space: exhaustion and purge-and-retry are frequent.
+        Config {
+            start: 0x4000_0000,
+            end: 0x4000_0000 + 4096 * P,
+            max_order: 6,
+            max_align_shift: 6,
+            target_busy: 150,
+        },
+        // The real vmalloc range with alignments up to 1 GiB.
+        Config {
+            start: VMALLOC_START,
+            end: VMALLOC_END,
+            max_order: 10,
+            max_align_shift: 18,
+            target_busy: 300,
+        },
+        // Medium, many small areas: deep trees, lots of merging.
+        Config {
+            start: VMALLOC_START,
+            end: VMALLOC_START + (1 << 30),
+            max_order: 4,
+            max_align_shift: 4,
+            target_busy: 600,
+        },
+    ];
+    let mut total = Stats::default();
+    let mut ops = 0;
+    for seed in 1..=12u64 {
+        let cfg = &configs[seed as usize % configs.len()];
+        let n = 10_000;
+        let s = run_property(seed, n, cfg);
+        total.add(&s);
+        ops += n;
+    }
+    std::println!("{ops} ops: {total:?}");
+    assert!(ops >= 100_000);
+    // Every path must have been exercised.
+    let t = &total;
+    assert!(
+        t.no_memory > 0 && t.no_space > 0 && t.purges > 0 && t.fallback > 0,
+        "{t:?}"
+    );
+    assert!(
+        t.fits.iter().all(|&n| n > 0) && t.merges.iter().all(|&n| n > 0),
+        "{t:?}"
+    );
+}
+
+// ---- scaling -------------------------------------------------------------
+
+fn max_rb_height(n: usize) -> usize {
+    // A red-black tree with n nodes is at most 2 * log2(n + 1) high.
+    2 * (usize::BITS - (n + 1).leading_zeros()) as usize
+}
+
+#[test]
+fn scaling_100k_busy_areas_stay_balanced() {
+    const N: usize = 100_000;
+    let mut a = TrackingAlloc::new();
+    // Ascending inserts (the worst case for an unbalanced tree) and
+    // shuffled inserts.
+    let mut asc = VmapAreaRoot::new_busy();
+    let mut shuffled = VmapAreaRoot::new_busy();
+    let mut order: Vec<usize> = (0..N).collect();
+    let mut rng = rng(99);
+    for i in (1..N).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    for (i, &j) in order.iter().enumerate() {
+        let va = a.node(B + i * 2 * P, B + i * 2 * P + P);
+        unsafe { insert_vmap_area(&mut asc, va).unwrap() };
+        let va = a.node(B + j * 2 * P, B + j * 2 * P + P);
+        unsafe { insert_vmap_area(&mut shuffled, va).unwrap() };
+    }
+    for root in [&asc, &shuffled] {
+        check_invariants(root).unwrap();
+        assert_eq!(root.len(), N);
+        assert!(root.height() <= max_rb_height(N), "height {}", root.height());
+        assert!(root.find(B + 77_777 * 2 * P + 5).is_some());
+    }
+    // Remove half in random order.
+    for &j in order.iter().take(N / 2) {
+        let va = shuffled.find_exact(B + j * 2 * P).unwrap();
+        unsafe { unlink_va(&mut shuffled, va) };
+        a.free_vmap_area_node(va);
+    }
+    check_invariants(&shuffled).unwrap();
+    assert!(shuffled.height() <= max_rb_height(N / 2));
+
+    // A free tree fragmented into 100k holes, then merged back.
+    let mut free = free_tree(&mut a, &[(B, B + 2 * N * P)]);
+    let mut addrs = Vec::with_capacity(2 * N);
+    for _ in 0..2 * N {
+        addrs.push(try_alloc_vmap_area_range(&mut free, P, P, 0, usize::MAX, &mut a).unwrap());
+    }
+    assert!(free.is_empty());
+    for &addr in addrs.iter().step_by(2) {
+        let va = a.node(addr, addr + P);
+        unsafe { merge_or_add_vmap_area(&mut free, va, &mut a).unwrap() };
+    }
+    check_invariants(&free).unwrap();
+    assert_eq!(free.len(), N);
+    assert!(free.height() <= max_rb_height(N), "height {}", free.height());
+    check_lowest_match(&free, P, P, B + N * P + 1).unwrap();
+    assert!(find_vmap_lowest_match(&free, 2 * P, P, 0, usize::MAX).is_null());
+    for &addr in addrs.iter().skip(1).step_by(2) {
+        let va = a.node(addr, addr + P);
+        unsafe { merge_or_add_vmap_area(&mut free, va, &mut a).unwrap() };
+    }
+    assert_eq!(ranges(&free), vec![(B, B + 2 * N * P)]);
+    check_invariants(&free).unwrap();
+
+    release(&mut free, &mut a);
+    release(&mut asc, &mut a);
+    release(&mut shuffled, &mut a);
+    assert_eq!(a.live(), 0);
+}
+
+#[test]
+fn node_layout_is_stable() {
+    // The kernel's object cache and GDB scripts rely on this layout.
+    assert_eq!(core::mem::offset_of!(VmapArea, va_start), 0);
+    assert_eq!(core::mem::offset_of!(VmapArea, va_end), 8);
+    assert_eq!(core::mem::size_of::<VmapArea>(), 88);
+    assert_eq!(FitType::NeFitType as u8, 4);
+    assert_eq!(VmapError::NoMemory.to_string(), "no memory for a vmap_area node");
+}
