@@ -1,4 +1,5 @@
 //! Small generic helpers (Linux: lib/).
 
+pub mod kfifo;
 pub mod kstrtox;
 pub mod rand;

@@ -20,7 +20,46 @@ use core::fmt;
 
 /// A physical range; the same type the device-tree layer produces, so its
 /// `Display` is Linux's memblock debug format `[0x...-0x...]`.
-pub type Region = crate::drivers::of::fdt::MemRegion;
+/// A physical address range `[base, base + size)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Region {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl Region {
+    pub const fn new(base: u64, size: u64) -> Self {
+        Self { base, size }
+    }
+
+    /// Exclusive end. Saturates rather than wraps: regions built by this
+    /// crate never overflow, but a hand-made one must not panic here.
+    pub const fn end(&self) -> u64 {
+        self.base.saturating_add(self.size)
+    }
+
+    pub const fn contains(&self, addr: u64) -> bool {
+        addr >= self.base && addr < self.end()
+    }
+}
+
+/// Linux's memblock debug format: `[0x0000000040000000-0x000000007fffffff]`
+/// with an inclusive end.
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let last = self.base.wrapping_add(self.size).wrapping_sub(1);
+        write!(f, "[{:#018x}-{:#018x}]", self.base, last)
+    }
+}
+
+/// A bank of RAM and the NUMA node it belongs to (Linux keeps the node in
+/// each memblock_region; here one `reg` entry of a memory node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemBank {
+    pub region: Region,
+    /// `numa-node-id` of the memory node the bank came from, if it has one.
+    pub numa_node: Option<u32>,
+}
 
 /// Capacity of each of the two lists: Linux's INIT_MEMBLOCK_REGIONS (Linux
 /// then doubles the arrays; a tree needing more than 128 disjoint banks or
@@ -416,12 +455,7 @@ pub fn page_trim(base: u64, size: u64, page_size: u64) -> Option<Region> {
 /// node are joined across their hole, smallest hole first, as Linux's zones
 /// span holes anyway (the hole's pages are never freed to the allocator,
 /// because they are in no memblock free range).
-pub fn zone_ranges(
-    memory: &[Region],
-    banks: &[crate::drivers::of::fdt::MemBank],
-    max_zones: usize,
-) -> alloc::vec::Vec<crate::drivers::of::fdt::MemBank> {
-    use crate::drivers::of::fdt::MemBank;
+pub fn zone_ranges(memory: &[Region], banks: &[MemBank], max_zones: usize) -> alloc::vec::Vec<MemBank> {
     let mut sorted: alloc::vec::Vec<&MemBank> = banks.iter().collect();
     sorted.sort_by_key(|b| b.region.base);
     let mut out: alloc::vec::Vec<MemBank> = alloc::vec::Vec::new();

@@ -57,45 +57,9 @@ const FDT_END: u32 = 9;
 // Public summary types
 // ---------------------------------------------------------------------------
 
-/// A physical address range `[base, base + size)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct MemRegion {
-    pub base: u64,
-    pub size: u64,
-}
-
-impl MemRegion {
-    pub const fn new(base: u64, size: u64) -> Self {
-        Self { base, size }
-    }
-
-    /// Exclusive end. Saturates rather than wraps: regions built by this
-    /// crate never overflow, but a hand-made one must not panic here.
-    pub const fn end(&self) -> u64 {
-        self.base.saturating_add(self.size)
-    }
-
-    pub const fn contains(&self, addr: u64) -> bool {
-        addr >= self.base && addr < self.end()
-    }
-}
-
-/// Linux's memblock debug format: `[0x0000000040000000-0x000000007fffffff]`
-/// with an inclusive end.
-impl fmt::Display for MemRegion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let last = self.base.wrapping_add(self.size).wrapping_sub(1);
-        write!(f, "[{:#018x}-{:#018x}]", self.base, last)
-    }
-}
-
-/// One `reg` entry of a `device_type = "memory"` node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MemBank {
-    pub region: MemRegion,
-    /// `numa-node-id` of the memory node the bank came from, if it has one.
-    pub numa_node: Option<u32>,
-}
+// The physical ranges are memblock's types: the parser produces what
+// memblock consumes (Linux: early_init_dt_add_memory_arch -> memblock_add).
+pub use crate::mm::memblock::{MemBank, Region as MemRegion};
 
 /// Where a reservation came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -38,7 +38,7 @@
 //!   (the OE bit of UARTDR); they are counted and reported
 //!   ([`Pl011::take_overruns`]), never silent.
 
-use crate::shell::line::InputQueue;
+use crate::lib::kfifo::InputQueue;
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::{register_bitfields, register_structs};
