@@ -44,6 +44,10 @@ pub mod init;
 pub mod kernel;
 #[cfg(target_os = "none")]
 pub mod ktest;
+/// The layering rules, checked as a host test (docs/architecture.md).
+#[cfg(test)]
+mod layering;
+
 // On the host only the shell's line editor (pure logic) compiles.
 #[cfg_attr(not(target_os = "none"), path = "shell/host.rs")]
 pub mod shell;

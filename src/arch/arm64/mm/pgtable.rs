@@ -1443,8 +1443,8 @@ pub struct LinearChunk {
 /// whole. `memory` and `nomap` must be sorted and disjoint (memblock's
 /// lists are).
 pub fn map_mem_plan(
-    memory: &[crate::drivers::of::fdt::MemRegion],
-    nomap: &[crate::drivers::of::fdt::MemRegion],
+    memory: &[crate::mm::memblock::Region],
+    nomap: &[crate::mm::memblock::Region],
     text_alias: (PhysAddr, PhysAddr),
     mut f: impl FnMut(LinearChunk),
 ) {
