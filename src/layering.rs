@@ -347,10 +347,10 @@ fn components_form_no_import_cycle() {
     let mut state = BTreeMap::new();
     for &(n, _, _) in LAYERS {
         let n = subsystem(n);
-        if !state.contains_key(n) {
-            if let Some(c) = visit(n, &edges, &mut state, &mut Vec::new()) {
-                panic!("import cycle between components: {}", c.join(" -> "));
-            }
+        if !state.contains_key(n)
+            && let Some(c) = visit(n, &edges, &mut state, &mut Vec::new())
+        {
+            panic!("import cycle between components: {}", c.join(" -> "));
         }
     }
 }
