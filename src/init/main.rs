@@ -17,6 +17,7 @@ use crate::{mm, pr_info};
 /// docs/architecture.md). The order is Linux's.
 #[unsafe(no_mangle)]
 pub extern "C" fn start_kernel(fdt_pa: usize, boot_el: u64, phys_text: usize) -> ! {
+    crate::arch::mm::mmu::set_kimage_voffset(phys_text);
     // SAFETY: GiB 0 is identity-mapped as device memory by head.S.
     unsafe { printk::console_init(EARLYCON_PL011_PHYS) };
     // Without QEMU's -semihosting the probe's `hlt` traps: caught, quietly.

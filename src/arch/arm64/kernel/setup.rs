@@ -4,7 +4,6 @@
 //! (init/main.rs) goes on with memblock, paging_init and mm_init.
 
 use crate::arch::kernel::{cpu, psci, timer, traps};
-use crate::arch::memory::KIMAGE_VADDR;
 use crate::drivers::of::fdt::{self as dt, MachineInfo, ReserveKind};
 use crate::kernel::panic::boot_fail;
 use crate::{pr_info, pr_notice, pr_warn};
@@ -31,11 +30,6 @@ pub fn machine() -> &'static MachineInfo {
 
 pub fn boot_info() -> &'static BootInfo {
     BOOT_INFO.get().expect("boot_info() before setup_arch")
-}
-
-/// `kimage_voffset`: link address minus load address of the image.
-pub fn kimage_voffset() -> usize {
-    KIMAGE_VADDR.wrapping_sub(boot_info().phys_text)
 }
 
 /// Highest physical address the early identity map covers (head.S).

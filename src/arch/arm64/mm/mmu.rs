@@ -88,9 +88,24 @@ pub fn __pa(va: VirtAddr) -> PhysAddr {
     PhysAddr(va.0 - PAGE_OFFSET + memstart_addr())
 }
 
+/// Link address minus load address of the image (Linux: `kimage_voffset`,
+/// which arch/arm64/mm/mmu.c defines and head.S's `__primary_switched`
+/// sets; here start_kernel sets it from head.S's third argument).
+static KIMAGE_VOFFSET: AtomicUsize = AtomicUsize::new(0);
+
+/// Record where the loader put the image (`phys_text`: its physical base).
+pub fn set_kimage_voffset(phys_text: usize) {
+    KIMAGE_VOFFSET.store(KIMAGE_VADDR.wrapping_sub(phys_text), Ordering::Relaxed);
+}
+
+/// `kimage_voffset`: link address minus load address of the image.
+pub fn kimage_voffset() -> usize {
+    KIMAGE_VOFFSET.load(Ordering::Relaxed)
+}
+
 /// Linux's `__pa_symbol`: physical address of a kernel-image symbol.
 pub fn __pa_symbol(va: usize) -> PhysAddr {
-    PhysAddr(va.wrapping_sub(crate::arch::kernel::setup::kimage_voffset()))
+    PhysAddr(va.wrapping_sub(kimage_voffset()))
 }
 
 /// End of the populated linear map (for reporting and `pt`).
