@@ -54,7 +54,12 @@ pub fn boot_fail(args: fmt::Arguments) -> ! {
 #[panic_handler]
 fn rust_panic(info: &core::panic::PanicInfo) -> ! {
     let fp: u64;
-    // SAFETY: reading the frame pointer register.
+    // Raw asm, not aarch64-cpu's FP.get(): that is only #[inline], so in
+    // the opt-level=0 debugging build it runs out of line and would return
+    // its own (already popped) frame record instead of this one.
+    // SAFETY: copying x29 into another register reads no memory and changes
+    // no state; the value is only walked later by the bounds-checked
+    // unwinder.
     unsafe { core::arch::asm!("mov {}, x29", out(reg) fp) };
     match info.location() {
         Some(l) => panic(

@@ -162,8 +162,13 @@ unsafe extern "C" {
 }
 
 fn write_to_text_faults(t: &mut Test) {
-    // SAFETY: only the address is taken; the write must fault.
+    // SAFETY: _stext is the linker's start of .text, a byte that exists;
+    // only its address is taken.
     let text = unsafe { &_stext as *const u8 as usize } + 0x100;
+    // SAFETY: .text is mapped read-only, so the store takes a permission
+    // fault that catch_fault recovers from. Were W^X broken, it would write
+    // a NOP (0xd503201f) over an aligned instruction of a function that
+    // this test does not run, and the test reports the missing fault.
     let r = traps::catch_fault(|| unsafe { core::ptr::write_volatile(text as *mut u32, 0xd503201f) });
     let f = kexpect_fault!(t, r, "write to .text at {:#x} did not fault", text);
     kassert_eq!(t, f.ec(), EC_DABT_CUR);
@@ -179,7 +184,9 @@ static mut DATA_RET: [u32; 2] = [0xd65f03c0, 0];
 
 fn exec_from_data_faults(t: &mut Test) {
     let addr = core::ptr::addr_of!(DATA_RET) as usize;
-    // SAFETY: jumping to data must take an instruction abort, caught here.
+    // SAFETY: .data is never executable, so the branch takes an instruction
+    // abort that catch_fault recovers from; were it executable, DATA_RET
+    // holds a lone `ret`, which returns straight back here.
     let r = traps::catch_fault(|| unsafe {
         let f: extern "C" fn() = core::mem::transmute(addr);
         f()
@@ -191,7 +198,9 @@ fn exec_from_data_faults(t: &mut Test) {
 }
 
 fn null_dereference_faults(t: &mut Test) {
-    // SAFETY: must fault: TTBR0 walks are disabled.
+    // SAFETY: TTBR0 walks are disabled, so address 0 takes a translation
+    // fault that catch_fault recovers from; a read changes no state even if
+    // something were mapped there.
     let r = traps::catch_fault(|| unsafe { core::ptr::read_volatile(core::hint::black_box(0usize) as *const u64) });
     let f = kexpect_fault!(t, r, "NULL read did not fault");
     kassert_eq!(t, f.ec(), EC_DABT_CUR);
@@ -233,12 +242,15 @@ fn no_identity_map_remains(t: &mut Test) {
     use aarch64_cpu::registers::{Readable, TCR_EL1, TTBR0_EL1};
     kassert!(
         t,
-        TCR_EL1.get() & crate::arch::kernel::TCR_EPD0 != 0,
+        TCR_EL1.is_set(TCR_EL1::EPD0),
         "TCR_EL1.EPD0 clear: TTBR0 walks still on"
     );
     kassert_eq!(t, TTBR0_EL1.get(), 0);
     // The kernel's own physical address must not be reachable any more.
     let phys = setup_phys_text();
+    // SAFETY: an aligned 4-byte read; with no identity map it faults and
+    // catch_fault_quiet recovers; if a mapping survived, it reads the
+    // kernel's own first instruction, which changes nothing.
     let r = traps::catch_fault_quiet(|| unsafe { core::ptr::read_volatile(phys as *const u32) });
     kassert!(
         t,

@@ -753,8 +753,10 @@ fn vm_map_ram_small_uses_blocks(t: &mut Test) {
     let ok = !p1.is_null() && !p2.is_null();
     let (blocks, _) = vb::vmap_block_stats();
     let info = vmallocinfo_text();
-    // SAFETY: live mappings of our tagged pages.
     let (w1, w2) = if ok {
+        // SAFETY: p1 maps 3 pages and p2 one (both non-null, so mapped);
+        // both aligned reads stay inside those mappings, of pages we own
+        // and nothing else writes.
         unsafe {
             (
                 (p1.add(2 * PAGE_SIZE) as *const u64).read_volatile(),

@@ -8,6 +8,7 @@
 //! and the shell uses it so a bad `peek` does not take the kernel down.
 
 use crate::kernel::printk;
+use aarch64_cpu::registers::{Readable, TPIDRRO_EL0};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
@@ -220,9 +221,8 @@ extern "C" fn el1_exception(regs: &mut PtRegs, kind: u64) {
 /// (Linux: handle_bad_stack). A fault under catch_fault is recovered (the
 /// recovery point restores a good SP); otherwise this is fatal.
 fn handle_bad_stack(regs: &mut PtRegs, recovery: *mut FaultJmp) -> ! {
-    let bad_sp: u64;
-    // SAFETY: entry.S left the faulting SP (minus the frame) here.
-    unsafe { core::arch::asm!("mrs {}, tpidrro_el0", out(reg) bad_sp, options(nomem, nostack)) };
+    // entry.S left the faulting SP (minus the frame) in TPIDRRO_EL0.
+    let bad_sp = TPIDRRO_EL0.get();
     regs.sp = bad_sp + core::mem::size_of::<PtRegs>() as u64;
     let (lo, hi) = crate::arch::kernel::stacktrace::stack_bounds();
     // SAFETY: see print_oops.

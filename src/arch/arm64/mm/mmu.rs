@@ -18,7 +18,6 @@
 //! swapper_pg_dir is built every table is reached through a fixmap window
 //! per level (FIX_PGD..FIX_PTE), as Linux's `pgd_set_fixmap` and friends.
 
-use crate::arch::kernel::TCR_EPD0;
 use crate::arch::memory::*;
 use crate::arch::mm::pgtable::{
     Descriptor, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PROT_DEVICE_NGNRE, PageProt, PageTable, PgtableEnv,
@@ -26,6 +25,8 @@ use crate::arch::mm::pgtable::{
 };
 use crate::mm::memblock_lock;
 use crate::pr_info;
+use aarch64_cpu::asm::barrier::{self, ISH, ISHST, NSH, SY};
+use aarch64_cpu::registers::{ReadWriteable, TCR_EL1, TTBR0_EL1, Writeable};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 unsafe extern "C" {
@@ -141,8 +142,7 @@ unsafe impl PgtableEnv for KernelPgtableEnv {
         unsafe { core::ptr::write_bytes(self.table_ptr(pa, 3) as *mut u8, 0, PAGE_SIZE) };
         // The zeroes must be visible to the table walker before the table
         // is linked in (Linux: the smp_wmb in __pte_alloc).
-        // SAFETY: barrier only.
-        unsafe { core::arch::asm!("dmb ishst", options(nostack, preserves_flags)) };
+        barrier::dmb(ISHST);
         PGTABLE_PAGES.fetch_add(1, Ordering::Relaxed);
         Some(pa)
     }
@@ -175,8 +175,8 @@ unsafe impl PgtableEnv for KernelPgtableEnv {
     fn sync_new_entries(&mut self) {
         // Make the new entries visible to the table walker before any
         // access through them (set_pte for kernel mappings).
-        // SAFETY: barriers only.
-        unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags)) };
+        barrier::dsb(ISHST);
+        barrier::isb(SY);
     }
 
     fn flush_tlb_kernel_range(&mut self, start: VirtAddr, end: VirtAddr) {
@@ -262,16 +262,12 @@ pub unsafe fn clear_page(addr: *mut u8) {
 /// CPU of the inner-shareable domain.
 pub fn flush_tlb_all() {
     crate::mm::TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: TLB maintenance and barriers only.
-    unsafe {
-        core::arch::asm!(
-            "dsb ishst",
-            "tlbi vmalle1is",
-            "dsb ish",
-            "isb",
-            options(nostack, preserves_flags)
-        )
-    };
+    barrier::dsb(ISHST);
+    // SAFETY: invalidating TLB entries only drops cached translations, which
+    // the walker refetches from the page tables; it changes no memory.
+    unsafe { core::arch::asm!("tlbi vmalle1is", options(nostack, preserves_flags)) };
+    barrier::dsb(ISH);
+    barrier::isb(SY);
 }
 
 /// Linux's flush_tlb_kernel_range: broadcast invalidation of [start, end).
@@ -282,17 +278,19 @@ pub fn flush_tlb_kernel_range(start: usize, end: usize) {
         return;
     }
     crate::mm::TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: TLB maintenance and barriers only.
-    unsafe {
-        core::arch::asm!("dsb ishst", options(nostack, preserves_flags));
-        let mut va = start & PAGE_MASK;
-        while va < end {
-            // vaale1is: by VA, all ASIDs, last level only, inner shareable.
-            core::arch::asm!("tlbi vaale1is, {}", in(reg) (va >> PAGE_SHIFT) & ((1 << 44) - 1), options(nostack, preserves_flags));
-            va += PAGE_SIZE;
-        }
-        core::arch::asm!("dsb ish", "isb", options(nostack, preserves_flags));
+    barrier::dsb(ISHST);
+    let mut va = start & PAGE_MASK;
+    while va < end {
+        // vaale1is: by VA, all ASIDs, last level only, inner shareable.
+        // SAFETY: as in flush_tlb_all: dropping cached translations changes
+        // no memory; the operand is just a page number.
+        unsafe {
+            core::arch::asm!("tlbi vaale1is, {}", in(reg) (va >> PAGE_SHIFT) & ((1 << 44) - 1), options(nostack, preserves_flags))
+        };
+        va += PAGE_SIZE;
     }
+    barrier::dsb(ISH);
+    barrier::isb(SY);
 }
 
 // ---------------------------------------------------------------------------
@@ -355,8 +353,9 @@ pub fn early_fixmap_init() {
             table_encode(pmd_pa),
         );
         core::ptr::write_volatile(pgd, table_encode(pud_pa));
-        core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags));
     }
+    barrier::dsb(ISHST);
+    barrier::isb(SY);
 }
 
 /// Map fixmap slot `idx` to `pa` (Linux: __set_fixmap). A slot that still
@@ -378,8 +377,9 @@ pub fn __set_fixmap(idx: usize, pa: PhysAddr, prot: PageProt) {
             flush_tlb_kernel_range(va, va + PAGE_SIZE);
         }
         core::ptr::write_volatile(ptep, new);
-        core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags));
     }
+    barrier::dsb(ISHST);
+    barrier::isb(SY);
 }
 
 /// Unmap fixmap slot `idx` (Linux: clear_fixmap): clear, then flush it.
@@ -611,15 +611,17 @@ pub fn paging_init(uart_phys: usize) {
     unsafe { crate::kernel::printk::console_set_base(FIX_EARLYCON_MEM_BASE + (uart_phys & !PAGE_MASK)) };
 
     // No more identity map: TTBR0 walks off, so a NULL dereference faults.
-    // SAFETY: nothing runs from TTBR0 any more (we are in the upper half,
-    // the console and the FDT copy are reached through TTBR1).
-    unsafe {
-        let mut tcr: u64;
-        core::arch::asm!("mrs {}, tcr_el1", out(reg) tcr);
-        tcr |= TCR_EPD0;
-        core::arch::asm!("msr tcr_el1, {}", "isb", "msr ttbr0_el1, xzr", "isb",
-            "tlbi vmalle1", "dsb nsh", "isb", in(reg) tcr, options(nostack));
-    }
+    // Nothing runs from TTBR0 any more (we are in the upper half, the
+    // console and the FDT copy are reached through TTBR1).
+    TCR_EL1.modify(TCR_EL1::EPD0::DisableTTBR0Walks);
+    barrier::isb(SY);
+    TTBR0_EL1.set(0);
+    barrier::isb(SY);
+    // SAFETY: dropping this CPU's cached translations (the identity map's
+    // among them) changes no memory; TTBR1's are refetched from swapper.
+    unsafe { core::arch::asm!("tlbi vmalle1", options(nostack, preserves_flags)) };
+    barrier::dsb(NSH);
+    barrier::isb(SY);
     pr_info!(
         "paging_init: swapper_pg_dir at {:#x} live; identity map retired (TCR_EL1.EPD0 set); console at fixmap {:#x}",
         pgd_pa.0,
