@@ -145,7 +145,8 @@ const THREAD_ALIGN: usize = 2 * 16 * 1024;
 /// The `*((__u8 *)ptr) = v` of every scenario: the memory must be usable.
 #[inline(always)]
 fn touch(p: *mut u8, v: u8) {
-    // SAFETY: p is a live vmalloc area of at least one page.
+    // SAFETY: every caller passes a non-null pointer vmalloc just returned
+    // and has not freed: at least one mapped, writable page.
     unsafe { ptr::write_volatile(p, v) };
 }
 

@@ -17,7 +17,9 @@ use crate::{mm, pr_info};
 /// docs/architecture.md). The order is Linux's.
 #[unsafe(no_mangle)]
 pub extern "C" fn start_kernel(fdt_pa: usize, boot_el: u64, phys_text: usize) -> ! {
-    // SAFETY: GiB 0 is identity-mapped as device memory by head.S.
+    // SAFETY: head.S identity-maps GiB 0, where QEMU virt's PL011 sits, as
+    // Device-nGnRE, and that mapping lasts until paging_init moves the
+    // console to the fixmap (console_set_base): console_init's contract.
     unsafe { printk::console_init(EARLYCON_PL011_PHYS) };
     // Without QEMU's -semihosting the probe's `hlt` traps: caught, quietly.
     semihosting::set_available(traps::catch_fault_quiet(semihosting::probe).is_ok());

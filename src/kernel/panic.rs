@@ -96,7 +96,10 @@ pub fn panic(args: fmt::Arguments, backtrace_fp: Option<u64>) -> ! {
         nested_halt(format_args!("panic during panic: {}", args));
     }
     // Whoever held the console is not coming back (single CPU).
-    // SAFETY: nothing else runs; a torn line beats a deadlock here.
+    // SAFETY: panic() never returns and there is one CPU, so a holder of the
+    // console lock (an outer frame of ours, e.g. a panic inside printk)
+    // never runs again: force_unlock's contract. A torn line beats a
+    // deadlock here.
     unsafe { printk::force_unlock() };
     crate::pr_emerg!("Kernel panic - not syncing: {}", args);
     if let Some(fp) = backtrace_fp {
@@ -114,7 +117,8 @@ pub fn nested_halt(args: fmt::Arguments) -> ! {
         // Printing the one line faulted too.
         cpu::halt()
     }
-    // SAFETY: as in panic(); the first panic's console user is abandoned.
+    // SAFETY: as in panic(): this never returns either, so the first
+    // panic's console user, an outer frame, never runs again.
     unsafe { printk::force_unlock() };
     crate::pr_emerg!("{}; halting", args);
     cpu::halt()
