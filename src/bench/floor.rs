@@ -40,7 +40,9 @@ pub const STAGE_PAGES: [usize; 5] = [1, 16, 100, 256, 1024];
 /// Zero a freshly allocated page the way vmalloc does.
 #[inline(always)]
 fn zero_page(pa: PhysAddr) {
-    // SAFETY: a page we own, Normal memory in the linear map.
+    // SAFETY: every caller passes a page alloc_pages just gave it: ours
+    // alone, and its linear-map address is page-aligned, writable Normal
+    // memory, as clear_page requires.
     unsafe { paging::clear_page(paging::__va(pa).0 as *mut u8) };
 }
 
@@ -59,11 +61,13 @@ fn floor_point(n: usize, loops: usize) -> Option<FloorPoint> {
         pr_err!("bench: floor: get_vm_area({} pages) failed", n);
         return None;
     }
-    // SAFETY: live area, ours until free_vm_area.
+    // SAFETY: area is a non-null vm_struct from get_vm_area, live and ours
+    // until free_vm_area.
     let addr = unsafe { (*area).addr };
     let mut pages: Vec<PhysAddr> = Vec::new();
     if pages.try_reserve_exact(n).is_err() {
-        // SAFETY: from get_vm_area above, freed once.
+        // SAFETY: a live area from get_vm_area, freed once and not used
+        // afterwards (free_vm_area's contract).
         unsafe { free_vm_area(area) };
         return None;
     }
@@ -98,7 +102,8 @@ fn floor_point(n: usize, loops: usize) -> Option<FloorPoint> {
         }
     }
     let floor_ticks = get_cycles() - t0;
-    // SAFETY: from get_vm_area above, freed once.
+    // SAFETY: as above: the live area from get_vm_area, freed once, not used
+    // afterwards (every mapping made in the loop was unmapped in it).
     unsafe { free_vm_area(area) };
     if !ok {
         return None;
@@ -127,7 +132,9 @@ fn check_clear_page() -> bool {
         return true;
     };
     let va = paging::__va(pa).0 as *mut u8;
-    // SAFETY: our page, Normal memory in the linear map.
+    // SAFETY: va is the linear-map address of a page alloc_pages just gave
+    // us: page-aligned, writable Normal memory, PAGE_SIZE bytes, ours alone
+    // (clear_page's contract); every access stays inside it.
     let bad = unsafe {
         core::ptr::write_bytes(va, 0xff, PAGE_SIZE);
         paging::clear_page(va);
@@ -226,12 +233,14 @@ fn stage_row(n: usize, loops: usize) -> Option<StageRow> {
             pr_err!("bench: stages: __get_vm_area_node({} pages) failed", n);
             return None;
         }
-        // SAFETY: live area, ours.
+        // SAFETY: area is a non-null vm_struct from __get_vm_area_node,
+        // live and ours until it is freed below.
         let addr = unsafe { (*area).addr };
         let pages = alloc_pages_array(n, caller);
         t[2] = get_cycles();
         if pages.is_null() {
-            // SAFETY: from get_vm_area above, freed once.
+            // SAFETY: the live area from __get_vm_area_node (as get_vm_area),
+            // freed once and not used afterwards.
             unsafe { free_vm_area(area) };
             return None;
         }
@@ -240,18 +249,20 @@ fn stage_row(n: usize, loops: usize) -> Option<StageRow> {
                 pr_err!("bench: stages: alloc_pages failed");
                 return None;
             };
-            // SAFETY: i < n, the array's length.
+            // SAFETY: pages is a non-null array of n PhysAddrs from
+            // alloc_pages_array, i < n; write() needs no initialised slot.
             unsafe { pages.add(i).write(pa) };
         }
         t[3] = get_cycles();
         if zero {
             for i in 0..n {
-                // SAFETY: initialised above.
+                // SAFETY: i < n, and the loop above wrote every slot.
                 zero_page(unsafe { pages.add(i).read() });
             }
         }
         t[4] = get_cycles();
-        // SAFETY: n initialised entries.
+        // SAFETY: pages holds n PhysAddrs, all written above, and the array
+        // is neither freed nor written while the slice lives.
         let slice = unsafe { core::slice::from_raw_parts(pages, n) };
         let err = map_kernel_range(addr, slice, PAGE_KERNEL);
         if err != 0 {

@@ -145,7 +145,8 @@ const THREAD_ALIGN: usize = 2 * 16 * 1024;
 /// The `*((__u8 *)ptr) = v` of every scenario: the memory must be usable.
 #[inline(always)]
 fn touch(p: *mut u8, v: u8) {
-    // SAFETY: p is a live vmalloc area of at least one page.
+    // SAFETY: every caller passes a non-null pointer vmalloc just returned
+    // and has not freed: at least one mapped, writable page.
     unsafe { ptr::write_volatile(p, v) };
 }
 
@@ -224,8 +225,9 @@ fn long_busy_list_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
     if ptr.is_null() {
         return -1;
     }
-    // SAFETY (all indexing below): ptr holds N pointers.
     for i in 0..N {
+        // SAFETY: ptr is a live vmalloc area of N pointers (page-aligned,
+        // so aligned for them) and i < N; write() needs no initialised slot.
         unsafe { ptr.add(i).write(vmalloc(PAGE_SIZE)) };
     }
     let mut rv = -1;
@@ -252,6 +254,7 @@ fn long_busy_list_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
         rv = 0;
     }
     for i in 0..N {
+        // SAFETY: i < N, and slot i was written by the first loop.
         vfree(unsafe { ptr.add(i).read() });
     }
     vfree(ptr as *mut u8);
@@ -270,14 +273,17 @@ fn full_fit_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
         vfree(ptr as *mut u8);
         return -1;
     }
-    // SAFETY (all indexing below): both arrays hold junk_length pointers.
     for i in 0..junk_length {
+        // SAFETY: both are live vmalloc areas of junk_length pointers
+        // (page-aligned) and i < junk_length; write() needs no initialised
+        // slot.
         unsafe {
             ptr.add(i).write(vmalloc(PAGE_SIZE));
             junk_ptr.add(i).write(vmalloc(PAGE_SIZE));
         }
     }
     for i in 0..junk_length {
+        // SAFETY: i < junk_length, and slot i was written above.
         vfree(unsafe { junk_ptr.add(i).read() });
     }
     let mut rv = -1;
@@ -297,6 +303,7 @@ fn full_fit_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
         rv = 0;
     }
     for i in 0..junk_length {
+        // SAFETY: i < junk_length, and slot i was written before the loop.
         vfree(unsafe { ptr.add(i).read() });
     }
     vfree(ptr as *mut u8);

@@ -18,13 +18,19 @@ use crate::{mm, pr_info};
 #[unsafe(no_mangle)]
 pub extern "C" fn start_kernel(fdt_pa: usize, boot_el: u64, phys_text: usize) -> ! {
     crate::arch::mm::mmu::set_kimage_voffset(phys_text);
-    // SAFETY: GiB 0 is identity-mapped as device memory by head.S.
+    // SAFETY: head.S identity-maps GiB 0, where QEMU virt's PL011 sits, as
+    // Device-nGnRE, and that mapping lasts until paging_init moves the
+    // console to the fixmap (console_set_base): console_init's contract.
     unsafe { printk::console_init(EARLYCON_PL011_PHYS) };
     // Without QEMU's -semihosting the probe's `hlt` traps: caught, quietly.
     semihosting::set_available(traps::catch_fault_quiet(semihosting::probe).is_ok());
     // Asynchronous aborts (SError) are reported from here on, as Linux
     // unmasks them early; IRQ and FIQ stay masked (everything is polled).
-    // SAFETY: the vectors are installed (head.S), so an SError has a handler.
+    // `msr daifclr, #4` (Linux's local_async_enable) clears DAIF.A alone in
+    // one instruction; aarch64-cpu's DAIF.modify would be a read-modify-write.
+    // SAFETY: unmasking SError changes no memory; head.S installed the
+    // vectors before branching here, so a pending SError reaches
+    // el1_exception and is reported, not taken through a stale VBAR_EL1.
     unsafe { core::arch::asm!("msr daifclr, #4", options(nomem, nostack)) };
     mm::heap::heap_init();
     let info = setup::setup_arch(fdt_pa, boot_el, phys_text);

@@ -54,7 +54,12 @@ pub fn boot_fail(args: fmt::Arguments) -> ! {
 #[panic_handler]
 fn rust_panic(info: &core::panic::PanicInfo) -> ! {
     let fp: u64;
-    // SAFETY: reading the frame pointer register.
+    // Raw asm, not aarch64-cpu's FP.get(): that is only #[inline], so in
+    // the opt-level=0 debugging build it runs out of line and would return
+    // its own (already popped) frame record instead of this one.
+    // SAFETY: copying x29 into another register reads no memory and changes
+    // no state; the value is only walked later by the bounds-checked
+    // unwinder.
     unsafe { core::arch::asm!("mov {}, x29", out(reg) fp) };
     match info.location() {
         Some(l) => panic(
@@ -91,7 +96,10 @@ pub fn panic(args: fmt::Arguments, backtrace_fp: Option<u64>) -> ! {
         nested_halt(format_args!("panic during panic: {}", args));
     }
     // Whoever held the console is not coming back (single CPU).
-    // SAFETY: nothing else runs; a torn line beats a deadlock here.
+    // SAFETY: panic() never returns and there is one CPU, so a holder of the
+    // console lock (an outer frame of ours, e.g. a panic inside printk)
+    // never runs again: force_unlock's contract. A torn line beats a
+    // deadlock here.
     unsafe { printk::force_unlock() };
     crate::pr_emerg!("Kernel panic - not syncing: {}", args);
     if let Some(fp) = backtrace_fp {
@@ -109,7 +117,8 @@ pub fn nested_halt(args: fmt::Arguments) -> ! {
         // Printing the one line faulted too.
         cpu::halt()
     }
-    // SAFETY: as in panic(); the first panic's console user is abandoned.
+    // SAFETY: as in panic(): this never returns either, so the first
+    // panic's console user, an outer frame, never runs again.
     unsafe { printk::force_unlock() };
     crate::pr_emerg!("{}; halting", args);
     cpu::halt()

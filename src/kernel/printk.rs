@@ -53,7 +53,8 @@ static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console { uart: None });
 pub unsafe fn console_init(base: usize) {
     let report = {
         let mut c = CONSOLE.lock();
-        // SAFETY: per the contract.
+        // SAFETY: Pl011::new wants `base` to map a PL011 as device memory
+        // while the value is used, which is console_init's own contract.
         let mut uart = unsafe { Pl011::new(base) };
         let report = uart.init();
         c.uart = Some(uart);
@@ -75,7 +76,8 @@ pub unsafe fn console_init(base: usize) {
 pub unsafe fn console_set_base(base: usize) {
     let mut c = CONSOLE.lock();
     if let Some(u) = c.uart.as_mut() {
-        // SAFETY: per the contract.
+        // SAFETY: set_base wants what Pl011::new does; console_set_base's
+        // caller promises it for `base`.
         unsafe { u.set_base(base) };
     }
 }
@@ -90,7 +92,8 @@ pub fn console_base() -> Option<usize> {
 /// Only when the lock holder can never run again.
 pub unsafe fn force_unlock() {
     if CONSOLE.is_locked() {
-        // SAFETY: per the contract.
+        // SAFETY: the caller promises the holder never runs again, so no
+        // guard is left to touch the console after we take it over.
         unsafe { CONSOLE.force_unlock() };
     }
 }
@@ -98,7 +101,9 @@ pub unsafe fn force_unlock() {
 fn log_store(bytes: &[u8]) {
     let mut next = log_next.load(Ordering::Relaxed);
     for &b in bytes {
-        // SAFETY: single CPU, callers hold the console lock.
+        // SAFETY: __log_buf's only writer is this function, and its callers
+        // hold the console lock (one CPU), so no other access to the ring
+        // overlaps this store; the index is reduced mod LOG_BUF_LEN.
         unsafe { (*core::ptr::addr_of_mut!(__log_buf))[next % LOG_BUF_LEN] = b };
         next += 1;
     }
@@ -167,7 +172,9 @@ impl Write for LogWriter {
         };
         let at_line_start = {
             let n = log_next.load(Ordering::Relaxed);
-            // SAFETY: reading our own ring under the lock.
+            // SAFETY: we hold the console lock, which log_store (the ring's
+            // only writer) needs, so the byte is not being written; the
+            // index is reduced mod LOG_BUF_LEN.
             n == 0 || unsafe { (*core::ptr::addr_of!(__log_buf))[(n - 1) % LOG_BUF_LEN] } == b'\n'
         };
         if at_line_start && !s.is_empty() && s != "\n" {
@@ -208,7 +215,8 @@ pub fn for_each_log_chunk(mut f: impl FnMut(&[u8])) {
     let _c = CONSOLE.lock();
     let next = log_next.load(Ordering::Acquire);
     let start = next.saturating_sub(LOG_BUF_LEN);
-    // SAFETY: read under the console lock.
+    // SAFETY: `_c` holds the console lock, which log_store (the ring's only
+    // writer) needs, so no mutable access exists while `buf` lives.
     let buf = unsafe { &*core::ptr::addr_of!(__log_buf) };
     let (a, b) = (start % LOG_BUF_LEN, next % LOG_BUF_LEN);
     if next - start == LOG_BUF_LEN || a > b {
@@ -255,7 +263,8 @@ pub fn log_contains_since(since: usize, needle: &str) -> bool {
     let next = log_next.load(Ordering::Acquire);
     let start = since.max(next.saturating_sub(LOG_BUF_LEN));
     let n = needle.as_bytes();
-    // SAFETY: read under the console lock.
+    // SAFETY: `_c` holds the console lock, which log_store (the ring's only
+    // writer) needs, so no mutable access exists while `buf` lives.
     let buf = unsafe { &*core::ptr::addr_of!(__log_buf) };
     let byte = |i: usize| buf[i % LOG_BUF_LEN];
     (start..next.saturating_sub(n.len() - 1).max(start)).any(|i| n.iter().enumerate().all(|(j, &b)| byte(i + j) == b))

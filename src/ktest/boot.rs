@@ -98,14 +98,15 @@ fn dt_reservations_never_allocated(t: &mut Test) {
                 .map(|r| (a, r.region));
         }
         let va = crate::arch::mm::mmu::__va(pa).0 as *mut usize;
-        // SAFETY: a page we own, mapped in the linear map; its first word
-        // links the chain.
+        // SAFETY: alloc_pages just gave us this page: its linear-map address
+        // is mapped, writable and aligned; its first word links the chain.
         unsafe { va.write(head.map_or(0, |h| h.0)) };
         head = Some(pa);
         n += 1;
     }
     while let Some(pa) = head {
-        // SAFETY: written above, page still ours.
+        // SAFETY: every page on the chain was written above and is still
+        // ours (freed only after this read).
         let next = unsafe { (crate::arch::mm::mmu::__va(pa).0 as *const usize).read() };
         page_alloc::__free_pages(pa, 0);
         head = (next != 0).then_some(PhysAddr(next));
@@ -130,7 +131,8 @@ fn dt_reservations_never_allocated(t: &mut Test) {
 
 fn undefined_instruction_is_caught(t: &mut Test) {
     let before = traps::oops_count();
-    // SAFETY: `udf` traps; catch_fault recovers.
+    // SAFETY: `udf` is permanently undefined: it traps before changing any
+    // state, and catch_fault resumes after the closure.
     let r = traps::catch_fault(|| unsafe { core::arch::asm!("udf #0x42") });
     let f = kexpect_fault!(t, r, "udf did not trap");
     kassert_eq!(t, f.ec(), 0); // Unknown reason
@@ -139,10 +141,12 @@ fn undefined_instruction_is_caught(t: &mut Test) {
 
 fn nested_fault_recovery(t: &mut Test) {
     let outer = traps::catch_fault_quiet(|| {
-        // SAFETY: as above.
+        // SAFETY: as above: the trap changes nothing, the inner catcher
+        // recovers.
         let inner = traps::catch_fault_quiet(|| unsafe { core::arch::asm!("udf #1") });
         let inner_ok = inner.is_err();
-        // SAFETY: the outer handler catches this one.
+        // SAFETY: the same trap, recovered by the outer catch_fault_quiet
+        // (the inner one was popped when it returned).
         unsafe { core::arch::asm!("udf #2") };
         inner_ok
     });

@@ -153,7 +153,9 @@ fn linear_map_uses_blocks_and_xn(t: &mut Test) {
     let pa = paging::with_init_mm(|pt, env| pt.translate(env, VirtAddr(va)));
     kassert!(t, pa.is_some(), "heap address {:#x} untranslatable", va);
     let alias = paging::__va(pa.unwrap()).0 as *const u64;
-    // SAFETY: the linear-map alias of a live heap object.
+    // SAFETY: `alias` is the linear-map address of the u64 that `b` owns
+    // (translated just above): mapped, aligned, initialised, and `b` is
+    // alive and not written during the read.
     kassert_eq!(t, unsafe { alias.read_volatile() }, 0x5a5a);
 }
 
@@ -162,8 +164,11 @@ unsafe extern "C" {
 }
 
 fn write_to_text_faults(t: &mut Test) {
-    // SAFETY: only the address is taken; the write must fault.
-    let text = unsafe { &_stext as *const u8 as usize } + 0x100;
+    let text = (&raw const _stext) as usize + 0x100;
+    // SAFETY: .text is mapped read-only, so the store takes a permission
+    // fault that catch_fault recovers from. Were W^X broken, it would write
+    // a NOP (0xd503201f) over an aligned instruction of a function that
+    // this test does not run, and the test reports the missing fault.
     let r = traps::catch_fault(|| unsafe { core::ptr::write_volatile(text as *mut u32, 0xd503201f) });
     let f = kexpect_fault!(t, r, "write to .text at {:#x} did not fault", text);
     kassert_eq!(t, f.ec(), EC_DABT_CUR);
@@ -179,7 +184,9 @@ static mut DATA_RET: [u32; 2] = [0xd65f03c0, 0];
 
 fn exec_from_data_faults(t: &mut Test) {
     let addr = core::ptr::addr_of!(DATA_RET) as usize;
-    // SAFETY: jumping to data must take an instruction abort, caught here.
+    // SAFETY: .data is never executable, so the branch takes an instruction
+    // abort that catch_fault recovers from; were it executable, DATA_RET
+    // holds a lone `ret`, which returns straight back here.
     let r = traps::catch_fault(|| unsafe {
         let f: extern "C" fn() = core::mem::transmute(addr);
         f()
@@ -191,7 +198,9 @@ fn exec_from_data_faults(t: &mut Test) {
 }
 
 fn null_dereference_faults(t: &mut Test) {
-    // SAFETY: must fault: TTBR0 walks are disabled.
+    // SAFETY: TTBR0 walks are disabled, so address 0 takes a translation
+    // fault that catch_fault recovers from; a read changes no state even if
+    // something were mapped there.
     let r = traps::catch_fault(|| unsafe { core::ptr::read_volatile(core::hint::black_box(0usize) as *const u64) });
     let f = kexpect_fault!(t, r, "NULL read did not fault");
     kassert_eq!(t, f.ec(), EC_DABT_CUR);
@@ -233,12 +242,15 @@ fn no_identity_map_remains(t: &mut Test) {
     use aarch64_cpu::registers::{Readable, TCR_EL1, TTBR0_EL1};
     kassert!(
         t,
-        TCR_EL1.get() & crate::arch::kernel::TCR_EPD0 != 0,
+        TCR_EL1.is_set(TCR_EL1::EPD0),
         "TCR_EL1.EPD0 clear: TTBR0 walks still on"
     );
     kassert_eq!(t, TTBR0_EL1.get(), 0);
     // The kernel's own physical address must not be reachable any more.
     let phys = setup_phys_text();
+    // SAFETY: an aligned 4-byte read; with no identity map it faults and
+    // catch_fault_quiet recovers; if a mapping survived, it reads the
+    // kernel's own first instruction, which changes nothing.
     let r = traps::catch_fault_quiet(|| unsafe { core::ptr::read_volatile(phys as *const u32) });
     kassert!(
         t,
@@ -299,7 +311,9 @@ fn every_bank_is_allocatable(t: &mut Test) {
     for order in (0..page_alloc::MAX_ORDER).rev() {
         while let Some(pa) = page_alloc::alloc_pages(order) {
             let va = paging::__va(pa).0 as *mut usize;
-            // SAFETY: our fresh block, via the linear map.
+            // SAFETY: alloc_pages just gave us this block (at least one
+            // page): its linear-map address is mapped, writable and aligned
+            // for two words.
             unsafe {
                 va.write(head);
                 va.add(1).write(order);
@@ -317,7 +331,8 @@ fn every_bank_is_allocatable(t: &mut Test) {
     let (free_mid, _) = page_alloc::nr_free_pages();
     while head != 0 {
         let va = paging::__va(PhysAddr(head)).0 as *const usize;
-        // SAFETY: written above.
+        // SAFETY: every block on the chain got its two words written above
+        // and stays ours until the __free_pages after this read.
         let (next, order) = unsafe { (va.read(), va.add(1).read()) };
         page_alloc::__free_pages(PhysAddr(head), order);
         head = next;
@@ -407,7 +422,9 @@ fn object_cache_reuses_objects(t: &mut Test) {
     let misaligned = objs[..got].iter().find(|p| !(**p as usize).is_multiple_of(16)).copied();
     if got < objs.len() || misaligned.is_some() {
         for o in &objs[..got] {
-            // SAFETY: allocated above, freed once.
+            // SAFETY: objs[..got] are non-null objects this cache's alloc
+            // returned, each freed once here and not used again (free's
+            // contract).
             unsafe { c.free(core::ptr::NonNull::new_unchecked(*o)) };
         }
         kassert!(t, got == objs.len(), "kmem_cache alloc failed after {} objects", got);
@@ -422,7 +439,8 @@ fn object_cache_reuses_objects(t: &mut Test) {
     kassert_eq!(t, s.active_objs, 200);
     kassert_eq!(t, s.slab_pages, base.slab_pages.max(200usize.div_ceil(PAGE_SIZE / 48)));
     for o in objs.iter() {
-        // SAFETY: allocated above, freed once.
+        // SAFETY: all 200 objects came from this cache's alloc (got ==
+        // 200 here, else the branch above returned), each freed once.
         unsafe { c.free(core::ptr::NonNull::new_unchecked(*o)) };
     }
     kassert_eq!(t, c.stats().active_objs, 0);
@@ -431,7 +449,7 @@ fn object_cache_reuses_objects(t: &mut Test) {
         return;
     };
     let reused = objs.contains(&again.as_ptr());
-    // SAFETY: allocated just above.
+    // SAFETY: `again` came from this cache's alloc just above, freed once.
     unsafe { c.free(again) };
     kassert!(t, reused, "freed objects not reused");
     kassert_eq!(t, c.stats().slab_pages, s.slab_pages);
@@ -456,16 +474,9 @@ static RODATA_WORD: u64 = 0x0123_4567_89ab_cdef;
 /// writes to the alias of .text and .rodata take a permission fault, and
 /// no block or page of the linear map straddles the alias's edges.
 fn linear_alias_of_text_and_rodata_is_read_only(t: &mut Test) {
-    // SAFETY: only the addresses of these symbols are taken.
-    let text = unsafe { &_stext as *const u8 as usize } + 0x100;
+    let text = (&raw const _stext) as usize + 0x100;
     let rodata = core::ptr::addr_of!(RODATA_WORD) as usize;
-    // SAFETY: as above.
-    let (ro_start, ro_end) = unsafe {
-        (
-            &__start_rodata as *const u8 as usize,
-            &__end_rodata as *const u8 as usize,
-        )
-    };
+    let (ro_start, ro_end) = ((&raw const __start_rodata) as usize, (&raw const __end_rodata) as usize);
     kassert!(
         t,
         ro_start <= rodata && rodata < ro_end,
@@ -477,7 +488,9 @@ fn linear_alias_of_text_and_rodata_is_read_only(t: &mut Test) {
     for (what, addr) in [(".text", text), (".rodata", rodata)] {
         let alias = paging::__va(paging::__pa_symbol(addr)).0;
         // Readable, and the same bytes as the image.
-        // SAFETY: both map the same physical memory; reads only.
+        // SAFETY: `addr` lies in the image's .text/.rodata (mapped, and
+        // aligned: _stext + 0x100, a u64 static) and `alias` is its linear
+        // alias; aligned 4-byte reads of memory nothing writes.
         let (a, b) = unsafe {
             (
                 core::ptr::read_volatile(alias as *const u32),
@@ -485,8 +498,9 @@ fn linear_alias_of_text_and_rodata_is_read_only(t: &mut Test) {
             )
         };
         kassert_eq!(t, a, b);
-        // SAFETY: the write must fault; if it does not, it rewrites the
-        // word with its own value.
+        // SAFETY: the alias is read-only, so the store takes a permission
+        // fault that catch_fault recovers from; were it writable, the store
+        // puts back the value just read, changing nothing.
         let r = traps::catch_fault(|| unsafe { core::ptr::write_volatile(alias as *mut u32, a) });
         let f = kexpect_fault!(
             t,
@@ -546,7 +560,9 @@ fn linear_alias_of_text_and_rodata_is_read_only(t: &mut Test) {
     // The alias of .data stays writable (the heap and page tables need it).
     static mut DATA_WORD: u64 = 7;
     let alias = paging::__va(paging::__pa_symbol(core::ptr::addr_of!(DATA_WORD) as usize)).0 as *mut u64;
-    // SAFETY: the linear alias of our own static; written and read back.
+    // SAFETY: `alias` is the linear-map address of DATA_WORD (writable, so
+    // mapped and aligned), a static only this test touches, through raw
+    // pointers only (no reference to the static mut is made).
     unsafe {
         alias.write_volatile(42);
         kassert_eq!(t, core::ptr::addr_of!(DATA_WORD).read_volatile(), 42);
@@ -566,7 +582,9 @@ fn nomap_memory_is_not_in_the_linear_map(t: &mut Test) {
         for pa in [r.base as usize, (r.end() - 1) as usize] {
             let va = paging::__va(PhysAddr(pa)).0;
             kassert!(t, leaf(va).is_none(), "no-map {} has a linear mapping at {:#x}", r, va);
-            // SAFETY: must fault: nothing maps it.
+            // SAFETY: no-map memory has no linear mapping (checked just
+            // above), so the read takes a translation fault that
+            // catch_fault recovers from; a read changes nothing anyway.
             let res = traps::catch_fault(|| unsafe { core::ptr::read_volatile(va as *const u8) });
             let f = kexpect_fault!(t, res, "reading no-map {} through __va {:#x} did not fault", r, va);
             kassert_eq!(t, f.ec(), EC_DABT_CUR);
@@ -579,7 +597,10 @@ fn nomap_memory_is_not_in_the_linear_map(t: &mut Test) {
         kassert!(t, !page_alloc::pfn_valid(pfn), "pfn_valid({:#x}) of no-map {}", pfn, r);
         let p = crate::arch::mm::ioremap::ioremap(PhysAddr(r.base as usize), r.size as usize);
         kassert!(t, !p.is_null(), "ioremap of no-map {} refused", r);
-        // SAFETY: just mapped, device memory; one aligned read.
+        // SAFETY: ioremap just mapped the region (non-null) as device
+        // memory; one aligned 8-byte read inside its first page, of RAM
+        // that nothing in the kernel uses (it is no-map); a fault would be
+        // caught.
         let res = traps::catch_fault(|| unsafe { core::ptr::read_volatile(((p as usize) & !7) as *const u64) });
         crate::arch::mm::ioremap::iounmap(p);
         kassert!(t, res.is_ok(), "reading no-map {} through ioremap faulted", r);
@@ -618,7 +639,8 @@ fn fixmap_table_windows_are_closed(t: &mut Test) {
         crate::arch::mm::pgtable::PAGE_KERNEL_RO,
     );
     let va = fix_to_virt(FIX_PTE) + (core::ptr::addr_of!(RODATA_WORD) as usize & !PAGE_MASK);
-    // SAFETY: just mapped read-only onto RODATA_WORD's page.
+    // SAFETY: __set_fixmap just mapped RODATA_WORD's page at FIX_PTE, so va
+    // is RODATA_WORD's address in that window: mapped and aligned.
     let v = unsafe { core::ptr::read_volatile(va as *const u64) };
     paging::clear_fixmap(FIX_PTE);
     kassert_eq!(t, v, RODATA_WORD);

@@ -194,7 +194,8 @@ fn vmalloc_maps_every_page(t: &mut Test) {
     );
     let area = vm::find_vm_area(a);
     kassert!(t, !area.is_null(), "find_vm_area({:#x}) found nothing", a);
-    // SAFETY: live area.
+    // SAFETY: area is non-null (asserted above): the busy vm_struct of p,
+    // live until `guard` vfrees it.
     let (size, nr, flags) = unsafe { ((*area).size, (*area).nr_pages, (*area).flags) };
     kassert_eq!(t, size, 4 * PAGE_SIZE); // 3 pages + guard
     kassert_eq!(t, nr, 3);
@@ -212,7 +213,9 @@ fn vmalloc_maps_every_page(t: &mut Test) {
         };
         kassert_eq!(t, vm::vmalloc_to_pfn(va as *const u8), Some(phys_to_pfn(pa)));
         // Write through vmalloc, read through the linear map.
-        // SAFETY: our mapping and the linear alias of its page.
+        // SAFETY: va is page i of our live 3-page vmalloc area and pa the
+        // page it maps (vmalloc_to_page said so), whose linear-map alias is
+        // mapped too; both 8-byte accesses are aligned and in the page.
         unsafe {
             ((va + 8) as *mut u64).write_volatile(0x1234_0000 + i as u64);
             kassert_eq!(
@@ -235,12 +238,14 @@ fn vzalloc_zeroes(t: &mut Test) {
     // Dirty some pages first so the allocator hands back used memory.
     let d = vm::vmalloc(8 * PAGE_SIZE);
     kassert!(t, !d.is_null());
-    // SAFETY: our 8 pages.
+    // SAFETY: d is a non-null (asserted) vmalloc area of 8 writable pages,
+    // ours until the vfree below.
     unsafe { core::ptr::write_bytes(d, 0xa5, 8 * PAGE_SIZE) };
     vm::vfree(d);
     let p = vm::vzalloc(8 * PAGE_SIZE);
     kassert!(t, !p.is_null());
-    // SAFETY: our 8 pages.
+    // SAFETY: p is a non-null (asserted) vzalloc area of 8 initialised
+    // (zeroed) pages; the slice is dropped before the vfree.
     let s = unsafe { core::slice::from_raw_parts(p, 8 * PAGE_SIZE) };
     let nonzero = s.iter().position(|&b| b != 0);
     vm::vfree(p);
@@ -252,7 +257,9 @@ fn multi_mib_write_read_back(t: &mut Test) {
     let p = vm::vmalloc(SIZE) as *mut u64;
     kassert!(t, !p.is_null(), "vmalloc(8 MiB) failed");
     let words = SIZE / 8;
-    // SAFETY: our 8 MiB.
+    // SAFETY: p is a non-null (asserted) vmalloc area of SIZE bytes, i.e.
+    // `words` aligned u64s, and every index is < words; it is freed only
+    // on the way out, after the last access.
     unsafe {
         for i in (0..words).step_by(64) {
             p.add(i).write_volatile(i as u64 * 0x9e37_79b9);
@@ -283,7 +290,9 @@ fn guard_page_faults_and_is_named(t: &mut Test) {
     kassert!(t, !p.is_null());
     let guard = p as usize + 2 * PAGE_SIZE;
     let log_before = crate::kernel::printk::log_len();
-    // SAFETY: must fault on the unmapped guard page.
+    // SAFETY: the guard page after a 2-page area is never mapped, so the read
+    // takes a translation fault that catch_fault recovers from; a read
+    // changes nothing anyway.
     let r = traps::catch_fault(|| unsafe { core::ptr::read_volatile(guard as *const u8) });
     let named = crate::kernel::printk::log_contains_since(log_before, "in the GUARD PAGE of area");
     vm::vfree(p);
@@ -370,10 +379,13 @@ fn ioremap_keeps_offset_and_reaches_device(t: &mut Test) {
     let p = ioremap::ioremap(PhysAddr(uart + 0xfe0), 4);
     kassert!(t, !p.is_null(), "ioremap of the PL011 failed");
     kassert_eq!(t, p as usize & !PAGE_MASK, 0xfe0);
-    // SAFETY: device register, mapped just now.
+    // SAFETY: p is non-null (asserted): ioremap mapped UARTPeriphID0 as
+    // device memory, and an aligned 32-bit read of an ID register has no
+    // side effects.
     let id0 = unsafe { (p as *const u32).read_volatile() } & 0xff;
     let area = vm::find_vm_area(p as usize);
-    // SAFETY: live area.
+    kassert!(t, !area.is_null(), "find_vm_area({:p}) found no ioremap area", p);
+    // SAFETY: non-null (asserted): the busy area of p, live until iounmap.
     let (flags, phys) = unsafe { ((*area).flags, (*area).phys_addr) };
     ioremap::iounmap(p);
     kassert_eq!(t, id0, 0x11);
@@ -394,7 +406,9 @@ fn vmap_aliases_pages(t: &mut Test) {
     kassert!(t, !v.is_null(), "vmap failed");
     let mut bad = None;
     for (i, pa) in pages.iter().enumerate() {
-        // SAFETY: the vmap alias and the linear alias of our page.
+        // SAFETY: v is non-null (asserted): page i of the vmap area maps
+        // *pa, a page we own, whose linear alias is mapped too; aligned
+        // 8-byte accesses inside the page.
         let back = unsafe {
             ((v as usize + i * PAGE_SIZE) as *mut u64).write_volatile(0xabc0 + i as u64);
             (paging::__va(*pa).0 as *const u64).read_volatile()
@@ -421,12 +435,13 @@ fn vmap_aliases_pages(t: &mut Test) {
 fn get_vm_area_and_free_vm_area(t: &mut Test) {
     let area = vm::get_vm_area(5 * PAGE_SIZE, VmFlags::VM_MAP);
     kassert!(t, !area.is_null());
-    // SAFETY: live area.
+    // SAFETY: area is non-null (asserted): get_vm_area's live vm_struct,
+    // ours until free_vm_area.
     let (addr, size) = unsafe { ((*area).addr, (*area).size) };
     kassert_eq!(t, size, 6 * PAGE_SIZE);
     kassert!(t, is_vmalloc_addr(addr));
     kassert_eq!(t, vm::find_vm_area(addr + 4 * PAGE_SIZE), area);
-    // SAFETY: from get_vm_area above, freed once.
+    // SAFETY: the live area from get_vm_area, freed once, not used after.
     unsafe { vm::free_vm_area(area) };
     kassert!(t, vm::find_vm_area(addr).is_null());
 }
@@ -462,7 +477,8 @@ fn big_page_array_comes_from_vmalloc(t: &mut Test) {
     let p = vm::vmalloc(1024 * PAGE_SIZE);
     kassert!(t, !p.is_null());
     let area = vm::find_vm_area(p as usize);
-    // SAFETY: live area.
+    kassert!(t, !area.is_null(), "find_vm_area({:p}) found nothing", p);
+    // SAFETY: non-null (asserted): the busy area of p, live until the vfree.
     let pages = unsafe { (*area).pages } as usize;
     let info = vmallocinfo_text();
     vm::vfree(p);
@@ -671,9 +687,10 @@ fn exhaustion_purges_and_retries(t: &mut Test) {
     settle();
     let a = vm::get_vm_area(64 * PAGE_SIZE, VmFlags::VM_MAP);
     kassert!(t, !a.is_null());
-    // SAFETY: live area (used only for its address range).
+    // SAFETY: a is non-null (asserted): get_vm_area's live vm_struct; only
+    // its address range is kept.
     let start = unsafe { (*a).addr };
-    // SAFETY: from get_vm_area above, freed once.
+    // SAFETY: the live area from get_vm_area, freed once, not used after.
     unsafe { vm::free_vm_area(a) };
     settle();
     let end = start + 8 * PAGE_SIZE;
@@ -714,7 +731,8 @@ use crate::mm::vmap_block::{self as vb, VMAP_BBMAP_BITS, VMAP_BLOCK_SIZE};
 fn tagged_pages<const N: usize>() -> Option<Pages> {
     let pages = alloc_page_vec(N)?;
     for (i, &pa) in pages.0.iter().enumerate() {
-        // SAFETY: our fresh page, through the linear map.
+        // SAFETY: alloc_page_vec just gave us these pages: each linear-map
+        // address is mapped, writable and aligned.
         unsafe { (paging::__va(pa).0 as *mut u64).write_volatile(0x7a90_0000 + i as u64) };
     }
     Some(pages)
@@ -753,8 +771,10 @@ fn vm_map_ram_small_uses_blocks(t: &mut Test) {
     let ok = !p1.is_null() && !p2.is_null();
     let (blocks, _) = vb::vmap_block_stats();
     let info = vmallocinfo_text();
-    // SAFETY: live mappings of our tagged pages.
     let (w1, w2) = if ok {
+        // SAFETY: p1 maps 3 pages and p2 one (both non-null, so mapped);
+        // both aligned reads stay inside those mappings, of pages we own
+        // and nothing else writes.
         unsafe {
             (
                 (p1.add(2 * PAGE_SIZE) as *const u64).read_volatile(),
@@ -841,7 +861,8 @@ fn vm_map_ram_large_has_own_area(t: &mut Test) {
     let pages = &owned.0[..];
     let p = vb::vm_map_ram(pages);
     let found = vm::find_vmap_area(p as usize);
-    // SAFETY: a live busy area (nothing frees it meanwhile).
+    // SAFETY: find_vmap_area returned a vmap_area of the busy tree, live
+    // until vm_unmap_ram below (one CPU: nothing else frees it meanwhile).
     let shape = found.map(|va| unsafe {
         (
             (*va.as_ptr()).va_start,

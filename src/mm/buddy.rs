@@ -325,7 +325,8 @@ pub struct Zone {
 }
 
 // SAFETY: the zone exclusively owns its mem_map (contract of `Zone::new`),
-// so moving it to another CPU moves sole access with it.
+// so moving it to another CPU moves sole access with it; the raw pointer is
+// the only reason Send is not derived.
 unsafe impl Send for Zone {}
 
 impl Zone {
@@ -349,8 +350,9 @@ impl Zone {
             "zone wraps the pfn space"
         );
         for i in 0..spanned_pages {
-            // SAFETY: within the caller-provided array; write() since the
-            // memory may be uninitialised.
+            // SAFETY: i < spanned_pages, and the caller promises that many
+            // writable, aligned Pages at mem_map; write() because they may
+            // be uninitialised (nothing to drop).
             unsafe { mem_map.add(i).write(Page::RESERVED) };
         }
         Zone {
@@ -433,14 +435,19 @@ impl Zone {
     #[inline]
     fn pg(&self, idx: usize) -> &Page {
         debug_assert!(idx < self.spanned_pages);
-        // SAFETY: idx < spanned_pages and the zone owns mem_map.
+        // SAFETY: idx < spanned_pages (debug-asserted): every caller derives
+        // it from a pfn it checked lies in the zone, or from the zone's own
+        // free lists, which hold only in-zone indices. mem_map has
+        // spanned_pages initialised Pages (Zone::new wrote them) that the
+        // zone owns, and &self excludes writers.
         unsafe { &*self.mem_map.add(idx) }
     }
 
     #[inline]
     fn pg_mut(&mut self, idx: usize) -> &mut Page {
         debug_assert!(idx < self.spanned_pages);
-        // SAFETY: as in pg(); &mut self gives exclusive access.
+        // SAFETY: in bounds and initialised as in pg(); &mut self makes this
+        // the only reference into mem_map.
         unsafe { &mut *self.mem_map.add(idx) }
     }
 

@@ -40,7 +40,10 @@ pub static KERNEL_HEAP: KernelHeap = KernelHeap {
 
 /// Hand the boot arena to the heap.
 pub fn heap_init() {
-    // SAFETY: called once at boot; the arena is used by nothing else.
+    // SAFETY: Heap::init wants valid, writable memory that no allocator
+    // manages and that stays available: HEAP_ARENA is a static (lives
+    // forever), is referenced nowhere else, and start_kernel calls heap_init
+    // once, so the range was never added before.
     unsafe {
         let start = core::ptr::addr_of_mut!(HEAP_ARENA) as usize;
         KERNEL_HEAP.heap.lock().init(start, HEAP_INITIAL_SIZE);
@@ -84,7 +87,12 @@ impl KernelHeap {
             return false;
         };
         let start = __va(pa).0;
-        // SAFETY: a fresh block of 2^order pages, owned by the heap forever.
+        // SAFETY: add_to_heap wants memory that is writable, managed by no
+        // other allocator and disjoint from what the heap already has:
+        // alloc_pages just handed us these 2^order pages (mapped read-write
+        // by the linear map), and they are never freed back, so they are
+        // the heap's for good and cannot overlap the arena or an earlier
+        // block.
         unsafe {
             self.heap
                 .lock()
@@ -96,6 +104,12 @@ impl KernelHeap {
     }
 }
 
+// SAFETY: GlobalAlloc's contract is met by the buddy heap: alloc returns
+// null or a block of at least layout.size() bytes aligned to layout.align()
+// (Heap::alloc rounds both up to a power-of-two size class), never handed
+// out twice until dealloc; the lock serialises all access to the free lists;
+// neither method panics or unwinds (panic = "abort", and a failed grow
+// returns null).
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if super::fault_inject::should_fail(super::fault_inject::Site::Kmalloc) {
@@ -112,7 +126,10 @@ unsafe impl GlobalAlloc for KernelHeap {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: ptr came from alloc with this layout (GlobalAlloc contract).
+        // SAFETY: GlobalAlloc::dealloc's caller passes a non-null ptr that
+        // alloc returned for this same layout and that is not freed yet,
+        // which is what Heap::dealloc requires; every block alloc returns
+        // came from this one heap.
         unsafe { self.heap.lock().dealloc(NonNull::new_unchecked(ptr), layout) }
     }
 }

@@ -153,7 +153,9 @@ pub fn free_area_init(banks: &[crate::drivers::of::fdt::MemBank]) {
             ));
         };
         let map = __va(PhysAddr(map_pa as usize)).0 as *mut Page;
-        // SAFETY: fresh memblock memory of the right size, ours forever.
+        // SAFETY: map is the linear-map address of memblock memory just
+        // reserved for `spanned` Pages (mem_map_bytes, page-aligned), never
+        // freed and used by nothing else: Zone::new's contract.
         let zone = unsafe { Zone::new(start_pfn, spanned, map, bank.numa_node.unwrap_or(0)) };
         if let Err(e) = z.zones.add(zone) {
             crate::kernel::panic::boot_fail(format_args!(

@@ -28,8 +28,9 @@ pub struct KmemCache {
     slab_pages: usize,
 }
 
-// SAFETY: the raw pointers only refer to memory owned by the cache; every
-// cache lives behind a lock.
+// SAFETY: the raw pointers only refer to slab pages the cache owns (from
+// alloc_pages, never shared), so moving the cache moves sole access to them;
+// every cache lives behind a lock.
 unsafe impl Send for KmemCache {}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +68,11 @@ impl KmemCache {
         let n = PAGE_SIZE / self.obj_size;
         for i in (0..n).rev() {
             let obj = (base + i * self.obj_size) as *mut FreeObject;
-            // SAFETY: inside the fresh page, aligned to obj_size's alignment.
+            // SAFETY: obj = base + i * obj_size with i < PAGE_SIZE / obj_size,
+            // so the whole object lies in the fresh page alloc_pages gave us
+            // (writable through the linear map); obj_size is a multiple of
+            // the object alignment (at least a pointer's), so obj is aligned
+            // for FreeObject.
             unsafe { (*obj).next = self.free_list };
             self.free_list = obj;
         }
@@ -86,7 +91,8 @@ impl KmemCache {
             return None;
         }
         let obj = self.free_list;
-        // SAFETY: obj is the head of our free list.
+        // SAFETY: free_list is non-null here (checked above) and holds only
+        // free objects of our pages, each linked through its first word.
         self.free_list = unsafe { (*obj).next };
         self.active_objs += 1;
         NonNull::new(obj as *mut u8)
@@ -98,7 +104,9 @@ impl KmemCache {
     /// `p` must come from `alloc` on this cache and not be used afterwards.
     pub unsafe fn free(&mut self, p: NonNull<u8>) {
         let obj = p.as_ptr() as *mut FreeObject;
-        // SAFETY: per the contract the object is ours again.
+        // SAFETY: per the contract p came from this cache's alloc (so it is
+        // an aligned object inside one of our pages) and nobody uses it any
+        // more, so its first word may become the free-list link.
         unsafe { (*obj).next = self.free_list };
         self.free_list = obj;
         self.active_objs -= 1;
@@ -166,7 +174,9 @@ pub fn kmalloc(size: usize) -> Option<NonNull<u8>> {
 /// `p` came from [`kmalloc`] with the same `size` and is not used afterwards.
 #[inline]
 pub unsafe fn kfree(p: NonNull<u8>, size: usize) {
-    // SAFETY: per the contract, an object of this size class.
+    // SAFETY: per the contract p came from kmalloc(size), i.e. from the
+    // cache kmalloc_index(size) picks, and is not used afterwards: free's
+    // contract on that cache.
     unsafe { KMALLOC_CACHES[kmalloc_index(size)].lock().free(p) }
 }
 

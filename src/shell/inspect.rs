@@ -59,7 +59,9 @@ fn check_aligned(addr: u64, width: usize) -> CmdResult {
 /// # Safety
 /// `a` must be aligned to `width`; any fault must be caught by the caller.
 unsafe fn read_width(a: usize, width: usize) -> u64 {
-    // SAFETY: per the contract.
+    // SAFETY: the caller guarantees `a` is aligned for `width` and catches
+    // any fault (the contract); each arm is one volatile load of exactly
+    // that width, so a device register sees a single access.
     unsafe {
         match width {
             1 => core::ptr::read_volatile(a as *const u8) as u64,
@@ -73,9 +75,11 @@ unsafe fn read_width(a: usize, width: usize) -> u64 {
 /// One store of exactly `width` bytes (the value fits: checked by poke).
 ///
 /// # Safety
-/// As for [`read_width`].
+/// As for [`read_width`]; and what the store overwrites is the caller's to
+/// change (the shell's `poke` leaves that to its user, as /dev/mem does).
 unsafe fn write_width(a: usize, width: usize, v: u64) {
-    // SAFETY: per the contract.
+    // SAFETY: as in read_width: aligned per the contract, faults caught by
+    // the caller, one volatile store of exactly `width` bytes.
     unsafe {
         match width {
             1 => core::ptr::write_volatile(a as *mut u8, v as u8),
@@ -130,7 +134,8 @@ pub fn cmd_peek(_: &mut Shell, args: &mut Args) -> CmdResult {
     let mut line_start = addr;
     for i in 0..count {
         let a = addr + i * width;
-        // SAFETY: aligned (checked above); any fault is caught and reported.
+        // SAFETY: read_width's contract: `a` is aligned (addr checked above,
+        // and i * width keeps it so), and catch_fault catches any fault.
         match catch_fault(|| unsafe { read_width(a, width) }) {
             Ok(v) => {
                 values[n] = v;
@@ -178,7 +183,9 @@ pub fn cmd_poke(_: &mut Shell, args: &mut Args) -> CmdResult {
         fail!("VALUE {:#x} does not fit in {} byte(s)", value, width);
     }
     let a = addr as usize;
-    // SAFETY: aligned (checked above); any fault is caught and reported.
+    // SAFETY: write_width's contract: aligned (checked above), and
+    // catch_fault catches any fault. What the store overwrites is the
+    // user's choice: poke is a debugger's tool, as Linux's /dev/mem.
     match catch_fault(|| unsafe { write_width(a, width, value) }) {
         Ok(()) => {
             println!("poke: wrote {:#0w$x} to {:#x}", value, a, w = 2 * width + 2);

@@ -145,7 +145,9 @@ fn vm_info(addr: usize) -> Option<VmInfo> {
     if vm.is_null() {
         return None;
     }
-    // SAFETY: a live vm_struct (one CPU: nobody frees it under us).
+    // SAFETY: find_vm_area returned a non-null vm_struct of the busy tree,
+    // live until vfree/vunmap, which nothing calls while this shell command
+    // runs (one CPU).
     let v = unsafe { &*vm };
     Some(VmInfo {
         addr: v.addr,
@@ -162,7 +164,7 @@ fn print_vm_line(addr: usize) {
         println!("  (no area found at {:#x}?)", addr);
         return;
     }
-    // SAFETY: as in vm_info.
+    // SAFETY: as in vm_info: non-null, busy, and nothing frees it meanwhile.
     let _ = vmalloc::write_vm_line(&mut Console, unsafe { &*vm as &VmStruct });
 }
 

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 /// A zone over a leaked Vec<Page> (tests only; the memory is never freed).
 fn zone(start_pfn: usize, spanned: usize) -> Zone {
     let mem: &'static mut [Page] = vec![Page::RESERVED; spanned].leak();
-    // SAFETY: the leaked slice has `spanned` pages and is used only here.
+    // SAFETY: the leaked slice holds `spanned` initialised, aligned Pages,
+    // lives forever and is reachable only through the zone.
     unsafe { Zone::new(start_pfn, spanned, mem.as_mut_ptr(), 0) }
 }
 
@@ -430,7 +431,8 @@ fn pcp_refill_takes_what_is_left_and_off_drains() {
 
 fn zone_named(start: usize, spanned: usize, node: u32, name: &'static str) -> Zone {
     let mem: &'static mut [Page] = vec![Page::RESERVED; spanned].leak();
-    // SAFETY: as in zone().
+    // SAFETY: as in zone(): a leaked slice of `spanned` Pages that only the
+    // zone reaches.
     unsafe { Zone::new(start, spanned, mem.as_mut_ptr(), node) }.with_name(name)
 }
 

@@ -13,6 +13,7 @@ pub mod traps;
 
 use crate::arch::memory::{KIMAGE_VADDR, PhysAddr, VirtAddr};
 use crate::arch::mm::pgtable::{MAIR_EL1_VALUE, PAGE_KERNEL_EXEC, PROT_DEVICE_NGNRE, pte_encode};
+use aarch64_cpu::registers::{SCTLR_EL1, TCR_EL1};
 
 /// Early 1 GiB / 2 MiB block descriptors for head.S (before any Rust runs),
 /// from the same encoder as every later mapping: Normal executable memory
@@ -20,27 +21,36 @@ use crate::arch::mm::pgtable::{MAIR_EL1_VALUE, PAGE_KERNEL_EXEC, PROT_DEVICE_NGN
 pub const EARLY_NORMAL_BLOCK: u64 = pte_encode(PhysAddr::new(0), PAGE_KERNEL_EXEC, 1);
 pub const EARLY_DEVICE_BLOCK: u64 = pte_encode(PhysAddr::new(0), PROT_DEVICE_NGNRE, 1);
 
-/// SCTLR_EL1 bits that are RES1 in ARMv8.0 (EOS, EIS, SPAN, TSCXT, ...).
+/// SCTLR_EL1 bits that are RES1 in ARMv8.0 (Linux's SCTLR_EL1_RES1: bits
+/// 11, 20, 22, 23, 28, 29, later EOS, TSCXT, EIS, SPAN, nTLSMD, LSMAOE).
+/// aarch64-cpu names none of these fields, so they stay numbers.
 const SCTLR_EL1_RES1: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
-/// MMU on, data and instruction caches on, SP alignment checking.
-const SCTLR_EL1_MMU_ON: u64 = SCTLR_EL1_RES1 | (1 << 0) | (1 << 2) | (1 << 3) | (1 << 12);
+/// MMU on, data and instruction caches on, SP alignment checking. The
+/// values are `const`, for head.S's `.equ`: tock-registers' `FieldValue`
+/// constants are const, but their `+` is not, hence `.value` and `|`.
+const SCTLR_EL1_MMU_ON: u64 = SCTLR_EL1_RES1
+    | SCTLR_EL1::M::Enable.value
+    | SCTLR_EL1::C::Cacheable.value
+    | SCTLR_EL1::SA::Enable.value
+    | SCTLR_EL1::I::Cacheable.value;
 
 /// TCR_EL1: 48-bit VA in both halves (T0SZ = T1SZ = 16), 4 KiB granules,
 /// inner-shareable write-back write-allocate walks. IPS is filled in at run
 /// time from ID_AA64MMFR0_EL1.PARange.
-/// (TG0 = 0b00 at bits [15:14] selects the 4 KiB granule for TTBR0.)
-const TCR_EL1_VALUE: u64 = 16
-    | (0b01 << 8)   // IRGN0: WB WA
-    | (0b01 << 10)  // ORGN0: WB WA
-    | (0b11 << 12)  // SH0: inner shareable
-    | (16 << 16)    // T1SZ
-    | (0b01 << 24)  // IRGN1
-    | (0b01 << 26)  // ORGN1
-    | (0b11 << 28)  // SH1
-    | (0b10 << 30); // TG1: 4 KiB
+const TCR_EL1_VALUE: u64 = TCR_EL1::T0SZ.val(16).value
+    | TCR_EL1::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL1::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL1::SH0::Inner.value
+    | TCR_EL1::TG0::KiB_4.value
+    | TCR_EL1::T1SZ.val(16).value
+    | TCR_EL1::IRGN1::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL1::ORGN1::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL1::SH1::Inner.value
+    | TCR_EL1::TG1::KiB_4.value;
 
-/// TCR_EL1.EPD0: no TTBR0 walks (set once the identity map is gone).
-pub const TCR_EPD0: u64 = 1 << 7;
+// The field constants must give the very bits head.S always loaded.
+const _: () = assert!(SCTLR_EL1_MMU_ON == 0x30d0_180d);
+const _: () = assert!(TCR_EL1_VALUE == 0xb510_3510);
 
 /// The kernel's one stack: 2^INIT_STACK_SHIFT bytes, placed so that the
 /// SP bit INIT_STACK_SHIFT is set inside it and clear in its guard page

@@ -3,6 +3,7 @@
 //! or QEMU's built-in firmware, `smc` when EL2 is ours (virtualization=on).
 
 use crate::drivers::of::fdt::PsciConduit;
+use aarch64_cpu::registers::{ID_AA64PFR0_EL1, Readable};
 use core::sync::atomic::{AtomicU8, Ordering};
 
 pub const PSCI_0_2_FN_PSCI_VERSION: u64 = 0x8400_0000;
@@ -36,13 +37,20 @@ pub fn conduit_name() -> &'static str {
 pub fn call(func: u64, a1: u64, a2: u64, a3: u64) -> Option<u64> {
     let mut r0 = func;
     match CONDUIT.load(Ordering::Relaxed) {
-        // SAFETY: SMCCC calls clobber at most x0-x17; declare them.
+        // SAFETY: the SMC Calling Convention lets the callee clobber x0-x17
+        // only (x18-x30 and SP are preserved), and all of them are declared
+        // outputs; no option says nomem, so the compiler assumes the
+        // firmware may touch memory. PSCI's functions take no pointers into
+        // kernel memory. An HVC with no EL2 traps as UNDEFINED, which the
+        // conduit check (or the caller's fault catcher) handles.
         HVC => unsafe {
             core::arch::asm!("hvc #0", inout("x0") r0, inout("x1") a1 => _, inout("x2") a2 => _,
                 inout("x3") a3 => _, out("x4") _, out("x5") _, out("x6") _, out("x7") _,
                 out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
                 out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _)
         },
+        // SAFETY: as for HVC: SMCCC's clobbers are declared, PSCI passes no
+        // kernel pointers, and an SMC without EL3 traps as UNDEFINED.
         SMC => unsafe {
             core::arch::asm!("smc #0", inout("x0") r0, inout("x1") a1 => _, inout("x2") a2 => _,
                 inout("x3") a3 => _, out("x4") _, out("x5") _, out("x6") _, out("x7") _,
@@ -80,9 +88,7 @@ impl core::fmt::Display for ConduitRefused {
 
 /// ID_AA64PFR0_EL1.EL2/EL3 (bits 11:8 and 15:12): 0 = not implemented.
 fn el_implemented(el: u32) -> bool {
-    let pfr0: u64;
-    // SAFETY: reading an ID register has no side effects.
-    unsafe { core::arch::asm!("mrs {}, id_aa64pfr0_el1", out(reg) pfr0, options(nomem, nostack)) };
+    let pfr0 = ID_AA64PFR0_EL1.get();
     (pfr0 >> (4 * (el + 1))) & 0xf != 0
 }
 

@@ -13,10 +13,14 @@ static AVAILABLE: AtomicBool = AtomicBool::new(false);
 
 /// # Safety
 /// Semihosting must be enabled in QEMU, or the caller must be prepared for
-/// an undefined-instruction exception.
+/// an undefined-instruction exception; `arg` must be what `op` expects (the
+/// address of its readable parameter block, or 0 for none).
 unsafe fn semihost_call(op: u64, arg: u64) -> u64 {
     let mut r = op;
-    // SAFETY: per the caller's contract; the host only reads `arg`.
+    // SAFETY: the caller has semihosting on or catches the trap (the
+    // contract); x0 and x1, the only registers the call uses, are declared;
+    // for the operations used here the host only reads guest memory (the
+    // parameter block at `arg`), never writes it.
     unsafe { core::arch::asm!("hlt #0xf000", inout("x0") r, in("x1") arg, options(nostack)) };
     r
 }
@@ -26,7 +30,9 @@ unsafe fn semihost_call(op: u64, arg: u64) -> u64 {
 /// this under `catch_fault_quiet` (traps sit above this file) and reports
 /// the outcome with [`set_available`].
 pub fn probe() {
-    // SAFETY: the caller catches the trap a disabled semihosting gives.
+    // SAFETY: `probe` runs under catch_fault_quiet (see above), which
+    // recovers from the undefined-instruction trap a disabled semihosting
+    // gives; SYS_ERRNO takes no parameter block.
     unsafe { semihost_call(SYS_ERRNO, 0) };
 }
 
@@ -45,6 +51,8 @@ pub fn exit(status: u32) {
         return;
     }
     let block = [ADP_STOPPED_APPLICATION_EXIT, status as u64];
-    // SAFETY: probed above; the block lives across the call.
+    // SAFETY: available() says the boot probe got through, so `hlt` reaches
+    // the host instead of trapping; SYS_EXIT reads the two words of
+    // `block`, a local that lives across the call.
     unsafe { semihost_call(SYS_EXIT, block.as_ptr() as u64) };
 }

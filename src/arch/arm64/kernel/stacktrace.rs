@@ -11,8 +11,9 @@ unsafe extern "C" {
 
 /// Bounds of the boot stack (the only stack), for backtraces.
 pub fn stack_bounds() -> (u64, u64) {
-    // SAFETY: linker/asm symbols; only their addresses are taken.
-    unsafe { (&init_stack as *const u8 as u64, &init_stack_top as *const u8 as u64) }
+    // Only the symbols' addresses are taken (`&raw const` reads nothing, so
+    // it needs no unsafe).
+    ((&raw const init_stack) as u64, (&raw const init_stack_top) as u64)
 }
 
 /// Walk AAPCS64 frame records ({previous fp, lr}) starting at `fp`.

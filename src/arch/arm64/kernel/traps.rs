@@ -8,6 +8,7 @@
 //! and the shell uses it so a bad `peek` does not take the kernel down.
 
 use crate::kernel::printk;
+use aarch64_cpu::registers::{Readable, TPIDRRO_EL0};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
@@ -141,7 +142,9 @@ fn run_catching<R, F: FnOnce() -> R>(f: F, quiet: bool) -> Result<R, Fault> {
         ret: Option<R>,
     }
     extern "C" fn tramp<F: FnOnce() -> R, R>(p: *mut u8) {
-        // SAFETY: p is the &mut Ctx passed below, live for the call.
+        // SAFETY: call_with_fault_recovery hands back the `arg` it was given:
+        // the &mut Ctx<F, R> of run_catching below, live and not otherwise
+        // borrowed for the duration of the call.
         let ctx = unsafe { &mut *(p as *mut Ctx<F, R>) };
         ctx.ret = Some((ctx.f.take().unwrap())());
     }
@@ -149,7 +152,9 @@ fn run_catching<R, F: FnOnce() -> R>(f: F, quiet: bool) -> Result<R, Fault> {
     let mut buf = FaultJmp { regs: [0; 21] };
     let outer = RECOVERY.swap(&mut buf, Ordering::SeqCst);
     let outer_quiet = RECOVERY_QUIET.swap(quiet, Ordering::SeqCst);
-    // SAFETY: the trampoline matches the ctx type; buf outlives the call.
+    // SAFETY: tramp::<F, R> casts its argument back to the very Ctx<F, R>
+    // passed here; ctx and buf are locals that outlive the call, and RECOVERY
+    // points at buf only until the store right after it returns.
     let faulted = unsafe { call_with_fault_recovery(tramp::<F, R>, &mut ctx as *mut Ctx<F, R> as *mut u8, &mut buf) };
     RECOVERY.store(outer, Ordering::SeqCst);
     RECOVERY_QUIET.store(outer_quiet, Ordering::SeqCst);
@@ -220,12 +225,12 @@ extern "C" fn el1_exception(regs: &mut PtRegs, kind: u64) {
 /// (Linux: handle_bad_stack). A fault under catch_fault is recovered (the
 /// recovery point restores a good SP); otherwise this is fatal.
 fn handle_bad_stack(regs: &mut PtRegs, recovery: *mut FaultJmp) -> ! {
-    let bad_sp: u64;
-    // SAFETY: entry.S left the faulting SP (minus the frame) here.
-    unsafe { core::arch::asm!("mrs {}, tpidrro_el0", out(reg) bad_sp, options(nomem, nostack)) };
+    // entry.S left the faulting SP (minus the frame) in TPIDRRO_EL0.
+    let bad_sp = TPIDRRO_EL0.get();
     regs.sp = bad_sp + core::mem::size_of::<PtRegs>() as u64;
     let (lo, hi) = crate::arch::kernel::stacktrace::stack_bounds();
-    // SAFETY: see print_oops.
+    // SAFETY: as in print_oops: one CPU, and a holder of the console lock
+    // (the code that overflowed) never resumes, or is abandoned if recovered.
     unsafe { printk::force_unlock() };
     crate::pr_emerg!("Insufficient stack space to handle exception!");
     crate::pr_emerg!(

@@ -53,7 +53,8 @@ pub fn __ioremap_caller(phys: PhysAddr, size: usize, prot: PageProt, caller: Cal
     if area.is_null() {
         return ptr::null_mut();
     }
-    // SAFETY: live area, ours.
+    // SAFETY: get_vm_area_caller returned a non-null vm_struct that is
+    // linked in the busy tree and ours alone until __vunmap frees it.
     let addr = unsafe {
         (*area).phys_addr = phys_base;
         (*area).addr
@@ -86,8 +87,8 @@ pub fn iounmap(addr: *mut u8) {
     } else {
         ptr::null_mut()
     };
-    // SAFETY: a live vm_struct found in the busy tree (single CPU: nothing
-    // frees it between the lookup and this check).
+    // SAFETY: non-null (checked first): a live vm_struct found in the busy
+    // tree (single CPU: nothing frees it between the lookup and this check).
     let ok = !vm.is_null() && unsafe { (*vm).addr == base && (*vm).flags.contains(VmFlags::VM_IOREMAP) };
     if !ok {
         pr_warn!("iounmap({:#x}): not the address of a live ioremap area", a);

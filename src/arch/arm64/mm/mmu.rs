@@ -18,7 +18,6 @@
 //! swapper_pg_dir is built every table is reached through a fixmap window
 //! per level (FIX_PGD..FIX_PTE), as Linux's `pgd_set_fixmap` and friends.
 
-use crate::arch::kernel::TCR_EPD0;
 use crate::arch::memory::*;
 use crate::arch::mm::pgtable::{
     Descriptor, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PROT_DEVICE_NGNRE, PageProt, PageTable, PgtableEnv,
@@ -26,6 +25,8 @@ use crate::arch::mm::pgtable::{
 };
 use crate::mm::memblock_lock;
 use crate::pr_info;
+use aarch64_cpu::asm::barrier::{self, ISH, ISHST, NSH, SY};
+use aarch64_cpu::registers::{ReadWriteable, TCR_EL1, TTBR0_EL1, Writeable};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 unsafe extern "C" {
@@ -46,12 +47,14 @@ unsafe extern "C" {
 
 /// The unmapped page below the kernel stack (head.S).
 pub fn stack_guard_page() -> usize {
-    // SAFETY: an asm symbol; only its address is used.
-    unsafe { sym(&init_stack_guard) }
+    sym(&raw const init_stack_guard)
 }
 
-fn sym(s: &u8) -> usize {
-    s as *const u8 as usize
+/// A linker or asm symbol's address. Symbols are taken with `&raw const`,
+/// which reads nothing and so needs no unsafe (a `&` reference to an
+/// extern static would).
+fn sym(s: *const u8) -> usize {
+    s as usize
 }
 
 /// One segment of the kernel image as mapped by paging_init.
@@ -140,8 +143,13 @@ pub struct KernelPgtableEnv;
 /// (Linux: MAX_TLBI_OPS = PTRS_PER_PTE).
 const MAX_TLBI_OPS: usize = 512;
 
-// SAFETY: tables are zeroed 4 KiB pages reachable through table_ptr;
-// the barriers and TLB maintenance are the architecture's.
+// SAFETY: PgtableEnv's promises hold: alloc_table returns a 4 KiB page
+// below 2^48 that memblock or the buddy allocator gave to us alone, zeroed
+// through the level-3 window and ordered by `dmb ishst` before it can be
+// linked; table_ptr reaches a table through the linear map once swapper is
+// live, and before that through the fixmap window of its level, which stays
+// put until the next table_ptr call for that level (alloc_table moves only
+// the level-3 one, as the contract allows).
 unsafe impl PgtableEnv for KernelPgtableEnv {
     fn alloc_table(&mut self) -> Option<PhysAddr> {
         let pa = if crate::mm::page_alloc::is_ready() {
@@ -152,12 +160,13 @@ unsafe impl PgtableEnv for KernelPgtableEnv {
         // Before the switch a new table is zeroed through FIX_PTE (Linux's
         // early_pgtable_alloc): the PgtableEnv contract lets alloc_table
         // move the level-3 window only.
-        // SAFETY: a fresh page, reachable through table_ptr.
+        // SAFETY: table_ptr(pa, 3) maps the fresh page just allocated (the
+        // window is valid for 512 u64s = PAGE_SIZE bytes), which nothing
+        // else uses yet.
         unsafe { core::ptr::write_bytes(self.table_ptr(pa, 3) as *mut u8, 0, PAGE_SIZE) };
         // The zeroes must be visible to the table walker before the table
         // is linked in (Linux: the smp_wmb in __pte_alloc).
-        // SAFETY: barrier only.
-        unsafe { core::arch::asm!("dmb ishst", options(nostack, preserves_flags)) };
+        barrier::dmb(ISHST);
         PGTABLE_PAGES.fetch_add(1, Ordering::Relaxed);
         Some(pa)
     }
@@ -190,8 +199,8 @@ unsafe impl PgtableEnv for KernelPgtableEnv {
     fn sync_new_entries(&mut self) {
         // Make the new entries visible to the table walker before any
         // access through them (set_pte for kernel mappings).
-        // SAFETY: barriers only.
-        unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags)) };
+        barrier::dsb(ISHST);
+        barrier::isb(SY);
     }
 
     fn flush_tlb_kernel_range(&mut self, start: VirtAddr, end: VirtAddr) {
@@ -217,7 +226,8 @@ unsafe impl PgtableEnv for KernelPgtableEnv {
 #[inline]
 pub unsafe fn clear_page(addr: *mut u8) {
     let dczid: u64;
-    // SAFETY: reading an EL0-accessible ID register.
+    // (aarch64-cpu has no DCZID_EL0, hence the asm.)
+    // SAFETY: reading an ID register writes no memory and changes no state.
     unsafe { core::arch::asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack, preserves_flags)) };
     let end = addr as usize + PAGE_SIZE;
     if dczid & (1 << 4) == 0 {
@@ -248,14 +258,17 @@ pub unsafe fn clear_page(addr: *mut u8) {
             // divides the page).
             let mut p = addr as usize;
             while p < end {
-                // SAFETY: as above, one block inside the page.
+                // SAFETY: as above: p is block-aligned (bs divides the page
+                // size, the page is aligned) and the block lies in the page.
                 unsafe { core::arch::asm!("dc zva, {}", in(reg) p, options(nostack)) };
                 p += bs;
             }
         }
         return;
     }
-    // SAFETY: 64 bytes of the page per iteration.
+    // SAFETY: four 16-byte stores fill [p, p + 64) per iteration, from the
+    // page-aligned start to exactly `end` (64 divides PAGE_SIZE): only the
+    // caller's page, writable Normal memory per the contract.
     unsafe {
         core::arch::asm!(
             "2:",
@@ -277,16 +290,12 @@ pub unsafe fn clear_page(addr: *mut u8) {
 /// CPU of the inner-shareable domain.
 pub fn flush_tlb_all() {
     crate::mm::TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: TLB maintenance and barriers only.
-    unsafe {
-        core::arch::asm!(
-            "dsb ishst",
-            "tlbi vmalle1is",
-            "dsb ish",
-            "isb",
-            options(nostack, preserves_flags)
-        )
-    };
+    barrier::dsb(ISHST);
+    // SAFETY: invalidating TLB entries only drops cached translations, which
+    // the walker refetches from the page tables; it changes no memory.
+    unsafe { core::arch::asm!("tlbi vmalle1is", options(nostack, preserves_flags)) };
+    barrier::dsb(ISH);
+    barrier::isb(SY);
 }
 
 /// Linux's flush_tlb_kernel_range: broadcast invalidation of [start, end).
@@ -297,17 +306,19 @@ pub fn flush_tlb_kernel_range(start: usize, end: usize) {
         return;
     }
     crate::mm::TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: TLB maintenance and barriers only.
-    unsafe {
-        core::arch::asm!("dsb ishst", options(nostack, preserves_flags));
-        let mut va = start & PAGE_MASK;
-        while va < end {
-            // vaale1is: by VA, all ASIDs, last level only, inner shareable.
-            core::arch::asm!("tlbi vaale1is, {}", in(reg) (va >> PAGE_SHIFT) & ((1 << 44) - 1), options(nostack, preserves_flags));
-            va += PAGE_SIZE;
-        }
-        core::arch::asm!("dsb ish", "isb", options(nostack, preserves_flags));
+    barrier::dsb(ISHST);
+    let mut va = start & PAGE_MASK;
+    while va < end {
+        // vaale1is: by VA, all ASIDs, last level only, inner shareable.
+        // SAFETY: as in flush_tlb_all: dropping cached translations changes
+        // no memory; the operand is just a page number.
+        unsafe {
+            core::arch::asm!("tlbi vaale1is, {}", in(reg) (va >> PAGE_SHIFT) & ((1 << 44) - 1), options(nostack, preserves_flags))
+        };
+        va += PAGE_SIZE;
     }
+    barrier::dsb(ISH);
+    barrier::isb(SY);
 }
 
 // ---------------------------------------------------------------------------
@@ -334,8 +345,9 @@ const FIX_TABLE_SLOT: [usize; 4] = [FIX_PGD, FIX_PUD, FIX_PMD, FIX_PTE];
 fn bm_pte_entry(idx: usize) -> *mut u64 {
     debug_assert!(idx != FIX_HOLE && idx < __END_OF_FIXED_ADDRESSES);
     let va = VirtAddr(fix_to_virt(idx));
-    // SAFETY: an in-bounds element of a static table; accessed through raw
-    // pointers only (the table walker reads it too).
+    // SAFETY: pte_index() < 512, so the offset stays inside the static
+    // BM_PTE; only a raw pointer is made (no reference to the static mut,
+    // which the table walker reads behind the compiler's back).
     unsafe { (&raw mut BM_PTE.0).cast::<u64>().add(va.pte_index()) }
 }
 
@@ -348,8 +360,11 @@ pub fn early_fixmap_init() {
     let pud_pa = __pa_symbol(core::ptr::addr_of!(BM_PUD) as usize);
     let pmd_pa = __pa_symbol(core::ptr::addr_of!(BM_PMD) as usize);
     let pte_pa = __pa_symbol(core::ptr::addr_of!(BM_PTE) as usize);
-    // SAFETY: boot, one CPU; the entries are invalid until written, so no
-    // TLB maintenance is needed, only ordering before the first use.
+    // SAFETY: every pointer stays inside a 512-entry static table
+    // (init_pg_dir from head.S, BM_PUD, BM_PMD; the indices are < 512), made
+    // with &raw so no reference to a static mut exists. Boot, one CPU, and
+    // the entries are invalid until written (checked for the pgd), so no
+    // TLB maintenance is needed, only the barriers below before first use.
     unsafe {
         let pgd = (&raw mut init_pg_dir).cast::<u64>().add(va.pgd_index());
         let old = core::ptr::read_volatile(pgd);
@@ -370,8 +385,9 @@ pub fn early_fixmap_init() {
             table_encode(pmd_pa),
         );
         core::ptr::write_volatile(pgd, table_encode(pud_pa));
-        core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags));
     }
+    barrier::dsb(ISHST);
+    barrier::isb(SY);
 }
 
 /// Map fixmap slot `idx` to `pa` (Linux: __set_fixmap). A slot that still
@@ -382,7 +398,10 @@ pub fn __set_fixmap(idx: usize, pa: PhysAddr, prot: PageProt) {
     let ptep = bm_pte_entry(idx);
     let va = fix_to_virt(idx);
     let new = pte_encode(PhysAddr(pa.0 & PAGE_MASK), prot, 3);
-    // SAFETY: ptep is the slot's entry in bm_pte (see bm_pte_entry).
+    // SAFETY: ptep points at the slot's entry inside the static BM_PTE (see
+    // bm_pte_entry); aligned volatile 64-bit accesses, so the table walker
+    // sees the old or the new descriptor, never a torn one; one CPU, so no
+    // other writer races this read-modify-write.
     unsafe {
         let old = core::ptr::read_volatile(ptep);
         if old == new {
@@ -393,14 +412,15 @@ pub fn __set_fixmap(idx: usize, pa: PhysAddr, prot: PageProt) {
             flush_tlb_kernel_range(va, va + PAGE_SIZE);
         }
         core::ptr::write_volatile(ptep, new);
-        core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags));
     }
+    barrier::dsb(ISHST);
+    barrier::isb(SY);
 }
 
 /// Unmap fixmap slot `idx` (Linux: clear_fixmap): clear, then flush it.
 pub fn clear_fixmap(idx: usize) {
     let va = fix_to_virt(idx);
-    // SAFETY: as in __set_fixmap.
+    // SAFETY: as in __set_fixmap: an aligned entry inside BM_PTE, one CPU.
     unsafe { core::ptr::write_volatile(bm_pte_entry(idx), 0) };
     flush_tlb_kernel_range(va, va + PAGE_SIZE);
 }
@@ -458,49 +478,47 @@ pub fn kernel_segments() -> &'static [KernelSegment; 3] {
     SEGMENTS.call_once(|| {
         // (map_kernel_segment in Linux: one call per segment.)
         let here = core::panic::Location::caller();
-        let seg = |name, start: &u8, end: &u8, prot| KernelSegment {
+        let seg = |name, start: *const u8, end: *const u8, prot| KernelSegment {
             name,
             start: VirtAddr(sym(start)),
             end: VirtAddr(sym(end)),
             prot,
             caller: here,
         };
-        // SAFETY: linker symbols; only their addresses are used.
-        unsafe {
-            [
-                seg(".text", &_text, &_etext, PAGE_KERNEL_ROX),
-                seg(".rodata", &__start_rodata, &__end_rodata, PAGE_KERNEL_RO),
-                seg(".data", &_sdata, &_end, PAGE_KERNEL),
-            ]
-        }
+        [
+            seg(".text", &raw const _text, &raw const _etext, PAGE_KERNEL_ROX),
+            seg(
+                ".rodata",
+                &raw const __start_rodata,
+                &raw const __end_rodata,
+                PAGE_KERNEL_RO,
+            ),
+            seg(".data", &raw const _sdata, &raw const _end, PAGE_KERNEL),
+        ]
     })
 }
 
 /// Sizes for the Memory: line: (code, rwdata, rodata, bss), in bytes.
 pub fn image_sizes() -> (usize, usize, usize, usize) {
-    // SAFETY: linker symbols.
-    unsafe {
-        (
-            sym(&_etext) - sym(&_stext),
-            sym(&_edata) - sym(&_sdata),
-            sym(&__end_rodata) - sym(&__start_rodata),
-            sym(&__bss_stop) - sym(&__bss_start),
-        )
-    }
+    (
+        sym(&raw const _etext) - sym(&raw const _stext),
+        sym(&raw const _edata) - sym(&raw const _sdata),
+        sym(&raw const __end_rodata) - sym(&raw const __start_rodata),
+        sym(&raw const __bss_stop) - sym(&raw const __bss_start),
+    )
 }
 
 /// Physical range of the linear alias that must be read-only: the image's
 /// .text and .rodata (Linux: [_text, __init_begin) in map_mem).
 pub fn linear_text_alias_phys() -> (PhysAddr, PhysAddr) {
-    // SAFETY: linker symbols; __end_rodata is page-aligned (linker.ld).
-    let (start, end) = unsafe { (sym(&_text), sym(&__end_rodata)) };
+    // __end_rodata is page-aligned (linker.ld).
+    let (start, end) = (sym(&raw const _text), sym(&raw const __end_rodata));
     (__pa_symbol(start), __pa_symbol(end))
 }
 
 /// Physical extent of the kernel image.
 pub fn kernel_image_phys() -> (PhysAddr, usize) {
-    // SAFETY: linker symbols.
-    let (start, end) = unsafe { (sym(&_text), sym(&_end)) };
+    let (start, end) = (sym(&raw const _text), sym(&raw const _end));
     (__pa_symbol(start), end - start)
 }
 
@@ -559,14 +577,18 @@ pub fn paging_init(uart_phys: usize) {
     MEMSTART_ADDR.store(mem_start & !(PUD_SIZE - 1), Ordering::Relaxed);
     early_fixmap_init();
 
-    // SAFETY: swapper_pg_dir is ours; nothing uses it until the switch.
     let pgd_pa = __pa_symbol(core::ptr::addr_of!(swapper_pg_dir) as usize);
-    // SAFETY: swapper_pg_dir is zero (.bss) and only this tree edits it.
+    // SAFETY: from_root wants a tree that follows this module's invariants
+    // and no other editor: swapper_pg_dir is a zeroed (empty) pgd in .bss,
+    // reached through the fixmap windows like every table, and `pt` is the
+    // only PageTable ever made for it.
     let mut pt = unsafe { PageTable::from_root(pgd_pa) };
     // The fixmap keeps its tables: swapper's entry for it is init_pg_dir's
     // (Linux's map_kernel copies the pgd entry the same way).
     let fix_pgd_index = VirtAddr(FIXADDR_TOP - PAGE_SIZE).pgd_index();
-    // SAFETY: FIX_PGD shows swapper_pg_dir; the index is in range.
+    // SAFETY: pgd_set_fixmap maps swapper_pg_dir's page at FIX_PGD and
+    // returns it as 512 u64s; fix_pgd_index < 512; an aligned volatile
+    // store, and swapper is not live yet, so no walker uses it.
     unsafe {
         let pgdp = pgd_set_fixmap(pgd_pa);
         let bm_pud = __pa_symbol(core::ptr::addr_of!(BM_PUD) as usize);
@@ -622,19 +644,23 @@ pub fn paging_init(uart_phys: usize) {
     *INIT_MM.lock() = Some(pt);
 
     // The console moves to the fixmap before TTBR0 walks stop.
-    // SAFETY: just mapped as device memory.
+    // SAFETY: __set_fixmap above mapped the UART's page at this slot as
+    // Device-nGnRE, and the slot is never remapped: console_set_base's
+    // contract (a PL011 mapped as device memory from now on).
     unsafe { crate::kernel::printk::console_set_base(FIX_EARLYCON_MEM_BASE + (uart_phys & !PAGE_MASK)) };
 
     // No more identity map: TTBR0 walks off, so a NULL dereference faults.
-    // SAFETY: nothing runs from TTBR0 any more (we are in the upper half,
-    // the console and the FDT copy are reached through TTBR1).
-    unsafe {
-        let mut tcr: u64;
-        core::arch::asm!("mrs {}, tcr_el1", out(reg) tcr);
-        tcr |= TCR_EPD0;
-        core::arch::asm!("msr tcr_el1, {}", "isb", "msr ttbr0_el1, xzr", "isb",
-            "tlbi vmalle1", "dsb nsh", "isb", in(reg) tcr, options(nostack));
-    }
+    // Nothing runs from TTBR0 any more (we are in the upper half, the
+    // console and the FDT copy are reached through TTBR1).
+    TCR_EL1.modify(TCR_EL1::EPD0::DisableTTBR0Walks);
+    barrier::isb(SY);
+    TTBR0_EL1.set(0);
+    barrier::isb(SY);
+    // SAFETY: dropping this CPU's cached translations (the identity map's
+    // among them) changes no memory; TTBR1's are refetched from swapper.
+    unsafe { core::arch::asm!("tlbi vmalle1", options(nostack, preserves_flags)) };
+    barrier::dsb(NSH);
+    barrier::isb(SY);
     pr_info!(
         "paging_init: swapper_pg_dir at {:#x} live; identity map retired (TCR_EL1.EPD0 set); console at fixmap {:#x}",
         pgd_pa.0,

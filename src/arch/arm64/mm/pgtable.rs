@@ -755,20 +755,25 @@ fn next_boundary(va: usize, size: usize, hi: usize) -> usize {
 #[inline(always)]
 fn entry_ptr<E: PgtableEnv + ?Sized>(env: &E, table: PhysAddr, level: usize, index: usize) -> *mut u64 {
     debug_assert!(index < PTRS_PER_TABLE && level < 4);
-    // SAFETY: the PgtableEnv contract makes table_ptr valid for 512 entries.
+    // SAFETY: the PgtableEnv contract makes table_ptr valid for 512 entries,
+    // and index < 512: every caller passes a 9-bit index (pgd_index() and
+    // friends mask it; checked above in debug builds).
     unsafe { env.table_ptr(table, level).add(index) }
 }
 
 #[inline(always)]
 fn read_entry(p: *mut u64) -> u64 {
-    // SAFETY: `p` comes from `entry_ptr` (see the PgtableEnv contract).
+    // SAFETY: every caller passes a pointer from `entry_ptr`, still valid:
+    // this module uses it before its level's next `table_ptr` call (the
+    // PgtableEnv contract); an aligned 64-bit read.
     unsafe { read_volatile(p) }
 }
 
 #[inline(always)]
 fn write_entry(p: *mut u64, v: u64) {
-    // SAFETY: `p` comes from `entry_ptr`; one aligned 64-bit store, so the
-    // table walker sees either the old or the new descriptor.
+    // SAFETY: `p` comes from `entry_ptr` and is still valid (as in
+    // read_entry); one aligned 64-bit store, so the table walker sees either
+    // the old or the new descriptor.
     unsafe { write_volatile(p, v) }
 }
 
@@ -858,7 +863,8 @@ impl PageTable {
     /// (invalid entries are zero, no `SW_NEW` marks), and no other
     /// `PageTable` may modify the same tree at the same time.
     pub unsafe fn from_root(root: PhysAddr) -> Self {
-        // SAFETY: forwarded to the caller.
+        // SAFETY: from_root_for has the same contract, which our caller
+        // upholds.
         unsafe { Self::from_root_for(root, VaHalf::Upper) }
     }
 

@@ -385,11 +385,14 @@ fn qemu_append_bootargs() {
 #[test]
 fn qemu_parse_at_reads_header_first() {
     let dtb = qemu_default();
+    // SAFETY: dtb is a whole blob: its totalsize bytes are readable and
+    // nothing writes them meanwhile.
     let info = unsafe { parse_at(dtb.as_ptr()) }.unwrap();
     assert_eq!(banks(&info), [(0x4000_0000, 0x4000_0000, None)]);
 
     let mut bad = dtb[..64].to_vec();
     set_be32(&mut bad, 0, 0x1234_5678);
+    // SAFETY: 64 readable bytes; with the magic wrong only 8 are read.
     let e = unsafe { parse_at(bad.as_ptr()) }.unwrap_err();
     let addr = bad.as_ptr() as u64;
     assert_eq!(
@@ -409,9 +412,12 @@ fn qemu_parse_at_reads_header_first() {
     // A huge totalsize is refused before a slice that long is built.
     let mut huge = dtb[..64].to_vec();
     set_be32(&mut huge, 4, 0x4000_0000);
+    // SAFETY: 64 readable bytes; a totalsize over 64 MiB is refused after
+    // reading only the first 8.
     let e = unsafe { parse_at(huge.as_ptr()) }.unwrap_err();
     assert_eq!(e, DtError::TotalSizeTooLarge { totalsize: 0x4000_0000 });
     assert_eq!(
+        // SAFETY: null is allowed, and refused before any read.
         unsafe { parse_at(core::ptr::null()) }.unwrap_err(),
         DtError::NullPointer
     );

@@ -40,7 +40,8 @@ pub fn console_ioremap(info: &MachineInfo) {
         );
         return;
     }
-    // SAFETY: a 4 KiB device mapping made just now; a fault is caught.
+    // SAFETY: ioremap just mapped the UART's 4 KiB register window (non-null)
+    // as device memory, as PrimeCellId::read requires; a fault is caught.
     let id = crate::arch::kernel::traps::catch_fault_quiet(|| unsafe { PrimeCellId::read(base as usize) });
     let id = match id {
         Ok(id) if id.is_pl011() => id,
@@ -54,7 +55,9 @@ pub fn console_ioremap(info: &MachineInfo) {
             return;
         }
     };
-    // SAFETY: ioremap just mapped the same UART as device memory.
+    // SAFETY: ioremap mapped this same UART as device memory (it answered
+    // as a PL011 above), and the mapping stays until the console moves off
+    // it: console_set_base's contract.
     unsafe { crate::kernel::printk::console_set_base(base as usize) };
     paging::clear_fixmap(FIX_EARLYCON_MEM_IDX);
     pr_info!(

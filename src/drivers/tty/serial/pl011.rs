@@ -191,7 +191,10 @@ impl Pl011 {
     }
 
     fn regs(&self) -> &Pl011Regs {
-        // SAFETY: per `new`'s contract.
+        // SAFETY: `new`'s (and set_base's) contract: base maps this PL011's
+        // registers as device memory while self is used; Pl011Regs is their
+        // layout (register_structs! checks the offsets) and only volatile
+        // accesses through its cells touch them.
         unsafe { &*(self.base as *const Pl011Regs) }
     }
 

@@ -57,12 +57,19 @@ impl TrackingEnv {
     }
 
     fn leaf_desc(&self, va: usize) -> Option<u64> {
+        // SAFETY: probe_root is the root of the tree under test, built by
+        // this module through this env; the probe only walks it (read-only)
+        // and is dropped before the tree is edited again.
         let pt = unsafe { PageTable::from_root(self.probe_root?) };
         let w = pt.walk(self, VirtAddr(va));
         w.steps.iter().flatten().last().map(|s| s.desc)
     }
 }
 
+// SAFETY: alloc_table returns alloc_zeroed pages (4 KiB-aligned, host
+// addresses below 2^48, zeroed before the pointer is returned, so ordered
+// before any link); table_ptr is the identity on live pages, which stay
+// allocated until free_table (asserted), so every pointer stays valid.
 unsafe impl PgtableEnv for TrackingEnv {
     fn alloc_table(&mut self) -> Option<PhysAddr> {
         if let Some(n) = self.fail_after {
@@ -71,6 +78,7 @@ unsafe impl PgtableEnv for TrackingEnv {
             }
             self.fail_after = Some(n - 1);
         }
+        // SAFETY: page_layout() has a non-zero size.
         let p = unsafe { alloc_zeroed(page_layout()) } as usize;
         assert!(p != 0, "host out of memory");
         assert!(self.live.insert(p));
@@ -85,6 +93,8 @@ unsafe impl PgtableEnv for TrackingEnv {
             "free of a page that was never allocated: {pa:?}"
         );
         // Poison: 0xa5.. looks like a valid block, so stale use shows up.
+        // SAFETY: pa was live (asserted just above): a page this env
+        // allocated and still owns; it is only retired, not deallocated.
         unsafe { core::ptr::write_bytes(pa.0 as *mut u8, 0xa5, PAGE_SIZE) };
         self.retired.insert(pa.0);
     }
@@ -119,6 +129,8 @@ unsafe impl PgtableEnv for TrackingEnv {
 impl Drop for TrackingEnv {
     fn drop(&mut self) {
         for &p in self.live.iter().chain(self.retired.iter()) {
+            // SAFETY: every live or retired page came from alloc_zeroed with
+            // page_layout() and is freed here once (the sets are disjoint).
             unsafe { dealloc(p as *mut u8, page_layout()) };
         }
     }
@@ -1028,6 +1040,8 @@ fn identity_map_in_the_lower_half() {
         Err(PgtableError::OutOfRange { va: edge })
     );
     let root = id.root();
+    // SAFETY: root is the identity tree just built by this module through
+    // env, and `id` makes no further edits while `again` exists.
     let again = unsafe { PageTable::from_root_for(root, VaHalf::Lower) };
     assert_eq!(
         again.translate(&env, VirtAddr(0x4000_0000)),
@@ -1528,7 +1542,12 @@ impl WindowEnv {
     /// Write window `level` back to its page and close it.
     fn close(&self, level: usize) {
         if let Some(old) = self.cur[level].take() {
+            // SAFETY: the window is a 512-entry array of ours, `old` a live
+            // table page (see open(); free_table closes a page's windows
+            // before freeing it): distinct allocations, no overlap.
             unsafe { core::ptr::copy_nonoverlapping(self.win[level].get() as *const u64, old as *mut u64, 512) };
+            // SAFETY: the window's own 512 entries; no pointer into it is
+            // used after close (the PgtableEnv contract).
             unsafe { core::ptr::write_bytes(self.win[level].get() as *mut u64, 0xee, 512) };
         }
     }
@@ -1544,6 +1563,9 @@ impl WindowEnv {
                     self.close(l);
                 }
             }
+            // SAFETY: pa is a live table page (table_ptr has inner check it
+            // first; alloc_table passes a fresh one) and w the window's 512
+            // entries: distinct allocations.
             unsafe { core::ptr::copy_nonoverlapping(pa as *const u64, w, 512) };
             self.cur[level].set(Some(pa));
             self.moves.set(self.moves.get() + 1);
@@ -1556,12 +1578,19 @@ impl WindowEnv {
     }
 }
 
+// SAFETY: TrackingEnv's pages, reached through one window per level: a
+// window pointer is valid for 512 entries until the next open() of its
+// level, which is the contract's per-level rule; alloc_table zeroes the page
+// through window 3 only, and close() writes it back before anything else
+// reads the page directly.
 unsafe impl PgtableEnv for WindowEnv {
     fn alloc_table(&mut self) -> Option<PhysAddr> {
         let pa = self.inner.alloc_table()?;
         // Dirty it, so only the zeroing through the window makes it a table.
+        // SAFETY: a page inner just allocated for us (PAGE_SIZE bytes).
         unsafe { core::ptr::write_bytes(pa.0 as *mut u8, 0x5a, PAGE_SIZE) };
         let w = self.open(3, pa.0);
+        // SAFETY: w is window 3's 512 entries, now showing pa.
         unsafe { core::ptr::write_bytes(w, 0, 512) };
         Some(pa)
     }
