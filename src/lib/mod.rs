@@ -2,3 +2,4 @@
 
 pub mod kstrtox;
 pub mod rand;
+pub mod rbtree;
