@@ -431,6 +431,35 @@ impl<T: RbEntry> RbRoot<T> {
         h(self.rb_node)
     }
 
+    /// The link for a new node that goes right before `node` in order (its
+    /// in-order predecessor slot), without a search from the root: Linux's
+    /// `find_va_links` started from `node` when it is known to be the
+    /// successor.
+    ///
+    /// # Safety
+    ///
+    /// `node` is linked into this tree.
+    #[inline(always)]
+    pub unsafe fn link_before(&self, node: NonNull<T>) -> RbLink<T> {
+        let mut n = T::rb_node(node).as_ptr();
+        // SAFETY: links of a node of this tree point to its live nodes.
+        unsafe {
+            let mut left = true;
+            if !(*n).rb_left.is_null() {
+                n = (*n).rb_left;
+                left = false;
+                while !(*n).rb_right.is_null() {
+                    n = (*n).rb_right;
+                }
+            }
+            RbLink {
+                parent: n,
+                left,
+                _entry: PhantomData,
+            }
+        }
+    }
+
     /// Hang the unlinked `node` at `link` as a red leaf (Linux's
     /// `rb_link_node`). The tree is unbalanced until
     /// [`RbRoot::rb_insert_color`] (or `_augmented`) runs on `node`.
@@ -872,6 +901,39 @@ impl<T: RbEntry> RbRoot<T> {
             }
         }
     }
+}
+
+/// The parent of a linked node (Linux's `rb_parent` + `rb_entry`).
+///
+/// # Safety
+///
+/// `node` is a live node of a tree of `T`s (or unlinked: then `None`).
+#[inline(always)]
+pub unsafe fn rb_parent<T: RbEntry>(node: NonNull<T>) -> Option<NonNull<T>> {
+    // SAFETY: the links of a live node point to nodes of its tree of Ts.
+    unsafe { (*T::rb_node(node).as_ptr()).parent().map(|n| T::from_rb_node(n)) }
+}
+
+/// The left child of a linked node.
+///
+/// # Safety
+///
+/// As for [`rb_parent`].
+#[inline(always)]
+pub unsafe fn rb_left<T: RbEntry>(node: NonNull<T>) -> Option<NonNull<T>> {
+    // SAFETY: the links of a live node point to nodes of its tree of Ts.
+    unsafe { (*T::rb_node(node).as_ptr()).left().map(|n| T::from_rb_node(n)) }
+}
+
+/// The right child of a linked node.
+///
+/// # Safety
+///
+/// As for [`rb_parent`].
+#[inline(always)]
+pub unsafe fn rb_right<T: RbEntry>(node: NonNull<T>) -> Option<NonNull<T>> {
+    // SAFETY: the links of a live node point to nodes of its tree of Ts.
+    unsafe { (*T::rb_node(node).as_ptr()).right().map(|n| T::from_rb_node(n)) }
 }
 
 /// The next node in order (Linux's `rb_next`).
