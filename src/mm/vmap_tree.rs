@@ -59,15 +59,19 @@ type Link = *mut VmapArea;
 /// What a busy [`VmapArea`] belongs to (Linux's `va->vm`, which in 5.10 also
 /// shares storage with `subtree_max_size`; the vmap block index is an
 /// xarray there). The tree code never touches it.
+///
+/// `repr(usize)` fixes the layout the GDB helpers read (lx-vmallocinfo): a
+/// tag word with these discriminants, then the pointer.
+#[repr(usize)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum VmapOwner {
     /// Free, lazily freed, being set up, or a `vm_map_ram` area.
     #[default]
-    None,
+    None = 0,
     /// A vmalloc/vmap/ioremap area and its `vm_struct`.
-    VmStruct(NonNull<VmStruct>),
+    VmStruct(NonNull<VmStruct>) = 1,
     /// A node of the vmap block index: the block it stands for.
-    Block(NonNull<VmapBlock>),
+    Block(NonNull<VmapBlock>) = 2,
 }
 
 impl VmapOwner {
