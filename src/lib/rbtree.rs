@@ -596,7 +596,7 @@ impl<T: RbEntry> RbRoot<T> {
     ///
     /// `node` was just hung into this tree by `rb_link_node`.
     unsafe fn __rb_insert<A: RbAugment>(&mut self, mut node: Link) {
-        // SAFETY (whole body): every pointer followed is a node of this tree
+        // SAFETY: (whole body) every pointer followed is a node of this tree
         // reached through its links; a red parent is never the root, so the
         // grandparent exists; a red node's children are black or null.
         unsafe {
@@ -694,7 +694,7 @@ impl<T: RbEntry> RbRoot<T> {
     /// `node` is linked into this tree.
     #[inline(always)]
     unsafe fn __rb_erase_augmented<A: RbAugment>(&mut self, node: Link) -> Link {
-        // SAFETY (whole body): all pointers are nodes of this tree reached
+        // SAFETY: (whole body) all pointers are nodes of this tree reached
         // through its links; a node with two children has a successor in its
         // right subtree.
         unsafe {
@@ -787,7 +787,7 @@ impl<T: RbEntry> RbRoot<T> {
     /// (the other side has black height at least one).
     unsafe fn ____rb_erase_color<A: RbAugment>(&mut self, mut parent: Link) {
         let mut node: Link = ptr::null_mut();
-        // SAFETY (whole body): every pointer followed is a node of this tree;
+        // SAFETY: (whole body) every pointer followed is a node of this tree;
         // the sibling of a node with a black deficit is non-null, and a red
         // sibling has two black children.
         unsafe {

@@ -15,10 +15,12 @@
 //!   a chain through [`VmapArea::purge_next`]).
 //!
 //! One [`VmapAreaRoot`] type serves all trees: a red-black tree keyed by
-//! `va_start` with an address-sorted doubly-linked list threaded through the
-//! same intrusive [`VmapArea`] nodes. Nodes are owned by the caller's object
-//! cache ([`VmapAreaAlloc`]); tree operations never allocate memory except the
-//! one node a "no edge" split needs, taken from that cache.
+//! `va_start` ([`lib::rbtree`](crate::lib::rbtree), Linux's lib/rbtree.c, with
+//! the free tree's `subtree_max_size` kept by its augmented callbacks) and an
+//! address-sorted doubly-linked list threaded through the same intrusive
+//! [`VmapArea`] nodes. Nodes are owned by the caller's object cache
+//! ([`VmapAreaAlloc`]); tree operations never allocate memory except the one
+//! node a "no edge" split needs, taken from that cache.
 //!
 //! This module is portable and host-tested; the kernel's `vmalloc.rs` wraps
 //! the roots in locks and builds `alloc_vmap_area`/`free_vmap_area` on top.
@@ -664,8 +666,9 @@ pub unsafe fn merge_or_add_vmap_area(
         return Err(VmapError::BadRange { start, end });
     }
     // SAFETY: as above.
+    let linked = unsafe { va.as_ref() }.is_linked();
     debug_assert!(
-        !unsafe { va.as_ref() }.is_linked(),
+        !linked,
         "merge_or_add_vmap_area: {:#x} is already in a tree",
         va.as_ptr() as usize
     );
@@ -687,13 +690,15 @@ pub unsafe fn merge_or_add_vmap_area(
     // SAFETY: as above.
     let with_prev = prev.filter(|p| unsafe { p.as_ref() }.va_end == start);
 
-    // SAFETY (each arm): `prev`/`next` are live nodes of `root`, which frees
-    // its nodes through `alloc`; `va` is unlinked, the caller's, and
-    // freeable by `alloc`; the link is unused until the last arm.
+    // In every arm, `prev`/`next` are live nodes of `root`, which frees its
+    // nodes through `alloc`, and `va` is unlinked, the caller's, and
+    // freeable by `alloc`. Growing a neighbour over `va`'s range keeps the
+    // order (the range touches it and overlaps nothing).
     let holder = match (with_prev, with_next) {
+        //  |<--prev-->|<--va-->|<--next-->|   prev swallows both.
+        // Remove next while every size in the tree is still accurate.
+        // SAFETY: see above.
         (Some(prev), Some(next)) => unsafe {
-            //  |<--prev-->|<--va-->|<--next-->|   prev swallows both.
-            // Remove next while every size in the tree is still accurate.
             let new_end = next.as_ref().va_end;
             root.unlink(next);
             alloc.free_vmap_area_node(next);
@@ -702,18 +707,22 @@ pub unsafe fn merge_or_add_vmap_area(
             alloc.free_vmap_area_node(va);
             prev
         },
+        // SAFETY: see above.
         (Some(prev), None) => unsafe {
             (*prev.as_ptr()).va_end = end;
             root.propagate_from(prev);
             alloc.free_vmap_area_node(va);
             prev
         },
+        // SAFETY: see above.
         (None, Some(next)) => unsafe {
             (*next.as_ptr()).va_start = start;
             root.propagate_from(next);
             alloc.free_vmap_area_node(va);
             next
         },
+        // SAFETY: see above; the link is fresh (nothing changed since the
+        // search).
         (None, None) => unsafe {
             root.link_va(va, link);
             va
@@ -792,7 +801,7 @@ fn lowest_match(
     if unsafe { max_size(Some(node)) } < length {
         return None;
     }
-    // SAFETY (whole walk): `node` is always a node of the borrowed tree,
+    // SAFETY: (whole walk) `node` is always a node of the borrowed tree,
     // reached through its links, so it is live and its links are valid.
     unsafe {
         'descend: loop {
@@ -941,23 +950,28 @@ pub unsafe fn adjust_va_to_fit_type(
             end: nva_start.wrapping_add(size),
         });
     }
-    // SAFETY (each arm): `va` is a live node of `root` (caller); resizing it
-    // within its old range keeps the order, and propagate_from repairs the
-    // maxima; nodes of `root` are freeable by `alloc`, and a node from
-    // `alloc` is valid memory for a VmapArea.
+    // In every arm `va` is a live node of `root` (caller); resizing it within
+    // its old range keeps the order, and propagate_from repairs the maxima;
+    // nodes of `root` are freeable by `alloc`, and a node from `alloc` is
+    // valid memory for a VmapArea.
     match fit {
+        // SAFETY: see above.
         FitType::FlFitType => unsafe {
             root.unlink(va);
             alloc.free_vmap_area_node(va);
         },
+        // SAFETY: see above.
         FitType::LeFitType => unsafe {
             (*v).va_start = nva_start + size;
             root.propagate_from(va);
         },
+        // SAFETY: see above.
         FitType::ReFitType => unsafe {
             (*v).va_end = nva_start;
             root.propagate_from(va);
         },
+        // SAFETY: see above; the new node's range is the in-order
+        // predecessor slot of `va`, which link_before finds.
         FitType::NeFitType => unsafe {
             let lva = alloc.alloc_vmap_area_node().ok_or(VmapError::NoMemory)?;
             lva.as_ptr().write(VmapArea::new((*v).va_start, nva_start));

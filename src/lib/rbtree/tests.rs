@@ -161,7 +161,7 @@ fn random_sequence(seed: u64, augmented: bool) {
     let mut model: BTreeMap<u64, u64> = BTreeMap::new();
     for step in 0..3000 {
         let key = rng.next() % 400;
-        if rng.next() % 3 != 0 {
+        if !rng.next().is_multiple_of(3) {
             let weight = rng.next() % 1000;
             let item = new_item(key, weight);
             let inserted = insert(&mut root, item, augmented);
