@@ -207,7 +207,9 @@ fn random_sequence(seed: u64, augmented: bool) {
     }
     back.reverse();
     assert_eq!(fwd, back);
-    assert_eq!(root.first().map(|f| unsafe { f.as_ref().key }), fwd.first().copied());
+    // SAFETY: the first node is a live node of the tree.
+    let first = root.first().map(|f| unsafe { f.as_ref().key });
+    assert_eq!(first, fwd.first().copied());
     while let Some(f) = root.first() {
         erase(&mut root, f, augmented);
         check(&root, augmented);
