@@ -129,10 +129,15 @@ pub unsafe trait RbEntry: Sized {
     const RB_NODE_OFFSET: usize;
 
     /// The embedded link of `this` (pointer arithmetic only).
+    ///
+    /// # Safety
+    ///
+    /// `this` points to (the memory of) a `Self`.
     #[inline(always)]
-    fn rb_node(this: NonNull<Self>) -> NonNull<RbNode> {
-        // SAFETY: adding the field offset to a non-null struct pointer gives
-        // the (non-null) address of that field; nothing is dereferenced.
+    unsafe fn rb_node(this: NonNull<Self>) -> NonNull<RbNode> {
+        // SAFETY: the field lies RB_NODE_OFFSET bytes inside the Self that
+        // `this` points to (caller), so the offset stays in bounds; nothing
+        // is dereferenced.
         unsafe { this.byte_add(Self::RB_NODE_OFFSET).cast() }
     }
 
@@ -441,9 +446,10 @@ impl<T: RbEntry> RbRoot<T> {
     /// `node` is linked into this tree.
     #[inline(always)]
     pub unsafe fn link_before(&self, node: NonNull<T>) -> RbLink<T> {
-        let mut n = T::rb_node(node).as_ptr();
-        // SAFETY: links of a node of this tree point to its live nodes.
+        // SAFETY: `node` is a live T of this tree (caller), and links of a
+        // node of this tree point to its live nodes.
         unsafe {
+            let mut n = T::rb_node(node).as_ptr();
             let mut left = true;
             if !(*n).rb_left.is_null() {
                 n = (*n).rb_left;
@@ -471,11 +477,11 @@ impl<T: RbEntry> RbRoot<T> {
     /// [`RbRoot::search`] on this tree with no change to it since.
     #[inline(always)]
     pub unsafe fn rb_link_node(&mut self, node: NonNull<T>, link: RbLink<T>) {
-        let n = T::rb_node(node).as_ptr();
-        // SAFETY: `n` is the caller's valid node; `link.parent` is a live
+        // SAFETY: `node` is the caller's valid T; `link.parent` is a live
         // node of this tree (or null for the root), with a free child slot
         // on the side the search chose.
         unsafe {
+            let n = T::rb_node(node).as_ptr();
             n.write(RbNode {
                 rb_parent: link.parent,
                 rb_right: ptr::null_mut(),
@@ -537,9 +543,9 @@ impl<T: RbEntry> RbRoot<T> {
     /// `node` is linked into this tree, whose nodes are augmented by `A`.
     #[inline(always)]
     pub unsafe fn rb_erase_augmented<A: RbAugment>(&mut self, node: NonNull<T>) {
-        let n = T::rb_node(node).as_ptr();
-        // SAFETY: `n` is linked into this tree (caller).
+        // SAFETY: `node` is a T linked into this tree (caller).
         unsafe {
+            let n = T::rb_node(node).as_ptr();
             let rebalance = self.__rb_erase_augmented::<A>(n);
             if !rebalance.is_null() {
                 self.____rb_erase_color::<A>(rebalance);
@@ -943,9 +949,10 @@ pub unsafe fn rb_right<T: RbEntry>(node: NonNull<T>) -> Option<NonNull<T>> {
 /// `node` is linked into a tree of `T`s that is not being changed.
 #[inline(always)]
 pub unsafe fn rb_next<T: RbEntry>(node: NonNull<T>) -> Option<NonNull<T>> {
-    let mut n = T::rb_node(node).as_ptr();
-    // SAFETY: links of a linked node point to live nodes of its tree.
+    // SAFETY: `node` is a linked T (caller); links of a linked node point to
+    // live nodes of its tree.
     unsafe {
+        let mut n = T::rb_node(node).as_ptr();
         if !(*n).rb_right.is_null() {
             n = (*n).rb_right;
             while !(*n).rb_left.is_null() {
@@ -974,9 +981,10 @@ pub unsafe fn rb_next<T: RbEntry>(node: NonNull<T>) -> Option<NonNull<T>> {
 /// As for [`rb_next`].
 #[inline(always)]
 pub unsafe fn rb_prev<T: RbEntry>(node: NonNull<T>) -> Option<NonNull<T>> {
-    let mut n = T::rb_node(node).as_ptr();
-    // SAFETY: links of a linked node point to live nodes of its tree.
+    // SAFETY: `node` is a linked T (caller); links of a linked node point to
+    // live nodes of its tree.
     unsafe {
+        let mut n = T::rb_node(node).as_ptr();
         if !(*n).rb_left.is_null() {
             n = (*n).rb_left;
             while !(*n).rb_right.is_null() {

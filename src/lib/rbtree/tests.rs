@@ -91,7 +91,8 @@ fn check(root: &RbRoot<Item>, augmented: bool) -> Vec<u64> {
         lh + (node.color() == RB_BLACK) as usize
     }
     let mut keys = Vec::new();
-    let top = root.root().map(Item::rb_node);
+    // SAFETY: the top node is a live Item.
+    let top = root.root().map(|r| unsafe { Item::rb_node(r) });
     if let Some(t) = top {
         // SAFETY: the root is a live node.
         assert_eq!(unsafe { t.as_ref().color() }, RB_BLACK, "root is black");
