@@ -38,7 +38,6 @@
 //! [`find_vmap_lowest_match`] and [`check_lowest_match`] share this rule.
 
 use alloc::vec::Vec;
-use core::cmp::Ordering;
 use core::fmt;
 use core::ptr::{self, NonNull};
 
@@ -166,7 +165,7 @@ impl VmapArea {
     /// Forget the tree and list links (the node's tree was emptied at once).
     fn detach(&mut self) {
         // SAFETY: only called on nodes whose tree dropped them as a whole
-        // (take_all) or that were just erased.
+        // (take_all), which never touches them again.
         unsafe { self.rb_node.clear() };
         self.list_prev = ptr::null_mut();
         self.list_next = ptr::null_mut();
@@ -376,15 +375,7 @@ impl VmapAreaRoot {
     /// (Linux's `find_va_links`).
     #[inline(always)]
     fn find_va_links(&self, start: usize, end: usize) -> RbSearch<VmapArea> {
-        self.root.search(|va| {
-            if end <= va.va_start {
-                Ordering::Less
-            } else if start >= va.va_end {
-                Ordering::Greater
-            } else {
-                Ordering::Equal
-            }
-        })
+        self.root.search_by(|va| end <= va.va_start, |va| start >= va.va_end)
     }
 
     /// Hang the detached `va` at `link`, put it into the list next to its
@@ -485,7 +476,9 @@ impl VmapAreaRoot {
                 (*next).list_prev = prev;
             }
             self.count -= 1;
-            (*v).detach();
+            // rb_erase already marked the rb_node unlinked.
+            (*v).list_prev = ptr::null_mut();
+            (*v).list_next = ptr::null_mut();
         }
     }
 
@@ -566,17 +559,10 @@ pub unsafe fn augment_tree_propagate_from(va: NonNull<VmapArea>) {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn __find_vmap_area(root: &VmapAreaRoot, addr: usize) -> *mut VmapArea {
-    root.root
-        .find(|va| {
-            if addr < va.va_start {
-                Ordering::Less
-            } else if addr >= va.va_end {
-                Ordering::Greater
-            } else {
-                Ordering::Equal
-            }
-        })
-        .map_or(ptr::null_mut(), NonNull::as_ptr)
+    match root.root.search_by(|va| addr < va.va_start, |va| addr >= va.va_end) {
+        RbSearch::Found(va) => va.as_ptr(),
+        RbSearch::Vacant(_) => ptr::null_mut(),
+    }
 }
 
 /// Insert the detached `va` into `root` and its list (busy tree; works on any
@@ -829,7 +815,7 @@ fn lowest_match(
             // first ancestor entered from its left, the next one in order.
             loop {
                 let parent = rb_parent(node)?;
-                let from_left = rb_left(parent) == Some(node);
+                let from_left = rbtree::rb_is_left_child(parent, node);
                 node = parent;
                 if !from_left {
                     continue;
