@@ -276,9 +276,12 @@ fn stage_row(n: usize, loops: usize) -> Option<StageRow> {
             page_alloc::__free_pages(pa, 0);
         }
         t[7] = get_cycles();
-        free_pages_array(pages, n);
+        // SAFETY: `pages` came from alloc_pages_array(n) above and its
+        // pages were just freed; nothing uses it again.
+        unsafe { free_pages_array(pages, n) };
         t[8] = get_cycles();
-        free_vm_struct(vm);
+        // SAFETY: remove_vm_area handed the vm_struct back: ours, unused after.
+        unsafe { free_vm_struct(vm) };
         t[9] = get_cycles();
         for s in 0..STAGES.len() {
             ticks[s] += t[s + 1] - t[s];

@@ -67,7 +67,8 @@ fn take_many(n: usize) -> Option<Vec<NonNull<VmapArea>>> {
             Some(va) => areas.push(va),
             None => {
                 pr_err!("bench: scaling: alloc_vmap_area failed after {} areas", areas.len());
-                areas.into_iter().for_each(free_vmap_area);
+                // SAFETY: areas from take(), each given back once and then dropped.
+                areas.into_iter().for_each(|va| unsafe { free_vmap_area(va) });
                 return None;
             }
         }
@@ -80,7 +81,8 @@ fn time_alloc_free(size: usize, loops: usize) -> Option<u64> {
     let t0 = get_cycles();
     for _ in 0..loops {
         let va = take(size)?;
-        free_vmap_area(va);
+        // SAFETY: an area from take(), given back once and not used again.
+        unsafe { free_vmap_area(va) };
     }
     Some(ns10_per_op(get_cycles() - t0, loops as u64))
 }
@@ -101,18 +103,21 @@ fn measure(n: usize, loops: usize) -> Option<Point> {
     let areas = take_many(n)?;
     let (busy, busy_height, packed_free, _) = tree_shapes();
     let packed = time_alloc_free(PAGE_SIZE, loops);
-    areas.into_iter().for_each(free_vmap_area);
+    // SAFETY: areas from take(), each given back once and then dropped.
+    areas.into_iter().for_each(|va| unsafe { free_vmap_area(va) });
 
     // Holes: 2n areas, every second one given back.
     let areas = take_many(2 * n)?;
     for va in areas.iter().skip(1).step_by(2) {
-        free_vmap_area(*va);
+        // SAFETY: an area from take(), given back once and not used again.
+        unsafe { free_vmap_area(*va) };
     }
     let (_, _, holes_free, holes_free_height) = tree_shapes();
     let hole = time_alloc_free(PAGE_SIZE, loops);
     let past = time_alloc_free(2 * PAGE_SIZE, loops);
     for va in areas.iter().step_by(2) {
-        free_vmap_area(*va);
+        // SAFETY: an area from take(), given back once and not used again.
+        unsafe { free_vmap_area(*va) };
     }
     match (packed, hole, past) {
         (Some(packed_ns10), Some(hole_ns10), Some(past_ns10)) => Some(Point {

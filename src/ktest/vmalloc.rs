@@ -867,7 +867,7 @@ fn vm_map_ram_large_has_own_area(t: &mut Test) {
         (
             (*va.as_ptr()).va_start,
             (*va.as_ptr()).va_end,
-            (*va.as_ptr()).vm.is_null(),
+            (*va.as_ptr()).vm.is_none(),
         )
     });
     let mapped = (0..100).all(|i| vm::vmalloc_to_page((p as usize + i * PAGE_SIZE) as *const u8) == Some(pages[i]));

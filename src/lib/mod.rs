@@ -3,3 +3,4 @@
 pub mod kfifo;
 pub mod kstrtox;
 pub mod rand;
+pub mod rbtree;

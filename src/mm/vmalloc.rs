@@ -33,7 +33,7 @@ use crate::arch::mm::mmu as paging;
 use crate::arch::mm::mmu::{KernelPgtableEnv, flush_tlb_kernel_range, with_init_mm};
 use crate::arch::mm::pgtable::{PAGE_KERNEL, PageProt, PgtableEnv, PgtableError};
 use crate::mm::vmap_tree::{
-    self, __alloc_vmap_area, __find_vmap_area, VmapArea, VmapAreaAlloc, VmapAreaRoot, insert_vmap_area,
+    self, __alloc_vmap_area, __find_vmap_area, VmapArea, VmapAreaAlloc, VmapAreaRoot, VmapOwner, insert_vmap_area,
     merge_or_add_vmap_area, unlink_va,
 };
 use crate::{pr_err, pr_info, pr_warn};
@@ -218,10 +218,15 @@ pub fn alloc_vm_struct(caller: Caller) -> *mut VmStruct {
 }
 
 /// kfree of a vm_struct from [`alloc_vm_struct`].
+///
+/// # Safety
+///
+/// `area` is null or came from [`alloc_vm_struct`] and was not freed
+/// before; nothing (no busy area's owner link either) uses it afterwards.
 #[inline]
-pub fn free_vm_struct(area: *mut VmStruct) {
+pub unsafe fn free_vm_struct(area: *mut VmStruct) {
     if let Some(p) = NonNull::new(area) {
-        // SAFETY: came from vm_struct_cachep and is no longer used.
+        // SAFETY: came from vm_struct_cachep and is no longer used (caller).
         unsafe { vm_struct_cachep.lock().free(p.cast()) };
     }
 }
@@ -240,12 +245,17 @@ pub fn alloc_pages_array(nr_pages: usize, caller: Caller) -> *mut PhysAddr {
 
 /// Free what [`alloc_pages_array`] returned for the same `nr_pages`
 /// (Linux: kvfree). Decided by size, as the allocation was.
-pub fn free_pages_array(pages: *mut PhysAddr, nr_pages: usize) {
+///
+/// # Safety
+///
+/// `pages` is null or what [`alloc_pages_array`] returned for this
+/// `nr_pages`, not freed before and not used afterwards.
+pub unsafe fn free_pages_array(pages: *mut PhysAddr, nr_pages: usize) {
     let array_size = nr_pages * core::mem::size_of::<PhysAddr>();
     if page_array_is_vmalloced(nr_pages) {
         __vunmap(pages as usize, true);
     } else if let Some(p) = NonNull::new(pages) {
-        // SAFETY: came from kmalloc(array_size) and is no longer used.
+        // SAFETY: came from kmalloc(array_size) and is no longer used (caller).
         unsafe { slab::kfree(p.cast(), array_size) };
     }
 }
@@ -443,7 +453,7 @@ pub fn vmalloc_init() {
             // SAFETY: fresh node; vm is a leaked early VmStruct.
             unsafe {
                 let mut va = VmapArea::new((*vm).addr, (*vm).addr + (*vm).size);
-                va.vm = vm as *mut ();
+                va.vm = VmapOwner::VmStruct(NonNull::new_unchecked(vm));
                 node.as_ptr().write(va);
                 insert_vmap_area(&mut busy, node).expect("vmalloc_init: early areas overlap");
                 vm = (*vm).next;
@@ -517,11 +527,16 @@ pub fn alloc_vmap_area(size: usize, align: usize, vstart: usize, vend: usize) ->
 /// Give a busy area that was never mapped straight back to the free tree,
 /// with no lazy purge (Linux 5.10: free_vmap_area). Nothing to flush: no
 /// PTE ever pointed into it.
+///
+/// # Safety
+///
+/// `va` came from [`alloc_vmap_area`], is still in the busy tree, and is
+/// not used afterwards (its node goes back to the cache).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub fn free_vmap_area(va: NonNull<VmapArea>) {
-    // SAFETY: va came from alloc_vmap_area and is in the busy tree; after
-    // unlink_va it is ours, and its node goes back to the cache.
+pub unsafe fn free_vmap_area(va: NonNull<VmapArea>) {
+    // SAFETY: va came from alloc_vmap_area and is in the busy tree (caller);
+    // after unlink_va it is ours, and its node goes back to the cache.
     unsafe {
         unlink_va(&mut vmap_area_lock(), va);
         if let Err(e) = merge_or_add_vmap_area(&mut free_vmap_area_root.lock(), va, &mut CacheAlloc) {
@@ -531,18 +546,22 @@ pub fn free_vmap_area(va: NonNull<VmapArea>) {
 }
 
 /// Tie an area to its vm_struct (Linux: setup_vmalloc_vm).
+///
+/// # Safety
+///
+/// `va` is a live area of the busy tree with no owner yet, and `vm` stays
+/// valid (not freed, not moved) until `remove_vm_area` takes it off `va`.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub fn setup_vmalloc_vm(vm: &mut VmStruct, va: NonNull<VmapArea>, flags: VmFlags, caller: Caller) {
+pub unsafe fn setup_vmalloc_vm(vm: &mut VmStruct, va: NonNull<VmapArea>, flags: VmFlags, caller: Caller) {
     let _busy = vmap_area_lock();
-    // SAFETY: va is in the busy tree, protected by vmap_area_lock.
-    unsafe {
-        vm.flags = flags;
-        vm.addr = (*va.as_ptr()).va_start;
-        vm.size = (*va.as_ptr()).va_end - (*va.as_ptr()).va_start;
-        vm.caller = caller;
-        (*va.as_ptr()).vm = vm as *mut VmStruct as *mut ();
-    }
+    // SAFETY: va is in the busy tree (caller), protected by vmap_area_lock.
+    let va = unsafe { &mut *va.as_ptr() };
+    vm.flags = flags;
+    vm.addr = va.va_start;
+    vm.size = va.size();
+    vm.caller = caller;
+    va.vm = VmapOwner::VmStruct(NonNull::from(vm));
 }
 
 fn vmap_area_lock() -> spin::MutexGuard<'static, VmapAreaRoot> {
@@ -612,12 +631,14 @@ pub fn __get_vm_area_node(
                 caller
             );
         }
-        free_vm_struct(area);
+        // SAFETY: fresh from alloc_vm_struct, never published.
+        unsafe { free_vm_struct(area) };
         return ptr::null_mut();
     }
     // SAFETY: not an error pointer: a live area in the busy tree.
     let va = unsafe { NonNull::new_unchecked(va) };
-    // SAFETY: area is an initialised, exclusively owned VmStruct.
+    // SAFETY: area is an initialised, exclusively owned VmStruct that lives
+    // until remove_vm_area hands it back; va is fresh, with no owner.
     unsafe { setup_vmalloc_vm(&mut *area, va, flags, caller) };
     area
 }
@@ -653,7 +674,8 @@ pub unsafe fn free_vm_area(area: *mut VmStruct) {
         pr_err!("free_vm_area({:#x}): area not found in the busy tree", addr);
         return;
     }
-    free_vm_struct(area);
+    // SAFETY: remove_vm_area took it off its area: ours, unused from now on.
+    unsafe { free_vm_struct(area) };
 }
 
 // ---------------------------------------------------------------------------
@@ -915,7 +937,7 @@ pub fn find_vm_area(addr: usize) -> *mut VmStruct {
         ptr::null_mut()
     } else {
         // SAFETY: live node under the lock.
-        unsafe { (*va).vm as *mut VmStruct }
+        unsafe { (*va).vm.vm_struct().map_or(ptr::null_mut(), NonNull::as_ptr) }
     }
 }
 
@@ -927,43 +949,68 @@ pub fn find_vm_area(addr: usize) -> *mut VmStruct {
 pub fn remove_vm_area(addr: usize) -> *mut VmStruct {
     let mut busy = vmap_area_lock();
     let va = __find_vmap_area(&busy, addr);
+    let Some(va) = NonNull::new(va) else {
+        return ptr::null_mut();
+    };
     // SAFETY: nodes of the busy tree are live under the lock.
-    unsafe {
-        if va.is_null() || (*va).va_start != addr || (*va).vm.is_null() {
-            return ptr::null_mut();
-        }
-        let vm = (*va).vm as *mut VmStruct;
-        (*va).vm = ptr::null_mut();
-        unlink_va(&mut busy, NonNull::new_unchecked(va));
-        drop(busy);
-        free_unmap_vmap_area(NonNull::new_unchecked(va));
-        vm
+    let area = unsafe { &mut *va.as_ptr() };
+    let VmapOwner::VmStruct(vm) = area.vm else {
+        return ptr::null_mut();
+    };
+    if area.va_start != addr {
+        return ptr::null_mut();
     }
+    area.vm = VmapOwner::None;
+    // SAFETY: `va` is linked into the busy tree, whose lock we hold; once
+    // unlinked the node is ours and goes to the purge tree.
+    unsafe {
+        unlink_va(&mut busy, va);
+        drop(busy);
+        free_unmap_vmap_area(va);
+    }
+    vm.as_ptr()
 }
 
 /// Take an area out of the busy tree; false if it was not in it (Linux
 /// does this inside free_vmap_area_noflush).
-pub(super) fn unlink_vmap_area(va: NonNull<VmapArea>) -> bool {
-    // SAFETY: va is a live node; if linked, it is linked into the busy tree.
+///
+/// # Safety
+///
+/// `va` is a live node that, if linked at all, is linked into the busy tree.
+pub(super) unsafe fn unlink_vmap_area(va: NonNull<VmapArea>) -> bool {
+    // SAFETY: the caller's contract is unlink_va's.
     unsafe { unlink_va(&mut vmap_area_lock(), va) }
 }
 
 /// Unmap without flushing, then queue for the lazy purge
 /// (Linux: free_unmap_vmap_area).
-fn free_unmap_vmap_area(va: NonNull<VmapArea>) {
-    // SAFETY: va was just unlinked; we own it.
-    let (start, end) = unsafe { ((*va.as_ptr()).va_start, (*va.as_ptr()).va_end) };
-    unmap_kernel_range_noflush(start, end - start);
-    free_vmap_area_noflush(va);
+///
+/// # Safety
+///
+/// As for [`free_vmap_area_noflush`].
+unsafe fn free_unmap_vmap_area(va: NonNull<VmapArea>) {
+    // SAFETY: va was just unlinked; we own it (caller).
+    let size = unsafe { va.as_ref() }.size();
+    // SAFETY: as above.
+    let start = unsafe { va.as_ref() }.va_start;
+    unmap_kernel_range_noflush(start, size);
+    // SAFETY: the caller's contract.
+    unsafe { free_vmap_area_noflush(va) };
 }
 
 /// Put an unlinked area on the purge tree; purge when too much is pending
 /// (Linux: free_vmap_area_noflush).
+///
+/// # Safety
+///
+/// `va` is a node of the vmap_area cache that is in no tree, its owner
+/// cleared; the caller does not use it afterwards (it may be merged into a
+/// neighbour and freed at once).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub fn free_vmap_area_noflush(va: NonNull<VmapArea>) {
-    // SAFETY: va is detached and ours.
-    let nr = unsafe { ((*va.as_ptr()).va_end - (*va.as_ptr()).va_start) >> PAGE_SHIFT };
+pub unsafe fn free_vmap_area_noflush(va: NonNull<VmapArea>) {
+    // SAFETY: va is detached and ours (caller).
+    let nr = unsafe { va.as_ref() }.size() >> PAGE_SHIFT;
     let nr_lazy = VMAP_LAZY_NR.fetch_add(nr, Ordering::Relaxed) + nr;
     NR_LAZY_FREES.fetch_add(1, Ordering::Relaxed);
     // SAFETY: as above; nodes come from the cache.
@@ -1054,7 +1101,8 @@ pub(crate) fn __vunmap(addr: usize, deallocate_pages: bool) {
         NR_VMALLOC_PAGES.fetch_sub(area_ref.nr_pages, Ordering::Relaxed);
         kvfree_pages(area_ref);
     }
-    free_vm_struct(area);
+    // SAFETY: removed from its area by remove_vm_area: ours, unused from now on.
+    unsafe { free_vm_struct(area) };
 }
 
 /// Does an area of `nr_pages` keep its page array in vmalloc memory (more
@@ -1070,7 +1118,9 @@ pub fn page_array_is_vmalloced(nr_pages: usize) -> bool {
 fn kvfree_pages(area: &mut VmStruct) {
     let pages = area.pages;
     area.pages = ptr::null_mut();
-    free_pages_array(pages, area.get_vm_area_size() >> PAGE_SHIFT);
+    // SAFETY: only __vmalloc_area_node sets `pages`, from alloc_pages_array
+    // for this area's size; it was just cleared, so it is freed once.
+    unsafe { free_pages_array(pages, area.get_vm_area_size() >> PAGE_SHIFT) };
 }
 
 /// Release a vmalloc area (Linux: vfree). vfree(NULL) is a no-op; an
@@ -1114,10 +1164,13 @@ fn area_kind_mismatch(addr: usize, want: VmFlags) -> Option<(&'static str, &'sta
     }
     // SAFETY: live node and vm_struct under the lock.
     unsafe {
-        if (*va).va_start != addr || (*va).vm.is_null() {
+        let VmapOwner::VmStruct(vm) = (*va).vm else {
+            return None;
+        };
+        if (*va).va_start != addr {
             return None;
         }
-        let flags = (*((*va).vm as *const VmStruct)).flags;
+        let flags = vm.as_ref().flags;
         let ioremap = flags.contains(VmFlags::VM_IOREMAP);
         let map = flags.contains(VmFlags::VM_MAP);
         let valloc = flags.contains(VmFlags::VM_ALLOC);
@@ -1172,7 +1225,7 @@ pub fn vmalloc_stats() -> (usize, usize, usize) {
 pub fn vmallocinfo(w: &mut dyn Write) -> fmt::Result {
     let busy = vmap_area_lock();
     for va in busy.iter() {
-        if va.vm.is_null() {
+        let VmapOwner::VmStruct(vm) = va.vm else {
             writeln!(
                 w,
                 "0x{:016x}-0x{:016x} {:7} vm_map_ram",
@@ -1181,9 +1234,9 @@ pub fn vmallocinfo(w: &mut dyn Write) -> fmt::Result {
                 va.va_end - va.va_start
             )?;
             continue;
-        }
+        };
         // SAFETY: live vm_struct under vmap_area_lock.
-        let v = unsafe { &*(va.vm as *const VmStruct) };
+        let v = unsafe { vm.as_ref() };
         if v.flags.contains(VmFlags::VM_UNINITIALIZED) {
             continue; // being set up; Linux skips these too
         }
@@ -1253,16 +1306,16 @@ fn describe_vmalloc_addr(addr: usize, w: &mut dyn Write) -> fmt::Result {
         );
     }
     // SAFETY: live node (and vm_struct) under the lock.
-    let (start, end, vm) = unsafe { ((*va).va_start, (*va).va_end, (*va).vm as *const VmStruct) };
-    if vm.is_null() {
+    let (start, end, owner) = unsafe { ((*va).va_start, (*va).va_end, (*va).vm) };
+    let VmapOwner::VmStruct(vm) = owner else {
         return writeln!(
             w,
             "vmalloc: {:#x} is inside vmap area 0x{:016x}-0x{:016x} (no vm_struct)",
             addr, start, end
         );
-    }
+    };
     // SAFETY: as above.
-    let v = unsafe { &*vm };
+    let v = unsafe { vm.as_ref() };
     let guard = !v.flags.contains(VmFlags::VM_NO_GUARD) && addr >= end - PAGE_SIZE;
     write!(
         w,

@@ -24,7 +24,9 @@ use super::vmalloc::{
 use crate::arch::memory::*;
 use crate::arch::mm::mmu::flush_tlb_kernel_range;
 use crate::arch::mm::pgtable::PAGE_KERNEL;
-use crate::mm::vmap_tree::{__find_vmap_area, VmapArea, VmapAreaAlloc, VmapAreaRoot, insert_vmap_area, unlink_va};
+use crate::mm::vmap_tree::{
+    __find_vmap_area, VmapArea, VmapAreaAlloc, VmapAreaRoot, VmapOwner, insert_vmap_area, unlink_va,
+};
 use crate::{pr_err, pr_warn};
 use core::ptr::{self, NonNull};
 
@@ -126,7 +128,7 @@ fn new_vmap_block(vbs: &mut VmapBlocks, pages: usize) -> Option<usize> {
     }
     // SAFETY: not an error pointer: a live area in the busy tree.
     let va = unsafe { NonNull::new_unchecked(va) };
-    // SAFETY: fresh objects, ours; va is in the busy tree with vm = null.
+    // SAFETY: fresh objects, ours; va is in the busy tree with no owner.
     unsafe {
         let start = (*va.as_ptr()).va_start;
         vb.as_ptr().write(VmapBlock {
@@ -141,7 +143,7 @@ fn new_vmap_block(vbs: &mut VmapBlocks, pages: usize) -> Option<usize> {
         });
         (*vb.as_ptr()).set_mapped(0, pages, true);
         let mut node = VmapArea::new(start, start + VMAP_BLOCK_SIZE);
-        node.vm = vb.as_ptr() as *mut ();
+        node.vm = VmapOwner::Block(vb);
         index.as_ptr().write(node);
         insert_vmap_area(&mut vbs.index, index).expect("vmap_blocks: overlapping blocks");
         if (*vb.as_ptr()).free != 0 {
@@ -186,9 +188,14 @@ pub fn vb_alloc(pages: usize) -> Option<usize> {
 }
 
 /// Unlink a block from the free list (it may not be on it).
-fn unlink_free(vbs: &mut VmapBlocks, vb: *mut VmapBlock) {
+///
+/// # Safety
+///
+/// `vb` is a live block of `vbs`.
+unsafe fn unlink_free(vbs: &mut VmapBlocks, vb: *mut VmapBlock) {
     let mut p: *mut *mut VmapBlock = &mut vbs.free_head;
-    // SAFETY: as in vb_alloc.
+    // SAFETY: the free list links blocks owned by `vbs` (as in vb_alloc);
+    // `vb` is one of them (caller).
     unsafe {
         while !(*p).is_null() {
             if *p == vb {
@@ -203,10 +210,17 @@ fn unlink_free(vbs: &mut VmapBlocks, vb: *mut VmapBlock) {
 
 /// Release a block: its area goes to the lazy purge, its objects back to
 /// their caches (Linux: free_vmap_block).
-fn free_vmap_block(vbs: &mut VmapBlocks, vb: *mut VmapBlock) {
-    unlink_free(vbs, vb);
-    // SAFETY: vb is a live block of vmap_blocks; after this nothing refers
-    // to it.
+///
+/// # Safety
+///
+/// `vb` is a live block of `vbs` with no live mapping left; the caller does
+/// not use it afterwards.
+unsafe fn free_vmap_block(vbs: &mut VmapBlocks, vb: *mut VmapBlock) {
+    // SAFETY: vb is a live block of vbs (caller).
+    unsafe { unlink_free(vbs, vb) };
+    // SAFETY: vb is a live block of vmap_blocks; its index node is in
+    // vbs.index and its area in the busy tree, both from the vmap_area
+    // cache; after this nothing refers to any of them.
     unsafe {
         let (va, index) = ((*vb).va, (*vb).index);
         unlink_va(&mut vbs.index, index);
@@ -233,8 +247,12 @@ pub fn vb_free(addr: usize, pages: usize) {
         );
         return;
     }
+    // SAFETY: index nodes are live under the lock.
+    let Some(vb) = unsafe { (*node).vm }.block() else {
+        unreachable!("vmap_blocks: index node without a block");
+    };
+    let vb = vb.as_ptr();
     // SAFETY: index nodes point at their live block, under the lock.
-    let vb = unsafe { (*node).vm as *mut VmapBlock };
     let vbr = unsafe { &mut *vb };
     let offset = (addr - vbr.start()) / PAGE_SIZE;
     if !vbr.all_mapped(offset, pages) {
@@ -252,7 +270,8 @@ pub fn vb_free(addr: usize, pages: usize) {
     vbr.dirty_max = vbr.dirty_max.max(offset + pages);
     vbr.dirty += pages;
     if vbr.dirty == VMAP_BBMAP_BITS {
-        free_vmap_block(&mut vbs, vb);
+        // SAFETY: a live block of vmap_blocks, all of it unmapped.
+        unsafe { free_vmap_block(&mut vbs, vb) };
     }
 }
 
@@ -323,7 +342,7 @@ pub fn vm_unmap_ram(mem: *const u8, count: usize) {
     };
     // SAFETY: a live busy area (single CPU: nothing frees it meanwhile).
     let (start, end, vm) = unsafe { ((*va.as_ptr()).va_start, (*va.as_ptr()).va_end, (*va.as_ptr()).vm) };
-    if start != addr || end - start != count * PAGE_SIZE || !vm.is_null() {
+    if start != addr || end - start != count * PAGE_SIZE || !vm.is_none() {
         pr_warn!(
             "vm_unmap_ram({:#x}, {}): not a vm_map_ram area of that size; ignored",
             addr,
@@ -331,12 +350,15 @@ pub fn vm_unmap_ram(mem: *const u8, count: usize) {
         );
         return;
     }
-    if !unlink_vmap_area(va) {
+    // SAFETY: `va` is a live node found in the busy tree.
+    if !unsafe { unlink_vmap_area(va) } {
         pr_err!("vm_unmap_ram({:#x}): area vanished from the busy tree", addr);
         return;
     }
     unmap_kernel_range_noflush(start, end - start);
-    free_vmap_area_noflush(va);
+    // SAFETY: unlinked above, owner-less, from the vmap_area cache; not
+    // used again.
+    unsafe { free_vmap_area_noflush(va) };
 }
 
 /// Flush the TLB for every dirty range of live blocks, release blocks that
@@ -352,7 +374,10 @@ pub fn vm_unmap_aliases() {
         loop {
             let mut n = 0;
             for node in vbs.index.iter() {
-                let vb = node.vm as *mut VmapBlock;
+                let Some(vb) = node.vm.block() else {
+                    unreachable!("vmap_blocks: index node without a block");
+                };
+                let vb = vb.as_ptr();
                 // SAFETY: index nodes point at live blocks, under the lock.
                 let b = unsafe { &mut *vb };
                 if b.dirty_max > b.dirty_min {
@@ -368,7 +393,9 @@ pub fn vm_unmap_aliases() {
                 }
             }
             for &vb in &dead[..n] {
-                free_vmap_block(&mut vbs, vb);
+                // SAFETY: a live block of vmap_blocks (collected above, each
+                // once) whose handed-out pages are all unmapped.
+                unsafe { free_vmap_block(&mut vbs, vb) };
             }
             if n < dead.len() {
                 break;

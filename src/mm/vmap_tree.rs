@@ -15,10 +15,12 @@
 //!   a chain through [`VmapArea::purge_next`]).
 //!
 //! One [`VmapAreaRoot`] type serves all trees: a red-black tree keyed by
-//! `va_start` with an address-sorted doubly-linked list threaded through the
-//! same intrusive [`VmapArea`] nodes. Nodes are owned by the caller's object
-//! cache ([`VmapAreaAlloc`]); tree operations never allocate memory except the
-//! one node a "no edge" split needs, taken from that cache.
+//! `va_start` ([`lib::rbtree`](crate::lib::rbtree), Linux's lib/rbtree.c, with
+//! the free tree's `subtree_max_size` kept by its augmented callbacks) and an
+//! address-sorted doubly-linked list threaded through the same intrusive
+//! [`VmapArea`] nodes. Nodes are owned by the caller's object cache
+//! ([`VmapAreaAlloc`]); tree operations never allocate memory except the one
+//! node a "no edge" split needs, taken from that cache.
 //!
 //! This module is portable and host-tested; the kernel's `vmalloc.rs` wraps
 //! the roots in locks and builds `alloc_vmap_area`/`free_vmap_area` on top.
@@ -37,40 +39,86 @@
 
 use alloc::vec::Vec;
 use core::fmt;
-use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 use crate::arch::memory::PAGE_SIZE;
+use crate::lib::rbtree::{self, RB_BLACK, RB_RED, RbAugment, RbEntry, RbLink, RbNode, RbRoot, RbSearch};
 
-const RB_RED: u8 = 0;
-const RB_BLACK: u8 = 1;
-/// Not linked into any tree (Linux's `RB_CLEAR_NODE` state).
-const RB_DETACHED: u8 = 2;
+#[cfg(target_os = "none")]
+pub use crate::mm::{vmalloc::VmStruct, vmap_block::VmapBlock};
+
+/// Host build: the tree code never looks behind a [`VmapOwner`], and the
+/// kernel's `vm_struct` does not exist there; an empty type stands in.
+#[cfg(not(target_os = "none"))]
+pub enum VmStruct {}
+/// Host build: as [`VmStruct`].
+#[cfg(not(target_os = "none"))]
+pub enum VmapBlock {}
 
 type Link = *mut VmapArea;
+
+/// What a busy [`VmapArea`] belongs to (Linux's `va->vm`, which in 5.10 also
+/// shares storage with `subtree_max_size`; the vmap block index is an
+/// xarray there). The tree code never touches it.
+///
+/// `repr(usize)` fixes the layout the GDB helpers read (lx-vmallocinfo): a
+/// tag word with these discriminants, then the pointer.
+#[repr(usize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VmapOwner {
+    /// Free, lazily freed, being set up, or a `vm_map_ram` area.
+    #[default]
+    None = 0,
+    /// A vmalloc/vmap/ioremap area and its `vm_struct`.
+    VmStruct(NonNull<VmStruct>) = 1,
+    /// A node of the vmap block index: the block it stands for.
+    Block(NonNull<VmapBlock>) = 2,
+}
+
+impl VmapOwner {
+    /// The `vm_struct`, if the area has one.
+    pub fn vm_struct(self) -> Option<NonNull<VmStruct>> {
+        match self {
+            Self::VmStruct(vm) => Some(vm),
+            _ => None,
+        }
+    }
+
+    /// The vmap block, if this is a block index node.
+    pub fn block(self) -> Option<NonNull<VmapBlock>> {
+        match self {
+            Self::Block(vb) => Some(vb),
+            _ => None,
+        }
+    }
+
+    pub fn is_none(self) -> bool {
+        self == Self::None
+    }
+}
 
 /// One virtual range `[va_start, va_end)`: an intrusive node of a
 /// [`VmapAreaRoot`] (Linux's `struct vmap_area`).
 ///
 /// The tree and list links are private; they are visible in GDB as
-/// `rb_parent`, `rb_left`, `rb_right`, `rb_color`, `list_prev`, `list_next`.
+/// `rb_node` (`rb_parent`, `rb_right`, `rb_left`, `rb_color`), `list_prev`,
+/// `list_next`.
 #[repr(C)]
 pub struct VmapArea {
     pub va_start: usize,
     pub va_end: usize,
-    rb_parent: Link,
-    rb_left: Link,
-    rb_right: Link,
+    rb_node: RbNode,
     /// Free tree only: the largest `va_end - va_start` in this subtree.
     pub subtree_max_size: usize,
     list_prev: Link,
     list_next: Link,
-    /// Opaque link to the kernel's `vm_struct` (busy areas); never touched here.
-    pub vm: *mut (),
+    /// The owner of a busy area; never touched here.
+    pub vm: VmapOwner,
     /// Lazy-purge chain link for the kernel's use; never touched here.
     pub purge_next: *mut VmapArea,
-    rb_color: u8,
 }
+
+crate::rb_entry!(VmapArea, rb_node);
 
 impl VmapArea {
     /// A detached node for `[start, end)`. Every node must be initialised
@@ -79,15 +127,12 @@ impl VmapArea {
         Self {
             va_start: start,
             va_end: end,
-            rb_parent: ptr::null_mut(),
-            rb_left: ptr::null_mut(),
-            rb_right: ptr::null_mut(),
+            rb_node: RbNode::new(),
             subtree_max_size: 0,
             list_prev: ptr::null_mut(),
             list_next: ptr::null_mut(),
-            vm: ptr::null_mut(),
+            vm: VmapOwner::None,
             purge_next: ptr::null_mut(),
-            rb_color: RB_DETACHED,
         }
     }
 
@@ -99,7 +144,7 @@ impl VmapArea {
 
     /// Is the node linked into a tree?
     pub fn is_linked(&self) -> bool {
-        self.rb_color != RB_DETACHED
+        self.rb_node.is_linked()
     }
 
     /// The next area in address order within the same tree.
@@ -116,6 +161,15 @@ impl VmapArea {
     pub const fn contains(&self, addr: usize) -> bool {
         addr >= self.va_start && addr < self.va_end
     }
+
+    /// Forget the tree and list links (the node's tree was emptied at once).
+    fn detach(&mut self) {
+        // SAFETY: only called on nodes whose tree dropped them as a whole
+        // (take_all), which never touches them again.
+        unsafe { self.rb_node.clear() };
+        self.list_prev = ptr::null_mut();
+        self.list_next = ptr::null_mut();
+    }
 }
 
 impl fmt::Debug for VmapArea {
@@ -125,6 +179,67 @@ impl fmt::Debug for VmapArea {
             "VmapArea({:#x}-{:#x}, max {:#x})",
             self.va_start, self.va_end, self.subtree_max_size
         )
+    }
+}
+
+/// `subtree_max_size` of a child, 0 for none.
+///
+/// # Safety
+///
+/// `n` is `None` or the node of a live [`VmapArea`].
+#[inline(always)]
+unsafe fn get_subtree_max_size(n: Option<NonNull<RbNode>>) -> usize {
+    match n {
+        // SAFETY: the caller's contract.
+        Some(n) => unsafe { VmapArea::from_rb_node(n).as_ref().subtree_max_size },
+        None => 0,
+    }
+}
+
+/// max(own size, children's maxima) from the children's stored values.
+///
+/// # Safety
+///
+/// The children of `va` are live [`VmapArea`]s.
+#[inline(always)]
+unsafe fn compute_subtree_max_size(va: &VmapArea) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe {
+        va.size()
+            .max(get_subtree_max_size(va.rb_node.left()))
+            .max(get_subtree_max_size(va.rb_node.right()))
+    }
+}
+
+/// The free tree's callbacks (Linux's `free_vmap_area_rb_augment_cb`,
+/// `RB_DECLARE_CALLBACKS_MAX` over `va_size` into `subtree_max_size`).
+struct FreeVmapAreaAugment;
+
+// SAFETY: the callbacks read the children's maxima and write only the
+// node's own `subtree_max_size`.
+unsafe impl RbAugment for FreeVmapAreaAugment {
+    #[inline(always)]
+    unsafe fn compute(node: NonNull<RbNode>, exit: bool) -> bool {
+        // SAFETY: every node of the free tree is a live VmapArea (callback
+        // contract), and so are its children.
+        unsafe {
+            let va = VmapArea::from_rb_node(node).as_ptr();
+            let max = compute_subtree_max_size(&*va);
+            if exit && (*va).subtree_max_size == max {
+                return true;
+            }
+            (*va).subtree_max_size = max;
+            false
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn copy(old: NonNull<RbNode>, new: NonNull<RbNode>) {
+        // SAFETY: both are nodes of live VmapAreas (callback contract).
+        unsafe {
+            let max = VmapArea::from_rb_node(old).as_ref().subtree_max_size;
+            (*VmapArea::from_rb_node(new).as_ptr()).subtree_max_size = max;
+        }
     }
 }
 
@@ -148,9 +263,11 @@ pub unsafe trait VmapAreaAlloc {
 /// `subtree_max_size`.
 ///
 /// The root does not own the memory of its nodes: dropping a non-empty root
-/// leaks them (empty it with [`VmapAreaRoot::take_all`] first).
+/// leaks them (empty it with [`VmapAreaRoot::take_all`] first). The nodes
+/// follow [`lib::rbtree`](crate::lib::rbtree)'s contract of a linked node,
+/// which the unsafe functions that link them pass on to their callers.
 pub struct VmapAreaRoot {
-    root: Link,
+    root: RbRoot<VmapArea>,
     list_head: Link,
     list_tail: Link,
     count: usize,
@@ -165,7 +282,7 @@ impl VmapAreaRoot {
     /// An empty tree; `augmented` selects the free-tree bookkeeping.
     pub const fn new(augmented: bool) -> Self {
         Self {
-            root: ptr::null_mut(),
+            root: RbRoot::new(),
             list_head: ptr::null_mut(),
             list_tail: ptr::null_mut(),
             count: 0,
@@ -210,17 +327,16 @@ impl VmapAreaRoot {
     pub fn iter(&self) -> Iter<'_> {
         Iter {
             next: self.list_head,
-            _root: PhantomData,
+            _root: core::marker::PhantomData,
         }
     }
 
     /// Free tree: the largest hole (0 if empty or not augmented).
     pub fn max_free_size(&self) -> usize {
-        if self.root.is_null() || !self.augmented {
-            0
-        } else {
-            // SAFETY: a non-null root points to a live node of this tree.
-            unsafe { (*self.root).subtree_max_size }
+        match self.root.root() {
+            // SAFETY: the top node is a live node of this tree.
+            Some(top) if self.augmented => unsafe { top.as_ref().subtree_max_size },
+            _ => 0,
         }
     }
 
@@ -239,17 +355,7 @@ impl VmapAreaRoot {
 
     /// Height of the tree (0 when empty): at most `2 * log2(len + 1)`.
     pub fn height(&self) -> usize {
-        unsafe fn h(n: Link) -> usize {
-            unsafe {
-                if n.is_null() {
-                    0
-                } else {
-                    1 + h((*n).rb_left).max(h((*n).rb_right))
-                }
-            }
-        }
-        // SAFETY: every link reachable from the root points to a live node.
-        unsafe { h(self.root) }
+        self.root.height()
     }
 
     /// Empty the tree and hand back all its nodes in address order, each
@@ -258,341 +364,107 @@ impl VmapAreaRoot {
     /// Nodes not consumed because the iterator is dropped early are leaked.
     pub fn take_all(&mut self) -> VmapAreaDrain {
         let head = self.list_head;
-        self.root = ptr::null_mut();
+        self.root.clear();
         self.list_head = ptr::null_mut();
         self.list_tail = ptr::null_mut();
         self.count = 0;
         VmapAreaDrain { next: head }
     }
 
-    // ---- red-black tree core ----------------------------------------------
-    //
-    // Safety of the private helpers below: every non-null pointer they are
-    // given or follow is a live node linked into `self` (unless the helper
-    // says it takes a detached node), and nothing else mutates the tree
-    // meanwhile (the caller holds the lock that guards the root).
-
+    /// Where a node for `[start, end)` would hang, or the node it overlaps
+    /// (Linux's `find_va_links`).
     #[inline(always)]
-    unsafe fn change_child(&mut self, parent: Link, old: Link, new: Link) {
-        unsafe {
-            if parent.is_null() {
-                self.root = new;
-            } else if (*parent).rb_left == old {
-                (*parent).rb_left = new;
-            } else {
-                (*parent).rb_right = new;
-            }
-        }
+    fn find_va_links(&self, start: usize, end: usize) -> RbSearch<VmapArea> {
+        self.root.search_by(|va| end <= va.va_start, |va| start >= va.va_end)
     }
 
-    /// `x` goes down-left, its right child `y` takes its place.
-    unsafe fn rotate_left(&mut self, x: Link) {
+    /// Hang the detached `va` at `link`, put it into the list next to its
+    /// parent, and rebalance (Linux's `link_va`, plus the free tree's
+    /// `augment_tree_propagate_from`).
+    ///
+    /// # Safety
+    ///
+    /// `va` is a valid unlinked node that keeps the linked-node contract of
+    /// [`lib::rbtree`](crate::lib::rbtree) while in this tree; `link` came
+    /// from this tree with no change since.
+    unsafe fn link_va(&mut self, va: NonNull<VmapArea>, link: RbLink<VmapArea>) {
+        let v = va.as_ptr();
+        let parent = link.parent();
+        // SAFETY: `v` is the caller's valid node; `parent` and its list
+        // neighbours are live nodes of this tree.
         unsafe {
-            let y = (*x).rb_right;
-            let inner = (*y).rb_left;
-            (*x).rb_right = inner;
-            if !inner.is_null() {
-                (*inner).rb_parent = x;
-            }
-            let p = (*x).rb_parent;
-            (*y).rb_parent = p;
-            self.change_child(p, x, y);
-            (*y).rb_left = x;
-            (*x).rb_parent = y;
-            if self.augmented {
-                // y now spans exactly the nodes x spanned before.
-                (*y).subtree_max_size = (*x).subtree_max_size;
-                (*x).subtree_max_size = compute_subtree_max_size(x);
-            }
-        }
-    }
-
-    /// `x` goes down-right, its left child `y` takes its place.
-    unsafe fn rotate_right(&mut self, x: Link) {
-        unsafe {
-            let y = (*x).rb_left;
-            let inner = (*y).rb_right;
-            (*x).rb_left = inner;
-            if !inner.is_null() {
-                (*inner).rb_parent = x;
-            }
-            let p = (*x).rb_parent;
-            (*y).rb_parent = p;
-            self.change_child(p, x, y);
-            (*y).rb_right = x;
-            (*x).rb_parent = y;
-            if self.augmented {
-                (*y).subtree_max_size = (*x).subtree_max_size;
-                (*x).subtree_max_size = compute_subtree_max_size(x);
-            }
-        }
-    }
-
-    /// Where a node for `[start, end)` would hang: `(parent, as_left_child)`,
-    /// or the node it overlaps (Linux's `find_va_links`).
-    #[inline(always)]
-    unsafe fn find_va_links(&self, start: usize, end: usize) -> Result<(Link, bool), Link> {
-        unsafe {
-            let mut n = self.root;
-            let mut parent = ptr::null_mut();
-            let mut left = false;
-            while !n.is_null() {
-                parent = n;
-                if end <= (*n).va_start {
-                    left = true;
-                    n = (*n).rb_left;
-                } else if start >= (*n).va_end {
-                    left = false;
-                    n = (*n).rb_right;
-                } else {
-                    return Err(n);
+            match parent {
+                None => {
+                    (*v).list_prev = ptr::null_mut();
+                    (*v).list_next = ptr::null_mut();
+                    self.list_head = v;
+                    self.list_tail = v;
                 }
-            }
-            Ok((parent, left))
-        }
-    }
-
-    /// Hang the detached `va` under `parent` (found by `find_va_links` with
-    /// no change to the tree since), link it into the list next to its
-    /// parent, and rebalance (Linux's `link_va`).
-    unsafe fn link_va(&mut self, va: Link, parent: Link, as_left: bool) {
-        unsafe {
-            (*va).rb_parent = parent;
-            (*va).rb_left = ptr::null_mut();
-            (*va).rb_right = ptr::null_mut();
-            (*va).rb_color = RB_RED;
-            if parent.is_null() {
-                self.root = va;
-                (*va).list_prev = ptr::null_mut();
-                (*va).list_next = ptr::null_mut();
-                self.list_head = va;
-                self.list_tail = va;
-            } else if as_left {
-                // In-order predecessor of the parent: insert before it.
-                (*parent).rb_left = va;
-                let prev = (*parent).list_prev;
-                (*va).list_prev = prev;
-                (*va).list_next = parent;
-                if prev.is_null() {
-                    self.list_head = va;
-                } else {
-                    (*prev).list_next = va;
+                Some(p) if link.is_left() => {
+                    // The in-order predecessor of the parent: before it.
+                    let p = p.as_ptr();
+                    let prev = (*p).list_prev;
+                    (*v).list_prev = prev;
+                    (*v).list_next = p;
+                    if prev.is_null() {
+                        self.list_head = v;
+                    } else {
+                        (*prev).list_next = v;
+                    }
+                    (*p).list_prev = v;
                 }
-                (*parent).list_prev = va;
-            } else {
-                (*parent).rb_right = va;
-                let next = (*parent).list_next;
-                (*va).list_prev = parent;
-                (*va).list_next = next;
-                if next.is_null() {
-                    self.list_tail = va;
-                } else {
-                    (*next).list_prev = va;
+                Some(p) => {
+                    let p = p.as_ptr();
+                    let next = (*p).list_next;
+                    (*v).list_prev = p;
+                    (*v).list_next = next;
+                    if next.is_null() {
+                        self.list_tail = v;
+                    } else {
+                        (*next).list_prev = v;
+                    }
+                    (*p).list_next = v;
                 }
-                (*parent).list_next = va;
             }
             self.count += 1;
+            self.root.rb_link_node(va, link);
             if self.augmented {
-                // Make the maxima on the path include the new leaf first, so the
-                // rotations of the rebalance start from correct values.
-                let size = (*va).size();
-                (*va).subtree_max_size = size;
+                // Make the maxima on the path include the new leaf first, so
+                // the rotations of the rebalance start from correct values.
+                let size = (*v).size();
+                (*v).subtree_max_size = size;
                 let mut p = parent;
-                while !p.is_null() && (*p).subtree_max_size < size {
-                    (*p).subtree_max_size = size;
-                    p = (*p).rb_parent;
-                }
-            }
-            self.insert_fixup(va);
-        }
-    }
-
-    unsafe fn insert_fixup(&mut self, mut node: Link) {
-        unsafe {
-            loop {
-                let mut parent = (*node).rb_parent;
-                if parent.is_null() {
-                    (*node).rb_color = RB_BLACK;
-                    return;
-                }
-                if (*parent).rb_color == RB_BLACK {
-                    return;
-                }
-                // A red parent is never the root, so the grandparent exists.
-                let gparent = (*parent).rb_parent;
-                if parent == (*gparent).rb_left {
-                    let uncle = (*gparent).rb_right;
-                    if is_red(uncle) {
-                        (*parent).rb_color = RB_BLACK;
-                        (*uncle).rb_color = RB_BLACK;
-                        (*gparent).rb_color = RB_RED;
-                        node = gparent;
-                        continue;
+                while let Some(n) = p {
+                    if (*n.as_ptr()).subtree_max_size >= size {
+                        break;
                     }
-                    if node == (*parent).rb_right {
-                        self.rotate_left(parent);
-                        parent = node;
-                    }
-                    (*parent).rb_color = RB_BLACK;
-                    (*gparent).rb_color = RB_RED;
-                    self.rotate_right(gparent);
-                    return;
-                } else {
-                    let uncle = (*gparent).rb_left;
-                    if is_red(uncle) {
-                        (*parent).rb_color = RB_BLACK;
-                        (*uncle).rb_color = RB_BLACK;
-                        (*gparent).rb_color = RB_RED;
-                        node = gparent;
-                        continue;
-                    }
-                    if node == (*parent).rb_left {
-                        self.rotate_right(parent);
-                        parent = node;
-                    }
-                    (*parent).rb_color = RB_BLACK;
-                    (*gparent).rb_color = RB_RED;
-                    self.rotate_left(gparent);
-                    return;
+                    (*n.as_ptr()).subtree_max_size = size;
+                    p = rbtree::rb_parent(n);
                 }
-            }
-        }
-    }
-
-    /// Remove `z` from the tree (not the list), keeping the augmentation.
-    unsafe fn erase(&mut self, z: Link) {
-        unsafe {
-            let zl = (*z).rb_left;
-            let zr = (*z).rb_right;
-            // `child` takes the place of the node that physically left the tree
-            // and `parent` is its new parent: where a black deficit may start.
-            let child;
-            let parent;
-            let removed_black;
-            if zl.is_null() || zr.is_null() {
-                let c = if zl.is_null() { zr } else { zl };
-                let p = (*z).rb_parent;
-                self.change_child(p, z, c);
-                if !c.is_null() {
-                    (*c).rb_parent = p;
-                }
-                removed_black = (*z).rb_color == RB_BLACK;
-                child = c;
-                parent = p;
-                if self.augmented {
-                    propagate(p, ptr::null_mut());
-                }
+                self.root.rb_insert_augmented::<FreeVmapAreaAugment>(va);
             } else {
-                // Two children: the in-order successor `s` moves into z's place.
-                let mut s = zr;
-                while !(*s).rb_left.is_null() {
-                    s = (*s).rb_left;
-                }
-                removed_black = (*s).rb_color == RB_BLACK;
-                child = (*s).rb_right;
-                if s == zr {
-                    parent = s;
-                } else {
-                    let sp = (*s).rb_parent;
-                    (*sp).rb_left = child;
-                    if !child.is_null() {
-                        (*child).rb_parent = sp;
-                    }
-                    (*s).rb_right = zr;
-                    (*zr).rb_parent = s;
-                    parent = sp;
-                }
-                (*s).rb_left = zl;
-                (*zl).rb_parent = s;
-                let p = (*z).rb_parent;
-                self.change_child(p, z, s);
-                (*s).rb_parent = p;
-                (*s).rb_color = (*z).rb_color;
-                if self.augmented {
-                    // Nodes between s's old spot and s lost s; s itself now spans
-                    // z's subtree minus z. Fix the former, then s and upwards.
-                    (*s).subtree_max_size = (*z).subtree_max_size;
-                    propagate(parent, s);
-                    propagate(s, ptr::null_mut());
-                }
-            }
-            if removed_black {
-                self.erase_fixup(child, parent);
+                self.root.rb_insert_color(va);
             }
         }
     }
 
-    unsafe fn erase_fixup(&mut self, mut node: Link, mut parent: Link) {
+    /// Remove a linked `va` from tree and list and mark it detached
+    /// (Linux's `unlink_va`).
+    ///
+    /// # Safety
+    ///
+    /// `va` is linked into this tree.
+    unsafe fn unlink(&mut self, va: NonNull<VmapArea>) {
+        let v = va.as_ptr();
+        // SAFETY: `v` is a node of this tree (caller), its list neighbours too.
         unsafe {
-            while node != self.root && !is_red(node) {
-                // `node` carries an extra black; its sibling exists because the
-                // other side has a black height of at least one.
-                if node == (*parent).rb_left {
-                    let mut sib = (*parent).rb_right;
-                    if is_red(sib) {
-                        (*sib).rb_color = RB_BLACK;
-                        (*parent).rb_color = RB_RED;
-                        self.rotate_left(parent);
-                        sib = (*parent).rb_right;
-                    }
-                    if !is_red((*sib).rb_left) && !is_red((*sib).rb_right) {
-                        (*sib).rb_color = RB_RED;
-                        node = parent;
-                        parent = (*node).rb_parent;
-                    } else {
-                        if !is_red((*sib).rb_right) {
-                            (*(*sib).rb_left).rb_color = RB_BLACK;
-                            (*sib).rb_color = RB_RED;
-                            self.rotate_right(sib);
-                            sib = (*parent).rb_right;
-                        }
-                        (*sib).rb_color = (*parent).rb_color;
-                        (*parent).rb_color = RB_BLACK;
-                        (*(*sib).rb_right).rb_color = RB_BLACK;
-                        self.rotate_left(parent);
-                        node = self.root;
-                        break;
-                    }
-                } else {
-                    let mut sib = (*parent).rb_left;
-                    if is_red(sib) {
-                        (*sib).rb_color = RB_BLACK;
-                        (*parent).rb_color = RB_RED;
-                        self.rotate_right(parent);
-                        sib = (*parent).rb_left;
-                    }
-                    if !is_red((*sib).rb_left) && !is_red((*sib).rb_right) {
-                        (*sib).rb_color = RB_RED;
-                        node = parent;
-                        parent = (*node).rb_parent;
-                    } else {
-                        if !is_red((*sib).rb_left) {
-                            (*(*sib).rb_right).rb_color = RB_BLACK;
-                            (*sib).rb_color = RB_RED;
-                            self.rotate_left(sib);
-                            sib = (*parent).rb_left;
-                        }
-                        (*sib).rb_color = (*parent).rb_color;
-                        (*parent).rb_color = RB_BLACK;
-                        (*(*sib).rb_left).rb_color = RB_BLACK;
-                        self.rotate_right(parent);
-                        node = self.root;
-                        break;
-                    }
-                }
+            if self.augmented {
+                self.root.rb_erase_augmented::<FreeVmapAreaAugment>(va);
+            } else {
+                self.root.rb_erase(va);
             }
-            if !node.is_null() {
-                (*node).rb_color = RB_BLACK;
-            }
-        }
-    }
-
-    /// Remove a linked `va` from tree and list and mark it detached.
-    unsafe fn unlink(&mut self, va: Link) {
-        unsafe {
-            self.erase(va);
-            let prev = (*va).list_prev;
-            let next = (*va).list_next;
+            let prev = (*v).list_prev;
+            let next = (*v).list_next;
             if prev.is_null() {
                 self.list_head = next;
             } else {
@@ -604,32 +476,23 @@ impl VmapAreaRoot {
                 (*next).list_prev = prev;
             }
             self.count -= 1;
-            detach(va);
+            // rb_erase already marked the rb_node unlinked.
+            (*v).list_prev = ptr::null_mut();
+            (*v).list_next = ptr::null_mut();
         }
     }
 
-    /// Link the detached `va` as the in-order predecessor of `succ`.
-    unsafe fn link_before(&mut self, va: Link, succ: Link) {
-        unsafe {
-            let left = (*succ).rb_left;
-            if left.is_null() {
-                self.link_va(va, succ, true);
-            } else {
-                let mut n = left;
-                while !(*n).rb_right.is_null() {
-                    n = (*n).rb_right;
-                }
-                self.link_va(va, n, false);
-            }
-        }
-    }
-
+    /// Restore `subtree_max_size` from `va` up after `va` was resized in
+    /// place (a no-op on a non-augmented tree).
+    ///
+    /// # Safety
+    ///
+    /// `va` is linked into this tree.
     #[inline(always)]
-    unsafe fn propagate_from(&self, va: Link) {
-        unsafe {
-            if self.augmented {
-                augment_tree_propagate_from(NonNull::new_unchecked(va));
-            }
+    unsafe fn propagate_from(&self, va: NonNull<VmapArea>) {
+        if self.augmented {
+            // SAFETY: `va` is a node of this augmented tree (caller).
+            unsafe { augment_tree_propagate_from(va) }
         }
     }
 }
@@ -637,7 +500,7 @@ impl VmapAreaRoot {
 /// Address-order iterator over a [`VmapAreaRoot`].
 pub struct Iter<'a> {
     next: Link,
-    _root: PhantomData<&'a VmapAreaRoot>,
+    _root: core::marker::PhantomData<&'a VmapAreaRoot>,
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -648,11 +511,9 @@ impl<'a> Iterator for Iter<'a> {
             return None;
         }
         // SAFETY: list links of a borrowed root point to its live nodes.
-        unsafe {
-            let va = &*self.next;
-            self.next = va.list_next;
-            Some(va)
-        }
+        let va = unsafe { &*self.next };
+        self.next = va.list_next;
+        Some(va)
     }
 }
 
@@ -671,57 +532,9 @@ impl Iterator for VmapAreaDrain {
         // successor is read before the caller gets (and may free) the node.
         unsafe {
             self.next = (*va.as_ptr()).list_next;
-            detach(va.as_ptr());
+            (*va.as_ptr()).detach();
         }
         Some(va)
-    }
-}
-
-#[inline(always)]
-unsafe fn is_red(n: Link) -> bool {
-    unsafe { !n.is_null() && (*n).rb_color == RB_RED }
-}
-
-#[inline(always)]
-unsafe fn detach(va: Link) {
-    unsafe {
-        (*va).rb_parent = ptr::null_mut();
-        (*va).rb_left = ptr::null_mut();
-        (*va).rb_right = ptr::null_mut();
-        (*va).list_prev = ptr::null_mut();
-        (*va).list_next = ptr::null_mut();
-        (*va).rb_color = RB_DETACHED;
-    }
-}
-
-#[inline(always)]
-unsafe fn get_subtree_max_size(n: Link) -> usize {
-    unsafe { if n.is_null() { 0 } else { (*n).subtree_max_size } }
-}
-
-/// max(own size, children's maxima) from the children's stored values.
-#[inline(always)]
-unsafe fn compute_subtree_max_size(n: Link) -> usize {
-    unsafe {
-        (*n).size()
-            .max(get_subtree_max_size((*n).rb_left))
-            .max(get_subtree_max_size((*n).rb_right))
-    }
-}
-
-/// Recompute maxima from `n` towards the root, stopping at `stop` or at the
-/// first node whose value does not change (its ancestors cannot change then).
-#[inline(always)]
-unsafe fn propagate(mut n: Link, stop: Link) {
-    unsafe {
-        while !n.is_null() && n != stop {
-            let m = compute_subtree_max_size(n);
-            if m == (*n).subtree_max_size {
-                break;
-            }
-            (*n).subtree_max_size = m;
-            n = (*n).rb_parent;
-        }
     }
 }
 
@@ -736,9 +549,9 @@ unsafe fn propagate(mut n: Link, stop: Link) {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub unsafe fn augment_tree_propagate_from(va: NonNull<VmapArea>) {
-    unsafe {
-        propagate(va.as_ptr(), ptr::null_mut());
-    }
+    // SAFETY: `va` is linked into a free tree (caller), whose nodes are all
+    // augmented by these callbacks.
+    unsafe { FreeVmapAreaAugment::propagate(VmapArea::rb_node(va).as_ptr(), ptr::null_mut()) }
 }
 
 /// The area of `root` containing `addr`, or null (Linux's `__find_vmap_area`;
@@ -746,20 +559,10 @@ pub unsafe fn augment_tree_propagate_from(va: NonNull<VmapArea>) {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn __find_vmap_area(root: &VmapAreaRoot, addr: usize) -> *mut VmapArea {
-    let mut n = root.root;
-    // SAFETY: links reachable from a root point to its live nodes.
-    unsafe {
-        while !n.is_null() {
-            if addr < (*n).va_start {
-                n = (*n).rb_left;
-            } else if addr >= (*n).va_end {
-                n = (*n).rb_right;
-            } else {
-                return n;
-            }
-        }
+    match root.root.search_by(|va| addr < va.va_start, |va| addr >= va.va_end) {
+        RbSearch::Found(va) => va.as_ptr(),
+        RbSearch::Vacant(_) => ptr::null_mut(),
     }
-    ptr::null_mut()
 }
 
 /// Insert the detached `va` into `root` and its list (busy tree; works on any
@@ -773,29 +576,36 @@ pub fn __find_vmap_area(root: &VmapAreaRoot, addr: usize) -> *mut VmapArea {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub unsafe fn insert_vmap_area(root: &mut VmapAreaRoot, va: NonNull<VmapArea>) -> Result<(), VmapError> {
-    unsafe {
-        let v = va.as_ptr();
-        let (start, end) = ((*v).va_start, (*v).va_end);
-        if start >= end {
-            return Err(VmapError::BadRange { start, end });
+    // SAFETY: `va` is a valid node (caller).
+    let v = unsafe { va.as_ref() };
+    let (start, end) = (v.va_start, v.va_end);
+    if start >= end {
+        return Err(VmapError::BadRange { start, end });
+    }
+    debug_assert!(
+        !v.is_linked(),
+        "insert_vmap_area: {:#x} is already in a tree",
+        va.as_ptr() as usize
+    );
+    match root.find_va_links(start, end) {
+        RbSearch::Vacant(link) => {
+            // SAFETY: `va` is unlinked and stays valid while linked (caller);
+            // the link is fresh.
+            unsafe { root.link_va(va, link) };
+            Ok(())
         }
-        debug_assert!(
-            !(*v).is_linked(),
-            "insert_vmap_area: {:#x} is already in a tree",
-            v as usize
-        );
-        match root.find_va_links(start, end) {
-            Ok((parent, as_left)) => {
-                root.link_va(v, parent, as_left);
-                Ok(())
-            }
-            Err(other) => Err(VmapError::Overlap {
-                start,
-                end,
-                other_start: (*other).va_start,
-                other_end: (*other).va_end,
-            }),
-        }
+        // SAFETY: a node found in the tree is live.
+        RbSearch::Found(other) => Err(overlap(start, end, unsafe { other.as_ref() })),
+    }
+}
+
+/// The error for `[start, end)` overlapping the tree's node `other`.
+fn overlap(start: usize, end: usize, other: &VmapArea) -> VmapError {
+    VmapError::Overlap {
+        start,
+        end,
+        other_start: other.va_start,
+        other_end: other.va_end,
     }
 }
 
@@ -809,13 +619,13 @@ pub unsafe fn insert_vmap_area(root: &mut VmapAreaRoot, va: NonNull<VmapArea>) -
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub unsafe fn unlink_va(root: &mut VmapAreaRoot, va: NonNull<VmapArea>) -> bool {
-    unsafe {
-        if !(*va.as_ptr()).is_linked() {
-            return false;
-        }
-        root.unlink(va.as_ptr());
-        true
+    // SAFETY: `va` is a valid node (caller).
+    if !unsafe { va.as_ref() }.is_linked() {
+        return false;
     }
+    // SAFETY: a linked `va` is linked into `root` (caller).
+    unsafe { root.unlink(va) };
+    true
 }
 
 /// Put the freed range `va` into `root`, merging it with the previous and/or
@@ -836,70 +646,75 @@ pub unsafe fn merge_or_add_vmap_area(
     va: NonNull<VmapArea>,
     alloc: &mut dyn VmapAreaAlloc,
 ) -> Result<NonNull<VmapArea>, VmapError> {
-    unsafe {
-        let v = va.as_ptr();
-        let (start, end) = ((*v).va_start, (*v).va_end);
-        if start >= end {
-            return Err(VmapError::BadRange { start, end });
-        }
-        debug_assert!(
-            !(*v).is_linked(),
-            "merge_or_add_vmap_area: {:#x} is already in a tree",
-            v as usize
-        );
-        let (parent, as_left) = match root.find_va_links(start, end) {
-            Ok(l) => l,
-            Err(other) => {
-                return Err(VmapError::Overlap {
-                    start,
-                    end,
-                    other_start: (*other).va_start,
-                    other_end: (*other).va_end,
-                });
-            }
-        };
-        // The list neighbours of the insertion point, found from the descent.
-        let (prev, next) = if parent.is_null() {
-            (ptr::null_mut(), ptr::null_mut())
-        } else if as_left {
-            ((*parent).list_prev, parent)
-        } else {
-            (parent, (*parent).list_next)
-        };
-        let with_next = !next.is_null() && (*next).va_start == end;
-        let with_prev = !prev.is_null() && (*prev).va_end == start;
-
-        let holder = match (with_prev, with_next) {
-            (true, true) => {
-                //  |<--prev-->|<--va-->|<--next-->|   prev swallows both.
-                // Remove next while every size in the tree is still accurate.
-                let new_end = (*next).va_end;
-                root.unlink(next);
-                alloc.free_vmap_area_node(NonNull::new_unchecked(next));
-                (*prev).va_end = new_end;
-                root.propagate_from(prev);
-                alloc.free_vmap_area_node(va);
-                prev
-            }
-            (true, false) => {
-                (*prev).va_end = end;
-                root.propagate_from(prev);
-                alloc.free_vmap_area_node(va);
-                prev
-            }
-            (false, true) => {
-                (*next).va_start = start;
-                root.propagate_from(next);
-                alloc.free_vmap_area_node(va);
-                next
-            }
-            (false, false) => {
-                root.link_va(v, parent, as_left);
-                v
-            }
-        };
-        Ok(NonNull::new_unchecked(holder))
+    // SAFETY: `va` is a valid node (caller).
+    let (start, end) = unsafe { (va.as_ref().va_start, va.as_ref().va_end) };
+    if start >= end {
+        return Err(VmapError::BadRange { start, end });
     }
+    // SAFETY: as above.
+    let linked = unsafe { va.as_ref() }.is_linked();
+    debug_assert!(
+        !linked,
+        "merge_or_add_vmap_area: {:#x} is already in a tree",
+        va.as_ptr() as usize
+    );
+    let link = match root.find_va_links(start, end) {
+        RbSearch::Vacant(link) => link,
+        // SAFETY: a node found in the tree is live.
+        RbSearch::Found(other) => return Err(overlap(start, end, unsafe { other.as_ref() })),
+    };
+    // The list neighbours of the insertion point, found from the descent.
+    let (prev, next) = match link.parent() {
+        None => (None, None),
+        // SAFETY: the parent is a live node of `root`.
+        Some(p) if link.is_left() => (unsafe { p.as_ref() }.list_prev(), Some(p)),
+        // SAFETY: as above.
+        Some(p) => (Some(p), unsafe { p.as_ref() }.list_next()),
+    };
+    // SAFETY: list neighbours are live nodes of `root`.
+    let with_next = next.filter(|n| unsafe { n.as_ref() }.va_start == end);
+    // SAFETY: as above.
+    let with_prev = prev.filter(|p| unsafe { p.as_ref() }.va_end == start);
+
+    // In every arm, `prev`/`next` are live nodes of `root`, which frees its
+    // nodes through `alloc`, and `va` is unlinked, the caller's, and
+    // freeable by `alloc`. Growing a neighbour over `va`'s range keeps the
+    // order (the range touches it and overlaps nothing).
+    let holder = match (with_prev, with_next) {
+        //  |<--prev-->|<--va-->|<--next-->|   prev swallows both.
+        // Remove next while every size in the tree is still accurate.
+        // SAFETY: see above.
+        (Some(prev), Some(next)) => unsafe {
+            let new_end = next.as_ref().va_end;
+            root.unlink(next);
+            alloc.free_vmap_area_node(next);
+            (*prev.as_ptr()).va_end = new_end;
+            root.propagate_from(prev);
+            alloc.free_vmap_area_node(va);
+            prev
+        },
+        // SAFETY: see above.
+        (Some(prev), None) => unsafe {
+            (*prev.as_ptr()).va_end = end;
+            root.propagate_from(prev);
+            alloc.free_vmap_area_node(va);
+            prev
+        },
+        // SAFETY: see above.
+        (None, Some(next)) => unsafe {
+            (*next.as_ptr()).va_start = start;
+            root.propagate_from(next);
+            alloc.free_vmap_area_node(va);
+            next
+        },
+        // SAFETY: see above; the link is fresh (nothing changed since the
+        // search).
+        (None, None) => unsafe {
+            root.link_va(va, link);
+            va
+        },
+    };
+    Ok(holder)
 }
 
 /// Where an aligned block of `size` bytes can start in `va` at or after
@@ -931,76 +746,88 @@ enum Probe {
 }
 
 #[inline(always)]
-unsafe fn probe(n: Link, size: usize, align: usize, vstart: usize, vend: usize, length: usize) -> Probe {
-    unsafe {
-        let va = &*n;
-        if va.va_start.max(vstart).checked_add(size).is_none_or(|e| e > vend) {
-            return Probe::PastEnd;
-        }
-        if va.size() >= length && va_fit_start(va, size, align, vstart, vend).is_some() {
-            Probe::Fits
-        } else {
-            Probe::TooSmall
-        }
+fn probe(va: &VmapArea, size: usize, align: usize, vstart: usize, vend: usize, length: usize) -> Probe {
+    if va.va_start.max(vstart).checked_add(size).is_none_or(|e| e > vend) {
+        return Probe::PastEnd;
     }
+    if va.size() >= length && va_fit_start(va, size, align, vstart, vend).is_some() {
+        Probe::Fits
+    } else {
+        Probe::TooSmall
+    }
+}
+
+/// `subtree_max_size` of a free-tree node, 0 for none.
+///
+/// # Safety
+///
+/// `va` is `None` or a live node.
+#[inline(always)]
+unsafe fn max_size(va: Option<NonNull<VmapArea>>) -> usize {
+    // SAFETY: the caller's contract.
+    va.map_or(0, |va| unsafe { va.as_ref() }.subtree_max_size)
 }
 
 /// The lowest area of size >= `length` in which the block fits, in
 /// O(log n): walk down-left while the left subtree holds a big-enough area
 /// above `vstart`, examine the node, go right if that subtree can help, and
 /// otherwise climb back to the nearest ancestor not examined yet.
-unsafe fn lowest_match(
+fn lowest_match(
     root: &VmapAreaRoot,
     size: usize,
     align: usize,
     vstart: usize,
     vend: usize,
     length: usize,
-) -> Link {
+) -> Option<NonNull<VmapArea>> {
+    use rbtree::{rb_left, rb_parent, rb_right};
+
+    let mut node = root.root.root()?;
+    // SAFETY: the top node of a borrowed tree is live.
+    if unsafe { max_size(Some(node)) } < length {
+        return None;
+    }
+    // SAFETY: (whole walk) `node` is always a node of the borrowed tree,
+    // reached through its links, so it is live and its links are valid.
     unsafe {
-        let mut node = root.root;
-        if node.is_null() || (*node).subtree_max_size < length {
-            return ptr::null_mut();
-        }
         'descend: loop {
             loop {
-                let left = (*node).rb_left;
-                // Areas left of `node` end at or before its start: useless when
-                // vstart is not below that start.
-                if vstart < (*node).va_start && get_subtree_max_size(left) >= length {
-                    node = left;
+                let left = rb_left(node);
+                // Areas left of `node` end at or before its start: useless
+                // when vstart is not below that start.
+                if vstart < node.as_ref().va_start && max_size(left) >= length {
+                    node = left?;
                 } else {
                     break;
                 }
             }
-            match probe(node, size, align, vstart, vend, length) {
-                Probe::Fits => return node,
-                Probe::PastEnd => return ptr::null_mut(),
+            match probe(node.as_ref(), size, align, vstart, vend, length) {
+                Probe::Fits => return Some(node),
+                Probe::PastEnd => return None,
                 Probe::TooSmall => {}
             }
-            if get_subtree_max_size((*node).rb_right) >= length {
-                node = (*node).rb_right;
+            let right = rb_right(node);
+            if max_size(right) >= length {
+                node = right?;
                 continue 'descend;
             }
-            // Everything at or below `node` is ruled out: back up to the first
-            // ancestor entered from its left, which is the next one in order.
+            // Everything at or below `node` is ruled out: back up to the
+            // first ancestor entered from its left, the next one in order.
             loop {
-                let parent = (*node).rb_parent;
-                if parent.is_null() {
-                    return ptr::null_mut();
-                }
-                let from_left = (*parent).rb_left == node;
+                let parent = rb_parent(node)?;
+                let from_left = rbtree::rb_is_left_child(parent, node);
                 node = parent;
                 if !from_left {
                     continue;
                 }
-                match probe(node, size, align, vstart, vend, length) {
-                    Probe::Fits => return node,
-                    Probe::PastEnd => return ptr::null_mut(),
+                match probe(node.as_ref(), size, align, vstart, vend, length) {
+                    Probe::Fits => return Some(node),
+                    Probe::PastEnd => return None,
                     Probe::TooSmall => {}
                 }
-                if get_subtree_max_size((*node).rb_right) >= length {
-                    node = (*node).rb_right;
+                let right = rb_right(node);
+                if max_size(right) >= length {
+                    node = right?;
                     continue 'descend;
                 }
             }
@@ -1032,16 +859,13 @@ pub fn find_vmap_lowest_match(
     if !root.augmented || size == 0 || !align.is_power_of_two() {
         return ptr::null_mut();
     }
-    // SAFETY: links reachable from a root point to its live nodes.
-    unsafe {
-        if let Some(length) = search_length(size, align) {
-            let va = lowest_match(root, size, align, vstart, vend, length);
-            if !va.is_null() || length == size {
-                return va;
-            }
+    if let Some(length) = search_length(size, align) {
+        let va = lowest_match(root, size, align, vstart, vend, length);
+        if va.is_some() || length == size {
+            return va.map_or(ptr::null_mut(), NonNull::as_ptr);
         }
-        lowest_match(root, size, align, vstart, vend, size)
     }
+    lowest_match(root, size, align, vstart, vend, size).map_or(ptr::null_mut(), NonNull::as_ptr)
 }
 
 /// How a block `[nva_start, nva_start + size)` sits in a free area.
@@ -1104,39 +928,48 @@ pub unsafe fn adjust_va_to_fit_type(
     fit: FitType,
     alloc: &mut dyn VmapAreaAlloc,
 ) -> Result<(), VmapError> {
-    unsafe {
-        let v = va.as_ptr();
-        if fit == FitType::NothingFit || classify_va_fit_type(&*v, nva_start, size) != fit {
-            return Err(VmapError::BadRange {
-                start: nva_start,
-                end: nva_start.wrapping_add(size),
-            });
-        }
-        match fit {
-            FitType::FlFitType => {
-                root.unlink(v);
-                alloc.free_vmap_area_node(va);
-            }
-            FitType::LeFitType => {
-                (*v).va_start = nva_start + size;
-                root.propagate_from(v);
-            }
-            FitType::ReFitType => {
-                (*v).va_end = nva_start;
-                root.propagate_from(v);
-            }
-            FitType::NeFitType => {
-                let lva = alloc.alloc_vmap_area_node().ok_or(VmapError::NoMemory)?;
-                lva.as_ptr().write(VmapArea::new((*v).va_start, nva_start));
-                (*v).va_start = nva_start + size;
-                root.propagate_from(v);
-                // The left remainder is va's in-order predecessor.
-                root.link_before(lva.as_ptr(), v);
-            }
-            FitType::NothingFit => unreachable!(),
-        }
-        Ok(())
+    let v = va.as_ptr();
+    // SAFETY: `va` is a live node (caller).
+    if fit == FitType::NothingFit || classify_va_fit_type(unsafe { va.as_ref() }, nva_start, size) != fit {
+        return Err(VmapError::BadRange {
+            start: nva_start,
+            end: nva_start.wrapping_add(size),
+        });
     }
+    // In every arm `va` is a live node of `root` (caller); resizing it within
+    // its old range keeps the order, and propagate_from repairs the maxima;
+    // nodes of `root` are freeable by `alloc`, and a node from `alloc` is
+    // valid memory for a VmapArea.
+    match fit {
+        // SAFETY: see above.
+        FitType::FlFitType => unsafe {
+            root.unlink(va);
+            alloc.free_vmap_area_node(va);
+        },
+        // SAFETY: see above.
+        FitType::LeFitType => unsafe {
+            (*v).va_start = nva_start + size;
+            root.propagate_from(va);
+        },
+        // SAFETY: see above.
+        FitType::ReFitType => unsafe {
+            (*v).va_end = nva_start;
+            root.propagate_from(va);
+        },
+        // SAFETY: see above; the new node's range is the in-order
+        // predecessor slot of `va`, which link_before finds.
+        FitType::NeFitType => unsafe {
+            let lva = alloc.alloc_vmap_area_node().ok_or(VmapError::NoMemory)?;
+            lva.as_ptr().write(VmapArea::new((*v).va_start, nva_start));
+            (*v).va_start = nva_start + size;
+            root.propagate_from(va);
+            // The left remainder is va's in-order predecessor.
+            let link = root.root.link_before(va);
+            root.link_va(lva, link);
+        },
+        FitType::NothingFit => unreachable!(),
+    }
+    Ok(())
 }
 
 /// Linux's `__alloc_vmap_area`: the start address of `size` bytes taken from
@@ -1174,21 +1007,17 @@ pub fn try_alloc_vmap_area_range(
     if size == 0 || !align.is_power_of_two() {
         return Err(VmapError::BadRequest { size, align });
     }
-    let va = find_vmap_lowest_match(root, size, align, vstart, vend);
-    if va.is_null() {
+    let Some(va) = NonNull::new(find_vmap_lowest_match(root, size, align, vstart, vend)) else {
         return Err(VmapError::NoSpace { size, align });
-    }
+    };
+    // SAFETY: the search returns a live node of `root`.
+    let found = unsafe { va.as_ref() };
+    let nva_start = va_fit_start(found, size, align, vstart, vend).ok_or(VmapError::NoSpace { size, align })?;
+    let fit = classify_va_fit_type(found, nva_start, size);
     // SAFETY: `va` is a live node of `root`; the nodes of a free tree come
     // from the caller's node allocator.
-    unsafe {
-        let nva_start = match va_fit_start(&*va, size, align, vstart, vend) {
-            Some(s) => s,
-            None => return Err(VmapError::NoSpace { size, align }),
-        };
-        let fit = classify_va_fit_type(&*va, nva_start, size);
-        adjust_va_to_fit_type(root, NonNull::new_unchecked(va), nva_start, size, fit, alloc)?;
-        Ok(nva_start)
-    }
+    unsafe { adjust_va_to_fit_type(root, va, nva_start, size, fit, alloc)? };
+    Ok(nva_start)
 }
 
 /// Why a vmap tree operation failed.
@@ -1454,104 +1283,118 @@ struct Walk {
 const MAX_CHECK_DEPTH: usize = 2 * usize::BITS as usize + 2;
 
 /// Returns the black height of the subtree at `n`.
-unsafe fn check_subtree(w: &mut Walk, n: Link, parent: Link, depth: usize) -> Result<usize, InvariantError> {
-    unsafe {
-        if n.is_null() {
-            return Ok(1);
-        }
-        let addr = n as usize;
-        if depth > MAX_CHECK_DEPTH || w.visited > w.recorded {
-            return Err(InvariantError::TooDeep { node: addr, depth });
-        }
-        let va = &*n;
-        if va.rb_parent != parent {
-            return Err(InvariantError::ParentLink {
-                node: addr,
-                parent: va.rb_parent as usize,
-                expected: parent as usize,
-            });
-        }
-        if va.rb_color != RB_RED && va.rb_color != RB_BLACK {
-            return Err(InvariantError::BadColor {
-                node: addr,
-                color: va.rb_color,
-            });
-        }
-        if va.rb_color == RB_RED && is_red(parent) {
-            return Err(InvariantError::RedRed {
-                node: addr,
-                parent: parent as usize,
-            });
-        }
-        let left_bh = check_subtree(w, va.rb_left, n, depth + 1)?;
+///
+/// # Safety
+///
+/// `n` and `parent` are `None` or nodes reachable from a borrowed root
+/// (corrupt links are caught by the depth and count bounds only as far as
+/// they still point to live nodes).
+unsafe fn check_subtree(
+    w: &mut Walk,
+    n: Option<NonNull<VmapArea>>,
+    parent: Option<NonNull<VmapArea>>,
+    depth: usize,
+) -> Result<usize, InvariantError> {
+    let Some(n) = n else { return Ok(1) };
+    let addr = n.as_ptr() as usize;
+    let parent_addr = parent.map_or(0, |p| p.as_ptr() as usize);
+    if depth > MAX_CHECK_DEPTH || w.visited > w.recorded {
+        return Err(InvariantError::TooDeep { node: addr, depth });
+    }
+    // SAFETY: `n` is a live node (caller).
+    let va = unsafe { n.as_ref() };
+    // SAFETY: as above, its links point to live nodes.
+    let found_parent = unsafe { rbtree::rb_parent(n) };
+    if found_parent != parent {
+        return Err(InvariantError::ParentLink {
+            node: addr,
+            parent: found_parent.map_or(0, |p| p.as_ptr() as usize),
+            expected: parent_addr,
+        });
+    }
+    let color = va.rb_node.color();
+    if color != RB_RED && color != RB_BLACK {
+        return Err(InvariantError::BadColor { node: addr, color });
+    }
+    // SAFETY: the parent is a live node (caller).
+    if color == RB_RED && parent.is_some_and(|p| unsafe { p.as_ref() }.rb_node.color() == RB_RED) {
+        return Err(InvariantError::RedRed {
+            node: addr,
+            parent: parent_addr,
+        });
+    }
+    // SAFETY: the children of a live node are live.
+    let left_bh = unsafe { check_subtree(w, rbtree::rb_left(n), Some(n), depth + 1)? };
 
-        // In-order visit.
-        if va.va_start >= va.va_end {
-            return Err(InvariantError::EmptyRange {
+    // In-order visit.
+    if va.va_start >= va.va_end {
+        return Err(InvariantError::EmptyRange {
+            node: addr,
+            start: va.va_start,
+            end: va.va_end,
+        });
+    }
+    if !w.prev.is_null() {
+        // SAFETY: `prev` is the node visited before, live.
+        let p = unsafe { &*w.prev };
+        if p.va_start >= va.va_start {
+            return Err(InvariantError::Order {
+                prev: w.prev as usize,
+                prev_start: p.va_start,
+                node: addr,
+                start: va.va_start,
+            });
+        }
+        if p.va_end > va.va_start {
+            return Err(InvariantError::Overlap {
+                prev: w.prev as usize,
+                prev_end: p.va_end,
+                node: addr,
+                start: va.va_start,
+            });
+        }
+    }
+    if w.cursor != n.as_ptr() {
+        return Err(InvariantError::ListOrder {
+            index: w.visited,
+            list_node: w.cursor as usize,
+            tree_node: addr,
+        });
+    }
+    if va.list_prev != w.prev {
+        return Err(InvariantError::ListBackLink {
+            node: addr,
+            list_prev: va.list_prev as usize,
+            expected: w.prev as usize,
+        });
+    }
+    w.cursor = va.list_next;
+    w.prev = n.as_ptr();
+    w.visited += 1;
+
+    // SAFETY: the children of a live node are live.
+    let right_bh = unsafe { check_subtree(w, rbtree::rb_right(n), Some(n), depth + 1)? };
+    if left_bh != right_bh {
+        return Err(InvariantError::BlackHeight {
+            node: addr,
+            left: left_bh,
+            right: right_bh,
+        });
+    }
+    if w.augmented {
+        // SAFETY: the children of a live node are live.
+        let computed = unsafe { compute_subtree_max_size(va) };
+        if computed != va.subtree_max_size {
+            return Err(InvariantError::SubtreeMax {
                 node: addr,
                 start: va.va_start,
                 end: va.va_end,
+                stored: va.subtree_max_size,
+                computed,
             });
         }
-        if !w.prev.is_null() {
-            let p = &*w.prev;
-            if p.va_start >= va.va_start {
-                return Err(InvariantError::Order {
-                    prev: w.prev as usize,
-                    prev_start: p.va_start,
-                    node: addr,
-                    start: va.va_start,
-                });
-            }
-            if p.va_end > va.va_start {
-                return Err(InvariantError::Overlap {
-                    prev: w.prev as usize,
-                    prev_end: p.va_end,
-                    node: addr,
-                    start: va.va_start,
-                });
-            }
-        }
-        if w.cursor != n {
-            return Err(InvariantError::ListOrder {
-                index: w.visited,
-                list_node: w.cursor as usize,
-                tree_node: addr,
-            });
-        }
-        if va.list_prev != w.prev {
-            return Err(InvariantError::ListBackLink {
-                node: addr,
-                list_prev: va.list_prev as usize,
-                expected: w.prev as usize,
-            });
-        }
-        w.cursor = va.list_next;
-        w.prev = n;
-        w.visited += 1;
-
-        let right_bh = check_subtree(w, va.rb_right, n, depth + 1)?;
-        if left_bh != right_bh {
-            return Err(InvariantError::BlackHeight {
-                node: addr,
-                left: left_bh,
-                right: right_bh,
-            });
-        }
-        if w.augmented {
-            let computed = compute_subtree_max_size(n);
-            if computed != va.subtree_max_size {
-                return Err(InvariantError::SubtreeMax {
-                    node: addr,
-                    start: va.va_start,
-                    end: va.va_end,
-                    stored: va.subtree_max_size,
-                    computed,
-                });
-            }
-        }
-        Ok(left_bh + (va.rb_color == RB_BLACK) as usize)
     }
+    Ok(left_bh + (color == RB_BLACK) as usize)
 }
 
 /// Verify `root`: parent links, red-black colouring and black heights,
@@ -1565,16 +1408,18 @@ pub fn check_invariants(root: &VmapAreaRoot) -> Result<(), InvariantError> {
         prev: ptr::null_mut(),
         cursor: root.list_head,
     };
-    // SAFETY: links reachable from a root point to its live nodes; the walk
-    // is bounded in depth and node count against corrupted links.
-    unsafe {
-        if !root.root.is_null() && (*root.root).rb_color != RB_BLACK {
+    let top = root.root.root();
+    if let Some(t) = top {
+        // SAFETY: the top node of a borrowed tree is live.
+        if unsafe { t.as_ref() }.rb_node.color() != RB_BLACK {
             return Err(InvariantError::RootNotBlack {
-                node: root.root as usize,
+                node: t.as_ptr() as usize,
             });
         }
-        check_subtree(&mut w, root.root, ptr::null_mut(), 0)?;
     }
+    // SAFETY: links reachable from a root point to its live nodes; the walk
+    // is bounded in depth and node count against corrupted links.
+    unsafe { check_subtree(&mut w, top, None, 0)? };
     if !w.cursor.is_null() {
         return Err(InvariantError::ListOrder {
             index: w.visited,

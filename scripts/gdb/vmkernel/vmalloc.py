@@ -4,14 +4,17 @@ Data structures (src/mm/vmalloc.rs, src/mm/vmap_tree.rs):
 
     vmap_area_root: spin::Mutex<VmapAreaRoot>
         VmapAreaRoot { root, list_head, list_tail, count, augmented }
-    VmapArea { va_start, va_end, rb_*, subtree_max_size, list_prev,
-               list_next, vm: *mut (), purge_next, rb_color }
+    VmapArea { va_start, va_end, rb_node: RbNode { rb_parent, rb_right,
+               rb_left, rb_color }, subtree_max_size, list_prev, list_next,
+               vm: VmapOwner, purge_next }
+    VmapOwner: #[repr(usize)] enum { None = 0, VmStruct(NonNull<VmStruct>) = 1,
+               Block(NonNull<VmapBlock>) = 2 }: a tag word, then the pointer
     VmStruct { next, addr, size, flags: VmFlags(u32), pages, nr_pages,
                phys_addr: PhysAddr(usize), caller: &'static Location }
 
-`VmapArea.vm` is an opaque `*mut ()` in the portable tree code, so it is
-cast to `*mut VmStruct` here exactly as the kernel does. The lines are the
-kernel's write_vm_line(), byte for byte:
+`VmapArea.vm` is read as its two words rather than through GDB's Rust enum
+support, which resolves the variant only for some values (see rustenum.py).
+The lines are the kernel's write_vm_line(), byte for byte:
 
     0x<start>-0x<end> <size:7> <file>:<line> [pages=N] [phys=0x%016x] [ioremap] [vmalloc] [vmap] [user] [vpages]
 """
@@ -42,6 +45,21 @@ def walk_list(root_value, what):
         yield node
         va = node["list_next"]
         n += 1
+
+
+# VmapOwner's discriminants (src/mm/vmap_tree.rs).
+OWNER_NONE = 0
+OWNER_VM_STRUCT = 1
+OWNER_BLOCK = 2
+
+
+def owner(va):
+    """(tag, pointer) of a VmapArea's `vm: VmapOwner`."""
+    words = va["vm"].address.cast(gdb.lookup_type("u64").pointer())
+    tag = int(words[0])
+    if tag not in (OWNER_NONE, OWNER_VM_STRUCT, OWNER_BLOCK):
+        utils.fail(f"vmap_area at {int(va.address):#x}: VmapOwner tag {tag}: corrupt node?")
+    return tag, int(words[1])
 
 
 def vm_flags(vm):
@@ -85,10 +103,11 @@ def vmallocinfo_lines(show_uninitialized=False):
     lines = []
     for va in walk_list(utils.value("vmap_area_root"), "vmap_area_root"):
         start, end = int(va["va_start"]), int(va["va_end"])
-        if int(va["vm"]) == 0:
+        tag, ptr = owner(va)
+        if tag != OWNER_VM_STRUCT:
             lines.append(f"0x{start:016x}-0x{end:016x} {end - start:7} vm_map_ram")
             continue
-        vm = va["vm"].cast(vm_t).dereference()
+        vm = gdb.Value(ptr).cast(vm_t).dereference()
         if vm_flags(vm) & utils.VM_UNINITIALIZED:
             # Being set up (between __get_vm_area_node and the end of
             # __vmalloc_node_range): the kernel skips these, as Linux does.

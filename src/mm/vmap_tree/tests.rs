@@ -40,6 +40,7 @@ impl TrackingAlloc {
         let saved = self.fail_after.take();
         let va = self.alloc_vmap_area_node().expect("test allocator");
         self.fail_after = saved;
+        // SAFETY: a fresh box from the allocator, big and aligned enough for a VmapArea.
         unsafe { va.as_ptr().write(VmapArea::new(start, end)) };
         va
     }
@@ -49,6 +50,7 @@ impl TrackingAlloc {
     }
 }
 
+// SAFETY: boxes are VmapArea-sized and aligned, handed out once, and freed only when given back.
 unsafe impl VmapAreaAlloc for TrackingAlloc {
     fn alloc_vmap_area_node(&mut self) -> Option<NonNull<VmapArea>> {
         if let Some(n) = self.fail_after {
@@ -58,6 +60,7 @@ unsafe impl VmapAreaAlloc for TrackingAlloc {
             self.fail_after = Some(n - 1);
         }
         let mut b: Box<MaybeUninit<VmapArea>> = Box::new(MaybeUninit::uninit());
+        // SAFETY: the fresh box is VmapArea-sized.
         unsafe { ptr::write_bytes(b.as_mut_ptr() as *mut u8, 0xa5, core::mem::size_of::<VmapArea>()) };
         let p = Box::into_raw(b) as *mut VmapArea;
         assert!(self.live.insert(p as usize));
@@ -68,6 +71,7 @@ unsafe impl VmapAreaAlloc for TrackingAlloc {
     fn free_vmap_area_node(&mut self, va: NonNull<VmapArea>) {
         let a = va.as_ptr() as usize;
         assert!(self.live.remove(&a), "double free or foreign node {a:#x}");
+        // SAFETY: `va` is a live box of ours being given back; nothing uses it afterwards.
         unsafe { ptr::write_bytes(va.as_ptr() as *mut u8, 0x5a, core::mem::size_of::<VmapArea>()) };
         self.quarantine.push(a);
         self.frees += 1;
@@ -77,6 +81,7 @@ unsafe impl VmapAreaAlloc for TrackingAlloc {
 impl Drop for TrackingAlloc {
     fn drop(&mut self) {
         for a in self.quarantine.drain(..).chain(self.live.drain()) {
+            // SAFETY: quarantined boxes came from Box::into_raw and are dropped once.
             drop(unsafe { Box::from_raw(a as *mut MaybeUninit<VmapArea>) });
         }
     }
@@ -97,6 +102,7 @@ fn free_tree(alloc: &mut TrackingAlloc, ranges: &[(usize, usize)]) -> VmapAreaRo
     let mut root = VmapAreaRoot::new_free();
     for &(s, e) in ranges {
         let va = alloc.node(s, e);
+        // SAFETY: a fresh node of `alloc`, which frees the tree's nodes.
         unsafe { merge_or_add_vmap_area(&mut root, va, alloc).unwrap() };
     }
     check_invariants(&root).unwrap();
@@ -138,6 +144,7 @@ fn adjust_full_fit_frees_the_node() {
     let mut root = free_tree(&mut a, &[(B, B + 4 * P), (B + 8 * P, B + 12 * P)]);
     assert_eq!(a.live(), 2);
     let va = root.find(B).unwrap();
+    // SAFETY: `va` is a live node of `root`, whose nodes come from `a`.
     unsafe { adjust_va_to_fit_type(&mut root, va, B, 4 * P, FitType::FlFitType, &mut a).unwrap() };
     assert_eq!(ranges(&root), vec![(B + 8 * P, B + 12 * P)]);
     assert_eq!(a.live(), 1);
@@ -151,16 +158,19 @@ fn adjust_left_and_right_edges_shrink_in_place() {
     let mut root = free_tree(&mut a, &[(B, B + 16 * P), (B + 32 * P, B + 40 * P)]);
     assert_eq!(root.max_free_size(), 16 * P);
     let va = root.find(B).unwrap();
+    // SAFETY: as above.
     unsafe { adjust_va_to_fit_type(&mut root, va, B, 4 * P, FitType::LeFitType, &mut a).unwrap() };
     assert_eq!(ranges(&root)[0], (B + 4 * P, B + 16 * P));
     assert_eq!(root.max_free_size(), 12 * P);
     check_invariants(&root).unwrap();
+    // SAFETY: as above.
     unsafe { adjust_va_to_fit_type(&mut root, va, B + 10 * P, 6 * P, FitType::ReFitType, &mut a).unwrap() };
     assert_eq!(ranges(&root)[0], (B + 4 * P, B + 10 * P));
     assert_eq!(root.max_free_size(), 8 * P);
     check_invariants(&root).unwrap();
     assert_eq!(a.live(), 2);
     // A fit type that does not match the range is refused.
+    // SAFETY: as above.
     let e = unsafe { adjust_va_to_fit_type(&mut root, va, B + 4 * P, P, FitType::NeFitType, &mut a) };
     assert!(matches!(e, Err(VmapError::BadRange { .. })));
     release(&mut root, &mut a);
@@ -171,6 +181,7 @@ fn adjust_no_edge_splits_with_one_new_node() {
     let mut a = TrackingAlloc::new();
     let mut root = free_tree(&mut a, &[(B, B + 16 * P)]);
     let va = root.find(B).unwrap();
+    // SAFETY: as above.
     unsafe { adjust_va_to_fit_type(&mut root, va, B + 4 * P, 2 * P, FitType::NeFitType, &mut a).unwrap() };
     assert_eq!(ranges(&root), vec![(B, B + 4 * P), (B + 6 * P, B + 16 * P)]);
     assert_eq!(a.live(), 2);
@@ -211,7 +222,9 @@ fn merge_case(existing: &[(usize, usize)], freed: (usize, usize), want: &[(usize
     let mut a = TrackingAlloc::new();
     let mut root = free_tree(&mut a, existing);
     let va = a.node(freed.0, freed.1);
+    // SAFETY: a fresh node of `a`, which frees the tree's nodes.
     let h = unsafe { merge_or_add_vmap_area(&mut root, va, &mut a).unwrap() };
+    // SAFETY: the returned holder is a live node of `root`.
     let h = unsafe { h.as_ref() };
     assert_eq!((h.va_start, h.va_end), held);
     assert_eq!(ranges(&root), want);
@@ -267,6 +280,7 @@ fn merge_refuses_overlap_and_empty_ranges() {
     let mut a = TrackingAlloc::new();
     let mut root = free_tree(&mut a, &[(B, B + 4 * P)]);
     let va = a.node(B + 2 * P, B + 6 * P);
+    // SAFETY: a fresh node of `a`.
     let e = unsafe { merge_or_add_vmap_area(&mut root, va, &mut a) };
     assert_eq!(
         e,
@@ -278,11 +292,14 @@ fn merge_refuses_overlap_and_empty_ranges() {
         })
     );
     assert!(e.unwrap_err().to_string().contains("overlaps 0x100000000-0x100004000"));
+    // SAFETY: `va` is a fresh node of ours, not linked.
     unsafe { va.as_ptr().write(VmapArea::new(B + 9 * P, B + 9 * P)) };
     assert!(matches!(
+        // SAFETY: as above.
         unsafe { merge_or_add_vmap_area(&mut root, va, &mut a) },
         Err(VmapError::BadRange { .. })
     ));
+    // SAFETY: the rejected node stays the caller's and valid.
     assert!(!unsafe { va.as_ref() }.is_linked());
     a.free_vmap_area_node(va);
     check_invariants(&root).unwrap();
@@ -296,6 +313,7 @@ fn merge_into_purge_tree_is_not_augmented() {
     let mut purge = VmapAreaRoot::new_busy();
     for (s, e) in [(B, B + P), (B + 2 * P, B + 3 * P), (B + P, B + 2 * P)] {
         let va = a.node(s, e);
+        // SAFETY: fresh nodes of `a`, which frees the tree's nodes.
         unsafe { merge_or_add_vmap_area(&mut purge, va, &mut a).unwrap() };
     }
     assert_eq!(ranges(&purge), vec![(B, B + 3 * P)]);
@@ -304,6 +322,7 @@ fn merge_into_purge_tree_is_not_augmented() {
     // Draining into the free tree, as __purge_vmap_area_lazy does.
     let mut free = free_tree(&mut a, &[(B + 3 * P, B + 10 * P)]);
     for va in purge.take_all() {
+        // SAFETY: as above.
         unsafe { merge_or_add_vmap_area(&mut free, va, &mut a).unwrap() };
     }
     assert!(purge.is_empty());
@@ -471,6 +490,7 @@ fn busy_tree_insert_find_iterate_unlink() {
     let mut nodes = Vec::new();
     for i in [5usize, 1, 9, 3, 7, 0, 8, 2, 6, 4] {
         let va = a.node(B + i * 4 * P, B + i * 4 * P + 2 * P);
+        // SAFETY: fresh nodes of `a`, live until released at the end.
         unsafe { insert_vmap_area(&mut busy, va).unwrap() };
         nodes.push(va);
         check_invariants(&busy).unwrap();
@@ -479,25 +499,34 @@ fn busy_tree_insert_find_iterate_unlink() {
     let starts: Vec<_> = busy.iter().map(|va| va.va_start).collect();
     assert_eq!(starts, (0..10).map(|i| B + i * 4 * P).collect::<Vec<_>>());
     let third = busy.find(B + 8 * P + 123).unwrap();
+    // SAFETY: `third` is a live node of `busy`.
     assert_eq!(unsafe { third.as_ref() }.va_start, B + 8 * P);
     assert!(busy.find(B + 10 * P).is_none(), "guard gap");
     assert!(__find_vmap_area(&busy, B - 1).is_null());
     assert_eq!(busy.find_exact(B + 8 * P), Some(third));
     assert_eq!(busy.find_exact(B + 9 * P), None);
+    // SAFETY: as above.
     let n = unsafe { third.as_ref() };
+    // SAFETY: list neighbours of a live node are live nodes of the same tree.
     assert_eq!(unsafe { n.list_next().unwrap().as_ref() }.va_start, B + 12 * P);
+    // SAFETY: as above.
     assert_eq!(unsafe { n.list_prev().unwrap().as_ref() }.va_start, B + 4 * P);
+    // SAFETY: the ends of a tree are live nodes of it.
     assert_eq!(unsafe { busy.first().unwrap().as_ref() }.va_start, B);
+    // SAFETY: as above.
     assert_eq!(unsafe { busy.last().unwrap().as_ref() }.va_start, B + 36 * P);
     // Overlapping insert is refused.
     let dup = a.node(B + P, B + 3 * P);
     assert!(matches!(
+        // SAFETY: a fresh node, rejected without being linked.
         unsafe { insert_vmap_area(&mut busy, dup) },
         Err(VmapError::Overlap { .. })
     ));
     a.free_vmap_area_node(dup);
     for va in nodes {
+        // SAFETY: `va` is a live node of `busy`.
         assert!(unsafe { unlink_va(&mut busy, va) });
+        // SAFETY: `va` is valid and now unlinked.
         assert!(!unsafe { unlink_va(&mut busy, va) }, "second unlink is a no-op");
         check_invariants(&busy).unwrap();
         a.free_vmap_area_node(va);
@@ -516,6 +545,7 @@ fn checkers_report_corruption() {
         .collect();
     let mut root = free_tree(&mut a, &frags);
     let victim = root.find(B + 8 * 4 * P).unwrap().as_ptr();
+    // SAFETY: `victim` is a live node of `root`; every corruption is undone before the tree is used again.
     unsafe {
         let saved = (*victim).subtree_max_size;
         (*victim).subtree_max_size = 77;
@@ -537,9 +567,10 @@ fn checkers_report_corruption() {
         assert!(matches!(check_invariants(&root), Err(InvariantError::Count { .. })));
         root.count -= 1;
 
-        (*victim).rb_color ^= 1;
+        let color = (*victim).rb_node.color();
+        (*victim).rb_node.set_color_for_test(color ^ 1);
         assert!(check_invariants(&root).is_err());
-        (*victim).rb_color ^= 1;
+        (*victim).rb_node.set_color_for_test(color);
     }
     check_invariants(&root).unwrap();
 
@@ -680,6 +711,7 @@ impl World {
         let mut a = TrackingAlloc::new();
         let mut free = VmapAreaRoot::new_free();
         let va = a.node(start, end);
+        // SAFETY: fresh nodes of `a`, which frees the tree's nodes.
         unsafe { merge_or_add_vmap_area(&mut free, va, &mut a).unwrap() };
         let mut model = Model { free: BTreeMap::new() };
         model.free.insert(start, end);
@@ -724,13 +756,16 @@ impl World {
     /// Move every lazily freed area into the free tree (__purge_vmap_area_lazy).
     fn purge(&mut self) {
         for va in self.purge.take_all() {
+            // SAFETY: `va` is a fresh node of `self.a`.
             let (s, e) = unsafe { (va.as_ref().va_start, va.as_ref().va_end) };
+            // SAFETY: as above.
             unsafe { merge_or_add_vmap_area(&mut self.free, va, &mut self.a).unwrap() };
             self.model.give(s, e);
         }
         let mut p = self.chain;
         self.chain = ptr::null_mut();
         while let Some(va) = NonNull::new(p) {
+            // SAFETY: the node comes from `self.a`, which frees the tree's nodes.
             unsafe {
                 p = (*va.as_ptr()).purge_next;
                 (*va.as_ptr()).purge_next = ptr::null_mut();
@@ -785,6 +820,7 @@ impl World {
                     assert_eq!(addr, w.2, "{}", ctx());
                     self.model.take(w, size);
                     let va = self.a.node(addr, addr + size);
+                    // SAFETY: a fresh node of `self.a`, live until released.
                     unsafe { insert_vmap_area(&mut self.busy, va).unwrap() };
                     self.busy_list.push((addr, addr + size));
                     self.stats.allocs += 1;
@@ -821,21 +857,26 @@ impl World {
         let (s, e) = self.busy_list.swap_remove(i);
         let probe = s + rng.below((e - s) / P) * P + rng.below(P);
         let va = self.busy.find(probe).expect("busy area not found");
+        // SAFETY: `va` is a live node of the busy tree.
         assert_eq!(unsafe { (va.as_ref().va_start, va.as_ref().va_end) }, (s, e));
         assert_eq!(self.busy.find_exact(s), Some(va));
+        // SAFETY: as above.
         assert!(unsafe { unlink_va(&mut self.busy, va) });
         match rng.below(10) {
             0..=6 => {
                 let with_prev = self.model.free.range(..s).next_back().is_some_and(|(_, &pe)| pe == s);
                 let with_next = self.model.free.contains_key(&e);
                 self.stats.merges[with_prev as usize + 2 * with_next as usize] += 1;
+                // SAFETY: `va` was just unlinked and is a node of `self.a`.
                 unsafe { merge_or_add_vmap_area(&mut self.free, va, &mut self.a).unwrap() };
                 self.model.give(s, e);
             }
+            // SAFETY: as above.
             7 | 8 => unsafe {
                 merge_or_add_vmap_area(&mut self.purge, va, &mut self.a).unwrap();
             },
             _ => {
+                // SAFETY: `va` is ours until it goes on the chain.
                 unsafe { (*va.as_ptr()).purge_next = self.chain };
                 self.chain = va.as_ptr();
                 self.chain_ranges.push((s, e));
@@ -847,6 +888,7 @@ impl World {
     fn teardown(mut self) {
         while let Some((s, e)) = self.busy_list.pop() {
             let va = self.busy.find_exact(s).unwrap();
+            // SAFETY: chained nodes are live nodes of `self.a`, each on the chain once.
             unsafe {
                 unlink_va(&mut self.busy, va);
                 merge_or_add_vmap_area(&mut self.free, va, &mut self.a).unwrap();
@@ -979,8 +1021,10 @@ fn scaling_100k_busy_areas_stay_balanced() {
     }
     for (i, &j) in order.iter().enumerate() {
         let va = a.node(B + i * 2 * P, B + i * 2 * P + P);
+        // SAFETY: fresh nodes of `a`, live until released.
         unsafe { insert_vmap_area(&mut asc, va).unwrap() };
         let va = a.node(B + j * 2 * P, B + j * 2 * P + P);
+        // SAFETY: as above.
         unsafe { insert_vmap_area(&mut shuffled, va).unwrap() };
     }
     for root in [&asc, &shuffled] {
@@ -992,6 +1036,7 @@ fn scaling_100k_busy_areas_stay_balanced() {
     // Remove half in random order.
     for &j in order.iter().take(N / 2) {
         let va = shuffled.find_exact(B + j * 2 * P).unwrap();
+        // SAFETY: `va` is a live node of `shuffled`.
         unsafe { unlink_va(&mut shuffled, va) };
         a.free_vmap_area_node(va);
     }
@@ -1007,6 +1052,7 @@ fn scaling_100k_busy_areas_stay_balanced() {
     assert!(free.is_empty());
     for &addr in addrs.iter().step_by(2) {
         let va = a.node(addr, addr + P);
+        // SAFETY: fresh nodes of `a`, which frees the tree's nodes.
         unsafe { merge_or_add_vmap_area(&mut free, va, &mut a).unwrap() };
     }
     check_invariants(&free).unwrap();
@@ -1016,6 +1062,7 @@ fn scaling_100k_busy_areas_stay_balanced() {
     assert!(find_vmap_lowest_match(&free, 2 * P, P, 0, usize::MAX).is_null());
     for &addr in addrs.iter().skip(1).step_by(2) {
         let va = a.node(addr, addr + P);
+        // SAFETY: as above.
         unsafe { merge_or_add_vmap_area(&mut free, va, &mut a).unwrap() };
     }
     assert_eq!(ranges(&free), vec![(B, B + 2 * N * P)]);
@@ -1032,7 +1079,9 @@ fn node_layout_is_stable() {
     // The kernel's object cache and GDB scripts rely on this layout.
     assert_eq!(core::mem::offset_of!(VmapArea, va_start), 0);
     assert_eq!(core::mem::offset_of!(VmapArea, va_end), 8);
-    assert_eq!(core::mem::size_of::<VmapArea>(), 88);
+    // 88 before the owner became an enum: its tag costs a word.
+    assert_eq!(core::mem::size_of::<VmapArea>(), 96);
+    assert_eq!(core::mem::size_of::<VmapOwner>(), 16);
     assert_eq!(FitType::NeFitType as u8, 4);
     assert_eq!(VmapError::NoMemory.to_string(), "no memory for a vmap_area node");
 }
