@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Links the kernel binary with `linker.ld` (only for the bare-metal target,
 //! so that host unit tests of the library link normally).
 fn main() {

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Boot the in-kernel vmalloc benchmarks under QEMU and print their tables.
 #
 #   scripts/bench.sh [OPTIONS]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Boot the kernel with a lot of RAM, backed by a sparse file, to check that
 # early boot copes with RAM the boot identity map (256 GiB) does not reach:
 #   scripts/bigmem.sh SIZE [SIZE...] [-- EXTRA QEMU ARGS]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Regenerate the console output and figures shown in README.md and docs/*.md
 # from the current build, so that what the docs show is what the kernel prints.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # The scripted GDB test (the `gdb` layer of scripts/test.sh): gdb-multiarch
 # in batch mode against QEMU's gdbstub (-S, a free port) drives a session
 # through the vmalloc pipeline with scripts/gdb/selftest.py, typing shell

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Debug the kernel: build it for debugging, start QEMU paused (-S) with its
 # gdbstub on a free loopback port, and run gdb-multiarch on the kernel ELF
 # with symbols, the lx-* helpers (scripts/gdb/) and a breakpoint at

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # shellcheck shell=bash
 # Shared helpers for scripts/*.sh. Source it; it defines functions and
 # variables only (no cd, no side effects), so callers keep their cwd and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Cargo runner (.cargo/config.toml): `cargo run [-- QEMU_ARGS...]` calls
 #   scripts/qemu-runner.sh path/to/vmkernel [QEMU_ARGS...]
 # QEMU passes the DTB in x0 only for a flat Image, so convert the ELF to an

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Build the kernel and boot it on the default QEMU machine (virt, cortex-a72,
 # one CPU, 1 GiB, serial console on stdio, semihosting). Extra arguments go
 # to QEMU after the defaults, and QEMU keeps the last -m/-cpu/-smp/-append:

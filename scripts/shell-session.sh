@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # shellcheck shell=bash
 # The `shell` layer of scripts/test.sh: a scripted session on the kernel's
 # serial shell. Sourced by test.sh (it uses pass/fail/show_tail, LOG_DIR,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Console-input stress test: boot many times with piped input whose bytes
 # arrive while the kernel boots, and check that every byte arrived.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Turn kernel addresses (an oops's pc/lr and Call trace) into function+offset
 # and file:line, with gdb-multiarch in batch mode on the kernel ELF.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Run every test layer and end with one line: `N passed, N failed`
 # (exit status 0 iff nothing failed).
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The layering check (a host test, run by `cargo htest`): every file of the
 //! kernel belongs to a layer, and may import only from its own layer or the
 //! layers below; the components (one per row of [`LAYERS`]) form no import

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! vmkernel: a bare-metal AArch64 kernel for QEMU `virt` whose subject is
 //! Linux 5.10's arm64 memory management. The tree follows Linux's: someone
 //! holding a Linux file finds ours at the matching path (docs/architecture.md

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The kernel binary: everything is in the library (src/lib.rs); this only
 //! links it, with `linker.ld` (build.rs). The entry point is `_start` in
 //! arch/arm64/kernel/head.S, which ends in `start_kernel` (init/main.rs).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Build the device-tree corpus: QEMU's own trees for many machine
 # configurations (dumpdtb), hand edits of them for the cases Linux accepts
 # (scripts/dt-corpus/*.dtsi fragments + small sed edits through dtc), and

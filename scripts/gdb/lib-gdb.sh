@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # shellcheck shell=bash
 # Helpers shared by scripts/gdb.sh and scripts/gdb-test.sh: a free TCP port,
 # QEMU paused with its gdbstub on it, and the kernel build for a profile.

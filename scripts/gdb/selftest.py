@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The scripted GDB session of the `gdb` test layer (scripts/gdb-test.sh).
 
 Run by gdb-multiarch -batch against a QEMU started with -S, after

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # Loader for vmkernel's GDB helpers (Linux: vmlinux-gdb.py).
 #   (gdb) source scripts/gdb/vmkernel-gdb.py
 # scripts/gdb.sh does this for you. Commands: lx-dmesg, lx-vmallocinfo, lx-break-from,

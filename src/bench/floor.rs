@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The floor under vmalloc, and where a vmalloc+vfree spends its time.
 //!
 //! Floor: for 1, 16, 256 and 1024 pages, the bare minimum a virtually

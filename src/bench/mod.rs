@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! In-kernel benchmarks of the vmalloc pipeline, run from the boot command
 //! line (after mm_init and the console's ioremap, from `run_init`) or from
 //! the shell through [`run_from_params`].

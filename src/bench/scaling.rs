@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! How the address-space path scales with the number of busy areas: the
 //! cost of one `alloc_vmap_area` + `free_vmap_area` with 10, 1 000, 10 000
 //! and 100 000 busy areas, in two layouts.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Linux's `lib/test_vmalloc.c` (as in 6.1, the kernel of the baseline in
 //! ../shared/baselines) on vmkernel's vmalloc: same scenarios, same
 //! sizes, alignments and random ranges, same module parameters, same

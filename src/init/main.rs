@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! start_kernel (Linux: init/main.c): the first Rust code, and the boot in
 //! init/main.c's order, then `run_init`, which starts what the command line
 //! asks for.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The boot parameters, in one table (Linux: `early_param`/`__setup` with
 //! init/main.c's parse_early_param). Each parameter has Linux's name and
 //! meaning where Linux has one; a value that does not parse gets one warning

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The core kernel services every other part uses (Linux: kernel/):
 //! printk and its log buffer, panic, power-off.
 

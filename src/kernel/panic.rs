@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! panic() and what happens after it (Linux: kernel/panic.c,
 //! kernel/reboot.c's emergency_restart).
 //!

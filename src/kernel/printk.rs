@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! printk: the kernel log. Every message gets a Linux-style timestamp from
 //! the generic timer (`[    0.001234] `), goes into the in-memory ring
 //! `__log_buf` (which `dmesg` and the GDB helper `lx-dmesg` read) and, if its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Power-off and the stop after a failed test run (Linux: kernel/reboot.c).
 
 use crate::arch::kernel::{cpu, psci, semihosting};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Tests of the boot foundation: device-tree summary, exception decoding and
 //! fault recovery, timer, log ring, early descriptors.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Tests of the memory-management core: W^X kernel tables, faults on
 //! .text writes, .data execution and NULL, the buddy allocator over every
 //! RAM bank, the heap and the object caches.

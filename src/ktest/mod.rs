@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! ktest: the in-kernel test runner, selected with the boot argument `ktest`
 //! (or `ktest=FILTER`, a suite name or `suite.case` prefix). Results are
 //! printed in KTAP, the format of Linux's KUnit, and QEMU exits through

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Tests of the vmalloc subsystem: every API, guard pages, ioremap, the
 //! fault-injection sweep over the pipeline's allocations, a 10k-area churn
 //! with the invariant checker, and the lazy purge's batching.

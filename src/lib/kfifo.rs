@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! A fixed-size byte FIFO (Linux: lib/kfifo.c), used as the console's
 //! software receive ring.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! String to number conversions for boot parameters (Linux: lib/kstrtox.c).
 
 /// Linux's `kstrtobool`: the spellings a boolean boot or module parameter

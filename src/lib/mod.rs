@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Small generic helpers (Linux: lib/).
 
 pub mod kfifo;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! xorshift64* (Marsaglia's xorshift with Vigna's multiplier): the one small
 //! deterministic PRNG shared by the host property tests, the in-kernel tests
 //! and the benchmarks. Deterministic on purpose: a failing random sequence

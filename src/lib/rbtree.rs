@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Intrusive red-black trees (Linux: lib/rbtree.c, include/linux/rbtree.h,
 //! include/linux/rbtree_augmented.h).
 //!

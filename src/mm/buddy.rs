@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The physical page allocator core: Linux's binary buddy allocator
 //! (mm/page_alloc.c) over a `struct page` array (`mem_map`).
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Fault injection (Linux: fail_page_alloc, failslab): make the Nth
 //! allocation from now fail, so tests can prove that every failure path of
 //! the vmalloc pipeline unwinds completely.

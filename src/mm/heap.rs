@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The kernel heap (kmalloc/kfree semantics): Rust's global allocator on
 //! `buddy_system_allocator`'s heap. It starts on a static arena in .bss, so
 //! the boot path can allocate before the page allocator exists, and grows

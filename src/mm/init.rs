@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The global memblock, mm_init and the Memory: line (Linux: mm/memblock.c's
 //! globals, init/main.c's mm_init, mm/page_alloc.c's mem_init_print_info).
 

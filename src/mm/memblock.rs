@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Memblock: the boot-time physical memory map (a simplified Linux
 //! `mm/memblock.c`).
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Generic memory management (Linux: mm/). Boot order, as in Linux:
 //!
 //! 1. `arm64_memblock_init` (arch/arm64/mm/init.rs): RAM banks from the

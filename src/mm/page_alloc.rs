@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The physical page allocator (Linux: mm/page_alloc.c): one buddy zone per
 //! RAM bank, fed with everything memblock did not reserve
 //! (`memblock_free_all`). `alloc_pages(order)` / `__free_pages(page, order)`

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Object caches (Linux: kmem_cache, mm/slab_common.c) and the kmalloc-N
 //! caches built from them: fixed-size kernel objects carved from order-0
 //! pages with an intrusive free list. vmalloc takes its `vmap_area` and

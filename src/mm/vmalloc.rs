@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! vmalloc (Linux 5.10: mm/vmalloc.c): virtually contiguous kernel memory
 //! in `[VMALLOC_START, VMALLOC_END)`, backed by pages taken one at a time
 //! from the buddy allocator.

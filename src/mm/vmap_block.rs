@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! vm_map_ram / vm_unmap_ram and the vmap blocks behind them (Linux 5.10:
 //! the "vmap block" part of mm/vmalloc.c).
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The vmap area trees: the data structure under vmalloc, vmap and ioremap.
 //!
 //! Linux 5.10 (`mm/vmalloc.c`, "Global kva allocator") keeps every piece of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The shell as the host build sees it: only its line editor, which is pure
 //! logic with unit tests (src/lib.rs explains the two builds).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Inspection commands: `pt` (a swapper_pg_dir walk, every level decoded),
 //! `peek` and `poke` (raw accesses of 1, 2, 4 or 8 bytes: `-w WIDTH`,
 //! default 8). Each access is one aligned load or store of exactly that

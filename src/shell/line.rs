@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The hardware-free half of the serial shell (`src/shell/` in the kernel
 //! binary): number and size parsing, argument handling and the line editor.
 //! It lives in the library so that it is unit-tested on the host; the

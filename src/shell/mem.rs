@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Memory commands: meminfo / buddyinfo / vmallocinfo, and the vmalloc
 //! family by hand (vmalloc, vzalloc, vfree, vmap, vunmap, ioremap, iounmap,
 //! purge). Each creating command prints the address, the pages and the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The serial shell: what `run_init` starts when the command line asks for
 //! nothing else. A prompt on the console (the ioremap()ed PL011), polled
 //! input, a line editor with history (`crate::shell::line`, host-tested), and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! System commands: `dt`, `dmesg`, `uptime`, `ktest`, `bench`, `poweroff`,
 //! `panic`.
 

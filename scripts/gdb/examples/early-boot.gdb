@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # From QEMU's first instruction to start_kernel, across the MMU switch.
 #   scripts/gdb.sh --batch -x scripts/gdb/examples/early-boot.gdb -append poweroff
 # (docs/debugging.md shows its output.) Each command is echoed with a '+'.

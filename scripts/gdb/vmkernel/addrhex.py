@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Kernel addresses in hex, sizes and counts in decimal.
 
 The kernel passes most addresses as plain `usize` / `u64` (Linux's

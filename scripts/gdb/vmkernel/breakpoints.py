@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """lx-break-from: a breakpoint that stops only when a given caller is on the stack.
 
 `break __get_vm_area_node if $_any_caller_matches("__vmalloc_node_range", 3)`

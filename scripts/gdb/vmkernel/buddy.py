@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """lx-buddyinfo: free blocks per order per zone (src/mm/buddy.rs).
 
 The zones live in `vmkernel::mm::page_alloc::ZONES`, a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """lx-dmesg: the kernel log ring (src/kernel/printk.rs).
 
 `__log_buf` is a byte ring of LOG_BUF_LEN bytes (its DWARF array length);

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """lx-pgwalk: walk the live stage-1 tables for a virtual address.
 
 The walk starts from the register the MMU itself uses: TTBR1_EL1 for an

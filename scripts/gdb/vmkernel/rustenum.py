@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A pretty-printer for Rust enums that keeps GDB 13 alive.
 
 GDB 12/13 (Debian 12's gdb-multiarch is 13.1) dies with an internal error

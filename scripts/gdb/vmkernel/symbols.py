@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """lx-symbols-phys, $lx_va(), $lx_pa(): addresses across the MMU switch.
 
 The ELF is linked at KIMAGE_VADDR (upper half), but head.S runs at the

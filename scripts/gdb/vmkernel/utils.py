@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Shared helpers: finding kernel symbols, reading memory, Rust layouts.
 
 Like Linux's scripts/gdb/linux/utils.py, everything is read through the

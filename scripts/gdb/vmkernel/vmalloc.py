@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """lx-vmallocinfo: /proc/vmallocinfo from the busy and purge trees.
 
 Data structures (src/mm/vmalloc.rs, src/mm/vmap_tree.rs):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The arm64 virtual memory map (Linux 5.10, 48-bit VA, 4 KiB pages) and the
 //! address types and conversions every other mm module uses.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! arm64 (Linux: arch/arm64/): the memory map and page-table format are
 //! plain data and compile for the host too; the boot code, exception
 //! handling and the MMU setup are kernel-only.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The device-tree layer: turns the flattened device tree (FDT/DTB) that QEMU
 //! or a boot loader hands us in x0 into an owned [`MachineInfo`] summary.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Host unit tests of `kfifo` (`cargo htest`).
 
 use super::InputQueue;

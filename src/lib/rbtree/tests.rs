@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Host tests of `lib::rbtree` (`cargo htest`): the red-black rules and an
 //! augmented maximum after every step of random insert/erase sequences,
 //! checked against a `BTreeMap` model.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Small CPU helpers: identification, halting, interrupt masking.
 
 use aarch64_cpu::registers::{CurrentEL, MIDR_EL1, MPIDR_EL1, Readable};

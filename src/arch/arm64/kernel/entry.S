@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * entry.S: the EL1 exception vector table and the fault-recovery trampoline
  * (Linux: arch/arm64/kernel/entry.S).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * head.S: the first instructions of the kernel (Linux: arch/arm64/kernel/head.S).
  *

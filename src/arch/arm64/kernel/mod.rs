@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! arm64 kernel support (Linux: arch/arm64/kernel/): the boot assembly
 //! (`head.S`), the exception vectors (`entry.S`), traps and the oops, the
 //! stack and its backtrace, setup_arch, the generic timer, PSCI and

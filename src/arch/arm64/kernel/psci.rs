@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! PSCI (Power State Coordination Interface) calls through the conduit the
 //! device tree names: `hvc` when the kernel runs at EL1 under a hypervisor
 //! or QEMU's built-in firmware, `smc` when EL2 is ours (virtualization=on).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Arm semihosting (`hlt #0xf000`), used for one thing: leaving QEMU with an
 //! exit status, so test runs report pass/fail through QEMU's own exit code.
 //! QEMU only honours it with `-semihosting`; otherwise `hlt` is an undefined

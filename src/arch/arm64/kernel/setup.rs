@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! setup_arch (Linux: arch/arm64/kernel/setup.c): identify the CPU, read the
 //! device tree the loader handed over (x0), pick the PSCI conduit and the
 //! timer frequency, and print the machine summary. start_kernel

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The kernel stack's bounds and a frame-pointer backtrace (Linux:
 //! arch/arm64/kernel/stacktrace.c). Frame pointers are always on
 //! (.cargo/config.toml), so every frame record is {previous fp, lr}.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The ARM generic timer: the counter behind printk timestamps and every
 //! measurement in the kernel (Linux's `get_cycles()` on arm64 reads it too).
 

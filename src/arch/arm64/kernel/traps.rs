@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Exception handling (Linux: arch/arm64/kernel/traps.c, mm/fault.c): every
 //! exception taken at EL1 lands in [`el1_exception`], which prints an oops
 //! decoding ESR_EL1, FAR_EL1, the registers and a frame-pointer backtrace.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Host unit tests of `memory` (`cargo htest`), kept apart so that the
 //! algorithm file reads as the algorithm.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! arm64_memblock_init (Linux: arch/arm64/mm/init.c): the physical memory
 //! map from the device tree, handed to memblock before any page table is
 //! built.

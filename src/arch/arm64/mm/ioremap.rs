@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! ioremap (Linux: arch/arm64/mm/ioremap.c, lib/ioremap.c): device memory
 //! mapped into the vmalloc range, Device-nGnRE and never-execute, in a
 //! `VM_IOREMAP` area from `get_vm_area_caller`. The console's PL011 is the

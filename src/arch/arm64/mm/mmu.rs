@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! paging_init (Linux: arch/arm64/mm/mmu.c): build the final kernel page
 //! tables `swapper_pg_dir`, switch TTBR1 to them and retire the boot-time
 //! identity map.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! arm64 stage-1 page tables (4 KiB granule, 48-bit VA, four levels) as Linux
 //! 5.10 builds them: memory types and MAIR_EL1, descriptor encoding and
 //! decoding, and a walker/mapper for `swapper_pg_dir`, the boot identity map

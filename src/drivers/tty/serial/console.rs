@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The console's move onto the vmalloc range: ioremap the boot UART and
 //! switch printk over to that mapping (Linux: the amba-pl011 driver's probe
 //! taking over from earlycon). It needs ioremap, so unlike the register-level

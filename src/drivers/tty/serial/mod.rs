@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Serial drivers (Linux: drivers/tty/serial/).
 
 #[cfg(target_os = "none")]

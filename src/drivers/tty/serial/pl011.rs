@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! ARM PrimeCell PL011 UART (ARM DDI 0183), polled: the kernel console.
 //!
 //! The driver holds only the virtual address of the register block, so the
