@@ -87,6 +87,7 @@ const MACROS: &[(&str, &str)] = &[
     ("kassert", "ktest"),
     ("kassert_eq", "ktest"),
     ("kexpect_fault", "ktest"),
+    ("kskip_unless", "ktest"),
     ("kskip_unless_free_pages", "ktest"),
 ];
 
