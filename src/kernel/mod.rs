@@ -1,6 +1,7 @@
 //! The core kernel services every other part uses (Linux: kernel/):
-//! printk and its log buffer, panic, power-off.
+//! printk and its log buffer, panic, power-off, bringing the other CPUs up.
 
 pub mod panic;
 pub mod printk;
 pub mod reboot;
+pub mod smp;

@@ -259,13 +259,21 @@ fn cmd_history(sh: &mut Shell, args: &mut Args) -> CmdResult {
     Ok(())
 }
 
-/// Wait for one byte from the console (polled: no interrupts exist).
+/// Wait for one byte from the console. With the PL011's receive
+/// interrupt wired, the CPU sleeps in `wfi` until a byte arrives (the
+/// check and the sleep run with IRQs masked, so a byte arriving in
+/// between still wakes it); without it, the console is polled.
 fn getc() -> u8 {
+    let idle = printk::console_rx_irq_enabled();
     loop {
         if let Some(b) = printk::console_getc() {
             return b;
         }
-        core::hint::spin_loop();
+        if idle {
+            crate::arch::kernel::irq::cpu_do_idle();
+        } else {
+            core::hint::spin_loop();
+        }
     }
 }
 

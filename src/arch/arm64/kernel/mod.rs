@@ -4,9 +4,12 @@
 //! semihosting.
 
 pub mod cpu;
+pub mod irq;
+pub mod percpu;
 pub mod psci;
 pub mod semihosting;
 pub mod setup;
+pub mod smp;
 pub mod stacktrace;
 pub mod timer;
 pub mod traps;
@@ -66,6 +69,11 @@ core::arch::global_asm!(
     ".equ KIMAGE_PMD_INDEX, {pmd_idx}",
     ".equ INIT_STACK_SIZE, {stack}",
     ".equ OVERFLOW_STACK_SIZE, {ostack}",
+    ".equ PCPU_CPU, {pcpu_cpu}",
+    ".equ PCPU_STACK_LOW, {pcpu_low}",
+    ".equ PCPU_STACK_HIGH, {pcpu_high}",
+    ".equ PCPU_OVERFLOW_STACK_TOP, {pcpu_ovf}",
+    ".equ SECONDARY_DATA_PERCPU, {sd_percpu}",
     include_str!("head.S"),
     mair = const MAIR_EL1_VALUE,
     tcr = const TCR_EL1_VALUE,
@@ -78,12 +86,21 @@ core::arch::global_asm!(
     pmd_idx = const VirtAddr::new(KIMAGE_VADDR).pmd_index(),
     stack = const INIT_STACK_SIZE,
     ostack = const OVERFLOW_STACK_SIZE,
+    pcpu_cpu = const percpu::PCPU_CPU,
+    pcpu_low = const percpu::PCPU_STACK_LOW,
+    pcpu_high = const percpu::PCPU_STACK_HIGH,
+    pcpu_ovf = const percpu::PCPU_OVERFLOW_STACK_TOP,
+    sd_percpu = const smp::SECONDARY_DATA_PERCPU,
 );
 
 core::arch::global_asm!(
     ".equ INIT_STACK_SHIFT, {shift}",
     ".equ KIND_STACK_OVERFLOW, {overflow}",
+    ".equ PCPU_STACK_LOW, {pcpu_low}",
+    ".equ PCPU_OVERFLOW_STACK_TOP, {pcpu_ovf}",
     include_str!("entry.S"),
     shift = const INIT_STACK_SHIFT,
     overflow = const KIND_STACK_OVERFLOW,
+    pcpu_low = const percpu::PCPU_STACK_LOW,
+    pcpu_ovf = const percpu::PCPU_OVERFLOW_STACK_TOP,
 );

@@ -181,6 +181,11 @@ pub fn oops_count() -> usize {
 /// Entry from entry.S for every exception taken to EL1.
 #[unsafe(no_mangle)]
 extern "C" fn el1_exception(regs: &mut PtRegs, kind: u64) {
+    // An IRQ from EL1 goes to the interrupt controller's handler; entry.S
+    // saved everything it may clobber and returns to the interrupted code.
+    if kind == 1 && super::irq::handle_arch_irq() {
+        return;
+    }
     let recovery = RECOVERY.load(Ordering::SeqCst);
     // An exception while panicking (e.g. a PSCI conduit that traps) must
     // not start a second oops, whose panic would trap again.
