@@ -186,7 +186,13 @@ extern "C" fn el1_exception(regs: &mut PtRegs, kind: u64) {
     if kind == 1 && super::irq::handle_arch_irq() {
         return;
     }
-    let recovery = RECOVERY.load(Ordering::SeqCst);
+    // The recovery point lives on CPU 0's stack (catch_fault is CPU 0's
+    // alone until the second half of SMP): a secondary never jumps to it.
+    let recovery = if super::percpu::smp_processor_id() == 0 {
+        RECOVERY.load(Ordering::SeqCst)
+    } else {
+        core::ptr::null_mut()
+    };
     // An exception while panicking (e.g. a PSCI conduit that traps) must
     // not start a second oops, whose panic would trap again.
     if recovery.is_null() && crate::kernel::panic::in_panic() {
