@@ -34,6 +34,7 @@ LAYERS=(
     "nomap|a /reserved-memory no-map region stays out of the linear map (mm ktests, DT via the boot stub)"
     "shell|scripted serial-shell session: every command, faults, bad input, line editing"
     "gdb|scripted GDB session through the vmalloc pipeline (scripts/gdb-test.sh)"
+    "smp|secondary CPUs up at -smp 2/4/8: cortex-a53/a72/max, EL1/EL2, GICv2/GICv3, NUMA; cross-call and per-CPU ktests"
     "bench|short in-kernel benchmarks (test_vmalloc scenarios, scaling, floor, stages) must complete"
     "docs|the transcripts and figures in README.md and docs/ match what this build prints (scripts/docs.sh --check)"
 )
@@ -730,6 +731,69 @@ BENCH_PASS=(fix_size_alloc_test full_fit_alloc_test long_busy_list_alloc_test ra
     fix_align_alloc_test random_size_align_alloc_test vm_map_ram_test)
 BENCH_XFAIL=align_shift_alloc_test
 BENCH_NA=(pcpu_alloc_test kvfree_rcu_1_arg_vmalloc_test kvfree_rcu_2_arg_vmalloc_test)
+
+# ---------------------------------------------------------------------------
+# Layer: SMP bring-up
+# ---------------------------------------------------------------------------
+
+SMP_TIMEOUT=${SMP_TIMEOUT:-60}
+# "name|CPUs|-cpu|EL|gic-version|NUMA nodes|-append": a matrix that covers
+# every CPU model, both ELs, both GICs and NUMA without every combination
+# at -smp 8 (slow under TCG). The ktest rows also run the smp suite.
+SMP_MATRIX=(
+    "a53-smp2-el1-gic2|2|cortex-a53|1|2|1|poweroff"
+    "a72-smp4-el2-gic3|4|cortex-a72|2|3|1|poweroff"
+    "max-smp4-el1-gic3|4|max|1|3|1|poweroff"
+    "a53-smp4-el2-gic2|4|cortex-a53|2|2|1|poweroff"
+    "a72-smp8-el1-gic2|8|cortex-a72|1|2|1|poweroff"
+    "max-smp8-el2-gic3|8|max|2|3|1|poweroff"
+    "a72-smp4-numa-gic3|4|cortex-a72|1|3|2|poweroff"
+    "ktest-max-smp4-el2-gic3|4|max|2|3|1|ktest=smp"
+    "ktest-a72-smp8-el1-gic2|8|cortex-a72|1|2|1|ktest=smp"
+)
+
+layer_smp() {
+    need_kernel || {
+        fail "smp: no kernel to boot (build failed)"
+        return
+    }
+    local spec name n cpu el gic nodes append machine numa boots=() last
+    for spec in "${SMP_MATRIX[@]}"; do
+        IFS='|' read -r name n cpu el gic nodes append <<<"$spec"
+        machine=virt,gic-version=$gic
+        ((el == 1)) || machine+=,virtualization=on
+        numa=()
+        if ((nodes == 2)); then
+            numa=(-m 2G -object memory-backend-ram,id=m0,size=1G -object memory-backend-ram,id=m1,size=1G
+                -numa "node,nodeid=0,cpus=0-$((n / 2 - 1)),memdev=m0" -numa "node,nodeid=1,cpus=$((n / 2))-$((n - 1)),memdev=m1")
+        fi
+        spawn_boot "smp-$name" "$SMP_TIMEOUT" -- -kernel "$TEST_IMAGE" -machine "$machine" -cpu "$cpu" \
+            -smp "$n" "${numa[@]}" -append "$append"
+        boots+=("$spec")
+    done
+    wait_boots
+    local node_word=node checks label
+    for spec in "${boots[@]}"; do
+        IFS='|' read -r name n cpu el gic nodes append <<<"$spec"
+        node_word=node
+        ((nodes == 1)) || node_word=nodes
+        last=$(printf '0x%010x' $((n - 1)))
+        checks=(
+            "+smp: $n CPU\(s\) in the device tree"
+            "+smp: Brought up $nodes $node_word, $n CPUs"
+            "+CPU$((n - 1)): Booted secondary processor $last \[0x[0-9a-f]{8}\]"
+            "1GIC(v3)?: "
+            "+reboot: Power down"
+            "!panic|Oops|failed to|didn't die|nobody cared"
+        )
+        if [[ $append == ktest=smp ]]; then
+            checks+=("+ktest: 5 passed, 0 failed" "!# SKIP")
+        fi
+        label="-smp $n -cpu $cpu EL$el GICv$gic"
+        ((nodes == 1)) || label+=" NUMA ($nodes nodes)"
+        verify_boot "smp: $label ($append)" "smp-$name" 0 "${checks[@]}"
+    done
+}
 
 layer_bench() {
     need_kernel || {

@@ -18,6 +18,8 @@
 pub mod line;
 
 #[cfg(target_os = "none")]
+mod cpu;
+#[cfg(target_os = "none")]
 mod inspect;
 #[cfg(target_os = "none")]
 mod mem;
@@ -189,6 +191,12 @@ static COMMANDS: &[Command] = &[
         args: "[-w 1|2|4|8] ADDR VALUE",
         help: "write VALUE at ADDR with one access of WIDTH bytes (default 8)",
         run: inspect::cmd_poke,
+    },
+    Command {
+        name: "cpu",
+        args: "[on N|off N]",
+        help: "list the CPUs; take CPU N offline or bring it back (PSCI CPU_OFF / CPU_ON)",
+        run: cpu::cmd_cpu,
     },
     Command {
         name: "dt",
