@@ -75,12 +75,9 @@ fn percpu_tpidr_points_at_own_slot(t: &mut Test) {
         kassert_eq!(t, SEEN_ID[cpu].load(Ordering::Relaxed), cpu + 1);
     }
     // Distinct slots: no two CPUs share one.
-    for a in 0..NR_CPUS {
-        for b in a + 1..NR_CPUS {
-            let (x, y) = (
-                SEEN_TPIDR[a].load(Ordering::Relaxed),
-                SEEN_TPIDR[b].load(Ordering::Relaxed),
-            );
+    let seen: [usize; NR_CPUS] = core::array::from_fn(|i| SEEN_TPIDR[i].load(Ordering::Relaxed));
+    for (a, &x) in seen.iter().enumerate() {
+        for (b, &y) in seen.iter().enumerate().skip(a + 1) {
             kassert!(
                 t,
                 x == 0 || x != y,

@@ -3,8 +3,8 @@
 
 use super::{CmdResult, Shell, fail};
 use crate::arch::kernel::percpu::{NR_CPUS, per_cpu};
-use crate::arch::kernel::smp::{self, cpu_logical_map, cpu_online, cpu_possible};
 use crate::arch::kernel::setup;
+use crate::arch::kernel::smp::{self, cpu_logical_map, cpu_online, cpu_possible};
 use crate::drivers::of::fdt::EnableMethod;
 use crate::println;
 use crate::shell::line::Args;
