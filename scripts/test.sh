@@ -771,7 +771,19 @@ layer_smp() {
             -smp "$n" "${numa[@]}" -append "$append"
         boots+=("$spec")
     done
+    # Hot-unplug and back from the shell, then the cross-call ktests again.
+    local input=$LOG_DIR/smp-hotplug.input
+    mkdir -p "$LOG_DIR"
+    printf '%s\n' 'cpu off 3' cpu 'cpu on 3' 'ktest smp' 'cpu off 0' poweroff >"$input"
+    spawn_boot smp-hotplug "$SMP_TIMEOUT" --stdin "$input" -- -kernel "$TEST_IMAGE" \
+        -machine virt,gic-version=3,virtualization=on -cpu cortex-a72 -smp 4
     wait_boots
+    verify_boot "smp: shell 'cpu off 3', 'cpu on 3', then ktest smp (-smp 4 GICv3 EL2)" smp-hotplug 0 \
+        "+CPU3: shutdown" "+CPU3: offline \(PSCI CPU_OFF\)" \
+        "+^3 +0x0000000003  offline  psci" "+3 CPU\(s\) online of 4" \
+        "+CPU3: online \(PSCI CPU_ON\)" "+ktest: 5 passed, 0 failed" \
+        "+cpu: CPU0: the boot CPU cannot be taken offline" "+reboot: Power down" \
+        "!panic|Oops|failed to|didn't die|nobody cared"
     local node_word=node checks label
     for spec in "${boots[@]}"; do
         IFS='|' read -r name n cpu el gic nodes append <<<"$spec"
