@@ -836,7 +836,7 @@ layer_smp() {
     verify_boot "smp: shell 'cpu off 3', 'cpu on 3', then ktest smp (-smp 4 GICv3 EL2)" smp-hotplug 0 \
         "+CPU3: shutdown" "+CPU3: offline \(PSCI CPU_OFF\)" \
         "+^3 +0x0000000003  offline  psci" "+3 CPU\(s\) online of 4" \
-        "+CPU3: online \(PSCI CPU_ON\)" "+ktest: 5 passed, 0 failed" \
+        "+CPU3: online \(PSCI CPU_ON\)" "+ktest: 6 passed, 0 failed" \
         "+cpu: CPU0: the boot CPU cannot be taken offline" "+reboot: Power down" \
         "!panic|Oops|failed to|didn't die|nobody cared"
     local node_word=node checks label
@@ -854,7 +854,7 @@ layer_smp() {
             "!panic|Oops|failed to|didn't die|nobody cared"
         )
         if [[ $append == ktest=smp ]]; then
-            checks+=("+ktest: 5 passed, 0 failed" "!# SKIP")
+            checks+=("+ktest: 6 passed, 0 failed" "!# SKIP")
         fi
         label="-smp $n -cpu $cpu EL$el GICv$gic"
         ((nodes == 1)) || label+=" NUMA ($nodes nodes)"

@@ -90,8 +90,9 @@ pub fn panic(args: fmt::Arguments, backtrace_fp: Option<u64>) -> ! {
     if PANICKING.swap(true, Ordering::SeqCst) {
         nested_halt(format_args!("panic during panic: {}", args));
     }
-    // Whoever held the console is not coming back (single CPU).
-    // SAFETY: nothing else runs; a torn line beats a deadlock here.
+    // If this CPU held the console, that holder is not coming back.
+    // SAFETY: force_unlock breaks only this CPU's own hold; a torn line
+    // beats a deadlock here.
     unsafe { printk::force_unlock() };
     crate::pr_emerg!("Kernel panic - not syncing: {}", args);
     if let Some(fp) = backtrace_fp {

@@ -4,6 +4,7 @@
 //! level passes `console_loglevel`, out on the console UART.
 
 use crate::arch::kernel::irq::{local_irq_restore, local_irq_save};
+use crate::arch::kernel::percpu::smp_processor_id;
 use crate::arch::kernel::timer;
 use crate::drivers::tty::serial::pl011::Pl011;
 use core::fmt::{self, Write};
@@ -55,16 +56,20 @@ struct ConsoleGuard {
     flags: u64,
 }
 
+/// The logical CPU holding the console lock (usize::MAX: none), so that
+/// [`force_unlock`] breaks only this CPU's own hold.
+static CONSOLE_OWNER: AtomicUsize = AtomicUsize::new(usize::MAX);
+
 fn console_lock() -> ConsoleGuard {
     let flags = local_irq_save();
-    ConsoleGuard {
-        guard: core::mem::ManuallyDrop::new(CONSOLE.lock()),
-        flags,
-    }
+    let guard = core::mem::ManuallyDrop::new(CONSOLE.lock());
+    CONSOLE_OWNER.store(smp_processor_id(), Ordering::Relaxed);
+    ConsoleGuard { guard, flags }
 }
 
 impl Drop for ConsoleGuard {
     fn drop(&mut self) {
+        CONSOLE_OWNER.store(usize::MAX, Ordering::Relaxed);
         // SAFETY: dropped exactly once, here; IRQs come back only after
         // the lock is released.
         unsafe { core::mem::ManuallyDrop::drop(&mut self.guard) };
@@ -123,12 +128,16 @@ pub fn console_base() -> Option<usize> {
     console_lock().uart.as_ref().map(|u| u.base())
 }
 
-/// Break the console lock after a fault inside printk (oops path).
+/// Break the console lock after a fault inside printk (oops path) -- only
+/// if this CPU holds it: a lock another CPU holds is released in its time,
+/// and breaking it would interleave two users.
 ///
 /// # Safety
-/// Only when the lock holder can never run again.
+/// Only when this CPU's holder of the lock can never run again (it was
+/// interrupted for good, or abandoned by fault recovery).
 pub unsafe fn force_unlock() {
-    if CONSOLE.is_locked() {
+    if CONSOLE.is_locked() && CONSOLE_OWNER.load(Ordering::Relaxed) == smp_processor_id() {
+        CONSOLE_OWNER.store(usize::MAX, Ordering::Relaxed);
         // SAFETY: per the contract.
         unsafe { CONSOLE.force_unlock() };
     }

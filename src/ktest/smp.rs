@@ -31,6 +31,10 @@ pub static SUITE: Suite = Suite {
             run: secondary_stacks_are_vmapped_with_guard,
         },
         Case {
+            name: "secondary_stack_overflow_is_caught",
+            run: secondary_stack_overflow_is_caught,
+        },
+        Case {
             name: "timer_ppi_interrupt_arrives",
             run: timer_ppi_interrupt_arrives,
         },
@@ -155,6 +159,68 @@ fn secondary_stacks_are_vmapped_with_guard(t: &mut Test) {
         let r = traps::catch_fault_quiet(|| unsafe { core::ptr::read_volatile((lo - 8) as *const u64) });
         kassert!(t, r.is_err(), "CPU{}: the page below its stack is mapped", cpu);
     }
+}
+
+/// Recurse with 1 KiB frames until the stack is gone.
+#[inline(never)]
+fn eat_stack(depth: usize) -> usize {
+    let buf = core::hint::black_box([depth as u8; 1024]);
+    if depth == 0 {
+        return 0;
+    }
+    eat_stack(depth - 1) + buf[depth % 1024] as usize
+}
+
+/// What the overflow on the secondary looked like: (FAR + 1, ESR + 1,
+/// "Kernel stack overflow" logged, the stack works again afterwards).
+static OVF_FAR: AtomicUsize = AtomicUsize::new(0);
+static OVF_ESR: AtomicU64 = AtomicU64::new(0);
+static OVF_SAID: AtomicUsize = AtomicUsize::new(0);
+static OVF_AFTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs on the secondary, in its IPI handler, on its 16 KiB vmap'd stack.
+fn overflow_here(_: usize) {
+    let before = crate::kernel::printk::log_len();
+    let r = traps::catch_fault(|| eat_stack(100_000));
+    let said = crate::kernel::printk::log_contains_since(before, "Kernel stack overflow");
+    if let Err(f) = r {
+        OVF_FAR.store(f.far as usize + 1, Ordering::Relaxed);
+        OVF_ESR.store(f.esr + 1, Ordering::Relaxed);
+    }
+    OVF_SAID.store(said as usize, Ordering::Relaxed);
+    OVF_AFTER.store(eat_stack(4), Ordering::Relaxed);
+}
+
+fn secondary_stack_overflow_is_caught(t: &mut Test) {
+    kskip_unless!(t, num_online_cpus() > 1, "needs a second CPU online (-smp 2 or more)");
+    let cpu = (1..NR_CPUS).find(|&c| cpu_online(c)).unwrap_or(1);
+    for a in [&OVF_FAR, &OVF_SAID, &OVF_AFTER] {
+        a.store(0, Ordering::Relaxed);
+    }
+    OVF_ESR.store(0, Ordering::Relaxed);
+    let r = smp::smp_call_function_single(cpu, overflow_here, 0);
+    kassert!(t, r.is_ok(), "CPU{}: cross-call failed: {:?}", cpu, r);
+    let lo = percpu::per_cpu(cpu).stack_low.load(Ordering::Relaxed);
+    let far = OVF_FAR.load(Ordering::Relaxed);
+    kassert!(t, far != 0, "CPU{}: 100 MiB of recursion did not fault", cpu);
+    let far = far - 1;
+    kassert!(
+        t,
+        lo - crate::arch::memory::PAGE_SIZE <= far && far < lo,
+        "CPU{}: fault at {:#x}, not in the guard page below its stack {:#x}",
+        cpu,
+        far,
+        lo
+    );
+    kassert_eq!(t, (OVF_ESR.load(Ordering::Relaxed) - 1) >> 26, traps::EC_DABT_CUR);
+    kassert!(
+        t,
+        OVF_SAID.load(Ordering::Relaxed) == 1,
+        "CPU{}: no 'Kernel stack overflow' report",
+        cpu
+    );
+    // 4 + 3 + 2 + 1: the stack works again on that CPU.
+    kassert_eq!(t, OVF_AFTER.load(Ordering::Relaxed), 10);
 }
 
 static TIMER_IRQS: AtomicUsize = AtomicUsize::new(0);
