@@ -7,6 +7,9 @@
  *   _start (Image header) -> primary_entry -> [init_kernel_el: EL2 -> EL1]
  *   -> clear .bss -> __create_page_tables -> __cpu_setup -> __primary_switch
  *   (MMU on) -> __primary_switched (upper half) -> start_kernel (Rust)
+ * A secondary CPU (PSCI CPU_ON, spin-table): secondary_entry -> [EL2 -> EL1]
+ *   -> __cpu_setup -> MMU on (idmap_pg_dir + swapper_pg_dir)
+ *   -> __secondary_switched -> secondary_start_kernel (Rust)
  *
  * Register use across the boot path (callee-saved, as in Linux):
  *   x21 = physical address of the FDT passed by the loader in x0
@@ -346,14 +349,13 @@ idmap_cpu_replace_ttbr1:
     ret
 
 /*
- * The early page tables and the stacks, in one 256 KiB-aligned region of
- * .bss laid out so that the stack's guard page can be told apart by one bit
- * of SP (see kernel_ventry in entry.S):
+ * The early page tables and CPU 0's stacks, in one 256 KiB-aligned region
+ * of .bss (the secondaries' stacks are vmap'd, kernel/smp.rs):
  *
- *   region + 0        tables, then the overflow stack
+ *   region + 0        tables, then CPU 0's overflow stack
  *   region + 124 KiB  init_stack_guard (left unmapped by paging_init)
- *   region + 128 KiB  init_stack .. init_stack_top (128 KiB): every SP in it
- *                     has bit INIT_STACK_SHIFT set; below it, clear.
+ *   region + 128 KiB  init_stack .. init_stack_top (128 KiB); kernel_ventry
+ *                     (entry.S) takes an SP below init_stack as an overflow.
  */
     .section .bss.page_aligned, "aw", %nobits
     .balign 2 * INIT_STACK_SIZE

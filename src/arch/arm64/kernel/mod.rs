@@ -45,10 +45,10 @@ const TCR_EL1_VALUE: u64 = 16
 /// TCR_EL1.EPD0: no TTBR0 walks (set once the identity map is gone).
 pub const TCR_EPD0: u64 = 1 << 7;
 
-/// The kernel's one stack: 2^INIT_STACK_SHIFT bytes, placed so that the
-/// SP bit INIT_STACK_SHIFT is set inside it and clear in its guard page
-/// (head.S), which lets the vector entry spot an overflow without a free
-/// register (entry.S).
+/// CPU 0's stack: 2^INIT_STACK_SHIFT bytes in .bss, right above its guard
+/// page (head.S). The vector entry spots an overflow by comparing SP with
+/// the per-CPU stack bottom (entry.S), which works for it and for the
+/// secondaries' vmap'd stacks alike.
 pub const INIT_STACK_SHIFT: usize = 17;
 pub const INIT_STACK_SIZE: usize = 1 << INIT_STACK_SHIFT;
 /// Where an exception taken on an overflowed stack is handled.
@@ -94,12 +94,10 @@ core::arch::global_asm!(
 );
 
 core::arch::global_asm!(
-    ".equ INIT_STACK_SHIFT, {shift}",
     ".equ KIND_STACK_OVERFLOW, {overflow}",
     ".equ PCPU_STACK_LOW, {pcpu_low}",
     ".equ PCPU_OVERFLOW_STACK_TOP, {pcpu_ovf}",
     include_str!("entry.S"),
-    shift = const INIT_STACK_SHIFT,
     overflow = const KIND_STACK_OVERFLOW,
     pcpu_low = const percpu::PCPU_STACK_LOW,
     pcpu_ovf = const percpu::PCPU_OVERFLOW_STACK_TOP,
