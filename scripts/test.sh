@@ -35,6 +35,7 @@ LAYERS=(
     "nomap|a /reserved-memory no-map region stays out of the linear map (mm ktests, DT via the boot stub)"
     "shell|scripted serial-shell session: every command, faults, bad input, line editing"
     "gdb|scripted GDB session through the vmalloc pipeline (scripts/gdb-test.sh)"
+    "smp|secondary CPUs up at -smp 2/4/8: cortex-a53/a72/max, EL1/EL2, GICv2/GICv3, NUMA; cross-call and per-CPU ktests"
     "bench|short in-kernel benchmarks (test_vmalloc scenarios, scaling, floor, stages) must complete"
     "docs|the transcripts and figures in README.md and docs/ match what this build prints (scripts/docs.sh --check)"
 )
@@ -731,6 +732,139 @@ BENCH_PASS=(fix_size_alloc_test full_fit_alloc_test long_busy_list_alloc_test ra
     fix_align_alloc_test random_size_align_alloc_test vm_map_ram_test)
 BENCH_XFAIL=align_shift_alloc_test
 BENCH_NA=(pcpu_alloc_test kvfree_rcu_1_arg_vmalloc_test kvfree_rcu_2_arg_vmalloc_test)
+
+# ---------------------------------------------------------------------------
+# Layer: SMP bring-up
+# ---------------------------------------------------------------------------
+
+SMP_TIMEOUT=${SMP_TIMEOUT:-60}
+# "name|CPUs|-cpu|EL|gic-version|NUMA nodes|-append": a matrix that covers
+# every CPU model, both ELs, both GICs and NUMA without every combination
+# at -smp 8 (slow under TCG). The ktest rows also run the smp suite.
+SMP_MATRIX=(
+    "a53-smp2-el1-gic2|2|cortex-a53|1|2|1|poweroff"
+    "a72-smp4-el2-gic3|4|cortex-a72|2|3|1|poweroff"
+    "max-smp4-el1-gic3|4|max|1|3|1|poweroff"
+    "a53-smp4-el2-gic2|4|cortex-a53|2|2|1|poweroff"
+    "a72-smp8-el1-gic2|8|cortex-a72|1|2|1|poweroff"
+    "max-smp8-el2-gic3|8|max|2|3|1|poweroff"
+    "a72-smp4-numa-gic3|4|cortex-a72|1|3|2|poweroff"
+    "ktest-max-smp4-el2-gic3|4|max|2|3|1|ktest=smp"
+    "ktest-a72-smp8-el1-gic2|8|cortex-a72|1|2|1|ktest=smp"
+)
+
+# write_spin_stub FILE DTB_ADDR KERNEL_ADDR RELEASE_ADDR: a boot loader that
+# holds CPU 1 in a spin-table (Documentation/arm64/booting.rst) before it
+# enters the kernel on CPU 0, in hand-encoded instructions (stub at X):
+#   X+0x00  ldr x0, =PSCI CPU_ON64   mov x1, #1   ldr x2, =X+0x20   mov x3, #0
+#   X+0x10  hvc #0                   (CPU 1 now runs the loop at X+0x20)
+#   X+0x14  ldr x0, =DTB   ldr x1, =KERNEL   br x1
+#   X+0x20  1: wfe   ldr x1, =RELEASE   ldr x1, [x1]   cbz x1, 1b   br x1
+#   X+0x34  nop x3, then the literals at X+0x40
+write_spin_stub() {
+    local file=$1 dtb=$2 kernel=$3 release=$4 base=$5
+    printf '%b' "$(le32 0x58000200)$(le32 0xd2800021)$(le32 0x58000202)$(le32 0xd2800003)" \
+        "$(le32 0xd4000002)$(le32 0x580001e0)$(le32 0x58000201)$(le32 0xd61f0020)" \
+        "$(le32 0xd503205f)$(le32 0x580001e1)$(le32 0xf9400021)$(le32 0xb4ffffa1)" \
+        "$(le32 0xd61f0020)$(le32 0xd503201f)$(le32 0xd503201f)$(le32 0xd503201f)" \
+        "$(le64 0xc4000003)$(le64 $((base + 0x20)))$(le64 "$dtb")$(le64 "$kernel")$(le64 "$release")" >"$file"
+    [[ $(stat -c %s "$file") == 104 ]] || die "spin-table stub $file is not 104 bytes"
+}
+
+# A device tree whose CPU 1 is released from a spin-table (by the stub
+# above), CPU 2 names a spin-table nobody polls (it never comes online) and
+# CPU 3 has no enable-method: two CPUs up, two reported, boot goes on.
+smp_spin_table() {
+    local dir=$LOG_DIR/smp-spin-table release=0x7ffff000
+    rm -rf "$dir" && mkdir -p "$dir"
+    if ! {
+        qemu_cmd -smp 4 -machine "dumpdtb=$dir/smp4.dtb" && "${QEMU_CMD[@]}" </dev/null &&
+            dtc -q -I dtb -O dts -o "$dir/smp4.dts" "$dir/smp4.dtb" &&
+            sed -e "1a /memreserve/ $release 0x1000;" \
+                -e '/cpu@1 {/,/};/ s/enable-method = "psci";/enable-method = "spin-table"; cpu-release-addr = <0x00 '"$release"'>;/' \
+                -e '/cpu@2 {/,/};/ s/enable-method = "psci";/enable-method = "spin-table"; cpu-release-addr = <0x00 0x7ffff800>;/' \
+                -e '/cpu@3 {/,/};/ { /enable-method = "psci";/d; }' "$dir/smp4.dts" >"$dir/spin.dts" &&
+            [[ $(grep -c spin-table "$dir/spin.dts") == 2 ]] &&
+            dtc -q -I dts -O dtb -o "$dir/spin.dtb" "$dir/spin.dts" &&
+            write_spin_stub "$dir/stub.bin" 0x48000000 0x40200000 "$release" 0x40100000
+    } >"$dir/make.log" 2>&1; then
+        fail "smp: make a spin-table DTB (QEMU dumpdtb + dtc) and its boot stub"
+        show_tail "$dir/make.log"
+        return
+    fi
+    printf 'cpu\npoweroff\n' >"$dir/in"
+    spawn_boot smp-spin-table "$SMP_TIMEOUT" --stdin "$dir/in" -- -smp 4 \
+        -device "loader,file=$TEST_IMAGE,addr=0x40200000,force-raw=on" \
+        -device "loader,file=$dir/spin.dtb,addr=0x48000000,force-raw=on" \
+        -device "loader,file=$dir/stub.bin,addr=0x40100000,force-raw=on" -device "loader,addr=0x40100000,cpu-num=0"
+}
+
+layer_smp() {
+    need_kernel || {
+        fail "smp: no kernel to boot (build failed)"
+        return
+    }
+    local spec name n cpu el gic nodes append machine numa boots=() last
+    for spec in "${SMP_MATRIX[@]}"; do
+        IFS='|' read -r name n cpu el gic nodes append <<<"$spec"
+        machine=virt,gic-version=$gic
+        ((el == 1)) || machine+=,virtualization=on
+        numa=()
+        if ((nodes == 2)); then
+            numa=(-m 2G -object memory-backend-ram,id=m0,size=1G -object memory-backend-ram,id=m1,size=1G
+                -numa "node,nodeid=0,cpus=0-$((n / 2 - 1)),memdev=m0" -numa "node,nodeid=1,cpus=$((n / 2))-$((n - 1)),memdev=m1")
+        fi
+        spawn_boot "smp-$name" "$SMP_TIMEOUT" -- -kernel "$TEST_IMAGE" -machine "$machine" -cpu "$cpu" \
+            -smp "$n" "${numa[@]}" -append "$append"
+        boots+=("$spec")
+    done
+    # Hot-unplug and back from the shell, then the cross-call ktests again.
+    local input=$LOG_DIR/smp-hotplug.input
+    mkdir -p "$LOG_DIR"
+    printf '%s\n' 'cpu off 3' cpu 'cpu on 3' 'ktest smp' 'cpu off 0' poweroff >"$input"
+    spawn_boot smp-hotplug "$SMP_TIMEOUT" --stdin "$input" -- -kernel "$TEST_IMAGE" \
+        -machine virt,gic-version=3,virtualization=on -cpu cortex-a72 -smp 4
+    smp_spin_table
+    wait_boots
+    if [[ -f $LOG_DIR/smp-spin-table.status ]]; then
+        verify_boot "smp: spin-table CPU 1 released, CPU 2 never comes online, CPU 3 without enable-method" \
+            smp-spin-table 0 "+CPU1: Booted secondary processor 0x0000000001" \
+            "+CPU2: failed to come online" \
+            "+CPU3: MPIDR 0x3 has no enable-method this kernel knows \(psci, spin-table\); skipped" \
+            "+smp: Brought up 1 node, 2 CPUs" "+^1 +0x0000000001  online   spin-table" \
+            "+reboot: Power down" "!panic|Oops"
+    fi
+    verify_boot "smp: shell 'cpu off 3', 'cpu on 3', then ktest smp (-smp 4 GICv3 EL2)" smp-hotplug 0 \
+        "+CPU3: shutdown" "+CPU3: offline \(PSCI CPU_OFF\)" \
+        "+^3 +0x0000000003  offline  psci" "+3 CPU\(s\) online of 4" \
+        "+CPU3: online \(PSCI CPU_ON\)" "+ktest: 6 passed, 0 failed" \
+        "+cpu: CPU0: the boot CPU cannot be taken offline" "+reboot: Power down" \
+        "1Internal error: Oops" "!panic|failed to|didn't die|nobody cared"
+    local node_word=node checks label
+    for spec in "${boots[@]}"; do
+        IFS='|' read -r name n cpu el gic nodes append <<<"$spec"
+        node_word=node
+        ((nodes == 1)) || node_word=nodes
+        last=$(printf '0x%010x' $((n - 1)))
+        checks=(
+            "+smp: $n CPU\(s\) in the device tree"
+            "+smp: Brought up $nodes $node_word, $n CPUs"
+            "+CPU$((n - 1)): Booted secondary processor $last \[0x[0-9a-f]{8}\]"
+            "1GIC(v3)?: "
+            "+reboot: Power down"
+            "!panic|failed to|didn't die|nobody cared"
+        )
+        if [[ $append == ktest=smp ]]; then
+            # One oops: the secondary's stack overflow the ktest provokes.
+            checks+=("+ktest: 6 passed, 0 failed" "!# SKIP" "1Internal error: Oops")
+        else
+            checks+=("!Oops")
+        fi
+        label="-smp $n -cpu $cpu EL$el GICv$gic"
+        ((nodes == 1)) || label+=" NUMA ($nodes nodes)"
+        verify_boot "smp: $label ($append)" "smp-$name" 0 "${checks[@]}"
+    done
+}
 
 layer_bench() {
     need_kernel || {

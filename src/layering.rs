@@ -37,12 +37,19 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("arch/arm64/kernel/psci", 2, "PSCI calls"),
     ("arch/arm64/kernel/semihosting", 2, "semihosting exit"),
     ("arch/arm64/kernel/stacktrace", 2, "stack bounds, backtrace"),
+    ("arch/arm64/kernel/percpu", 2, "per-CPU data behind TPIDR_EL1"),
+    ("arch/arm64/kernel/irq", 2, "IRQ masking, idle, the irqchip hooks"),
     ("drivers/tty/serial/pl011", 2, "the PL011 registers"),
     // 3: printk, panic, power-off.
     ("kernel", 3, "printk, panic, reboot"),
     // 4: exception handling and setup_arch, which print and panic.
     ("arch/arm64/kernel/traps", 4, "traps, the oops, catch_fault"),
     ("arch/arm64/kernel/setup", 4, "setup_arch"),
+    (
+        "arch/arm64/kernel/smp",
+        4,
+        "secondary entry, idle loop, IPIs, cross-calls, CPU_OFF",
+    ),
     // 5: memory management, generic and arm64.
     ("mm", 5, "page_alloc, slab, heap, vmalloc, vmap blocks"),
     (
@@ -52,6 +59,12 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ),
     // 6: drivers that need mm.
     ("drivers/tty/serial/console", 6, "the console's ioremap"),
+    ("drivers/irqchip", 6, "GICv2 and GICv3, mapped with ioremap"),
+    (
+        "kernel/smp",
+        6,
+        "smp_init: vmap'd stacks for the secondaries, CPU_ON, spin-table",
+    ),
     // 7: the tools a user drives.
     ("shell", 7, "the serial shell"),
     ("ktest", 7, "in-kernel tests"),

@@ -26,7 +26,8 @@ pub extern "C" fn start_kernel(fdt_pa: usize, boot_el: u64, phys_text: usize) ->
     // Without QEMU's -semihosting the probe's `hlt` traps: caught, quietly.
     semihosting::set_available(traps::catch_fault_quiet(semihosting::probe).is_ok());
     // Asynchronous aborts (SError) are reported from here on, as Linux
-    // unmasks them early; IRQ and FIQ stay masked (everything is polled).
+    // unmasks them early; IRQ and FIQ stay masked: CPU 0 takes IRQs only
+    // in its idle wait (cpu_do_idle), where it holds nothing.
     // `msr daifclr, #4` (Linux's local_async_enable) clears DAIF.A alone in
     // one instruction; aarch64-cpu's DAIF.modify would be a read-modify-write.
     // SAFETY: unmasking SError changes no memory; head.S installed the
@@ -42,9 +43,37 @@ pub extern "C" fn start_kernel(fdt_pa: usize, boot_el: u64, phys_text: usize) ->
     paging_init(printk::console_base().unwrap_or(EARLYCON_PL011_PHYS));
     mm::mm_init(info);
     console_ioremap(info);
+    init_irq(info);
+    crate::kernel::smp::smp_init(info);
     pr_info!("vmallocinfo:");
     let _ = mm::vmalloc::vmallocinfo(&mut printk::LogWriter);
     run_init()
+}
+
+/// The interrupt controller, then the console's receive interrupt (Linux:
+/// init_IRQ, then the PL011 driver's request_irq). Without either the
+/// kernel still works, polling the console as before.
+fn init_irq(info: &crate::drivers::of::fdt::MachineInfo) {
+    use crate::drivers::irqchip;
+    if let Err(e) = irqchip::irqchip_init(info) {
+        crate::pr_warn!("irqchip: {}; no interrupts, the console is polled", e);
+        return;
+    }
+    let Some(spi) = info.pl011().and_then(|u| u.irq) else {
+        crate::pr_warn!("console: the DT's PL011 has no SPI; the console is polled");
+        return;
+    };
+    match irqchip::request_irq(32 + spi, printk::console_rx_irq) {
+        Ok(()) => {
+            printk::console_enable_rx_irq();
+            pr_info!(
+                "console [ttyAMA0]: receive interrupt on SPI {} (INTID {})",
+                spi,
+                32 + spi
+            );
+        }
+        Err(e) => crate::pr_warn!("console: SPI {}: {}; the console is polled", spi, e),
+    }
 }
 
 /// What the command line asked for, in Linux's spirit of `init=`: the

@@ -96,11 +96,11 @@ pub fn panic(args: fmt::Arguments, backtrace_fp: Option<u64>) -> ! {
     if PANICKING.swap(true, Ordering::SeqCst) {
         nested_halt(format_args!("panic during panic: {}", args));
     }
-    // Whoever held the console is not coming back (single CPU).
-    // SAFETY: panic() never returns and there is one CPU, so a holder of the
-    // console lock (an outer frame of ours, e.g. a panic inside printk)
-    // never runs again: force_unlock's contract. A torn line beats a
-    // deadlock here.
+    // If this CPU held the console, that holder is not coming back.
+    // SAFETY: force_unlock breaks the lock only if this CPU holds it, and
+    // then the holder is an outer frame of ours (e.g. a panic inside
+    // printk) that panic() never returns to: force_unlock's contract. A torn
+    // line beats a deadlock here.
     unsafe { printk::force_unlock() };
     crate::pr_emerg!("Kernel panic - not syncing: {}", args);
     if let Some(fp) = backtrace_fp {

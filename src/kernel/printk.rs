@@ -4,6 +4,8 @@
 //! `__log_buf` (which `dmesg` and the GDB helper `lx-dmesg` read) and, if its
 //! level passes `console_loglevel`, out on the console UART.
 
+use crate::arch::kernel::irq::{local_irq_restore, local_irq_save};
+use crate::arch::kernel::percpu::smp_processor_id;
 use crate::arch::kernel::timer;
 use crate::drivers::tty::serial::pl011::Pl011;
 use core::fmt::{self, Write};
@@ -47,13 +49,55 @@ struct Console {
 
 static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console { uart: None });
 
+/// The console lock, held with IRQs masked on this CPU (Linux's
+/// spin_lock_irqsave): the PL011 receive interrupt's handler takes it, and
+/// would spin for ever on a CPU that already holds it.
+struct ConsoleGuard {
+    guard: core::mem::ManuallyDrop<spin::MutexGuard<'static, Console>>,
+    flags: u64,
+}
+
+/// The logical CPU holding the console lock (usize::MAX: none), so that
+/// [`force_unlock`] breaks only this CPU's own hold.
+static CONSOLE_OWNER: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+fn console_lock() -> ConsoleGuard {
+    let flags = local_irq_save();
+    let guard = core::mem::ManuallyDrop::new(CONSOLE.lock());
+    CONSOLE_OWNER.store(smp_processor_id(), Ordering::Relaxed);
+    ConsoleGuard { guard, flags }
+}
+
+impl Drop for ConsoleGuard {
+    fn drop(&mut self) {
+        CONSOLE_OWNER.store(usize::MAX, Ordering::Relaxed);
+        // SAFETY: dropped exactly once, here; IRQs come back only after
+        // the lock is released.
+        unsafe { core::mem::ManuallyDrop::drop(&mut self.guard) };
+        local_irq_restore(self.flags);
+    }
+}
+
+impl core::ops::Deref for ConsoleGuard {
+    type Target = Console;
+    fn deref(&self) -> &Console {
+        &self.guard
+    }
+}
+
+impl core::ops::DerefMut for ConsoleGuard {
+    fn deref_mut(&mut self) -> &mut Console {
+        &mut self.guard
+    }
+}
+
 /// Start the console on a UART mapped at `base`.
 ///
 /// # Safety
 /// `base` must map a PL011 as device memory from now on.
 pub unsafe fn console_init(base: usize) {
     let report = {
-        let mut c = CONSOLE.lock();
+        let mut c = console_lock();
         // SAFETY: Pl011::new wants `base` to map a PL011 as device memory
         // while the value is used, which is console_init's own contract.
         let mut uart = unsafe { Pl011::new(base) };
@@ -75,7 +119,7 @@ pub unsafe fn console_init(base: usize) {
 /// # Safety
 /// As for `console_init`.
 pub unsafe fn console_set_base(base: usize) {
-    let mut c = CONSOLE.lock();
+    let mut c = console_lock();
     if let Some(u) = c.uart.as_mut() {
         // SAFETY: set_base wants what Pl011::new does; console_set_base's
         // caller promises it for `base`.
@@ -84,17 +128,22 @@ pub unsafe fn console_set_base(base: usize) {
 }
 
 pub fn console_base() -> Option<usize> {
-    CONSOLE.lock().uart.as_ref().map(|u| u.base())
+    console_lock().uart.as_ref().map(|u| u.base())
 }
 
-/// Break the console lock after a fault inside printk (oops path).
+/// Break the console lock after a fault inside printk (oops path) -- only
+/// if this CPU holds it: a lock another CPU holds is released in its time,
+/// and breaking it would interleave two users.
 ///
 /// # Safety
-/// Only when the lock holder can never run again.
+/// Only when this CPU's holder of the lock can never run again (it was
+/// interrupted for good, or abandoned by fault recovery).
 pub unsafe fn force_unlock() {
-    if CONSOLE.is_locked() {
-        // SAFETY: the caller promises the holder never runs again, so no
-        // guard is left to touch the console after we take it over.
+    if CONSOLE.is_locked() && CONSOLE_OWNER.load(Ordering::Relaxed) == smp_processor_id() {
+        CONSOLE_OWNER.store(usize::MAX, Ordering::Relaxed);
+        // SAFETY: the caller promises the holder (this CPU, checked above)
+        // never runs again, so no guard is left to touch the console after
+        // we take it over.
         unsafe { CONSOLE.force_unlock() };
     }
 }
@@ -140,7 +189,7 @@ fn write_timestamp(w: &mut dyn Write) -> fmt::Result {
 
 /// One log message: timestamp, text, newline.
 pub fn printk(level: Level, args: fmt::Arguments) {
-    let mut c = CONSOLE.lock();
+    let mut c = console_lock();
     let to_console = (level as u8) < CONSOLE_LOGLEVEL.load(Ordering::Relaxed);
     let mut w = LineWriter {
         console: &mut c,
@@ -153,7 +202,7 @@ pub fn printk(level: Level, args: fmt::Arguments) {
 
 /// Raw console output without a timestamp (the shell, KTAP).
 pub fn print(args: fmt::Arguments) {
-    let mut c = CONSOLE.lock();
+    let mut c = console_lock();
     let mut w = LineWriter {
         console: &mut c,
         to_console: true,
@@ -166,7 +215,7 @@ pub struct LogWriter;
 
 impl Write for LogWriter {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut c = CONSOLE.lock();
+        let mut c = console_lock();
         let mut w = LineWriter {
             console: &mut c,
             to_console: true,
@@ -190,7 +239,7 @@ impl Write for LogWriter {
 /// reported here, once each.
 pub fn console_getc() -> Option<u8> {
     let (b, lost) = {
-        let mut c = CONSOLE.lock();
+        let mut c = console_lock();
         match c.uart.as_mut() {
             Some(u) => (u.getc(), u.take_overruns()),
             None => (None, 0),
@@ -205,15 +254,39 @@ pub fn console_getc() -> Option<u8> {
     b
 }
 
+/// The PL011 receive interrupt (drivers/irqchip dispatches it): move what
+/// the UART received into the input ring, which ends the interrupt.
+pub fn console_rx_irq() {
+    if let Some(u) = console_lock().uart.as_mut() {
+        u.poll_rx();
+    }
+}
+
+/// Set once the console's receive interrupt is wired: idle may sleep.
+static CONSOLE_RX_IRQ: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Let the console's UART interrupt on receive (once its IRQ is wired).
+pub fn console_enable_rx_irq() {
+    if let Some(u) = console_lock().uart.as_mut() {
+        u.enable_rx_irq();
+        CONSOLE_RX_IRQ.store(true, Ordering::Release);
+    }
+}
+
+/// Does a received byte raise an interrupt (so waiting may `wfi`)?
+pub fn console_rx_irq_enabled() -> bool {
+    CONSOLE_RX_IRQ.load(Ordering::Acquire)
+}
+
 /// Take the oldest pending `b` out of the console input (other type-ahead
 /// keeps its order): a long-running command polls this for Ctrl-C.
 pub fn console_take_byte(b: u8) -> bool {
-    CONSOLE.lock().uart.as_mut().is_some_and(|u| u.take_byte(b))
+    console_lock().uart.as_mut().is_some_and(|u| u.take_byte(b))
 }
 
 /// Copy the log ring (oldest first) through `f`, in at most two slices.
 pub fn for_each_log_chunk(mut f: impl FnMut(&[u8])) {
-    let _c = CONSOLE.lock();
+    let _c = console_lock();
     let next = log_next.load(Ordering::Acquire);
     let start = next.saturating_sub(LOG_BUF_LEN);
     // SAFETY: `_c` holds the console lock, which log_store (the ring's only
@@ -260,7 +333,7 @@ pub fn log_len() -> usize {
 /// Has `needle` been logged since position `since` (from [`log_len`])?
 /// Only the part still in the ring is searched.
 pub fn log_contains_since(since: usize, needle: &str) -> bool {
-    let _c = CONSOLE.lock();
+    let _c = console_lock();
     let next = log_next.load(Ordering::Acquire);
     let start = since.max(next.saturating_sub(LOG_BUF_LEN));
     let n = needle.as_bytes();

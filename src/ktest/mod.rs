@@ -22,6 +22,7 @@
 
 mod boot;
 mod mm;
+mod smp;
 mod vmalloc;
 
 use crate::arch::kernel::traps;
@@ -40,7 +41,7 @@ pub struct Suite {
 }
 
 /// Every suite, in the order they run.
-static SUITES: &[&Suite] = &[&boot::SUITE, &mm::SUITE, &vmalloc::SUITE];
+static SUITES: &[&Suite] = &[&boot::SUITE, &mm::SUITE, &vmalloc::SUITE, &smp::SUITE];
 
 /// One running test: its verdict and the message of its first failure.
 pub struct Test {

@@ -19,6 +19,8 @@
 pub mod line;
 
 #[cfg(target_os = "none")]
+mod cpu;
+#[cfg(target_os = "none")]
 mod inspect;
 #[cfg(target_os = "none")]
 mod mem;
@@ -192,6 +194,12 @@ static COMMANDS: &[Command] = &[
         run: inspect::cmd_poke,
     },
     Command {
+        name: "cpu",
+        args: "[on N|off N]",
+        help: "list the CPUs; take CPU N offline or bring it back (PSCI CPU_OFF / CPU_ON)",
+        run: cpu::cmd_cpu,
+    },
+    Command {
         name: "dt",
         args: "",
         help: "the device-tree summary printed at boot",
@@ -260,13 +268,21 @@ fn cmd_history(sh: &mut Shell, args: &mut Args) -> CmdResult {
     Ok(())
 }
 
-/// Wait for one byte from the console (polled: no interrupts exist).
+/// Wait for one byte from the console. With the PL011's receive
+/// interrupt wired, the CPU sleeps in `wfi` until a byte arrives (the
+/// check and the sleep run with IRQs masked, so a byte arriving in
+/// between still wakes it); without it, the console is polled.
 fn getc() -> u8 {
+    let idle = printk::console_rx_irq_enabled();
     loop {
         if let Some(b) = printk::console_getc() {
             return b;
         }
-        core::hint::spin_loop();
+        if idle {
+            crate::arch::kernel::irq::cpu_do_idle();
+        } else {
+            core::hint::spin_loop();
+        }
     }
 }
 

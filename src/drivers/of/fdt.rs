@@ -105,6 +105,51 @@ pub struct Pl011 {
     pub irq: Option<u32>,
 }
 
+/// How a secondary CPU is started (its `enable-method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnableMethod {
+    /// PSCI CPU_ON through the `/psci` conduit.
+    Psci,
+    /// The CPU spins in firmware until its entry point is written at
+    /// `cpu-release-addr` (Documentation/arm64/booting.rst).
+    SpinTable { release_addr: u64 },
+    /// No `enable-method`, or one this kernel does not know.
+    None,
+}
+
+/// One available `/cpus/cpu@N` node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuNode {
+    /// MPIDR_EL1's affinity fields (Aff3 in bits 39:32), from `reg`.
+    pub mpidr: u64,
+    pub enable_method: EnableMethod,
+}
+
+/// Which GIC architecture the interrupt controller implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicVersion {
+    /// `arm,cortex-a15-gic` (and its GICv2 kin): distributor + memory-mapped
+    /// CPU interface.
+    V2,
+    /// `arm,gic-v3`: distributor + redistributors, CPU interface in system
+    /// registers.
+    V3,
+}
+
+/// The interrupt controller node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gic {
+    pub version: GicVersion,
+    /// GICD (base, size).
+    pub dist: (u64, u64),
+    /// GICv2: the CPU interface (GICC). GICv3: unused (0, 0).
+    pub cpu_if: (u64, u64),
+    /// GICv3: the redistributor regions (`#redistributor-regions` of them).
+    pub redist: Vec<(u64, u64)>,
+    /// GICv3 `redistributor-stride`, if the DT overrides the architected one.
+    pub redist_stride: Option<u64>,
+}
+
 /// Everything the kernel needs from the device tree, owned (no borrow of the
 /// DTB).
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -119,6 +164,8 @@ pub struct MachineInfo {
     pl011: Option<Pl011>,
     psci: Option<PsciConduit>,
     cpu_count: usize,
+    cpus: Vec<CpuNode>,
+    gic: Option<Gic>,
     timer_frequency: Option<u32>,
     dtb_size: usize,
     /// FDT_NOP tokens the structure block held (removed before the walk).
@@ -172,6 +219,16 @@ impl MachineInfo {
     /// Available `/cpus` children with `device_type = "cpu"`.
     pub fn cpu_count(&self) -> usize {
         self.cpu_count
+    }
+
+    /// The available CPUs with a `reg`, in tree order (logical order).
+    pub fn cpus(&self) -> &[CpuNode] {
+        &self.cpus
+    }
+
+    /// The first available GICv2/GICv3 node.
+    pub fn gic(&self) -> Option<&Gic> {
+        self.gic.as_ref()
     }
 
     /// The architected timer's `clock-frequency`, if the tree overrides
@@ -228,6 +285,8 @@ impl fmt::Debug for MachineInfo {
             .field("pl011", &self.pl011)
             .field("psci", &self.psci)
             .field("cpu_count", &self.cpu_count)
+            .field("cpus", &self.cpus)
+            .field("gic", &self.gic)
             .field("timer_frequency", &self.timer_frequency)
             .field("dtb_size", &self.dtb_size)
             .field("nop_count", &self.nop_count)
@@ -987,9 +1046,13 @@ fn extract(fdt: &Fdt<'_>) -> Result<MachineInfo, DtError> {
                 }
             }
             "cpus" => {
+                let ccells = cells(child);
                 for cpu in child.children() {
                     if available(cpu)? && prop_str(cpu, "device_type")? == Some("cpu") {
                         info.cpu_count += 1;
+                        if let Some(c) = cpu_node(cpu, ccells)? {
+                            info.cpus.push(c);
+                        }
                     }
                 }
             }
@@ -1001,6 +1064,9 @@ fn extract(fdt: &Fdt<'_>) -> Result<MachineInfo, DtError> {
                 Some("smc") => Some(PsciConduit::Smc),
                 _ => None,
             };
+        }
+        if info.gic.is_none() {
+            info.gic = gic_node(child, root_cells)?;
         }
         if info.timer_frequency.is_none()
             && (has_compatible(child, "arm,armv8-timer") || has_compatible(child, "arm,armv7-timer"))
@@ -1185,6 +1251,87 @@ fn add_reserved_memory(info: &mut MachineInfo, rmem: Node<'_, '_>) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// A `/cpus` child: MPIDR from `reg` (`#address-cells` 1 or 2 of `/cpus`,
+/// no size cells), and how to start it. None without a usable `reg`.
+fn cpu_node(cpu: Node<'_, '_>, (ac, _): (usize, usize)) -> Result<Option<CpuNode>, DtError> {
+    let Some(p) = cpu.property("reg") else {
+        return Ok(None);
+    };
+    let mpidr = match (ac, p.value.len()) {
+        (1, 4) => be32(p.value, 0).map(u64::from),
+        (2, 8) => be64(p.value, 0),
+        _ => None,
+    };
+    let Some(mpidr) = mpidr else {
+        return Ok(None);
+    };
+    let enable_method = match prop_str(cpu, "enable-method")? {
+        Some("psci") => EnableMethod::Psci,
+        Some("spin-table") => match cpu.property("cpu-release-addr") {
+            Some(r) if r.value.len() == 8 => EnableMethod::SpinTable {
+                release_addr: be64(r.value, 0).unwrap_or(0),
+            },
+            Some(r) if r.value.len() == 4 => EnableMethod::SpinTable {
+                release_addr: be32(r.value, 0).map_or(0, u64::from),
+            },
+            _ => EnableMethod::None,
+        },
+        _ => EnableMethod::None,
+    };
+    Ok(Some(CpuNode { mpidr, enable_method }))
+}
+
+/// A GICv2 (`arm,cortex-a15-gic`, `arm,gic-400`) or GICv3 (`arm,gic-v3`)
+/// node at the root: its register regions.
+fn gic_node(node: Node<'_, '_>, root_cells: (usize, usize)) -> Result<Option<Gic>, DtError> {
+    let version = if has_compatible(node, "arm,gic-v3") {
+        GicVersion::V3
+    } else if has_compatible(node, "arm,cortex-a15-gic") || has_compatible(node, "arm,gic-400") {
+        GicVersion::V2
+    } else {
+        return Ok(None);
+    };
+    let Some(regs) = reg(node, root_cells)? else {
+        return Ok(None);
+    };
+    let regs: Vec<(u64, u64)> = regs.collect();
+    let Some(&dist) = regs.first() else {
+        return Ok(None);
+    };
+    let gic = match version {
+        GicVersion::V2 => Gic {
+            version,
+            dist,
+            cpu_if: match regs.get(1) {
+                Some(&c) => c,
+                None => return Ok(None),
+            },
+            redist: Vec::new(),
+            redist_stride: None,
+        },
+        GicVersion::V3 => {
+            let n = prop_u32(node, "#redistributor-regions")?.unwrap_or(1) as usize;
+            let redist: Vec<(u64, u64)> = regs.iter().skip(1).take(n).copied().collect();
+            if redist.is_empty() {
+                return Ok(None);
+            }
+            let redist_stride = match node.property("redistributor-stride") {
+                Some(p) if p.value.len() == 8 => be64(p.value, 0),
+                Some(p) if p.value.len() == 4 => be32(p.value, 0).map(u64::from),
+                _ => None,
+            };
+            Gic {
+                version,
+                dist,
+                cpu_if: (0, 0),
+                redist,
+                redist_stride,
+            }
+        }
+    };
+    Ok(Some(gic))
 }
 
 /// Depth-first search for the first available `arm,pl011`, tracking the

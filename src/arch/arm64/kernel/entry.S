@@ -15,6 +15,7 @@
     .equ    S_SP, 248
     .equ    S_PC, 256
     .equ    S_ESR, 272
+    .equ    S_FPSIMD_SIZE, 528      // q0-q31, fpsr, fpcr (IRQs only)
 
     .macro  kernel_ventry kind
     .balign 0x80
@@ -22,14 +23,17 @@
     .if \kind < 4
     /*
      * Exceptions on the kernel stack: did SP run into the guard page?
-     * Test SP's INIT_STACK_SHIFT bit without a free register, as Linux's
-     * VMAP_STACK check does: x0 := SP, SP := SP + x0, then undo.
+     * Compare SP with this CPU's stack bottom (per-CPU data, TPIDR_EL1),
+     * so CPU 0's 128 KiB boot stack and the secondaries' 16 KiB vmap'd
+     * stacks are checked alike. TPIDR_EL0 (no user space here) lends a
+     * register, as in Linux's overflow path.
      */
-    add     sp, sp, x0
-    sub     x0, sp, x0
-    tbz     x0, #INIT_STACK_SHIFT, el1_stack_overflow
-    sub     x0, sp, x0
-    sub     sp, sp, x0
+    msr     tpidr_el0, x0
+    mrs     x0, tpidr_el1
+    ldr     x0, [x0, #PCPU_STACK_LOW]
+    cmp     sp, x0
+    mrs     x0, tpidr_el0
+    b.lo    el1_stack_overflow
     .endif
     stp     x0, x1, [sp, #0]
     mov     x1, #\kind
@@ -62,21 +66,20 @@ vectors:
 
 /*
  * The stack overflowed (SP in or below the guard page): save the registers
- * on the overflow stack instead. Entered with x0 = the bad SP and SP = bad
- * SP + the interrupted x0. TPIDR_EL1 and TPIDRRO_EL0 (unused otherwise)
- * carry x0 and the bad SP across the switch; Rust reads the latter.
+ * on this CPU's overflow stack instead. Entered with every register as
+ * interrupted and SP = the bad SP with the frame taken. TPIDR_EL0 and
+ * TPIDRRO_EL0 (unused otherwise) carry x0 and the bad SP across the
+ * switch; Rust reads the latter. TPIDR_EL1 is the per-CPU pointer: kept.
  */
 el1_stack_overflow:
-    sub     x0, sp, x0              // x0 = the interrupted x0
-    sub     sp, sp, x0              // SP = the bad SP (with the frame taken)
-    msr     tpidr_el1, x0
+    msr     tpidr_el0, x0
     mov     x0, sp
     msr     tpidrro_el0, x0
-    adrp    x0, overflow_stack_top
-    add     x0, x0, :lo12:overflow_stack_top
+    mrs     x0, tpidr_el1
+    ldr     x0, [x0, #PCPU_OVERFLOW_STACK_TOP]
     mov     sp, x0
     sub     sp, sp, #S_FRAME_SIZE
-    mrs     x0, tpidr_el1
+    mrs     x0, tpidr_el0
     stp     x0, x1, [sp, #0]
     mov     x1, #KIND_STACK_OVERFLOW
     b       el1_entry_common
@@ -104,16 +107,67 @@ el1_entry_common:
     mrs     x2, esr_el1
     mrs     x3, far_el1
     stp     x2, x3, [sp, #S_ESR]
-    ldr     x2, [sp, #S_PC]
+    mov     x0, sp                  // regs
+    /*
+     * An IRQ returns to the code it interrupted, whose FP/SIMD registers
+     * the Rust handler may use (the target has FP enabled): save them all.
+     * A synchronous exception either recovers through fault_recover (which
+     * restores the callee-saved d8-d15) or never returns.
+     */
+    mov     x19, x1                 // the kind, across the call (x19 is saved above)
+    cmp     x1, #1
+    b.ne    1f
+    sub     sp, sp, #S_FPSIMD_SIZE
+    stp     q0, q1, [sp, #16]
+    stp     q2, q3, [sp, #48]
+    stp     q4, q5, [sp, #80]
+    stp     q6, q7, [sp, #112]
+    stp     q8, q9, [sp, #144]
+    stp     q10, q11, [sp, #176]
+    stp     q12, q13, [sp, #208]
+    stp     q14, q15, [sp, #240]
+    stp     q16, q17, [sp, #272]
+    stp     q18, q19, [sp, #304]
+    stp     q20, q21, [sp, #336]
+    stp     q22, q23, [sp, #368]
+    stp     q24, q25, [sp, #400]
+    stp     q26, q27, [sp, #432]
+    stp     q28, q29, [sp, #464]
+    stp     q30, q31, [sp, #496]
+    mrs     x2, fpsr
+    mrs     x3, fpcr
+    stp     x2, x3, [sp, #0]
+1:  ldr     x2, [x0, #S_PC]
     /* A frame record so backtraces walk from the handler into the
      * interrupted code: (fp, pc of the faulting instruction). */
     stp     x29, x2, [sp, #-16]!
     mov     x29, sp
-    add     x0, sp, #16             // regs
     bl      el1_exception
     add     sp, sp, #16
+    cmp     x19, #1
+    b.ne    2f
+    ldp     q0, q1, [sp, #16]
+    ldp     q2, q3, [sp, #48]
+    ldp     q4, q5, [sp, #80]
+    ldp     q6, q7, [sp, #112]
+    ldp     q8, q9, [sp, #144]
+    ldp     q10, q11, [sp, #176]
+    ldp     q12, q13, [sp, #208]
+    ldp     q14, q15, [sp, #240]
+    ldp     q16, q17, [sp, #272]
+    ldp     q18, q19, [sp, #304]
+    ldp     q20, q21, [sp, #336]
+    ldp     q22, q23, [sp, #368]
+    ldp     q24, q25, [sp, #400]
+    ldp     q26, q27, [sp, #432]
+    ldp     q28, q29, [sp, #464]
+    ldp     q30, q31, [sp, #496]
+    ldp     x2, x3, [sp, #0]
+    msr     fpsr, x2
+    msr     fpcr, x3
+    add     sp, sp, #S_FPSIMD_SIZE
 
-    ldp     x2, x3, [sp, #S_PC]
+2:  ldp     x2, x3, [sp, #S_PC]
     msr     elr_el1, x2
     msr     spsr_el1, x3
     ldp     x0, x1, [sp, #0]

@@ -8,6 +8,9 @@
  *   _start (Image header) -> primary_entry -> [init_kernel_el: EL2 -> EL1]
  *   -> clear .bss -> __create_page_tables -> __cpu_setup -> __primary_switch
  *   (MMU on) -> __primary_switched (upper half) -> start_kernel (Rust)
+ * A secondary CPU (PSCI CPU_ON, spin-table): secondary_entry -> [EL2 -> EL1]
+ *   -> __cpu_setup -> MMU on (idmap_pg_dir + swapper_pg_dir)
+ *   -> __secondary_switched -> secondary_start_kernel (Rust)
  *
  * Register use across the boot path (callee-saved, as in Linux):
  *   x21 = physical address of the FDT passed by the loader in x0
@@ -39,6 +42,7 @@ primary_entry:
     mrs     x22, CurrentEL
     lsr     x22, x22, #2
     and     x22, x22, #3
+    adr     x20, el1_entry          // where init_kernel_el2 erets to
     cmp     x22, #2
     b.eq    init_kernel_el2
     cmp     x22, #1
@@ -84,7 +88,8 @@ el1_entry:
  * init_kernel_el2: entered at EL2 (-machine virt,virtualization=on).
  * Configure EL2 just enough for a kernel at EL1 (no VHE, no hypervisor):
  * AArch64 EL1, the EL1 physical timer and counter untrapped, no FP/SIMD
- * traps, then eret to EL1h with all interrupts masked.
+ * traps, the GICv3 system-register interface opened to EL1 (when the CPU
+ * has one), then eret to EL1h at x20 with all interrupts masked.
  */
 init_kernel_el2:
     mov     x0, #(1 << 31)          // HCR_EL2.RW: EL1 is AArch64
@@ -102,10 +107,21 @@ init_kernel_el2:
     msr     vmpidr_el2, x0
     ldr     x0, =SCTLR_EL1_RES1     // MMU and caches off at EL1 for now
     msr     sctlr_el1, x0
-    mov     x0, #0x3c5              // SPSR: EL1h, D A I F masked
+    /* ID_AA64PFR0_EL1.GIC: ICC_* system registers exist (GICv3). Let EL1
+     * use them (ICC_SRE_EL2.SRE and .Enable) and keep virtual interrupts
+     * off (ICH_HCR_EL2 = 0), as Linux's el2_setup does. */
+    mrs     x0, id_aa64pfr0_el1
+    ubfx    x0, x0, #24, #4
+    cbz     x0, 7f
+    mrs     x0, S3_4_C12_C9_5       // ICC_SRE_EL2
+    orr     x0, x0, #(1 << 0)       // SRE
+    orr     x0, x0, #(1 << 3)       // Enable: EL1 may set ICC_SRE_EL1.SRE
+    msr     S3_4_C12_C9_5, x0
+    isb
+    msr     S3_4_C12_C11_0, xzr     // ICH_HCR_EL2
+7:  mov     x0, #0x3c5              // SPSR: EL1h, D A I F masked
     msr     spsr_el2, x0
-    adr     x0, el1_entry
-    msr     elr_el2, x0
+    msr     elr_el2, x20
     isb
     eret
 
@@ -227,6 +243,15 @@ __primary_switched:
     .cfi_undefined x30              // the outermost frame: debuggers stop here
     ldr     x0, =init_stack_top
     mov     sp, x0
+    /* CPU 0's per-CPU slot, with its stack bounds, before any exception
+     * can be taken (entry.S reads them). */
+    ldr     x1, =__per_cpu_area
+    msr     tpidr_el1, x1
+    ldr     x2, =init_stack
+    str     x2, [x1, #PCPU_STACK_LOW]
+    str     x0, [x1, #PCPU_STACK_HIGH]
+    ldr     x2, =overflow_stack_top
+    str     x2, [x1, #PCPU_OVERFLOW_STACK_TOP]
     ldr     x0, =vectors
     msr     vbar_el1, x0
     isb
@@ -238,6 +263,69 @@ __primary_switched:
     bl      start_kernel
 5:  wfe                             // start_kernel does not return
     b       5b
+    .cfi_endproc
+    .ltorg
+
+/*
+ * secondary_entry: where PSCI CPU_ON (or a spin-table release) starts a
+ * secondary CPU, MMU off, at its physical address, at EL2 or EL1
+ * (Linux: secondary_entry / secondary_startup).
+ *
+ * The MMU goes on with swapper_pg_dir in TTBR1 and the boot identity map
+ * idmap_pg_dir in TTBR0, as Linux does: CPU 0 retired the identity map
+ * from its own TTBR0 in paging_init, but the table itself stays in .bss,
+ * untouched, for exactly this switch. The secondary drops TTBR0 again in
+ * secondary_start_kernel. Everything else (stack, per-CPU slot) it reads
+ * after the switch, through the caches, from secondary_data, which CPU 0
+ * filled before CPU_ON.
+ */
+    .pushsection .text.primary_entry, "ax"
+    .globl  secondary_entry
+secondary_entry:
+    mrs     x22, CurrentEL
+    lsr     x22, x22, #2
+    and     x22, x22, #3
+    adr     x20, secondary_el1
+    cmp     x22, #2
+    b.eq    init_kernel_el2
+    cmp     x22, #1
+    b.ne    .Lunsupported_el
+secondary_el1:
+    msr     daifset, #0xf
+    bl      __cpu_setup             // same MAIR/TCR as CPU 0; x0 = SCTLR_EL1
+    adrp    x1, swapper_pg_dir
+    adrp    x2, idmap_pg_dir
+    msr     ttbr0_el1, x2
+    msr     ttbr1_el1, x1
+    isb
+    msr     sctlr_el1, x0
+    isb
+    ic      iallu
+    dsb     nsh
+    isb
+    ldr     x8, =__secondary_switched
+    br      x8
+    .ltorg
+    .popsection
+
+/* Now running at KIMAGE_VADDR on the secondary. */
+__secondary_switched:
+    .cfi_startproc
+    .cfi_undefined x30
+    ldr     x0, =vectors
+    msr     vbar_el1, x0
+    isb
+    ldr     x0, =secondary_data
+    ldr     x1, [x0, #SECONDARY_DATA_PERCPU]
+    msr     tpidr_el1, x1           // this CPU's per-CPU slot
+    ldr     x2, [x1, #PCPU_STACK_HIGH]
+    mov     sp, x2                  // its vmap'd stack
+    mov     x29, xzr
+    mov     x30, xzr
+    ldr     x0, [x1, #PCPU_CPU]
+    bl      secondary_start_kernel
+8:  wfe                             // secondary_start_kernel does not return
+    b       8b
     .cfi_endproc
     .ltorg
 
@@ -262,14 +350,13 @@ idmap_cpu_replace_ttbr1:
     ret
 
 /*
- * The early page tables and the stacks, in one 256 KiB-aligned region of
- * .bss laid out so that the stack's guard page can be told apart by one bit
- * of SP (see kernel_ventry in entry.S):
+ * The early page tables and CPU 0's stacks, in one 256 KiB-aligned region
+ * of .bss (the secondaries' stacks are vmap'd, kernel/smp.rs):
  *
- *   region + 0        tables, then the overflow stack
+ *   region + 0        tables, then CPU 0's overflow stack
  *   region + 124 KiB  init_stack_guard (left unmapped by paging_init)
- *   region + 128 KiB  init_stack .. init_stack_top (128 KiB): every SP in it
- *                     has bit INIT_STACK_SHIFT set; below it, clear.
+ *   region + 128 KiB  init_stack .. init_stack_top (128 KiB); kernel_ventry
+ *                     (entry.S) takes an SP below init_stack as an overflow.
  */
     .section .bss.page_aligned, "aw", %nobits
     .balign 2 * INIT_STACK_SIZE

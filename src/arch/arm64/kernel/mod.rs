@@ -5,9 +5,12 @@
 //! semihosting.
 
 pub mod cpu;
+pub mod irq;
+pub mod percpu;
 pub mod psci;
 pub mod semihosting;
 pub mod setup;
+pub mod smp;
 pub mod stacktrace;
 pub mod timer;
 pub mod traps;
@@ -53,10 +56,10 @@ const TCR_EL1_VALUE: u64 = TCR_EL1::T0SZ.val(16).value
 const _: () = assert!(SCTLR_EL1_MMU_ON == 0x30d0_180d);
 const _: () = assert!(TCR_EL1_VALUE == 0xb510_3510);
 
-/// The kernel's one stack: 2^INIT_STACK_SHIFT bytes, placed so that the
-/// SP bit INIT_STACK_SHIFT is set inside it and clear in its guard page
-/// (head.S), which lets the vector entry spot an overflow without a free
-/// register (entry.S).
+/// CPU 0's stack: 2^INIT_STACK_SHIFT bytes in .bss, right above its guard
+/// page (head.S). The vector entry spots an overflow by comparing SP with
+/// the per-CPU stack bottom (entry.S), which works for it and for the
+/// secondaries' vmap'd stacks alike.
 pub const INIT_STACK_SHIFT: usize = 17;
 pub const INIT_STACK_SIZE: usize = 1 << INIT_STACK_SHIFT;
 /// Where an exception taken on an overflowed stack is handled.
@@ -77,6 +80,11 @@ core::arch::global_asm!(
     ".equ KIMAGE_PMD_INDEX, {pmd_idx}",
     ".equ INIT_STACK_SIZE, {stack}",
     ".equ OVERFLOW_STACK_SIZE, {ostack}",
+    ".equ PCPU_CPU, {pcpu_cpu}",
+    ".equ PCPU_STACK_LOW, {pcpu_low}",
+    ".equ PCPU_STACK_HIGH, {pcpu_high}",
+    ".equ PCPU_OVERFLOW_STACK_TOP, {pcpu_ovf}",
+    ".equ SECONDARY_DATA_PERCPU, {sd_percpu}",
     include_str!("head.S"),
     mair = const MAIR_EL1_VALUE,
     tcr = const TCR_EL1_VALUE,
@@ -89,12 +97,19 @@ core::arch::global_asm!(
     pmd_idx = const VirtAddr::new(KIMAGE_VADDR).pmd_index(),
     stack = const INIT_STACK_SIZE,
     ostack = const OVERFLOW_STACK_SIZE,
+    pcpu_cpu = const percpu::PCPU_CPU,
+    pcpu_low = const percpu::PCPU_STACK_LOW,
+    pcpu_high = const percpu::PCPU_STACK_HIGH,
+    pcpu_ovf = const percpu::PCPU_OVERFLOW_STACK_TOP,
+    sd_percpu = const smp::SECONDARY_DATA_PERCPU,
 );
 
 core::arch::global_asm!(
-    ".equ INIT_STACK_SHIFT, {shift}",
     ".equ KIND_STACK_OVERFLOW, {overflow}",
+    ".equ PCPU_STACK_LOW, {pcpu_low}",
+    ".equ PCPU_OVERFLOW_STACK_TOP, {pcpu_ovf}",
     include_str!("entry.S"),
-    shift = const INIT_STACK_SHIFT,
     overflow = const KIND_STACK_OVERFLOW,
+    pcpu_low = const percpu::PCPU_STACK_LOW,
+    pcpu_ovf = const percpu::PCPU_OVERFLOW_STACK_TOP,
 );

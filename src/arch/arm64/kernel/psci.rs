@@ -10,6 +10,9 @@ use core::sync::atomic::{AtomicU8, Ordering};
 pub const PSCI_0_2_FN_PSCI_VERSION: u64 = 0x8400_0000;
 pub const PSCI_0_2_FN_SYSTEM_OFF: u64 = 0x8400_0008;
 pub const PSCI_0_2_FN_SYSTEM_RESET: u64 = 0x8400_0009;
+pub const PSCI_0_2_FN_CPU_OFF: u64 = 0x8400_0002;
+pub const PSCI_0_2_FN64_CPU_ON: u64 = 0xc400_0003;
+pub const PSCI_0_2_FN64_AFFINITY_INFO: u64 = 0xc400_0004;
 
 const NONE: u8 = 0;
 const HVC: u8 = 1;
@@ -133,4 +136,20 @@ pub fn system_reset() {
 /// (major, minor) of the firmware's PSCI implementation.
 pub fn version() -> Option<(u32, u32)> {
     call(PSCI_0_2_FN_PSCI_VERSION, 0, 0, 0).map(|v| ((v >> 16) as u32 & 0x7fff, v as u32 & 0xffff))
+}
+
+/// PSCI CPU_ON: start the CPU `mpidr` at physical `entry`, MMU off, with
+/// `context_id` in x0. The PSCI return code (0 = success), sign-extended.
+pub fn cpu_on(mpidr: u64, entry: u64, context_id: u64) -> Option<i64> {
+    call(PSCI_0_2_FN64_CPU_ON, mpidr, entry, context_id).map(|r| r as i32 as i64)
+}
+
+/// PSCI CPU_OFF for the calling CPU. Returns only on failure.
+pub fn cpu_off() -> Option<i64> {
+    call(PSCI_0_2_FN_CPU_OFF, 0, 0, 0).map(|r| r as i32 as i64)
+}
+
+/// PSCI AFFINITY_INFO of CPU `mpidr`: 0 = ON, 1 = OFF, 2 = ON_PENDING.
+pub fn affinity_info(mpidr: u64) -> Option<i64> {
+    call(PSCI_0_2_FN64_AFFINITY_INFO, mpidr, 0, 0).map(|r| r as i32 as i64)
 }

@@ -129,10 +129,7 @@ pub fn print_machine_summary(info: &MachineInfo, fdt_pa: usize) {
             None => pr_warn!("psci: conduit {} did not answer PSCI_VERSION", name),
         },
     }
-    pr_info!(
-        "smp: {} CPU(s) in the device tree; booting CPU 0 only",
-        info.cpu_count()
-    );
+    pr_info!("smp: {} CPU(s) in the device tree", info.cpu_count());
     pr_info!(
         "arch_timer: cp15 timer running at {}.{:02}MHz ({})",
         timer::frequency() / 1_000_000,

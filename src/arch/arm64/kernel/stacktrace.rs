@@ -5,16 +5,16 @@
 
 use core::fmt::{self, Write};
 
-unsafe extern "C" {
-    static init_stack: u8;
-    static init_stack_top: u8;
-}
+use core::sync::atomic::Ordering;
 
-/// Bounds of the boot stack (the only stack), for backtraces.
+/// Bounds of this CPU's kernel stack (CPU 0: the boot stack in .bss; a
+/// secondary: its vmap'd stack), for backtraces, from its per-CPU slot.
 pub fn stack_bounds() -> (u64, u64) {
-    // Only the symbols' addresses are taken (`&raw const` reads nothing, so
-    // it needs no unsafe).
-    ((&raw const init_stack) as u64, (&raw const init_stack_top) as u64)
+    let pc = super::percpu::this_cpu();
+    (
+        pc.stack_low.load(Ordering::Relaxed) as u64,
+        pc.stack_high.load(Ordering::Relaxed) as u64,
+    )
 }
 
 /// Walk AAPCS64 frame records ({previous fp, lr}) starting at `fp`.

@@ -8,6 +8,7 @@
 //! in-kernel tests use it to check that W^X and guard pages really fault,
 //! and the shell uses it so a bad `peek` does not take the kernel down.
 
+use super::percpu::NR_CPUS;
 use crate::kernel::printk;
 use aarch64_cpu::registers::{Readable, TPIDRRO_EL0};
 use core::fmt::{self, Write};
@@ -121,10 +122,16 @@ unsafe extern "C" {
     fn fault_recover(buf: *mut FaultJmp) -> !;
 }
 
-/// The innermost active recovery point, if any.
-static RECOVERY: AtomicPtr<FaultJmp> = AtomicPtr::new(core::ptr::null_mut());
-static RECOVERY_QUIET: AtomicBool = AtomicBool::new(false);
-static LAST_FAULT: spin::Mutex<Option<Fault>> = spin::Mutex::new(None);
+/// Each CPU's innermost active recovery point, if any: per CPU, because a
+/// recovery point lives on the stack of the CPU that set it.
+static RECOVERY: [AtomicPtr<FaultJmp>; NR_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; NR_CPUS];
+static RECOVERY_QUIET: [AtomicBool; NR_CPUS] = [const { AtomicBool::new(false) }; NR_CPUS];
+static LAST_FAULT: [spin::Mutex<Option<Fault>>; NR_CPUS] = [const { spin::Mutex::new(None) }; NR_CPUS];
+
+/// This CPU's index into the recovery arrays.
+fn cpu() -> usize {
+    super::percpu::smp_processor_id()
+}
 /// Oopses printed so far (the `[#N]` of Linux's "Internal error").
 static OOPS_COUNT: AtomicUsize = AtomicUsize::new(0);
 
@@ -151,19 +158,23 @@ fn run_catching<R, F: FnOnce() -> R>(f: F, quiet: bool) -> Result<R, Fault> {
     }
     let mut ctx = Ctx { f: Some(f), ret: None };
     let mut buf = FaultJmp { regs: [0; 21] };
-    let outer = RECOVERY.swap(&mut buf, Ordering::SeqCst);
-    let outer_quiet = RECOVERY_QUIET.swap(quiet, Ordering::SeqCst);
+    let outer = RECOVERY[cpu()].swap(&mut buf, Ordering::SeqCst);
+    let outer_quiet = RECOVERY_QUIET[cpu()].swap(quiet, Ordering::SeqCst);
     // SAFETY: tramp::<F, R> casts its argument back to the very Ctx<F, R>
-    // passed here; ctx and buf are locals that outlive the call, and RECOVERY
-    // points at buf only until the store right after it returns.
+    // passed here; ctx and buf are locals that outlive the call, and this
+    // CPU's RECOVERY slot points at buf only until the store right after it
+    // returns.
     let faulted = unsafe { call_with_fault_recovery(tramp::<F, R>, &mut ctx as *mut Ctx<F, R> as *mut u8, &mut buf) };
-    RECOVERY.store(outer, Ordering::SeqCst);
-    RECOVERY_QUIET.store(outer_quiet, Ordering::SeqCst);
+    RECOVERY[cpu()].store(outer, Ordering::SeqCst);
+    RECOVERY_QUIET[cpu()].store(outer_quiet, Ordering::SeqCst);
     if faulted != 0 {
         // The closure was abandoned mid-way: whatever it owned is leaked,
         // never dropped twice. Callers keep such closures allocation-free.
         core::mem::forget(ctx);
-        let fault = LAST_FAULT.lock().take().expect("recovered without a recorded fault");
+        let fault = LAST_FAULT[cpu()]
+            .lock()
+            .take()
+            .expect("recovered without a recorded fault");
         return Err(fault);
     }
     Ok(ctx.ret.take().unwrap())
@@ -187,7 +198,12 @@ pub fn oops_count() -> usize {
 /// Entry from entry.S for every exception taken to EL1.
 #[unsafe(no_mangle)]
 extern "C" fn el1_exception(regs: &mut PtRegs, kind: u64) {
-    let recovery = RECOVERY.load(Ordering::SeqCst);
+    // An IRQ from EL1 goes to the interrupt controller's handler; entry.S
+    // saved everything it may clobber and returns to the interrupted code.
+    if kind == 1 && super::irq::handle_arch_irq() {
+        return;
+    }
+    let recovery = RECOVERY[cpu()].load(Ordering::SeqCst);
     // An exception while panicking (e.g. a PSCI conduit that traps) must
     // not start a second oops, whose panic would trap again.
     if recovery.is_null() && crate::kernel::panic::in_panic() {
@@ -205,12 +221,12 @@ extern "C" fn el1_exception(regs: &mut PtRegs, kind: u64) {
     }
     // Only synchronous exceptions of the current EL are recoverable.
     if kind == 0 && !recovery.is_null() {
-        *LAST_FAULT.lock() = Some(Fault {
+        *LAST_FAULT[cpu()].lock() = Some(Fault {
             esr: regs.esr,
             far: regs.far,
             pc: regs.pc,
         });
-        if !RECOVERY_QUIET.load(Ordering::SeqCst) {
+        if !RECOVERY_QUIET[cpu()].load(Ordering::SeqCst) {
             print_oops(regs, kind);
             crate::pr_warn!("Fault recovered by catch_fault(); continuing");
         }
@@ -244,7 +260,7 @@ fn handle_bad_stack(regs: &mut PtRegs, recovery: *mut FaultJmp) -> ! {
     );
     print_oops(regs, 0);
     if !recovery.is_null() {
-        *LAST_FAULT.lock() = Some(Fault {
+        *LAST_FAULT[cpu()].lock() = Some(Fault {
             esr: regs.esr,
             far: regs.far,
             pc: regs.pc,
@@ -259,9 +275,9 @@ fn handle_bad_stack(regs: &mut PtRegs, recovery: *mut FaultJmp) -> ! {
 
 fn print_oops(regs: &PtRegs, kind: u64) {
     let n = OOPS_COUNT.fetch_add(1, Ordering::Relaxed) + 1;
-    // The fault may have hit while the console lock was held.
-    // SAFETY: we are the only CPU, and the holder will never run again
-    // (or, when recovered, was abandoned).
+    // The fault may have hit while this CPU held the console lock.
+    // SAFETY: force_unlock breaks only this CPU's hold, and that holder
+    // will never run again (or, when recovered, was abandoned).
     unsafe { printk::force_unlock() };
     let mut w = printk::LogWriter;
     let _ = write_oops(&mut w, regs, kind, n);

@@ -328,7 +328,26 @@ fn qemu_smp_cpu_count() {
         let info = qemu_parse("smp", "", &["-m", "256M", "-smp", &smp]);
         assert_virt_common(&info);
         assert_eq!(info.cpu_count(), n, "-smp {}", n);
+        // QEMU numbers MPIDRs 0, 1, ... (Aff0) and starts CPUs via PSCI.
+        let cpus: Vec<_> = info.cpus().iter().map(|c| (c.mpidr, c.enable_method)).collect();
+        let want: Vec<_> = (0..n as u64).map(|i| (i, EnableMethod::Psci)).collect();
+        assert_eq!(cpus, want, "-smp {}", n);
     }
+}
+
+#[test]
+fn qemu_gic_v2_and_v3() {
+    let v2 = qemu_parse("gicv2", "", &["-m", "256M", "-smp", "4"]);
+    let g = v2.gic().expect("QEMU virt has a GIC");
+    assert_eq!(g.version, GicVersion::V2);
+    assert_eq!(g.dist, (0x800_0000, 0x1_0000));
+    assert_eq!(g.cpu_if, (0x801_0000, 0x1_0000));
+    let v3 = qemu_parse("gicv3", ",gic-version=3", &["-m", "256M", "-smp", "4"]);
+    let g = v3.gic().expect("QEMU virt has a GIC");
+    assert_eq!(g.version, GicVersion::V3);
+    assert_eq!(g.dist, (0x800_0000, 0x1_0000));
+    assert_eq!(g.redist, [(0x80a_0000, 0xf6_0000)]);
+    assert_eq!(v3.cpus().len(), 4);
 }
 
 #[test]

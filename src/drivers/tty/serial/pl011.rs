@@ -80,7 +80,7 @@ register_bitfields! {
         TXE OFFSET(8) NUMBITS(1) [],
         UARTEN OFFSET(0) NUMBITS(1) []
     ],
-    /// Interrupt mask set/clear (1 = enabled); all masked: we poll.
+    /// Interrupt mask set/clear (1 = enabled); only RX/RT are ever enabled.
     IMSC [
         ALL OFFSET(0) NUMBITS(11) []
     ]
@@ -110,6 +110,9 @@ register_structs! {
 /// read (Linux: `earlycon=pl011,0x9000000`). Reached through the early
 /// identity map; the console stays on this UART for good (see console.rs).
 pub const EARLYCON_PL011_PHYS: usize = 0x0900_0000;
+
+/// UARTIMSC's RXIM (bit 4) and RTIM (bit 6).
+const IMSC_RX: u32 = (1 << 4) | (1 << 6);
 
 /// Size of the register window the driver touches.
 pub const PL011_REG_SIZE: usize = 0x1000;
@@ -238,6 +241,16 @@ impl Pl011 {
             r.cr.modify(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
         }
         report
+    }
+
+    /// Unmask the receive and receive-timeout interrupts (UARTIMSC RXIM,
+    /// RTIM): the line goes high while received bytes wait in the UART and
+    /// drops once [`Pl011::poll_rx`] has read them, so the handler only
+    /// drains; it never writes UARTICR, which could clear the interrupt of
+    /// a byte that arrived after the drain and leave it unannounced.
+    pub fn enable_rx_irq(&mut self) {
+        let r = self.regs();
+        r.imsc.set(r.imsc.get() | IMSC_RX);
     }
 
     /// Move what the UART has received into the ring (until it is full:
