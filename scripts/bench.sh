@@ -26,6 +26,9 @@
 #   --no-build           boot the kernel already built
 #   --timeout S          seconds per boot (default 3600)
 #   --append "ARGS"      extra kernel command line
+#   --csv DIR            where the CSV copies of the tables go (default:
+#                        $TARGET_DIR/bench-logs/csv; scripts/plot.sh draws them):
+#                        test_vmalloc.csv, stages.csv, floor.csv, scaling.csv
 #
 # Under -icount shift=0 QEMU's virtual clock advances 1 ns per guest
 # instruction: the figures count instructions. sleep=off also keeps real
@@ -54,8 +57,9 @@ BUILD=1
 TIMEOUT=3600
 APPEND_EXTRA=
 BENCH_LOG_DIR=$TARGET_DIR/bench-logs
+CSV_DIR=
 
-usage() { sed -n '2,33s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,36s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 while (($#)); do
     case $1 in
@@ -83,6 +87,7 @@ while (($#)); do
     --no-build) BUILD=0 && shift ;;
     --timeout) TIMEOUT=$2 && shift 2 ;;
     --append) APPEND_EXTRA=$2 && shift 2 ;;
+    --csv) CSV_DIR=$2 && shift 2 ;;
     -h | --help) usage && exit 0 ;;
     *) usage >&2 && die "unknown option: $1" ;;
     esac
@@ -245,10 +250,60 @@ report() {
     done
 }
 
+# ---------------------------------------------------------------------------
+# CSV: the same figures as report(), one file per benchmark, for plot.sh
+# ---------------------------------------------------------------------------
+
+# csv_start: empty files with their header lines (once per bench.sh run, so
+# --init-on-alloc both puts both settings in one file, told apart by the
+# init_on_alloc column).
+csv_start() {
+    CSV_DIR=${CSV_DIR:-$BENCH_LOG_DIR/csv}
+    mkdir -p "$CSV_DIR" || die "cannot create $CSV_DIR"
+    echo init_on_alloc,scenario,passed,failed,loops,avg_usec,cycles,ns_per_loop,linux_usec,ratio >"$CSV_DIR/test_vmalloc.csv"
+    echo init_on_alloc,pages,stage,ns,percent >"$CSV_DIR/stages.csv"
+    echo init_on_alloc,pages,floor_ns,vmalloc_ns,ratio >"$CSV_DIR/floor.csv"
+    echo init_on_alloc,layout,busy,busy_height,free,free_height,ns,ratio >"$CSV_DIR/scaling.csv"
+}
+
+# csv_append LOG: the log's figures appended to the CSV files. The
+# init_on_alloc setting is the one the log's benchmarks report.
+csv_append() {
+    local log=$1 ioa line name usec loops base r
+    # The lines without their printk timestamps: "bench: NAME: FIELDS...".
+    local lines
+    lines=$(tr -d '\r' <"$log" | sed -n 's/^\[[ 0-9.]*\] \(bench: \)/\1/p')
+    ioa=$(tr -d '\r' <"$log" | sed -n 's/.*init_on_alloc=\([01]\).*/\1/p' | head -1)
+    while IFS= read -r line; do
+        [[ $line =~ bench:\ test_vmalloc\ ([a-z0-9_]+)\ passed=([0-9]+)\ failed=([0-9]+)\ loops=([0-9]+)\ repeat=[0-9]+\ usec=([0-9]+)\ ticks=([0-9]+) ]] || continue
+        name=${BASH_REMATCH[1]} loops=${BASH_REMATCH[4]} usec=${BASH_REMATCH[5]}
+        base=${BASE[$name]:-} r=
+        [[ -n $base ]] && r=$(ratio "$usec" "$base")
+        printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$ioa" "$name" "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}" \
+            "$loops" "$usec" "${BASH_REMATCH[6]}" "$(awk -v u="$usec" -v l="$loops" 'BEGIN { printf "%.1f", u * 1000 / l }')" \
+            "$base" "$r"
+    done < <(tr -d '\r' <"$log") >>"$CSV_DIR/test_vmalloc.csv"
+    # "bench: stages: pages=N STAGE NS ns PCT%"
+    awk -v ioa="$ioa" '$2 == "stages:" && $3 ~ /^pages=[0-9]+$/ && $6 == "ns" {
+        sub(/^pages=/, "", $3); sub(/%$/, "", $7); print ioa "," $3 "," $4 "," $5 "," $7 }' <<<"$lines" >>"$CSV_DIR/stages.csv"
+    # "bench: floor: PAGES FLOOR_NS VMALLOC_NS RATIO ..."
+    awk -v ioa="$ioa" '$2 == "floor:" && $3 ~ /^[0-9]+$/ {
+        print ioa "," $3 "," $4 "," $5 "," $6 }' <<<"$lines" >>"$CSV_DIR/floor.csv"
+    # "bench: scaling: BUSY BUSY_H | packed: FREE NS RATIO | holes: FREE FREE_H NS RATIO NS2 RATIO2":
+    # three layouts (packed, holes with 1-page and with 2-page requests).
+    awk -v ioa="$ioa" '$2 == "scaling:" && $3 ~ /^[0-9]+$/ && NF == 17 {
+        print ioa ",packed," $3 "," $4 "," $7 ",," $8 "," $9
+        print ioa ",holes," $3 "," $4 "," $12 "," $13 "," $14 "," $15
+        print ioa ",holes-2pages," $3 "," $4 "," $12 "," $13 "," $16 "," $17 }' <<<"$lines" >>"$CSV_DIR/scaling.csv"
+}
+
 main() {
+    csv_start
     [[ -n $COMPARE ]] && load_baseline "$COMPARE" "$KERNEL_ABI"
     if [[ -n $FROM_LOG ]]; then
         report "$FROM_LOG" "$FROM_LOG"
+        csv_append "$FROM_LOG"
+        info "bench: CSV in $CSV_DIR"
         return
     fi
     ensure_tools qemu-system-aarch64 timeout
@@ -265,6 +320,7 @@ main() {
         name=bench-$tag-ioa$ioa-loops$LOOPS
         ((SEPARATE)) && name+=-separate
         run_set "$name" "$ioa"
+        csv_append "$BENCH_LOG_DIR/$name.log"
         report "$BENCH_LOG_DIR/$name.log" "init_on_alloc=$ioa, $( ((ICOUNT)) && echo "-icount $ICOUNT_OPTS" || echo 'no icount'), test_loop_count=$LOOPS$( ((SEPARATE)) && echo ', one boot per scenario')"
         if ((VERIFY)); then
             run_set "$name-2" "$ioa"
@@ -278,6 +334,7 @@ main() {
             fi
         fi
     done
+    info "bench: CSV in $CSV_DIR"
 }
 
 main

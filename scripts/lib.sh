@@ -40,6 +40,9 @@ declare -A TOOL_PACKAGE=(
     [dtc]=device-tree-compiler
     [gdb-multiarch]=gdb-multiarch
     [timeout]=coreutils
+    [gnuplot]=gnuplot-nox
+    [dot]=graphviz
+    [xmllint]=libxml2-utils
 )
 APT_UPDATED=${APT_UPDATED:-0}
 
