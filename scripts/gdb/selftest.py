@@ -314,6 +314,22 @@ def at_run_init():
     out, err = run("lx-vmallocinfo")
     save("vmallocinfo-run_init.txt", out)
     result(err is None and out.strip() != "", "lx-vmallocinfo at run_init lists the boot areas", str(err))
+    areas = len(out.splitlines()) if err is None else -1
+    # lx-vmaptree: one DOT node per area, as many as the kernel counts (the
+    # busy tree: the areas lx-vmallocinfo lists; the free tree: its count
+    # read through DWARF), each area once.
+    free_count = int(gdb.parse_and_eval("vmkernel::mm::vmalloc::free_vmap_area_root.inner.data.value.count"))
+    for kind, want in (("busy", areas), ("free", free_count)):
+        dot = os.path.join(OUT, f"vmaptree-{kind}.dot")
+        out, err = run(f"lx-vmaptree {kind} --path 0x2000 {dot}" if kind == "free" else f"lx-vmaptree {kind} {dot}")
+        text = open(dot).read() if err is None and os.path.exists(dot) else ""
+        labels = re.findall(r'^  n\d+ \[label="(0x[0-9a-f]+)-', text, re.M)
+        result(err is None and len(labels) == want and len(set(labels)) == want,
+               f"lx-vmaptree {kind}: one DOT node per area ({want}), each once",
+               f"{len(labels)} nodes, {len(set(labels))} distinct", str(err or out))
+        if kind == "free":
+            result("lowest match" in text and "penwidth=4" in text,
+                   "lx-vmaptree free --path 0x2000: the walk's nodes outlined, the match marked", out)
 
     out, err = run("lx-buddyinfo")
     save("buddyinfo.txt", out)

@@ -25,6 +25,7 @@ for _m in [m for m in sys.modules if m == "vmkernel" or m.startswith("vmkernel."
 import vmkernel.utils  # noqa: E402,F401
 import vmkernel.dmesg  # noqa: E402,F401
 import vmkernel.vmalloc  # noqa: E402,F401
+import vmkernel.vmaptree  # noqa: E402,F401
 import vmkernel.pgtable  # noqa: E402,F401
 import vmkernel.buddy  # noqa: E402,F401
 import vmkernel.symbols  # noqa: E402,F401
@@ -32,4 +33,4 @@ import vmkernel.rustenum  # noqa: E402,F401
 import vmkernel.addrhex  # noqa: E402,F401
 import vmkernel.breakpoints  # noqa: E402,F401
 
-gdb.write("vmkernel helpers: lx-dmesg lx-vmallocinfo lx-pgwalk lx-buddyinfo lx-break-from lx-symbols-phys $lx_va() $lx_pa()\n")
+gdb.write("vmkernel helpers: lx-dmesg lx-vmallocinfo lx-vmaptree lx-pgwalk lx-buddyinfo lx-break-from lx-symbols-phys $lx_va() $lx_pa()\n")

@@ -26,6 +26,7 @@ mod inspect;
 mod mem;
 #[cfg(target_os = "none")]
 mod sys;
+pub mod vmaptree;
 
 use crate::arch::kernel::traps::catch_fault;
 use crate::kernel::printk;
@@ -126,6 +127,12 @@ static COMMANDS: &[Command] = &[
         args: "",
         help: "every vmalloc-range area, as /proc/vmallocinfo",
         run: mem::vmallocinfo,
+    },
+    Command {
+        name: "vmaptree",
+        args: "[free|busy]",
+        help: "the free (default) or busy vmap_area rb-tree, indented: colour, range, size, subtree_max_size",
+        run: vmaptree::cmd_vmaptree,
     },
     Command {
         name: "vmalloc",
