@@ -58,7 +58,7 @@ class Area:
 def human(n):
     for unit in ("", "K", "M", "G", "T"):
         if n < 1024 or unit == "T":
-            return f"{n}{unit}" if n == int(n) else f"{n:.1f}{unit}"
+            return f"{int(n)}{unit}" if n == int(n) else f"{n:.1f}{unit}"
         n /= 1024
     return str(n)
 
@@ -193,6 +193,48 @@ def to_dot(top, kind, path=(), found=None, title=None):
                 nil += 1
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def parse_shell_text(text):
+    """(top Area, tree name, count) from the shell's `vmaptree` output
+    (src/shell/vmaptree.rs): a header "NAME: N areas, height H", then one
+    line per area, "+-L "/"+-R " and two spaces per level below the top."""
+    import re
+    lines = [l.rstrip("\r") for l in text.splitlines()]
+    head = next((i for i, l in enumerate(lines) if re.match(r"^\w+: \d+ areas, height \d+$", l)), None)
+    if head is None:
+        raise ValueError("no 'NAME: N areas, height H' line")
+    name, count = lines[head].split(":")[0], int(lines[head].split()[1])
+    area_re = re.compile(r"^((?:  )*)(?:\+-([LR]) )?([RB]) 0x([0-9a-f]+)-0x([0-9a-f]+) \S+(?: max (\S+))?$")
+    top, last_at = None, []
+    for l in lines[head + 1:head + 1 + count]:
+        m = area_re.match(l)
+        if m is None:
+            raise ValueError(f"not a vmaptree line: {l!r}")
+        depth = len(m.group(1)) // 2 + (1 if m.group(2) else 0)
+        a = Area(0, int(m.group(4), 16), int(m.group(5), 16), 0,
+                 RB_RED if m.group(3) == "R" else RB_BLACK)
+        if depth == 0:
+            if top is not None:
+                raise ValueError("two top nodes")
+            top = a
+        else:
+            if depth > len(last_at):
+                raise ValueError(f"line deeper than its parent: {l!r}")
+            a.parent = last_at[depth - 1]
+            setattr(a.parent, "left" if m.group(2) == "L" else "right", a)
+        del last_at[depth:]
+        last_at.append(a)
+    # subtree_max_size from the exact ranges (the text rounds sizes down):
+    # children before parents, i.e. the reverse of a pre-order walk.
+    order, stack = [], [top] if top is not None else []
+    while stack:
+        n = stack.pop()
+        order.append(n)
+        stack += [c for c in (n.left, n.right) if c is not None]
+    for n in reversed(order):
+        n.max = max([n.size] + [c.max for c in (n.left, n.right) if c is not None])
+    return top, name, count
 
 
 def write_dot(text, path):
