@@ -191,7 +191,7 @@ hex() { printf '0x%x' "$(($1))"; }
 # The session
 # ---------------------------------------------------------------------------
 
-SHELL_COMMANDS=(help meminfo buddyinfo vmallocinfo vmalloc vzalloc vfree vmap vunmap ioremap iounmap purge
+SHELL_COMMANDS=(help meminfo buddyinfo vmallocinfo vmaptree vmalloc vzalloc vfree vmap vunmap ioremap iounmap purge
     pt peek poke dt dmesg uptime history ktest bench poweroff)
 
 # The checks, in order; returns 1 when the session died (the caller reports).

@@ -23,6 +23,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source-path=SCRIPTDIR source=shell-session.sh
 source "$(dirname "${BASH_SOURCE[0]}")/shell-session.sh"
+# shellcheck source-path=SCRIPTDIR source=pictures-test.sh
+source "$(dirname "${BASH_SOURCE[0]}")/pictures-test.sh"
 
 # The layers, in the order they run: "name|description".
 LAYERS=(
@@ -37,6 +39,7 @@ LAYERS=(
     "gdb|scripted GDB session through the vmalloc pipeline (scripts/gdb-test.sh)"
     "smp|secondary CPUs up at -smp 2/4/8: cortex-a53/a72/max, EL1/EL2, GICv2/GICv3, NUMA; cross-call and per-CPU ktests"
     "bench|short in-kernel benchmarks (test_vmalloc scenarios, scaling, floor, stages) must complete"
+    "pictures|the picture scripts (plot.sh, vmmap-svg.sh, vmaptree-dot.sh, bench.sh --csv) on two short boots: SVG/DOT structure"
     "docs|the transcripts and figures in README.md and docs/ match what this build prints (scripts/docs.sh --check)"
 )
 
