@@ -17,6 +17,16 @@
 #   ...whatever the generator NAME printed...
 #   <!-- end of generated block -->
 #
+# Pictures: a generator may also draw SVG files into $DOCS_DIR/img/ (with
+# scripts/plot.sh, scripts/vmmap-svg.sh, scripts/vmaptree-dot.sh) and print
+# the Markdown that shows them; they are copied to docs/img/. --check
+# compares each SVG text with the committed one modulo the same addresses
+# and timestamps as the blocks (and the drawing tools' version comments):
+# sizes, figures, coordinates and structure must match, so a picture goes
+# stale exactly when the numbers it was drawn from do (the -icount figures
+# and the address layout repeat from run to run; the boot log block goes
+# stale on the same changes).
+#
 # To add one: write a function gen_NAME that prints the block's Markdown
 # (usually a fenced console transcript) to stdout, add NAME to GENERATORS,
 # and put the two markers where it belongs. The check is a test layer
@@ -45,6 +55,15 @@ GENERATORS=(
     "perf-stages|ns per vmalloc+vfree by pipeline stage (bench=stages)"
     "perf-floor|vmalloc+vfree against pages + PTEs alone (bench=floor)"
     "perf-scaling|alloc_vmap_area + free with 10 .. 100 000 busy areas (bench=scaling)"
+    "img-bench-ratio|chart: test_vmalloc time / Linux 6.1 per scenario (docs/img/bench-ratio.svg)"
+    "img-bench-stages|chart: where one vmalloc+vfree spends its time, per size (docs/img/bench-stages.svg)"
+    "img-bench-scaling|chart: ns per alloc_vmap_area+free against busy areas (docs/img/bench-scaling.svg)"
+    "img-bench-floor|chart: vmalloc+vfree against its floor, ns per page (docs/img/bench-floor.svg)"
+    "img-vm-layout|picture: the virtual memory layout of the boot log (docs/img/vm-layout.svg)"
+    "img-va-split|picture: a VA split into pgd/pud/pmd/pte indices (docs/img/va-split.svg)"
+    "vmaptree-walk|shell: vmaptree free, vmalloc 16K, vmaptree free, vfree, vmallocinfo; the trees as pictures"
+    "img-vmalloc-strip|picture: vmallocinfo as a strip, busy / lazily freed / free (docs/img/vmalloc-strip.svg)"
+    "readme-pictures|the ratio chart and the address-space map, linked from the top directory"
 )
 
 MODE=write
@@ -189,13 +208,13 @@ gen_gdb_break_alloc_vmap_area() { gdb_excerpt '^\(gdb\) break alloc_vmap_area$' 
 need_bench() {
     local bench=$REPO_ROOT/scripts/bench.sh
     [[ -f $DOCS_DIR/bench.done ]] && return 0
-    "$bench" --no-build --separate --bench test_vmalloc --init-on-alloc both --compare \
+    "$bench" --no-build --separate --bench test_vmalloc --init-on-alloc both --compare --csv "$DOCS_DIR/csv-tv" \
         >"$DOCS_DIR/bench-tv.txt" 2>"$DOCS_DIR/bench-tv.err" ||
         die "docs: scripts/bench.sh (test_vmalloc) failed (see $DOCS_DIR/bench-tv.err)"
-    "$bench" --no-build --mask 0x400 --bench test_vmalloc --compare --kernel 6.12.117+deb12-arm64 \
+    "$bench" --no-build --mask 0x400 --bench test_vmalloc --compare --kernel 6.12.117+deb12-arm64 --csv "$DOCS_DIR/csv-vm612" \
         >"$DOCS_DIR/bench-vm612.txt" 2>"$DOCS_DIR/bench-vm612.err" ||
         die "docs: scripts/bench.sh (vm_map_ram_test) failed (see $DOCS_DIR/bench-vm612.err)"
-    "$bench" --no-build --bench scaling,floor,stages --init-on-alloc both \
+    "$bench" --no-build --bench scaling,floor,stages --init-on-alloc both --csv "$DOCS_DIR/csv-other" \
         >"$DOCS_DIR/bench-other.txt" 2>"$DOCS_DIR/bench-other.err" ||
         die "docs: scripts/bench.sh (scaling, floor, stages) failed (see $DOCS_DIR/bench-other.err)"
     touch "$DOCS_DIR/bench.done"
@@ -303,6 +322,138 @@ gen_perf_scaling() {
 }
 
 # ---------------------------------------------------------------------------
+# Pictures (SVG into $DOCS_DIR/img/, copied to docs/img/ by main)
+# ---------------------------------------------------------------------------
+
+IMG_DIR_NAME=img
+
+# plot_chart CSV_SUBDIR CHART NAME: scripts/plot.sh's CHART as img/NAME.svg.
+plot_chart() {
+    need_bench
+    "$REPO_ROOT/scripts/plot.sh" --csv "$DOCS_DIR/$1" --out "$DOCS_DIR/plots-$1" "$2" >/dev/null ||
+        die "docs: scripts/plot.sh $2 failed"
+    cp "$DOCS_DIR/plots-$1/$2.svg" "$DOCS_DIR/img/$3.svg"
+}
+
+gen_img_bench_ratio() {
+    plot_chart csv-tv ratio bench-ratio
+    printf '![test_vmalloc: vmkernel time / Linux 6.1 time per scenario, 1.0x and 0.5x marked](img/bench-ratio.svg)\n'
+}
+gen_img_bench_stages() {
+    plot_chart csv-other stages bench-stages
+    printf '![Where one vmalloc+vfree spends its time, per size](img/bench-stages.svg)\n'
+}
+gen_img_bench_scaling() {
+    plot_chart csv-other scaling bench-scaling
+    printf '![ns per alloc_vmap_area+free against the number of busy areas, one line per layout](img/bench-scaling.svg)\n'
+}
+gen_img_bench_floor() {
+    plot_chart csv-other floor bench-floor
+    printf '![vmalloc+vfree against its floor, ns per page](img/bench-floor.svg)\n'
+}
+
+gen_img_vm_layout() {
+    need_boot docs-boot "$DOCS_TIMEOUT" -append poweroff
+    "$REPO_ROOT/scripts/vmmap-svg.sh" layout "$LOG_DIR/docs-boot.log" "$DOCS_DIR/img/vm-layout.svg" >/dev/null
+    printf '![The kernel virtual memory layout of this build, from the boot log](img/vm-layout.svg)\n'
+}
+
+gen_img_va_split() {
+    need_boot docs-boot "$DOCS_TIMEOUT" -append poweroff
+    "$REPO_ROOT/scripts/vmmap-svg.sh" vasplit "$LOG_DIR/docs-boot.log" "$DOCS_DIR/img/va-split.svg" >/dev/null
+    printf '![How a virtual address splits into pgd, pud, pmd and pte indices](img/va-split.svg)\n'
+}
+
+# One shell session for the vmalloc walk-through: the free tree, a 16K
+# vmalloc (20K with its guard page), the tree again, vfree, vmallocinfo.
+need_vmaptree_session() {
+    [[ -f $DOCS_DIR/vmaptree.done ]] && return 0
+    local addr
+    sh_start docs-vmaptree -kernel "$KERNEL_IMAGE" || die "docs: shell boot: $SH_DEAD"
+    sh_run "vmaptree free"
+    sh_run "vmalloc 16K"
+    addr=$(printf '%s\n' "${SH_OUT[@]}" | sed -n 's/^vmalloc: 16K at \(0x[0-9a-f]*\).*/\1/p')
+    [[ -n $addr ]] || die "docs: no address in the vmalloc reply: ${SH_OUT[*]}"
+    sh_run "vmaptree free"
+    sh_run "vfree $addr"
+    sh_run vmallocinfo
+    [[ -z $SH_DEAD ]] || die "docs: the shell session broke off: $SH_DEAD (log $SH_LOG)"
+    sh_run poweroff || true
+    sh_finish
+    [[ $SH_STATUS == 0 ]] || die "docs: the vmaptree session did not power off cleanly (status $SH_STATUS; log $SH_LOG)"
+    # From the first command to the power-off.
+    tr -d '\r' <"$SH_LOG" | grep -v '^qemu-system-aarch64: ' | sed -n '/^vmkernel# vmaptree free$/,$p' |
+        grep -v 'reboot: Power down' >"$DOCS_DIR/vmaptree-session.txt"
+    # The two trees, each from its command to the next prompt.
+    awk '/^vmkernel# vmaptree free$/ { n++; on = 1; next } /^vmkernel# / { on = 0 } on { print > (dir "/vmaptree-" n ".txt") }' \
+        dir="$DOCS_DIR" "$DOCS_DIR/vmaptree-session.txt"
+    printf '%s\n' "$addr" >"$DOCS_DIR/vmaptree-addr.txt"
+    touch "$DOCS_DIR/vmaptree.done"
+}
+
+gen_vmaptree_walk() {
+    need_vmaptree_session
+    "$REPO_ROOT/scripts/vmaptree-dot.sh" --path 0x5000 "$DOCS_DIR/vmaptree-1.txt" "$DOCS_DIR/img/vmaptree-before.dot" \
+        >"$DOCS_DIR/vmaptree-before.out" || die "docs: scripts/vmaptree-dot.sh failed on the first tree"
+    grep -qx "lowest match: $(cat "$DOCS_DIR/vmaptree-addr.txt") after [0-9]* nodes" "$DOCS_DIR/vmaptree-before.out" ||
+        die "docs: the recomputed lowest match ($(tail -1 "$DOCS_DIR/vmaptree-before.out")) is not where vmalloc 16K went"
+    "$REPO_ROOT/scripts/vmaptree-dot.sh" "$DOCS_DIR/vmaptree-2.txt" "$DOCS_DIR/img/vmaptree-after.dot" >/dev/null ||
+        die "docs: scripts/vmaptree-dot.sh failed on the second tree"
+    # Only the pictures are kept.
+    rm -f "$DOCS_DIR"/img/*.dot
+    fence <"$DOCS_DIR/vmaptree-session.txt"
+    printf '\nBefore (outlined: the nodes find_vmap_lowest_match visits for the 20K request; double border: the area it picks):\n\n'
+    printf '![The free tree before vmalloc 16K, with the lowest-match path](img/vmaptree-before.svg)\n'
+    printf '\nAfter:\n\n![The free tree after vmalloc 16K](img/vmaptree-after.svg)\n'
+}
+
+gen_img_vmalloc_strip() {
+    need_vmaptree_session
+    "$REPO_ROOT/scripts/vmmap-svg.sh" strip "$DOCS_DIR/vmaptree-session.txt" "$DOCS_DIR/img/vmalloc-strip.svg" >/dev/null ||
+        die "docs: scripts/vmmap-svg.sh strip failed"
+    printf '![vmallocinfo after the vfree, as a strip: busy, lazily freed and free spans](img/vmalloc-strip.svg)\n'
+}
+
+# For README.md (a directory up from docs/).
+gen_readme_pictures() {
+    gen_img_bench_ratio >/dev/null
+    gen_img_vm_layout >/dev/null
+    printf '![test_vmalloc: vmkernel time / Linux 6.1 time per scenario](docs/img/bench-ratio.svg)\n\n'
+    printf '![The kernel virtual memory layout, from the boot log](docs/img/vm-layout.svg)\n'
+}
+
+# svg_normalize: what may differ between two drawings of the same figures.
+svg_normalize() {
+    normalize | grep -v -e '<desc>Produced by GNUPLOT' -e '^<!-- Generated by graphviz'
+}
+
+# sync_images: copy (write) or compare (check) $DOCS_DIR/img/*.svg with
+# docs/img/; returns 1 in check mode when one differs or is missing.
+sync_images() {
+    local dir=$REPO_ROOT/docs/$IMG_DIR_NAME f name stale=0
+    shopt -s nullglob
+    for f in "$DOCS_DIR/img"/*.svg; do
+        name=${f##*/}
+        if [[ $MODE == check ]]; then
+            if [[ ! -f $dir/$name ]]; then
+                printf 'docs: docs/img/%s is missing (a generator draws it)\n' "$name"
+                stale=1
+            elif ! diff -u <(svg_normalize <"$dir/$name") <(svg_normalize <"$f") >"$DOCS_DIR/diff-$name" 2>&1; then
+                printf 'docs: docs/img/%s is stale (drawn from different figures):\n' "$name"
+                head -n 20 "$DOCS_DIR/diff-$name"
+                stale=1
+            fi
+        elif ! cmp -s "$f" "$dir/$name"; then
+            mkdir -p "$dir"
+            cp "$f" "$dir/$name"
+            info "docs: updated docs/img/$name"
+        fi
+    done
+    shopt -u nullglob
+    return "$stale"
+}
+
+# ---------------------------------------------------------------------------
 # Splicing blocks into the Markdown files
 # ---------------------------------------------------------------------------
 
@@ -361,7 +512,7 @@ main() {
         *) usage >&2 && die "unknown option: $1" ;;
         esac
     done
-    ensure_tools qemu-system-aarch64 timeout
+    ensure_tools qemu-system-aarch64 timeout gnuplot dot
     if ((BUILD)); then
         build_kernel >&2 || die "docs: the kernel does not build"
     else
@@ -369,7 +520,7 @@ main() {
         make_image "$KERNEL_ELF" "$KERNEL_IMAGE"
     fi
     rm -rf "$DOCS_DIR"
-    mkdir -p "$DOCS_DIR" "$LOG_DIR"
+    mkdir -p "$DOCS_DIR" "$DOCS_DIR/img" "$LOG_DIR"
 
     # Which generators the files use; an unknown name is an error.
     local f n used=() known=" "
@@ -401,6 +552,7 @@ main() {
             info "docs: updated ${f#"$REPO_ROOT"/}"
         fi
     done < <(doc_files)
+    sync_images || stale=1
     if ((stale)); then
         printf 'docs: run scripts/docs.sh and commit the result\n'
         return 1
