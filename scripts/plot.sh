@@ -39,7 +39,7 @@ rows() {
 }
 
 plot_ratio() {
-    local dat=$WORK/ratio.dat out=$OUT_DIR/ratio.svg
+    local dat=ratio.dat out=$OUT_DIR/ratio.svg
     # Scenarios with a Linux figure; the bar label is the scenario name
     # without "_test".
     rows "$CSV_DIR/test_vmalloc.csv" | awk -F, '$10 != "" { n = $2; sub(/_test$/, "", n); print n, $10 }' >"$dat"
@@ -66,7 +66,7 @@ EOF
 }
 
 plot_stages() {
-    local dat=$WORK/stages.dat out=$OUT_DIR/stages.svg ncol
+    local dat=stages.dat out=$OUT_DIR/stages.svg ncol
     # One row per size, one column per stage (in the order the log prints them).
     rows "$CSV_DIR/stages.csv" | awk -F, '
         { if (!($2 in sp)) { sp[$2] = 1; pages[++np] = $2 }
@@ -95,14 +95,14 @@ EOF
 }
 
 plot_scaling() {
-    local dat=$WORK/scaling.dat out=$OUT_DIR/scaling.svg layouts=() l i=0 plots=()
+    local dat=scaling.dat out=$OUT_DIR/scaling.svg layouts=() l i=0 plots=()
     rows "$CSV_DIR/scaling.csv" | awk -F, '{ print $2, $3, $7 }' >"$dat"
     [[ -s $dat ]] || return 1
     mapfile -t layouts < <(awk '!seen[$1]++ { print $1 }' "$dat")
     # gnuplot's index needs blank-line-separated blocks: one per layout.
     for l in "${layouts[@]}"; do
-        awk -v l="$l" '$1 == l { print $2, $3 }' "$dat" >"$WORK/scaling-$i.dat"
-        plots+=("\"$WORK/scaling-$i.dat\" using 1:2 with linespoints lw 2 pt 7 title \"$l\"")
+        awk -v l="$l" '$1 == l { print $2, $3 }' "$dat" >"scaling-$i.dat"
+        plots+=("\"scaling-$i.dat\" using 1:2 with linespoints lw 2 pt 7 title \"$l\"")
         i=$((i + 1))
     done
     gnuplot <<EOF
@@ -121,7 +121,7 @@ EOF
 }
 
 plot_floor() {
-    local dat=$WORK/floor.dat out=$OUT_DIR/floor.svg
+    local dat=floor.dat out=$OUT_DIR/floor.svg
     # pages, floor ns/page, vmalloc ns/page
     rows "$CSV_DIR/floor.csv" | awk -F, '{ printf "%s %.1f %.1f\n", $2, $3 / $2, $4 / $2 }' >"$dat"
     [[ -s $dat ]] || return 1
@@ -155,8 +155,13 @@ main() {
     [[ $IOA == 0 || $IOA == 1 ]] || die "--ioa takes 0 or 1"
     ensure_tools gnuplot
     mkdir -p "$OUT_DIR" || die "cannot create $OUT_DIR"
+    OUT_DIR=$(cd "$OUT_DIR" && pwd)
+    CSV_DIR=$(cd "$CSV_DIR" 2>/dev/null && pwd) || die "plot: no directory $CSV_DIR"
     WORK=$(mktemp -d)
     trap 'rm -rf "$WORK"' EXIT
+    # gnuplot writes the plot command, data file name included, into the
+    # SVG: from inside $WORK the names are the same on every run.
+    cd "$WORK" || die "plot: cannot enter $WORK"
     local c file explicit=$((${#CHARTS[@]}))
     ((explicit)) || CHARTS=(ratio stages scaling floor)
     for c in "${CHARTS[@]}"; do

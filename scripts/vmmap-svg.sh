@@ -106,7 +106,7 @@ draw_layout() {
             case $name in
             linear) fill='#cfe2f3' label='linear map (all RAM, PAGE_OFFSET)' ;;
             vmalloc) fill='#d9ead3' label='vmalloc range (kernel image at its start)' ;;
-            fixed) fill='#fce5cd' label='fixmap (early console, FDT)' ;;
+            fixed) fill='#fce5cd' label='fixmap (boot console, FIX_PTE..FIX_PGD)' ;;
             *) fill='#eeeeee' label=$name ;;
             esac
             printf '<rect x="%d" y="%d" width="%d" height="%d" fill="%s" stroke="black"/>\n' "$x" "$y" "$w" "$h" "$fill"
