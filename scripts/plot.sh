@@ -30,7 +30,7 @@ usage() { sed -n '2,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 # One look for every chart; no timestamp in the output, so regenerating from
 # the same figures gives the same file.
-TERMINAL='set terminal svg size 800,420 font "sans,12" background rgb "white"'
+TERMINAL='set terminal svg size 800,420 font "sans,12" background rgb "white" noenhanced'
 
 # rows FILE: the data rows of FILE for the chosen init_on_alloc setting,
 # comma-separated, without the header.
@@ -44,13 +44,16 @@ plot_ratio() {
     # without "_test".
     rows "$CSV_DIR/test_vmalloc.csv" | awk -F, '$10 != "" { n = $2; sub(/_test$/, "", n); print n, $10 }' >"$dat"
     [[ -s $dat ]] || return 1
+    # Both marks always in view, whatever the figures.
+    local top
+    top=$(awk 'BEGIN { m = 1.1 } $2 * 1.15 > m { m = $2 * 1.15 } END { printf "%.2f", m }' "$dat")
     gnuplot <<EOF
 $TERMINAL
 set output "$out"
 set title "test_vmalloc: vmkernel time / Linux 6.1 time (init_on_alloc=$IOA; below 1: faster)"
 set style fill solid 0.8 border -1
 set boxwidth 0.7
-set yrange [0:*]
+set yrange [0:$top]
 set ylabel "ratio to Linux"
 set xtics rotate by -30 noenhanced
 set grid ytics
@@ -89,7 +92,9 @@ set ylabel "% of the sum of stages"
 set xlabel "pages per vmalloc"
 set key outside right noenhanced
 set grid ytics
-plot for [c=2:$ncol] "$dat" using c:xtic(1) title columnheader(c)
+# One colour per stage (gnuplot's default cycle repeats after eight).
+colors = "#4e79a7 #f28e2b #e15759 #76b7b2 #59a14f #edc948 #b07aa1 #ff9da7 #9c755f #bab0ac #17becf #7f7f7f"
+plot for [c=2:$ncol] "$dat" using c:xtic(1) title columnheader(c) lc rgb word(colors, (c - 2) % words(colors) + 1)
 EOF
     printf '%s\n' "$out"
 }
