@@ -28,7 +28,7 @@ use crate::arch::mm::pgtable::PAGE_KERNEL;
 use crate::mm::vmap_tree::{
     __find_vmap_area, VmapArea, VmapAreaAlloc, VmapAreaRoot, VmapOwner, insert_vmap_area, unlink_va,
 };
-use crate::{pr_err, pr_warn};
+use crate::pr_warn;
 use core::ptr::{self, NonNull};
 
 /// Requests up to this many pages use vmap blocks (Linux: BITS_PER_LONG).
@@ -337,25 +337,16 @@ pub fn vm_unmap_ram(mem: *const u8, count: usize) {
         );
         return;
     }
-    let Some(va) = super::vmalloc::find_vmap_area(addr) else {
-        pr_warn!("vm_unmap_ram({:#x}, {}): no vmap area there; ignored", addr, count);
-        return;
+    // Found, checked and unlinked under one hold of vmap_area_lock, so a
+    // racing (buggy) second vm_unmap_ram of the area cannot free it under us.
+    let va = match super::vmalloc::unlink_vm_map_ram_area(addr, count * PAGE_SIZE) {
+        Ok(va) => va,
+        Err(why) => {
+            pr_warn!("vm_unmap_ram({:#x}, {}): {}; ignored", addr, count, why);
+            return;
+        }
     };
-    // SAFETY: a live busy area (single CPU: nothing frees it meanwhile).
-    let (start, end, vm) = unsafe { ((*va.as_ptr()).va_start, (*va.as_ptr()).va_end, (*va.as_ptr()).vm) };
-    if start != addr || end - start != count * PAGE_SIZE || !vm.is_none() {
-        pr_warn!(
-            "vm_unmap_ram({:#x}, {}): not a vm_map_ram area of that size; ignored",
-            addr,
-            count
-        );
-        return;
-    }
-    // SAFETY: `va` is a live node found in the busy tree.
-    if !unsafe { unlink_vmap_area(va) } {
-        pr_err!("vm_unmap_ram({:#x}): area vanished from the busy tree", addr);
-        return;
-    }
+    let (start, end) = (addr, addr + count * PAGE_SIZE);
     unmap_kernel_range_noflush(start, end - start);
     // SAFETY: unlinked above, owner-less, from the vmap_area cache; not
     // used again.
@@ -423,6 +414,11 @@ pub fn vmap_block_stats() -> (usize, usize) {
 }
 
 /// Objects the vmap_block cache holds (for the fault-injection snapshot).
+/// Pages the vmap_block object cache holds (kept once grown).
+pub fn vmap_block_cache_pages() -> usize {
+    VMAP_BLOCK_CACHEP.lock().stats().slab_pages
+}
+
 pub fn vmap_block_cache_active() -> usize {
     VMAP_BLOCK_CACHEP.lock().stats().active_objs
 }

@@ -36,6 +36,10 @@ pub struct PerCpu {
     pub ipi_count: AtomicU64,
     /// Asked to power itself off (`cpu off N`): the idle loop does it.
     pub die: AtomicBool,
+    /// Long-running work for the idle loop (`run_on_cpus`): the address of
+    /// a `&(dyn Fn(usize) + Sync)` on the requester's stack, 0 when none.
+    /// The CPU clears it when the work returned.
+    pub work: AtomicUsize,
 }
 
 impl PerCpu {
@@ -51,6 +55,7 @@ impl PerCpu {
             irq_count: AtomicU64::new(0),
             ipi_count: AtomicU64::new(0),
             die: AtomicBool::new(false),
+            work: AtomicUsize::new(0),
         }
     }
 }
