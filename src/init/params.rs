@@ -52,7 +52,7 @@ pub static KERNEL_PARAMS: &[KernelParam] = &[
     },
     KernelParam {
         name: "ktest.repeat",
-        help: "run each case of the concurrent mm ktests (smp_mm) N times: a stress run (default 1)",
+        help: "run each case of the concurrent mm ktests (concurrent_mm) N times: a stress run (default 1)",
         setup: |v| {
             let n: usize = v.parse().map_err(|_| "expected a number of runs >= 1")?;
             if n == 0 {

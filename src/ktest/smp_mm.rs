@@ -4,7 +4,9 @@
 //! CPU 0 with everything quiet: the vmalloc trees consistent, the buddy
 //! lists consistent, and no page lost (free pages plus what the allocators
 //! keep for themselves -- slab pages, the heap's growth, page tables --
-//! the same as before). Every case skips on one CPU.
+//! the same as before). Every case skips on one CPU. The suite is called
+//! `concurrent_mm` (not `smp_mm`) so that the `ktest=smp` filter, a suite
+//! name prefix, still selects only the `smp` suite.
 //!
 //! `ktest.repeat=N` runs the suite's cases N times each (a stress run; the
 //! CI runs them once).
@@ -26,7 +28,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub static SUITE: Suite = Suite {
-    name: "smp_mm",
+    name: "concurrent_mm",
     cases: &[
         Case {
             name: "concurrent_vmalloc_vmap_vm_map_ram_ioremap",
