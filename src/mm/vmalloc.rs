@@ -1127,12 +1127,30 @@ pub fn __purge_vmap_area_lazy() -> bool {
     if list.is_null() {
         return false;
     }
-    // One flush over [lowest start, highest end) covers every area.
+    // One flush over [lowest start, highest end) covers every area. The
+    // same walk joins neighbours that were freed one after the other (the
+    // list is in push order, so a run of sequential frees lies adjacent on
+    // it): one merge into the augmented free tree per run instead of one
+    // per area, the work the 6.x purge tree saves, without its lock.
     let (mut start, mut end) = (usize::MAX, 0);
     let mut cur = list;
     while !cur.is_null() {
         // SAFETY: the nodes taken off the list are ours (llist_del_all).
-        let va = unsafe { &*cur };
+        let va = unsafe { &mut *cur };
+        // SAFETY: as above; a joined node is unlinked from the taken list
+        // before it goes back to the cache.
+        while let Some(next) = NonNull::new(va.purge_next) {
+            let n = unsafe { &*next.as_ptr() };
+            if n.va_end == va.va_start {
+                va.va_start = n.va_start;
+            } else if n.va_start == va.va_end {
+                va.va_end = n.va_end;
+            } else {
+                break;
+            }
+            va.purge_next = n.purge_next;
+            CacheAlloc.free_vmap_area_node(next);
+        }
         start = start.min(va.va_start);
         end = end.max(va.va_end);
         cur = va.purge_next;
