@@ -287,7 +287,7 @@ fn make(rng: &mut Rng, cpu: usize, serial: usize) -> Obj {
         }
         5 | 6 => {
             // Mostly block-sized (<= VMAP_MAX_ALLOC), now and then a large one.
-            let n = if rng.next() % 16 == 0 {
+            let n = if rng.next().is_multiple_of(16) {
                 65 + (rng.next() % 8) as usize
             } else {
                 1 + (rng.next() % 8) as usize
@@ -534,14 +534,11 @@ fn unmap_faults_on_another_cpu(t: &mut Test) {
             for pg in 0..4 {
                 let a = p + pg * PAGE_SIZE;
                 // SAFETY: a read that must fault; catch_fault_quiet recovers.
-                match traps::catch_fault_quiet(|| unsafe { (a as *const u64).read_volatile() }) {
-                    Err(f) => {
-                        faults.fetch_add(1, Ordering::Relaxed);
-                        if f.far as usize != a {
-                            far_ok.store(false, Ordering::Relaxed);
-                        }
+                if let Err(f) = traps::catch_fault_quiet(|| unsafe { (a as *const u64).read_volatile() }) {
+                    faults.fetch_add(1, Ordering::Relaxed);
+                    if f.far as usize != a {
+                        far_ok.store(false, Ordering::Relaxed);
                     }
-                    Ok(_) => {}
                 }
             }
         });

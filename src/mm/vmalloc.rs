@@ -1137,9 +1137,9 @@ pub fn __purge_vmap_area_lazy() -> bool {
     while !cur.is_null() {
         // SAFETY: the nodes taken off the list are ours (llist_del_all).
         let va = unsafe { &mut *cur };
-        // SAFETY: as above; a joined node is unlinked from the taken list
-        // before it goes back to the cache.
         while let Some(next) = NonNull::new(va.purge_next) {
+            // SAFETY: as above; a joined node is unlinked from the taken
+            // list before it goes back to the cache.
             let n = unsafe { &*next.as_ptr() };
             if n.va_end == va.va_start {
                 va.va_start = n.va_start;
