@@ -40,6 +40,8 @@ pub struct PerCpu {
     /// a `&(dyn Fn(usize) + Sync)` on the requester's stack, 0 when none.
     /// The CPU clears it when the work returned.
     pub work: AtomicUsize,
+    /// Who queued `work`: the CPU to wake (IPI_WAKEUP) once it is done.
+    pub work_from: AtomicUsize,
 }
 
 impl PerCpu {
@@ -56,6 +58,7 @@ impl PerCpu {
             ipi_count: AtomicU64::new(0),
             die: AtomicBool::new(false),
             work: AtomicUsize::new(0),
+            work_from: AtomicUsize::new(0),
         }
     }
 }

@@ -206,7 +206,11 @@ fn cpu_idle_loop() -> ! {
             // the slot below.
             let f = unsafe { *(work as *const &(dyn Fn(usize) + Sync)) };
             f(smp_processor_id());
+            let from = me.work_from.load(Ordering::Relaxed);
             me.work.store(0, Ordering::Release);
+            // The requester sleeps in wfi until the last worker is done
+            // (Linux: complete()).
+            irq::smp_cross_call(1 << from, IPI_WAKEUP);
             continue;
         }
         // A slot filled after the check above still wakes us: its
@@ -236,6 +240,7 @@ pub fn run_on_cpus(mask: u64, f: &(dyn Fn(usize) + Sync)) -> u64 {
             failed |= 1 << cpu;
             continue;
         }
+        per_cpu(cpu).work_from.store(me, Ordering::Relaxed);
         per_cpu(cpu).work.store(addr, Ordering::Release);
         started |= 1 << cpu;
     }
@@ -246,7 +251,13 @@ pub fn run_on_cpus(mask: u64, f: &(dyn Fn(usize) + Sync)) -> u64 {
         f(me);
     }
     // `slot` (and `f`) must outlive every reader: wait for each slot to
-    // clear, or for its CPU to go offline (it then never read it).
+    // clear, or for its CPU to go offline (it then never read it). Asleep
+    // in wfi, as Linux's wait_for_completion sleeps: each worker sends
+    // IPI_WAKEUP when done, and a waiter that spun instead would take
+    // time from the workers wherever CPUs share a core (QEMU's round-robin
+    // vCPUs under -icount: every broadcast TLBI then waits for a spinning
+    // CPU 0's whole time slice).
+    let flags = irq::local_irq_save();
     for cpu in (0..NR_CPUS).filter(|&c| started & (1 << c) != 0) {
         while per_cpu(cpu).work.load(Ordering::Acquire) != 0 {
             if !cpu_online(cpu) {
@@ -259,9 +270,12 @@ pub fn run_on_cpus(mask: u64, f: &(dyn Fn(usize) + Sync)) -> u64 {
                 }
                 break;
             }
-            core::hint::spin_loop();
+            // An IPI_WAKEUP sent after the check above is pending and
+            // ends the wfi at once.
+            irq::cpu_do_idle();
         }
     }
+    irq::local_irq_restore(flags);
     failed
 }
 
