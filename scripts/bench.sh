@@ -9,6 +9,11 @@
 #   --mask M             test_vmalloc.run_test_mask (default: every scenario)
 #   --repeat N           test_vmalloc.test_repeat_count (default 1)
 #   --nr-pages N         test_vmalloc.nr_pages (default 0: 1 page, as 6.1)
+#   --smp N              QEMU -smp N (default 1)
+#   --nr-threads N       test_vmalloc.nr_threads: one worker per CPU, each running the
+#                        whole mask (default: unset, 1 worker); with N > 1 each scenario's
+#                        figure is the mean over the workers, as in
+#                        docs/baselines/linux-test_vmalloc-smp4.txt
 #   --bench LIST         benchmarks, comma-separated: test_vmalloc,scaling,floor,stages
 #                        (default: all of them)
 #   --bench-loops N      iterations per scaling/floor/stages point (kernel default if unset)
@@ -44,6 +49,8 @@ INIT_ON_ALLOC=1
 MASK=
 REPEAT=1
 NR_PAGES=0
+SMP=1
+NR_THREADS=
 BENCHES=test_vmalloc,scaling,floor,stages
 BENCH_LOOPS=
 ICOUNT=1
@@ -59,7 +66,7 @@ APPEND_EXTRA=
 BENCH_LOG_DIR=$TARGET_DIR/bench-logs
 CSV_DIR=
 
-usage() { sed -n '2,36s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '3,42s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 while (($#)); do
     case $1 in
@@ -68,6 +75,8 @@ while (($#)); do
     --mask) MASK=$2 && shift 2 ;;
     --repeat) REPEAT=$2 && shift 2 ;;
     --nr-pages) NR_PAGES=$2 && shift 2 ;;
+    --smp) SMP=$2 && shift 2 ;;
+    --nr-threads) NR_THREADS=$2 && shift 2 ;;
     --bench) BENCHES=$2 && shift 2 ;;
     --bench-loops) BENCH_LOOPS=$2 && shift 2 ;;
     --no-icount) ICOUNT=0 && shift ;;
@@ -99,6 +108,8 @@ both) SETTINGS=(1 0) ;;
 *) die "--init-on-alloc takes 0, 1 or both" ;;
 esac
 [[ $LOOPS =~ ^[0-9]+$ ]] || die "--loops takes a number"
+[[ $SMP =~ ^[1-8]$ ]] || die "--smp takes 1..8 (the kernel's NR_CPUS)"
+[[ -z $NR_THREADS || $NR_THREADS =~ ^[0-9]+$ ]] || die "--nr-threads takes a number"
 [[ -z $COMPARE || -r $COMPARE ]] || die "cannot read $COMPARE"
 
 # ---------------------------------------------------------------------------
@@ -159,6 +170,7 @@ cmdline() {
         test_vmalloc.test_loop_count="$LOOPS" test_vmalloc.test_repeat_count="$REPEAT"
         test_vmalloc.nr_pages="$NR_PAGES" test_vmalloc.sequential_test_order=1)
     [[ -n $mask ]] && args+=(test_vmalloc.run_test_mask="$mask")
+    [[ -n $NR_THREADS ]] && args+=(test_vmalloc.nr_threads="$NR_THREADS")
     [[ -n $BENCH_LOOPS ]] && args+=(bench.loops="$BENCH_LOOPS")
     read -ra extra <<<"$APPEND_EXTRA"
     printf '%s ' "${args[@]}" "${extra[@]}" poweroff
@@ -169,6 +181,7 @@ cmdline() {
 boot() {
     local name=$1 ioa=$2 qargs=(-kernel "$KERNEL_IMAGE")
     ((ICOUNT)) && qargs+=(-icount "$ICOUNT_OPTS")
+    ((SMP > 1)) && qargs+=(-smp "$SMP")
     LOG_DIR=$BENCH_LOG_DIR boot_capture "$name" "$TIMEOUT" -- "${qargs[@]}" -append "$(cmdline "$ioa" "${@:3}")"
     local log=$BENCH_LOG_DIR/$name.log
     info "bench: $name: QEMU exit status $BOOT_STATUS, $(cat "$BENCH_LOG_DIR/$name.ms") ms wall; log $log"
@@ -319,6 +332,8 @@ main() {
     for ioa in "${SETTINGS[@]}"; do
         name=bench-$tag-ioa$ioa-loops$LOOPS
         ((SEPARATE)) && name+=-separate
+        ((SMP > 1)) && name+=-smp$SMP
+        [[ -n $NR_THREADS ]] && name+=-threads$NR_THREADS
         run_set "$name" "$ioa"
         csv_append "$BENCH_LOG_DIR/$name.log"
         report "$BENCH_LOG_DIR/$name.log" "init_on_alloc=$ioa, $( ((ICOUNT)) && echo "-icount $ICOUNT_OPTS" || echo 'no icount'), test_loop_count=$LOOPS$( ((SEPARATE)) && echo ', one boot per scenario')"

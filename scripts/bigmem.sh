@@ -21,7 +21,7 @@ sizes=()
 while (($#)) && [[ $1 != -- ]]; do
     case $1 in
     -h | --help)
-        sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        sed -n '3,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
         exit 0
         ;;
     *[0-9][MGT]) sizes+=("$1") ;;

@@ -71,7 +71,7 @@ BUILD=1
 DOCS_DIR=$TARGET_DIR/docs-gen
 DOCS_TIMEOUT=${DOCS_TIMEOUT:-60}
 
-usage() { sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '3,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 # Files that may hold generated blocks.
 doc_files() {

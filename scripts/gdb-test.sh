@@ -39,7 +39,7 @@ transcript=
 while (($#)); do
     case $1 in
     -h | --help)
-        sed -n '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        sed -n '3,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
         exit 0
         ;;
     --no-build) build=0 && shift ;;

@@ -39,7 +39,7 @@ gdb_files=()
 while (($#)); do
     case $1 in
     -h | --help)
-        sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        sed -n '3,28s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
         exit 0
         ;;
     --attach)

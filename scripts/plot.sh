@@ -26,7 +26,7 @@ OUT_DIR=$TARGET_DIR/plots
 IOA=1
 CHARTS=()
 
-usage() { sed -n '2,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '3,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 # One look for every chart; no timestamp in the output, so regenerating from
 # the same figures gives the same file.

@@ -34,7 +34,7 @@ while (($#)); do
     case $1 in
     --no-build) build=0 && shift ;;
     --image) image=$2 && build=0 && shift 2 ;;
-    -h | --help) sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" && exit 0 ;;
+    -h | --help) sed -n '3,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" && exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
     esac
 done

@@ -34,7 +34,7 @@ while (($#)); do
         shift 2
         ;;
     -h | --help)
-        sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        sed -n '3,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
         exit 0
         ;;
     -r | --return) ret=1 && shift ;;

@@ -223,6 +223,7 @@ KTEST_MACHINES=(
     "default|"
     "32M|-m 32M"
     "4G|-m 4G"
+    "smp4|-smp 4"
     "numa|-smp 2 -m 2G -object memory-backend-ram,id=m0,size=1G -object memory-backend-ram,id=m1,size=1G -numa node,nodeid=0,cpus=0,memdev=m0 -numa node,nodeid=1,cpus=1,memdev=m1"
     "numa-4G|-m 4G -object memory-backend-ram,id=m0,size=2G -object memory-backend-ram,id=m1,size=2G -numa node,memdev=m0 -numa node,memdev=m1"
 )
@@ -922,7 +923,7 @@ layer_docs() {
 }
 
 usage() {
-    sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '3,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
     printf '\nLayers:\n'
     local l
     for l in "${LAYERS[@]}"; do printf '  %-8s %s\n' "${l%%|*}" "${l#*|}"; done

@@ -14,8 +14,17 @@
 //! averaged over `test_repeat_count`), as in Linux; `cycles` are
 //! generic-timer ticks (`get_cycles()` on arm64). 6.1 prints
 //! `worker0=` in the last line (5.10 printed `CPU0=`); the figures mean the
-//! same. One worker: vmkernel runs on the boot CPU only, so `nr_threads`
-//! above 1 is reported and treated as 1.
+//! same. One worker prints `CPU0=` as before.
+//!
+//! `nr_threads=N` (N > 1) has Linux's meaning: N workers at once, worker i
+//! bound to CPU i (5.10's kthread_bind; here through `run_on_cpus`, the
+//! work slot each CPU's idle loop runs), each running the whole mask in its
+//! own shuffled order; when all are done each prints its own `Summary:`
+//! lines and `All test took workerI=` line, as Linux's do_concurrent_test.
+//! With no scheduler a CPU runs one worker, so N is capped at the online
+//! CPUs (said on the console). The machine-readable `bench: test_vmalloc`
+//! line of a scenario then carries the mean over the workers (`workers=N`),
+//! the figure the SMP baseline gives.
 //!
 //! Differences, all reported in the output:
 //! * `pcpu_alloc_test`, `kvfree_rcu_1_arg_vmalloc_test`,
@@ -263,8 +272,11 @@ fn long_busy_list_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
 }
 
 fn full_fit_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
-    // fls(num_online_cpus()) * 32 MiB worth of pages: one CPU here.
-    let junk_length = 32 * 1024 * 1024 / PAGE_SIZE;
+    // fls(num_online_cpus()) * 32 MiB worth of pages, as Linux (the
+    // lazy_max_pages() of as many CPUs).
+    let cpus = crate::arch::kernel::smp::num_online_cpus().max(1);
+    let fls = (usize::BITS - cpus.leading_zeros()) as usize;
+    let junk_length = fls * (32 * 1024 * 1024 / PAGE_SIZE);
     let ptr = vmalloc(core::mem::size_of::<*mut u8>() * junk_length) as *mut *mut u8;
     if ptr.is_null() {
         return -1;
@@ -392,16 +404,21 @@ pub struct CaseResult {
     pub ticks: u64,
 }
 
-/// Linux's test_func + do_concurrent_test for one worker: run the selected
-/// scenarios, then print the summary. Returns the results of the scenarios
-/// that ran.
+/// Linux's test_func + do_concurrent_test: run the selected scenarios on
+/// `nr_threads` workers (one per CPU), then print each worker's summary.
+/// Returns the results of the scenarios that ran (with several workers,
+/// the mean over them).
 pub fn run(p: &Params, seed: u64) -> alloc::vec::Vec<CaseResult> {
     let mut p = p.clone();
     // init_test_configurtion()
-    if p.nr_threads > 1 {
+    let online = crate::arch::kernel::smp::num_online_cpus().max(1);
+    let nr_threads = (p.nr_threads.max(1) as usize).min(online);
+    if p.nr_threads as usize > online {
         pr_warn!(
-            "test_vmalloc: nr_threads={}: vmkernel runs on one CPU; using 1 worker",
-            p.nr_threads
+            "test_vmalloc: nr_threads={}: {} CPU(s) online and one worker per CPU (no scheduler); using {} workers",
+            p.nr_threads,
+            online,
+            nr_threads
         );
     }
     if p.test_repeat_count <= 0 {
@@ -419,27 +436,68 @@ pub fn run(p: &Params, seed: u64) -> alloc::vec::Vec<CaseResult> {
         test_loop_count: p.test_loop_count,
         nr_pages: p.nr_pages,
     };
-    let mut rng = Rng::new(seed);
-    let mut order: [usize; TEST_CASES.len()] = core::array::from_fn(|i| i);
-    if !p.sequential_test_order {
-        shuffle_array(&mut order, &mut rng);
-    }
-    let selected = |i: usize| (p.run_test_mask as u32 >> i) & 1 != 0;
     pr_info!(
-        "test_vmalloc: run_test_mask={:#x} test_loop_count={} test_repeat_count={} nr_pages={} sequential_test_order={} init_on_alloc={} seed={:#x}",
+        "test_vmalloc: run_test_mask={:#x} test_loop_count={} test_repeat_count={} nr_pages={} sequential_test_order={} init_on_alloc={} seed={:#x}{}",
         p.run_test_mask,
         p.test_loop_count,
         p.test_repeat_count,
         p.nr_pages,
         p.sequential_test_order as u8,
         vmalloc::init_on_alloc() as u8,
-        seed
+        seed,
+        if nr_threads > 1 {
+            alloc::format!(" nr_threads={}", nr_threads)
+        } else {
+            alloc::string::String::new()
+        }
     );
 
+    if nr_threads == 1 {
+        let w = test_func(&p, &ctx, seed);
+        return report(&p, &[w], false);
+    }
+    // Worker i on CPU i; each fills its own slot.
+    let slots: [spin::Mutex<Option<WorkerRun>>; crate::arch::kernel::percpu::NR_CPUS] =
+        [const { spin::Mutex::new(None) }; crate::arch::kernel::percpu::NR_CPUS];
+    let cpus: alloc::vec::Vec<usize> = (0..crate::arch::kernel::percpu::NR_CPUS)
+        .filter(|&c| crate::arch::kernel::smp::cpu_online(c))
+        .take(nr_threads)
+        .collect();
+    let mask = cpus.iter().fold(0u64, |m, &c| m | 1 << c);
+    let failed = crate::arch::kernel::smp::run_on_cpus(mask, &|cpu| {
+        let worker = cpus.iter().position(|&c| c == cpu).unwrap_or(0);
+        // Worker 0 draws what the one-worker run draws.
+        let w = test_func(&p, &ctx, seed ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        *slots[worker].lock() = Some(w);
+    });
+    if failed != 0 {
+        pr_warn!("test_vmalloc: CPUs {:#x} did not run their worker", failed);
+    }
+    let runs: alloc::vec::Vec<WorkerRun> = slots.iter().filter_map(|s| s.lock().take()).collect();
+    report(&p, &runs, true)
+}
+
+/// One worker's figures (Linux: struct test_driver).
+struct WorkerRun {
+    data: [CaseData; TEST_CASES.len()],
+    /// Scenarios that ran to the end (Ctrl-C can stop the run).
+    completed: [bool; TEST_CASES.len()],
+    stopped_in: Option<&'static str>,
+    start: u64,
+    stop: u64,
+}
+
+/// Linux's test_func: the selected scenarios, in this worker's order.
+fn test_func(p: &Params, ctx: &Ctx, seed: u64) -> WorkerRun {
+    let mut rng = Rng::new(seed);
+    let mut order: [usize; TEST_CASES.len()] = core::array::from_fn(|i| i);
+    if !p.sequential_test_order {
+        shuffle_array(&mut order, &mut rng);
+    }
+    let selected = |i: usize| (p.run_test_mask as u32 >> i) & 1 != 0;
     let mut data = [CaseData::default(); TEST_CASES.len()];
-    // Scenarios that ran to the end (Ctrl-C can stop the run).
     let mut completed = [false; TEST_CASES.len()];
-    let mut stopped_in: Option<&str> = None;
+    let mut stopped_in: Option<&'static str> = None;
     let start = get_cycles();
     'scenarios: for &index in &order {
         if !selected(index) {
@@ -451,7 +509,7 @@ pub fn run(p: &Params, seed: u64) -> alloc::vec::Vec<CaseResult> {
         }
         let kt = get_cycles();
         for _ in 0..p.test_repeat_count {
-            match f(&ctx, &mut rng) {
+            match f(ctx, &mut rng) {
                 0 => data[index].passed += 1,
                 INTERRUPTED => {
                     stopped_in = Some(TEST_CASES[index].0);
@@ -466,49 +524,92 @@ pub fn run(p: &Params, seed: u64) -> alloc::vec::Vec<CaseResult> {
         data[index].usec = ticks_to_ns(ticks) / 1000 / p.test_repeat_count as u64;
     }
     let stop = get_cycles();
+    WorkerRun {
+        data,
+        completed,
+        stopped_in,
+        start,
+        stop,
+    }
+}
 
+/// Each worker's `Summary:` lines and cycles (do_concurrent_test's report),
+/// then one machine-readable line per scenario: the worker's figures, or
+/// with several workers their mean.
+fn report(p: &Params, runs: &[WorkerRun], several: bool) -> alloc::vec::Vec<CaseResult> {
+    let selected = |i: usize| (p.run_test_mask as u32 >> i) & 1 != 0;
     let mut results = alloc::vec::Vec::new();
-    for (j, (name, case)) in TEST_CASES.iter().enumerate() {
-        if !selected(j) {
-            continue;
-        }
-        match case {
-            Case::Run(_) if !completed[j] => pr_info!(
-                "Interrupted: {} {}",
-                name,
-                if stopped_in == Some(*name) {
-                    "stopped by Ctrl-C; no figures"
-                } else {
-                    "not run (Ctrl-C)"
-                }
-            ),
-            Case::Run(_) => {
-                let d = data[j];
-                pr_info!(
-                    "Summary: {} passed: {} failed: {} repeat: {} loops: {} avg: {} usec",
-                    name,
-                    d.passed,
-                    d.failed,
-                    p.test_repeat_count,
-                    p.test_loop_count,
-                    d.usec
-                );
-                results.push(CaseResult {
-                    name,
-                    passed: d.passed,
-                    failed: d.failed,
-                    usec: d.usec,
-                    ticks: d.ticks,
-                });
+    for (worker, w) in runs.iter().enumerate() {
+        let (data, completed, stopped_in) = (&w.data, &w.completed, w.stopped_in);
+        for (j, (name, case)) in TEST_CASES.iter().enumerate() {
+            if !selected(j) {
+                continue;
             }
-            Case::NotApplicable(why) => pr_info!("Skipped: {} not applicable: {}", name, why),
+            match case {
+                Case::Run(_) if !completed[j] => pr_info!(
+                    "Interrupted: {} {}",
+                    name,
+                    if stopped_in == Some(*name) {
+                        "stopped by Ctrl-C; no figures"
+                    } else {
+                        "not run (Ctrl-C)"
+                    }
+                ),
+                Case::Run(_) => {
+                    let d = data[j];
+                    pr_info!(
+                        "Summary: {} passed: {} failed: {} repeat: {} loops: {} avg: {} usec",
+                        name,
+                        d.passed,
+                        d.failed,
+                        p.test_repeat_count,
+                        p.test_loop_count,
+                        d.usec
+                    );
+                    if worker == 0 {
+                        results.push(CaseResult {
+                            name,
+                            passed: 0,
+                            failed: 0,
+                            usec: 0,
+                            ticks: 0,
+                        });
+                    }
+                    if let Some(r) = results.iter_mut().find(|r| r.name == *name) {
+                        r.passed += d.passed;
+                        r.failed += d.failed;
+                        r.usec += d.usec;
+                        r.ticks += d.ticks;
+                    }
+                }
+                Case::NotApplicable(why) => pr_info!("Skipped: {} not applicable: {}", name, why),
+            }
+        }
+        if several {
+            pr_info!("All test took worker{}={} cycles", worker, w.stop - w.start);
+        } else {
+            pr_info!("All test took CPU0={} cycles", w.stop - w.start);
         }
     }
-    pr_info!("All test took CPU0={} cycles", stop - start);
+    // The mean over the workers (a scenario one worker did not complete
+    // has no figures from it and is left out).
+    let workers = runs.len() as u64;
+    results.retain(|r| {
+        runs.iter().all(|w| {
+            TEST_CASES
+                .iter()
+                .position(|c| c.0 == r.name)
+                .is_some_and(|j| w.completed[j])
+        })
+    });
+    for r in &mut results {
+        r.usec /= workers;
+        r.ticks /= workers;
+    }
     // Machine-readable detail for scripts/bench.sh: ticks per scenario.
     for r in &results {
         pr_info!(
-            "bench: test_vmalloc {} passed={} failed={} loops={} repeat={} usec={} ticks={} init_on_alloc={}",
+            "bench: test_vmalloc {} passed={} failed={} loops={} repeat={} usec={} ticks={} init_on_alloc={}{}",
             r.name,
             r.passed,
             r.failed,
@@ -516,7 +617,12 @@ pub fn run(p: &Params, seed: u64) -> alloc::vec::Vec<CaseResult> {
             p.test_repeat_count,
             r.usec,
             r.ticks,
-            vmalloc::init_on_alloc() as u8
+            vmalloc::init_on_alloc() as u8,
+            if several {
+                alloc::format!(" workers={}", workers)
+            } else {
+                alloc::string::String::new()
+            }
         );
     }
     results

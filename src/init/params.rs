@@ -50,6 +50,18 @@ pub static KERNEL_PARAMS: &[KernelParam] = &[
             Ok(())
         },
     },
+    KernelParam {
+        name: "ktest.repeat",
+        help: "run each case of the concurrent mm ktests (concurrent_mm) N times: a stress run (default 1)",
+        setup: |v| {
+            let n: usize = v.parse().map_err(|_| "expected a number of runs >= 1")?;
+            if n == 0 {
+                return Err("expected a number of runs >= 1");
+            }
+            crate::ktest::smp_mm::REPEAT.store(n, core::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        },
+    },
 ];
 
 /// Linux's parse_early_param: apply every `name=value` word of the command

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Bringing the secondary CPUs up (Linux: kernel/smp.c's smp_init,
 //! kernel/cpu.c's cpu_up, kernel/fork.c's alloc_thread_stack_node for the
 //! idle threads' stacks, arch/arm64/kernel/smp_spin_table.c).

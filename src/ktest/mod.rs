@@ -23,6 +23,7 @@
 mod boot;
 mod mm;
 mod smp;
+pub mod smp_mm;
 mod vmalloc;
 
 use crate::arch::kernel::traps;
@@ -41,7 +42,7 @@ pub struct Suite {
 }
 
 /// Every suite, in the order they run.
-static SUITES: &[&Suite] = &[&boot::SUITE, &mm::SUITE, &vmalloc::SUITE, &smp::SUITE];
+static SUITES: &[&Suite] = &[&boot::SUITE, &mm::SUITE, &vmalloc::SUITE, &smp::SUITE, &smp_mm::SUITE];
 
 /// One running test: its verdict and the message of its first failure.
 pub struct Test {

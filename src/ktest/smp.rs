@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Tests of the SMP foundation: per-CPU data, the IPI cross-call, the
 //! secondaries' vmap'd stacks, and interrupts (the generic timer's PPI).
 //! On a one-CPU machine the cases that need a second CPU skip.

@@ -627,12 +627,14 @@ fn churn_10k_areas_with_invariants(t: &mut Test) {
 
 fn lazy_purge_batches_tlb_flushes(t: &mut Test) {
     settle();
-    const N: usize = 3000;
+    // 3000 on one CPU (lazy_max_pages() 8192): 15000 lazy pages cross it
+    // once. lazy_max_pages() grows with fls(online CPUs), n with it.
+    let n = 3000 * vm::lazy_max_pages() / (32 * 1024 * 1024 / PAGE_SIZE);
     // 4 pages each, plus page tables and vm_structs: a 64 MiB machine.
-    kskip_unless_free_pages!(t, N * 4 * 5 / 4);
+    kskip_unless_free_pages!(t, n * 4 * 5 / 4);
     let mut ptrs: alloc::vec::Vec<usize> = alloc::vec::Vec::new();
-    kassert!(t, ptrs.try_reserve_exact(N).is_ok());
-    for i in 0..N {
+    kassert!(t, ptrs.try_reserve_exact(n).is_ok());
+    for i in 0..n {
         let p = vm::vmalloc(4 * PAGE_SIZE); // 5 pages of address space each
         if p.is_null() {
             for &q in &ptrs {
@@ -642,7 +644,7 @@ fn lazy_purge_batches_tlb_flushes(t: &mut Test) {
             t.fail(
                 file!(),
                 line!(),
-                format_args!("vmalloc(4 pages) number {} of {} failed", i + 1, N),
+                format_args!("vmalloc(4 pages) number {} of {} failed", i + 1, n),
             );
             return;
         }
@@ -655,10 +657,10 @@ fn lazy_purge_batches_tlb_flushes(t: &mut Test) {
     }
     let flushes = TLB_FLUSHES.load(Ordering::Relaxed) - flushes_before;
     let purges = vm::NR_PURGES.load(Ordering::Relaxed) - purges_before;
-    // 3000 * 5 pages = 15000 lazy pages: one purge at 8192, the rest pending.
+    // n * 5 pages: one purge past lazy_max_pages(), the rest pending.
     crate::pr_info!(
         "ktest: {} vfree()s caused {} TLB flush(es) in {} purge(s); {} pages still lazy",
-        N,
+        n,
         flushes,
         purges,
         vm::vmap_lazy_nr()
@@ -671,7 +673,7 @@ fn lazy_purge_batches_tlb_flushes(t: &mut Test) {
         flushes,
         purges
     );
-    kassert!(t, flushes * 100 < N, "{} flushes for {} frees: no batching", flushes, N);
+    kassert!(t, flushes * 100 < n, "{} flushes for {} frees: no batching", flushes, n);
     kassert!(
         t,
         vm::vmap_lazy_nr() <= vm::lazy_max_pages(),

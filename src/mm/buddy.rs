@@ -24,17 +24,24 @@
 //! O(1) the head page of an allocated block carries [`PG_ALLOCATED`] and its
 //! order (Linux's stand-in is `page_count() > 0`, which cannot tell orders).
 //!
-//! Per-cpu page lists (Linux's `struct per_cpu_pages`) are modelled for
-//! the one CPU, opt-in per zone ([`Zone::set_pcp`]): order-0 frees go to a
-//! short LIFO list and order-0 allocations come from it, refilled and
+//! Per-cpu page lists (Linux's `struct per_cpu_pages`), one per CPU
+//! (`NR_CPUS` of them, indexed by the caller's CPU id), opt-in per zone
+//! ([`Zone::set_pcp`]): order-0 frees go to the freeing CPU's short LIFO
+//! list and order-0 allocations come from the allocating CPU's, refilled and
 //! drained `batch` pages at a time (`rmqueue_bulk`, `free_pcppages_bulk`),
 //! so single pages cycle without splitting and merging buddies. Pages on it
 //! carry [`PG_PCP`]: still free memory, but allocated as far as the buddy
 //! lists are concerned (as in Linux); a second free of one is caught.
 //! Watermarks and migrate types are not modelled; the caller provides the
-//! locking (Linux's `zone->lock`, which here also covers the pcp list).
+//! locking (Linux's `zone->lock`, which here also covers the pcp lists;
+//! the kernel also masks IRQs while a CPU touches its own list, as Linux's
+//! local_irq_save does).
 
 use core::fmt;
+
+/// Per-cpu page lists per zone: one per possible CPU (the arch's NR_CPUS,
+/// checked against it in page_alloc.rs).
+pub const NR_CPUS: usize = 8;
 
 /// Number of orders: blocks of 2^0 ..= 2^10 pages (4 MiB with 4 KiB pages).
 pub const MAX_ORDER: usize = 11;
@@ -321,8 +328,9 @@ pub struct Zone {
     managed_pages: usize,
     /// `NR_FREE_PAGES`: pages in the buddy lists.
     nr_free_pages: usize,
-    /// The per-cpu list (off unless [`Zone::set_pcp`] turned it on).
-    pcp: PerCpuPages,
+    /// The per-cpu lists, one per CPU (off unless [`Zone::set_pcp`]
+    /// turned them on).
+    pcp: [PerCpuPages; NR_CPUS],
 }
 
 // SAFETY: the zone exclusively owns its mem_map (contract of `Zone::new`),
@@ -365,7 +373,7 @@ impl Zone {
             free_area: [FreeArea::EMPTY; MAX_ORDER],
             managed_pages: 0,
             nr_free_pages: 0,
-            pcp: PerCpuPages::OFF,
+            pcp: [PerCpuPages::OFF; NR_CPUS],
         }
     }
 
@@ -392,29 +400,37 @@ impl Zone {
         self.spanned_pages
     }
     /// Free pages in the zone: the buddy lists (`NR_FREE_PAGES`) plus the
-    /// per-cpu list.
+    /// per-cpu lists.
     pub fn free_count(&self) -> usize {
-        self.nr_free_pages + self.pcp.count
+        self.nr_free_pages + self.pcp.iter().map(|p| p.count).sum::<usize>()
     }
-    /// The per-cpu list's state.
+    /// CPU 0's per-cpu list's state (every CPU's has the same high/batch).
     pub fn pcp(&self) -> PerCpuPages {
-        self.pcp
+        self.pcp[0]
+    }
+    /// The per-cpu list of `cpu`.
+    pub fn pcp_of(&self, cpu: usize) -> PerCpuPages {
+        self.pcp[cpu]
     }
 
-    /// Turn the per-cpu list on with `high` and `batch` (Linux's
-    /// `pageset_set_high_and_batch`), or off with `high == 0` (its pages go
+    /// Turn the per-cpu lists on with `high` and `batch` (Linux's
+    /// `pageset_set_high_and_batch`), or off with `high == 0` (their pages go
     /// back to the buddy lists first). `batch` is clamped to 1..=high.
     pub fn set_pcp(&mut self, high: usize, batch: usize) {
         self.drain_pages();
-        self.pcp.high = high;
-        self.pcp.batch = batch.clamp(1, high.max(1));
+        for pcp in &mut self.pcp {
+            pcp.high = high;
+            pcp.batch = batch.clamp(1, high.max(1));
+        }
     }
 
-    /// Give every page of the per-cpu list back to the buddy lists (Linux's
-    /// `drain_pages_zone`).
+    /// Give every page of every per-cpu list back to the buddy lists
+    /// (Linux's `drain_pages_zone` on each CPU).
     pub fn drain_pages(&mut self) {
-        let n = self.pcp.count;
-        self.free_pcppages_bulk(n);
+        for cpu in 0..NR_CPUS {
+            let n = self.pcp[cpu].count;
+            self.free_pcppages_bulk(cpu, n);
+        }
     }
     /// Pages released to the allocator (`zone_managed_pages()`).
     pub fn managed(&self) -> usize {
@@ -525,38 +541,40 @@ impl Zone {
         p.order = 0;
     }
 
-    /// Put the order-0 page `idx` at the head of the per-cpu list.
+    /// Put the order-0 page `idx` at the head of `cpu`'s per-cpu list.
     #[inline]
-    fn pcp_push(&mut self, idx: usize) {
-        let head = self.pcp.head;
+    fn pcp_push(&mut self, cpu: usize, idx: usize) {
+        let head = self.pcp[cpu].head;
         let p = self.pg_mut(idx);
         p.flags = PG_PCP;
         p.order = 0;
         p.prev = NONE;
         p.next = head;
+        let pcp = &mut self.pcp[cpu];
         if head == NONE {
-            self.pcp.tail = idx as u32;
-        } else {
+            pcp.tail = idx as u32;
+        }
+        pcp.head = idx as u32;
+        pcp.count += 1;
+        if head != NONE {
             self.pg_mut(head as usize).prev = idx as u32;
         }
-        self.pcp.head = idx as u32;
-        self.pcp.count += 1;
     }
 
-    /// Take the page at `idx` (the head or the tail) off the per-cpu list.
+    /// Take the page at `idx` (the head or the tail) off `cpu`'s per-cpu list.
     #[inline]
-    fn pcp_del(&mut self, idx: usize) {
+    fn pcp_del(&mut self, cpu: usize, idx: usize) {
         let (next, prev) = {
             let p = self.pg(idx);
             (p.next, p.prev)
         };
         if prev == NONE {
-            self.pcp.head = next;
+            self.pcp[cpu].head = next;
         } else {
             self.pg_mut(prev as usize).next = next;
         }
         if next == NONE {
-            self.pcp.tail = prev;
+            self.pcp[cpu].tail = prev;
         } else {
             self.pg_mut(next as usize).prev = prev;
         }
@@ -564,27 +582,27 @@ impl Zone {
         p.next = NONE;
         p.prev = NONE;
         p.flags = 0;
-        self.pcp.count -= 1;
+        self.pcp[cpu].count -= 1;
     }
 
     /// `rmqueue_bulk()`: move up to `count` order-0 pages from the buddy
-    /// lists to the per-cpu list; returns how many it moved.
-    fn rmqueue_bulk(&mut self, count: usize) -> usize {
+    /// lists to `cpu`'s per-cpu list; returns how many it moved.
+    fn rmqueue_bulk(&mut self, cpu: usize, count: usize) -> usize {
         for i in 0..count {
             let Some(idx) = self.rmqueue_smallest(0) else { return i };
             self.nr_free_pages -= 1;
-            self.pcp_push(idx);
+            self.pcp_push(cpu, idx);
         }
         count
     }
 
-    /// `free_pcppages_bulk()`: give the `count` oldest pages of the per-cpu
-    /// list back to the buddy lists.
+    /// `free_pcppages_bulk()`: give the `count` oldest pages of `cpu`'s
+    /// per-cpu list back to the buddy lists.
     #[inline(never)]
-    fn free_pcppages_bulk(&mut self, count: usize) {
-        for _ in 0..count.min(self.pcp.count) {
-            let idx = self.pcp.tail as usize;
-            self.pcp_del(idx);
+    fn free_pcppages_bulk(&mut self, cpu: usize, count: usize) {
+        for _ in 0..count.min(self.pcp[cpu].count) {
+            let idx = self.pcp[cpu].tail as usize;
+            self.pcp_del(cpu, idx);
             self.nr_free_pages += 1;
             self.free_one_page(self.start_pfn + idx, 0, false);
         }
@@ -658,30 +676,37 @@ impl Zone {
     /// the heap.
     #[inline]
     pub fn alloc_pages(&mut self, order: usize) -> Option<usize> {
+        self.alloc_pages_on(0, order)
+    }
+
+    /// [`Zone::alloc_pages`] on CPU `cpu` (< [`NR_CPUS`]): order 0 comes
+    /// from that CPU's per-cpu list.
+    #[inline]
+    pub fn alloc_pages_on(&mut self, cpu: usize, order: usize) -> Option<usize> {
         // Fast path: a page off the per-cpu list (count != 0 means it is on).
-        if order == 0 && self.pcp.count != 0 {
-            let idx = self.pcp.head as usize;
-            self.pcp_del(idx);
+        if order == 0 && self.pcp[cpu].count != 0 {
+            let idx = self.pcp[cpu].head as usize;
+            self.pcp_del(cpu, idx);
             let p = self.pg_mut(idx);
             p.flags = PG_ALLOCATED;
             return Some(self.start_pfn + idx);
         }
-        self.alloc_pages_slow(order)
+        self.alloc_pages_slow(cpu, order)
     }
 
     /// Everything but a per-cpu list hit: refill, or the buddy lists.
     #[inline(never)]
-    fn alloc_pages_slow(&mut self, order: usize) -> Option<usize> {
+    fn alloc_pages_slow(&mut self, cpu: usize, order: usize) -> Option<usize> {
         if order >= MAX_ORDER {
             return None;
         }
-        let idx = if order == 0 && self.pcp.high != 0 {
+        let idx = if order == 0 && self.pcp[cpu].high != 0 {
             // rmqueue_pcplist()
-            if self.pcp.count == 0 && self.rmqueue_bulk(self.pcp.batch) == 0 {
+            if self.pcp[cpu].count == 0 && self.rmqueue_bulk(cpu, self.pcp[cpu].batch) == 0 {
                 return None;
             }
-            let idx = self.pcp.head as usize;
-            self.pcp_del(idx);
+            let idx = self.pcp[cpu].head as usize;
+            self.pcp_del(cpu, idx);
             idx
         } else {
             let idx = self.rmqueue_smallest(order)?;
@@ -699,25 +724,32 @@ impl Zone {
     /// page, ...) is rejected with nothing changed. O(MAX_ORDER).
     #[inline]
     pub fn free_pages(&mut self, pfn: usize, order: usize) -> Result<(), BuddyError> {
+        self.free_pages_on(0, pfn, order)
+    }
+
+    /// [`Zone::free_pages`] on CPU `cpu` (< [`NR_CPUS`]): an order-0 page
+    /// goes to that CPU's per-cpu list, whichever CPU allocated it.
+    #[inline]
+    pub fn free_pages_on(&mut self, cpu: usize, pfn: usize, order: usize) -> Result<(), BuddyError> {
         // Fast path: a valid order-0 page onto the per-cpu list.
-        if order == 0 && self.pcp.high != 0 && self.contains(pfn) {
+        if order == 0 && self.pcp[cpu].high != 0 && self.contains(pfn) {
             let idx = pfn - self.start_pfn;
             let p = self.pg(idx);
             if p.flags == PG_ALLOCATED && p.order == 0 {
-                self.pcp_push(idx);
-                if self.pcp.count >= self.pcp.high {
-                    self.free_pcppages_bulk(self.pcp.batch);
+                self.pcp_push(cpu, idx);
+                if self.pcp[cpu].count >= self.pcp[cpu].high {
+                    self.free_pcppages_bulk(cpu, self.pcp[cpu].batch);
                 }
                 return Ok(());
             }
         }
-        self.free_pages_slow(pfn, order)
+        self.free_pages_slow(cpu, pfn, order)
     }
 
     /// Everything but a per-cpu list push: validation errors, higher
     /// orders, the list turned off.
     #[inline(never)]
-    fn free_pages_slow(&mut self, pfn: usize, order: usize) -> Result<(), BuddyError> {
+    fn free_pages_slow(&mut self, cpu: usize, pfn: usize, order: usize) -> Result<(), BuddyError> {
         let ok = order < MAX_ORDER && self.contains(pfn) && {
             let p = self.pg(pfn - self.start_pfn);
             p.is_allocated() && p.order() == order
@@ -726,12 +758,12 @@ impl Zone {
             return Err(self.diagnose_free(pfn, order));
         }
         let idx = pfn - self.start_pfn;
-        if order == 0 && self.pcp.high != 0 {
+        if order == 0 && self.pcp[cpu].high != 0 {
             // free_unref_page(): onto the per-cpu list; past the high
             // watermark, the oldest batch goes back to the buddy lists.
-            self.pcp_push(idx);
-            if self.pcp.count >= self.pcp.high {
-                self.free_pcppages_bulk(self.pcp.batch);
+            self.pcp_push(cpu, idx);
+            if self.pcp[cpu].count >= self.pcp[cpu].high {
+                self.free_pcppages_bulk(cpu, self.pcp[cpu].batch);
             }
             return Ok(());
         }
@@ -896,9 +928,9 @@ impl Zone {
                 counted: listed_pages,
             });
         }
-        // The per-cpu list: well linked, order-0 PG_PCP pages, counted.
-        {
-            let (mut prev, mut cur, mut count) = (NONE, self.pcp.head, 0);
+        // The per-cpu lists: well linked, order-0 PG_PCP pages, counted.
+        for pcp in &self.pcp {
+            let (mut prev, mut cur, mut count) = (NONE, pcp.head, 0);
             while cur != NONE {
                 if cur as usize >= n || count >= n {
                     return Err(CheckError::PcpCorrupt { index: cur });
@@ -911,8 +943,8 @@ impl Zone {
                 prev = cur;
                 cur = p.next;
             }
-            if self.pcp.tail != prev || count != self.pcp.count || (self.pcp.high == 0 && count != 0) {
-                return Err(CheckError::PcpCorrupt { index: self.pcp.tail });
+            if pcp.tail != prev || count != pcp.count || (pcp.high == 0 && count != 0) {
+                return Err(CheckError::PcpCorrupt { index: pcp.tail });
             }
         }
 
@@ -966,7 +998,7 @@ impl Zone {
             }
             idx += 1 << order;
         }
-        if on_pcp != self.pcp.count {
+        if on_pcp != self.pcp.iter().map(|p| p.count).sum::<usize>() {
             return Err(CheckError::PcpCorrupt { index: NONE });
         }
         for (order, &counted) in heads.iter().enumerate() {
@@ -1080,15 +1112,21 @@ impl Zones {
     /// node, the highest zone first, so DMA zones are used last.
     #[inline]
     pub fn alloc_pages(&mut self, order: usize) -> Option<usize> {
+        self.alloc_pages_on(0, order)
+    }
+
+    /// [`Zones::alloc_pages`] on CPU `cpu`: its per-cpu lists.
+    #[inline]
+    pub fn alloc_pages_on(&mut self, cpu: usize, order: usize) -> Option<usize> {
         // One zone: no zonelist to walk.
         if self.nr == 1 {
-            return self.zones[0].as_mut().and_then(|z| z.alloc_pages(order));
+            return self.zones[0].as_mut().and_then(|z| z.alloc_pages_on(cpu, order));
         }
-        self.alloc_pages_zonelist(order)
+        self.alloc_pages_zonelist(cpu, order)
     }
 
     #[inline(never)]
-    fn alloc_pages_zonelist(&mut self, order: usize) -> Option<usize> {
+    fn alloc_pages_zonelist(&mut self, cpu: usize, order: usize) -> Option<usize> {
         let mut node_start = 0;
         while node_start < self.nr {
             let node = self.get(node_start)?.node;
@@ -1097,7 +1135,7 @@ impl Zones {
                 node_end += 1;
             }
             for i in (node_start..node_end).rev() {
-                if let Some(pfn) = self.get_mut(i).and_then(|z| z.alloc_pages(order)) {
+                if let Some(pfn) = self.get_mut(i).and_then(|z| z.alloc_pages_on(cpu, order)) {
                     return Some(pfn);
                 }
             }
@@ -1109,16 +1147,22 @@ impl Zones {
     /// Frees a block to the zone that spans `pfn`; see [`Zone::free_pages`].
     #[inline]
     pub fn free_pages(&mut self, pfn: usize, order: usize) -> Result<(), BuddyError> {
+        self.free_pages_on(0, pfn, order)
+    }
+
+    /// [`Zones::free_pages`] on CPU `cpu`: its per-cpu lists.
+    #[inline]
+    pub fn free_pages_on(&mut self, cpu: usize, pfn: usize, order: usize) -> Result<(), BuddyError> {
         if self.nr == 1
             && let Some(z) = self.zones[0].as_mut()
             && z.contains(pfn)
         {
-            return z.free_pages(pfn, order);
+            return z.free_pages_on(cpu, pfn, order);
         }
         let i = self.zone_of(pfn).ok_or(BuddyError::NotInZone { pfn })?;
         self.zones[i]
             .as_mut()
-            .map_or(Err(BuddyError::NotInZone { pfn }), |z| z.free_pages(pfn, order))
+            .map_or(Err(BuddyError::NotInZone { pfn }), |z| z.free_pages_on(cpu, pfn, order))
     }
 
     /// Releases `[start_pfn, end_pfn)` to whichever zones span it; see

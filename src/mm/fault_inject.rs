@@ -2,7 +2,12 @@
 //! Fault injection (Linux: fail_page_alloc, failslab): make the Nth
 //! allocation from now fail, so tests can prove that every failure path of
 //! the vmalloc pipeline unwinds completely.
+//!
+//! Per CPU, as Linux's fault attributes with `task-filter` set: `arm` on a
+//! CPU counts and fails only that CPU's allocations, so a sweep on one CPU
+//! stays exact while the other CPUs allocate (the concurrent ktests).
 
+use crate::arch::kernel::percpu::{NR_CPUS, smp_processor_id};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Which allocator is asking.
@@ -16,35 +21,62 @@ pub enum Site {
     Kmalloc,
 }
 
-/// 0 = off; otherwise the allocation that gets this number fails.
-static FAIL_AT: AtomicUsize = AtomicUsize::new(0);
-/// Allocations counted since `arm`.
-static COUNT: AtomicUsize = AtomicUsize::new(0);
-static INJECTED: AtomicUsize = AtomicUsize::new(0);
+/// One CPU's injection state.
+struct FaultAttr {
+    /// 0 = off; otherwise the allocation that gets this number fails.
+    fail_at: AtomicUsize,
+    /// Allocations counted since `arm`.
+    count: AtomicUsize,
+    injected: AtomicUsize,
+}
 
-/// Make the `nth` (1-based) allocation from now on fail, once.
+static FAULT_ATTR: [FaultAttr; NR_CPUS] = [const {
+    FaultAttr {
+        fail_at: AtomicUsize::new(0),
+        count: AtomicUsize::new(0),
+        injected: AtomicUsize::new(0),
+    }
+}; NR_CPUS];
+
+/// CPUs armed: the fast path of `should_fail` is one load of this, as
+/// it was one load before injection was per CPU.
+static ARMED: AtomicUsize = AtomicUsize::new(0);
+
+/// Make the `nth` (1-based) allocation of this CPU from now on fail, once.
 pub fn arm(nth: usize) {
-    COUNT.store(0, Ordering::SeqCst);
-    INJECTED.store(0, Ordering::SeqCst);
-    FAIL_AT.store(nth, Ordering::SeqCst);
+    let a = &FAULT_ATTR[smp_processor_id()];
+    a.count.store(0, Ordering::Relaxed);
+    a.injected.store(0, Ordering::Relaxed);
+    if a.fail_at.swap(nth, Ordering::Relaxed) == 0 && nth != 0 {
+        ARMED.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
-/// Stop injecting; returns (allocations seen, failures injected).
+/// Stop injecting on this CPU; returns (allocations seen, failures injected).
 pub fn disarm() -> (usize, usize) {
-    FAIL_AT.store(0, Ordering::SeqCst);
-    (COUNT.load(Ordering::SeqCst), INJECTED.load(Ordering::SeqCst))
+    let a = &FAULT_ATTR[smp_processor_id()];
+    if a.fail_at.swap(0, Ordering::Relaxed) != 0 {
+        ARMED.fetch_sub(1, Ordering::Relaxed);
+    }
+    (a.count.load(Ordering::Relaxed), a.injected.load(Ordering::Relaxed))
 }
 
-/// Called by every allocator before it allocates.
+/// Called by every allocator before it allocates. Only the running CPU's
+/// state is touched (Relaxed is enough: no other CPU reads it).
 #[inline]
 pub fn should_fail(_site: Site) -> bool {
-    let at = FAIL_AT.load(Ordering::Relaxed);
+    if ARMED.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    let a = &FAULT_ATTR[smp_processor_id()];
+    let at = a.fail_at.load(Ordering::Relaxed);
     if at == 0 {
         return false;
     }
-    let n = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
+    let n = a.count.load(Ordering::Relaxed) + 1;
+    a.count.store(n, Ordering::Relaxed);
     if n == at {
-        INJECTED.fetch_add(1, Ordering::SeqCst);
+        a.injected.fetch_add(1, Ordering::Relaxed);
         true
     } else {
         false

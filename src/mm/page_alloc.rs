@@ -8,8 +8,17 @@
 //!
 //! The buddy logic itself (`crate::mm::buddy`) is host-tested; this file
 //! owns the global zones, the `struct page` arrays (mem_map) and the lock.
+//!
+//! SMP: the zone lock (`ZONES`, Linux's `zone->lock`) serialises the buddy
+//! lists and, here, the per-cpu lists too. Each CPU has its own per-cpu
+//! list per zone, indexed by `smp_processor_id()`, and touches it with IRQs
+//! masked (Linux's local_irq_save in rmqueue_pcplist/free_unref_page), so
+//! the CPU cannot be interrupted while it holds the zone lock: an interrupt
+//! path that frees a page would otherwise spin on the lock its own CPU holds.
 
 use super::fault_inject::{self, Site};
+use crate::arch::kernel::irq::{local_irq_restore, local_irq_save};
+use crate::arch::kernel::percpu::smp_processor_id;
 use crate::arch::memory::*;
 use crate::arch::mm::mmu::__va;
 use crate::mm::buddy::{Page, Zone, Zones};
@@ -18,6 +27,9 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub use crate::mm::buddy::MAX_ORDER;
+
+// One per-cpu list per possible CPU.
+const _: () = assert!(crate::mm::buddy::NR_CPUS >= crate::arch::kernel::percpu::NR_CPUS);
 
 /// The zones and the total span of RAM in pages (Linux: physpages).
 struct PgData {
@@ -47,7 +59,10 @@ pub fn alloc_pages(order: usize) -> Option<PhysAddr> {
     if fault_inject::should_fail(Site::PageAlloc) {
         return None;
     }
-    ZONES.lock().zones.alloc_pages(order).map(pfn_to_phys)
+    let flags = local_irq_save();
+    let pfn = ZONES.lock().zones.alloc_pages_on(smp_processor_id(), order);
+    local_irq_restore(flags);
+    pfn.map(pfn_to_phys)
 }
 
 /// Linux's __free_pages. A bad free (double free, wrong order, a page the
@@ -59,7 +74,9 @@ pub fn __free_pages(pa: PhysAddr, order: usize) {
     // #[inline(always)] lock would make `break __free_pages` stop "in" the
     // inlined lock, even at opt-level 0.
     let pfn = phys_to_pfn(pa);
-    let r = ZONES.lock().zones.free_pages(pfn, order);
+    let flags = local_irq_save();
+    let r = ZONES.lock().zones.free_pages_on(smp_processor_id(), pfn, order);
+    local_irq_restore(flags);
     if let Err(e) = r {
         pr_warn!("__free_pages({:#x}, order {}): {}; ignored", pa.0, order, e);
     }

@@ -11,10 +11,17 @@
 //! `vm_unmap_aliases` flushes what is still dirty in live blocks and releases
 //! blocks that can hand out nothing more.
 //!
-//! Linux keeps blocks per CPU and finds a block from an address with an
-//! xarray; with one CPU here there is one queue, and the address index is a
-//! small tree of `VmapArea` nodes (`vmap_blocks`) whose `vm` field points at
-//! the block. Larger requests take a vmap_area of their own, without a guard
+//! As in 5.10, each CPU has its own `vmap_block_queue` of blocks with free
+//! pages (a CPU allocates from its own queue, under that queue's lock) and
+//! each block its own lock; a block is found from an address through
+//! `vmap_blocks`, here a small tree of `VmapArea` nodes whose `vm` field
+//! points at the block, under its own lock (Linux's xarray has one too).
+//! Lock order: `vmap_blocks` -> a `vmap_block_queue` -> a block's lock ->
+//! the vmalloc locks. 5.10 walks the queue under RCU; with no RCU here
+//! `vb_alloc` holds its queue's lock for the walk (only this CPU and
+//! `vm_unmap_aliases` take it), and `vb_free` keeps the index lock from the
+//! lookup to the block's release, so no block is freed under a CPU that
+//! found it. Larger requests take a vmap_area of their own, without a guard
 //! page, as in Linux. Both kinds show in vmallocinfo as `vm_map_ram`.
 
 use super::slab::KmemCache;
@@ -22,13 +29,14 @@ use super::vmalloc::{
     CacheAlloc, IS_ERR, alloc_vmap_area, free_vmap_area_noflush, map_kernel_range, purge_vmap_area_lazy,
     unlink_vmap_area, unmap_kernel_range_noflush,
 };
+use crate::arch::kernel::percpu::{NR_CPUS, smp_processor_id};
 use crate::arch::memory::*;
 use crate::arch::mm::mmu::flush_tlb_kernel_range;
 use crate::arch::mm::pgtable::PAGE_KERNEL;
 use crate::mm::vmap_tree::{
     __find_vmap_area, VmapArea, VmapAreaAlloc, VmapAreaRoot, VmapOwner, insert_vmap_area, unlink_va,
 };
-use crate::{pr_err, pr_warn};
+use crate::pr_warn;
 use core::ptr::{self, NonNull};
 
 /// Requests up to this many pages use vmap blocks (Linux: BITS_PER_LONG).
@@ -38,12 +46,25 @@ pub const VMAP_BBMAP_BITS: usize = 1024;
 /// 4 MiB, naturally aligned.
 pub const VMAP_BLOCK_SIZE: usize = VMAP_BBMAP_BITS * PAGE_SIZE;
 
-/// Linux's `struct vmap_block`.
+/// Linux's `struct vmap_block`. `va`, `index` and `cpu` never change once
+/// the block is built; `next_free` belongs to the block's queue (under its
+/// `vmap_block_queue` lock); everything else is under the block's own lock.
 pub struct VmapBlock {
     /// The block's area in the busy tree (its `vm` is null: "vm_map_ram").
     va: NonNull<VmapArea>,
     /// Its node in the address index `vmap_blocks`.
     index: NonNull<VmapArea>,
+    /// The CPU whose `vmap_block_queue` the block is on (Linux: the CPU
+    /// that made it).
+    cpu: usize,
+    /// Next block with free pages on the same queue (Linux: vbq->free).
+    next_free: *mut VmapBlock,
+    /// Linux's `vb->lock` and what it protects.
+    lock: spin::Mutex<VbState>,
+}
+
+/// The part of a block its lock protects.
+struct VbState {
     /// Pages not handed out yet (they follow the handed-out ones).
     free: usize,
     /// Pages handed out and unmapped again.
@@ -51,8 +72,6 @@ pub struct VmapBlock {
     /// Dirty page range not yet TLB-flushed, [dirty_min, dirty_max).
     dirty_min: usize,
     dirty_max: usize,
-    /// Next block with free pages (Linux: vbq->free list).
-    next_free: *mut VmapBlock,
     /// Pages currently mapped, one bit each. Linux keeps no such map; with
     /// it a double or bogus vm_unmap_ram is refused instead of freeing the
     /// block under live mappings.
@@ -64,7 +83,9 @@ impl VmapBlock {
         // SAFETY: the block's area lives as long as the block.
         unsafe { (*self.va.as_ptr()).va_start }
     }
+}
 
+impl VbState {
     fn set_mapped(&mut self, first: usize, pages: usize, on: bool) {
         for pg in first..first + pages {
             let (w, b) = (pg / 64, 1u64 << (pg % 64));
@@ -80,24 +101,36 @@ impl VmapBlock {
         first + pages <= VMAP_BBMAP_BITS
             && (first..first + pages).all(|pg| self.mapped[pg / 64] & (1 << (pg % 64)) != 0)
     }
+
+    /// Everything handed out is unmapped again, and something is left to
+    /// hand out: the block can be released (Linux: purge_fragmented_blocks).
+    fn fragmented(&self) -> bool {
+        self.free != 0 && self.free + self.dirty == VMAP_BBMAP_BITS
+    }
 }
 
-/// The block queue and the address index (Linux: the per-CPU
-/// vmap_block_queue and the vmap_blocks xarray).
-pub struct VmapBlocks {
-    index: VmapAreaRoot,
+/// One CPU's list of blocks with free pages (Linux: struct
+/// vmap_block_queue, per CPU). `vb_alloc` takes only its own CPU's.
+pub struct VmapBlockQueue {
     free_head: *mut VmapBlock,
 }
 
-// SAFETY: the raw pointers refer to blocks owned by this structure, which
-// lives behind its lock.
-unsafe impl Send for VmapBlocks {}
+// SAFETY: the raw pointers refer to live blocks; the list is only walked
+// and changed under the queue's lock.
+unsafe impl Send for VmapBlockQueue {}
 
+/// Per-CPU block queues, indexed by `smp_processor_id()`.
 #[unsafe(no_mangle)]
-pub static vmap_blocks: spin::Mutex<VmapBlocks> = spin::Mutex::new(VmapBlocks {
-    index: VmapAreaRoot::new_busy(),
-    free_head: ptr::null_mut(),
-});
+pub static vmap_block_queue: [spin::Mutex<VmapBlockQueue>; NR_CPUS] = [const {
+    spin::Mutex::new(VmapBlockQueue {
+        free_head: ptr::null_mut(),
+    })
+}; NR_CPUS];
+
+/// Address -> block (Linux: the vmap_blocks xarray, its lock the xarray's):
+/// a small tree of `VmapArea` nodes whose `vm` points at the block.
+#[unsafe(no_mangle)]
+pub static vmap_blocks: spin::Mutex<VmapAreaRoot> = spin::Mutex::new(VmapAreaRoot::new_busy());
 
 static VMAP_BLOCK_CACHEP: spin::Mutex<KmemCache> = spin::Mutex::new(KmemCache::new(
     "vmap_block",
@@ -111,9 +144,11 @@ fn block_pages(pages: usize) -> usize {
     pages.next_power_of_two()
 }
 
-/// A new block, its first `1 << order` pages already handed out (Linux:
-/// new_vmap_block). None, with nothing allocated, on any failure.
-fn new_vmap_block(vbs: &mut VmapBlocks, pages: usize) -> Option<usize> {
+/// A new block on `cpu`'s queue, its first `pages` already handed out
+/// (Linux: new_vmap_block). None, with nothing allocated, on any failure.
+/// Takes no block lock while it allocates; then the index's lock, then the
+/// queue's, one after the other.
+fn new_vmap_block(cpu: usize, pages: usize) -> Option<usize> {
     let vb = VMAP_BLOCK_CACHEP.lock().alloc()?.cast::<VmapBlock>();
     let Some(index) = CacheAlloc.alloc_vmap_area_node() else {
         // SAFETY: just allocated from this cache.
@@ -130,29 +165,37 @@ fn new_vmap_block(vbs: &mut VmapBlocks, pages: usize) -> Option<usize> {
     // SAFETY: not an error pointer: a live area in the busy tree.
     let va = unsafe { NonNull::new_unchecked(va) };
     // SAFETY: fresh objects, ours; va is in the busy tree with no owner.
+    // Until the block is in the index and on the queue, no other CPU can
+    // reach it.
     unsafe {
         let start = (*va.as_ptr()).va_start;
-        vb.as_ptr().write(VmapBlock {
-            va,
-            index,
+        let mut st = VbState {
             free: VMAP_BBMAP_BITS - pages,
             dirty: 0,
             dirty_min: VMAP_BBMAP_BITS,
             dirty_max: 0,
-            next_free: ptr::null_mut(),
             mapped: [0; VMAP_BBMAP_BITS / 64],
+        };
+        st.set_mapped(0, pages, true);
+        let has_free = st.free != 0;
+        vb.as_ptr().write(VmapBlock {
+            va,
+            index,
+            cpu,
+            next_free: ptr::null_mut(),
+            lock: spin::Mutex::new(st),
         });
-        (*vb.as_ptr()).set_mapped(0, pages, true);
         let mut node = VmapArea::new(start, start + VMAP_BLOCK_SIZE);
         node.vm = VmapOwner::Block(vb);
         index.as_ptr().write(node);
-        insert_vmap_area(&mut vbs.index, index).expect("vmap_blocks: overlapping blocks");
-        if (*vb.as_ptr()).free != 0 {
+        insert_vmap_area(&mut vmap_blocks.lock(), index).expect("vmap_blocks: overlapping blocks");
+        if has_free {
             // Linux adds new blocks at the tail; newest-last keeps the
             // older, fuller blocks first in the search.
-            let mut p: *mut *mut VmapBlock = &mut vbs.free_head;
+            let mut q = vmap_block_queue[cpu].lock();
+            let mut p: *mut *mut VmapBlock = &mut q.free_head;
             while !(*p).is_null() {
-                p = &mut (**p).next_free;
+                p = &raw mut (**p).next_free;
             }
             *p = vb.as_ptr();
         }
@@ -160,43 +203,49 @@ fn new_vmap_block(vbs: &mut VmapBlocks, pages: usize) -> Option<usize> {
     }
 }
 
-/// Hand out `pages` (a power of two) from the first block with room, or
-/// from a new block (Linux: vb_alloc).
+/// Hand out `pages` (a power of two) from the first block with room on this
+/// CPU's queue, or from a new block (Linux: vb_alloc). Lock order: the
+/// queue, then each block's lock.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vb_alloc(pages: usize) -> Option<usize> {
-    let mut vbs = vmap_blocks.lock();
-    let mut p: *mut *mut VmapBlock = &mut vbs.free_head;
-    // SAFETY: the free list links blocks owned by vmap_blocks, under its lock.
-    unsafe {
-        while !(*p).is_null() {
-            let vb = &mut **p;
-            if vb.free >= pages {
-                let off = VMAP_BBMAP_BITS - vb.free;
-                vb.free -= pages;
-                vb.set_mapped(off, pages, true);
-                let addr = vb.start() + off * PAGE_SIZE;
-                if vb.free == 0 {
-                    *p = vb.next_free;
-                    vb.next_free = ptr::null_mut();
+    let cpu = smp_processor_id();
+    {
+        let mut q = vmap_block_queue[cpu].lock();
+        let mut p: *mut *mut VmapBlock = &mut q.free_head;
+        // SAFETY: the queue links live blocks, under its lock (a block
+        // leaves the queue, under this lock, before it can be freed).
+        unsafe {
+            while !(*p).is_null() {
+                let vb = *p;
+                let mut st = (*vb).lock.lock();
+                if st.free >= pages {
+                    let off = VMAP_BBMAP_BITS - st.free;
+                    st.free -= pages;
+                    st.set_mapped(off, pages, true);
+                    let addr = (*vb).start() + off * PAGE_SIZE;
+                    if st.free == 0 {
+                        *p = (*vb).next_free;
+                        (*vb).next_free = ptr::null_mut();
+                    }
+                    return Some(addr);
                 }
-                return Some(addr);
+                drop(st);
+                p = &raw mut (*vb).next_free;
             }
-            p = &mut vb.next_free;
         }
     }
-    new_vmap_block(&mut vbs, pages)
+    new_vmap_block(cpu, pages)
 }
 
-/// Unlink a block from the free list (it may not be on it).
+/// Unlink a block from its queue's list (it may not be on it).
 ///
 /// # Safety
 ///
-/// `vb` is a live block of `vbs`.
-unsafe fn unlink_free(vbs: &mut VmapBlocks, vb: *mut VmapBlock) {
-    let mut p: *mut *mut VmapBlock = &mut vbs.free_head;
-    // SAFETY: the free list links blocks owned by `vbs` (as in vb_alloc);
-    // `vb` is one of them (caller).
+/// `vb` is a live block whose queue is `q` (locked by the caller).
+unsafe fn unlink_free(q: &mut VmapBlockQueue, vb: *mut VmapBlock) {
+    let mut p: *mut *mut VmapBlock = &mut q.free_head;
+    // SAFETY: the list links live blocks of this queue, under its lock.
     unsafe {
         while !(*p).is_null() {
             if *p == vb {
@@ -204,27 +253,23 @@ unsafe fn unlink_free(vbs: &mut VmapBlocks, vb: *mut VmapBlock) {
                 (*vb).next_free = ptr::null_mut();
                 return;
             }
-            p = &mut (**p).next_free;
+            p = &raw mut (**p).next_free;
         }
     }
 }
 
-/// Release a block: its area goes to the lazy purge, its objects back to
-/// their caches (Linux: free_vmap_block).
+/// Release a block's objects: its area goes to the lazy purge, the block
+/// and its index node back to their caches (Linux: free_vmap_block).
 ///
 /// # Safety
 ///
-/// `vb` is a live block of `vbs` with no live mapping left; the caller does
-/// not use it afterwards.
-unsafe fn free_vmap_block(vbs: &mut VmapBlocks, vb: *mut VmapBlock) {
-    // SAFETY: vb is a live block of vbs (caller).
-    unsafe { unlink_free(vbs, vb) };
-    // SAFETY: vb is a live block of vmap_blocks; its index node is in
-    // vbs.index and its area in the busy tree, both from the vmap_area
-    // cache; after this nothing refers to any of them.
+/// `vb` is a live block already out of the index and off its queue, with
+/// no live mapping left; nothing refers to it any more.
+unsafe fn free_vmap_block(vb: *mut VmapBlock) {
+    // SAFETY: the caller's contract: the index node and the area are the
+    // block's, from the vmap_area cache, reachable from nowhere else.
     unsafe {
         let (va, index) = ((*vb).va, (*vb).index);
-        unlink_va(&mut vbs.index, index);
         CacheAlloc.free_vmap_area_node(index);
         VMAP_BLOCK_CACHEP.lock().free(NonNull::new_unchecked(vb).cast());
         unlink_vmap_area(va);
@@ -233,14 +278,16 @@ unsafe fn free_vmap_block(vbs: &mut VmapBlocks, vb: *mut VmapBlock) {
 }
 
 /// Unmap `pages` at `addr` in its block and count them dirty; free the
-/// block when all of it is dirty (Linux: vb_free).
+/// block when all of it is dirty (Linux: vb_free). Lock order: the index,
+/// then the block. The index lock is held throughout, so a block cannot
+/// be freed between its lookup and its lock.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vb_free(addr: usize, pages: usize) {
-    let mut vbs = vmap_blocks.lock();
-    let node = __find_vmap_area(&vbs.index, addr);
+    let mut index = vmap_blocks.lock();
+    let node = __find_vmap_area(&index, addr);
     if node.is_null() {
-        drop(vbs);
+        drop(index);
         pr_warn!(
             "vm_unmap_ram({:#x}, {} pages): not in a vmap block; ignored",
             addr,
@@ -248,16 +295,17 @@ pub fn vb_free(addr: usize, pages: usize) {
         );
         return;
     }
-    // SAFETY: index nodes are live under the lock.
+    // SAFETY: index nodes are live under the index lock.
     let Some(vb) = unsafe { (*node).vm }.block() else {
         unreachable!("vmap_blocks: index node without a block");
     };
     let vb = vb.as_ptr();
-    // SAFETY: index nodes point at their live block, under the lock.
-    let vbr = unsafe { &mut *vb };
-    let offset = (addr - vbr.start()) / PAGE_SIZE;
-    if !vbr.all_mapped(offset, pages) {
-        drop(vbs);
+    // SAFETY: index nodes point at their live block, under the index lock.
+    let (start, mut st) = unsafe { ((*vb).start(), (*vb).lock.lock()) };
+    let offset = (addr - start) / PAGE_SIZE;
+    if !st.all_mapped(offset, pages) {
+        drop(st);
+        drop(index);
         pr_warn!(
             "vm_unmap_ram({:#x}, {} pages): not a live vm_map_ram range of its block (bad size or double unmap); ignored",
             addr,
@@ -265,14 +313,23 @@ pub fn vb_free(addr: usize, pages: usize) {
         );
         return;
     }
-    vbr.set_mapped(offset, pages, false);
+    st.set_mapped(offset, pages, false);
     unmap_kernel_range_noflush(addr, pages * PAGE_SIZE);
-    vbr.dirty_min = vbr.dirty_min.min(offset);
-    vbr.dirty_max = vbr.dirty_max.max(offset + pages);
-    vbr.dirty += pages;
-    if vbr.dirty == VMAP_BBMAP_BITS {
-        // SAFETY: a live block of vmap_blocks, all of it unmapped.
-        unsafe { free_vmap_block(&mut vbs, vb) };
+    st.dirty_min = st.dirty_min.min(offset);
+    st.dirty_max = st.dirty_max.max(offset + pages);
+    st.dirty += pages;
+    // All dirty means all handed out: the block is on no queue.
+    let dead = st.dirty == VMAP_BBMAP_BITS;
+    drop(st);
+    if dead {
+        // SAFETY: the block's index node is in the index, whose lock we
+        // hold; once out, no CPU can find the block.
+        unsafe { unlink_va(&mut index, (*vb).index) };
+    }
+    drop(index);
+    if dead {
+        // SAFETY: out of the index, on no queue, all of it unmapped.
+        unsafe { free_vmap_block(vb) };
     }
 }
 
@@ -329,7 +386,7 @@ pub fn vm_unmap_ram(mem: *const u8, count: usize) {
         vb_free(addr, block_pages(count));
         return;
     }
-    if !__find_vmap_area(&vmap_blocks.lock().index, addr).is_null() {
+    if !__find_vmap_area(&vmap_blocks.lock(), addr).is_null() {
         pr_warn!(
             "vm_unmap_ram({:#x}, {}): that is a vmap block, not a large vm_map_ram area; ignored",
             addr,
@@ -337,25 +394,16 @@ pub fn vm_unmap_ram(mem: *const u8, count: usize) {
         );
         return;
     }
-    let Some(va) = super::vmalloc::find_vmap_area(addr) else {
-        pr_warn!("vm_unmap_ram({:#x}, {}): no vmap area there; ignored", addr, count);
-        return;
+    // Found, checked and unlinked under one hold of vmap_area_lock, so a
+    // racing (buggy) second vm_unmap_ram of the area cannot free it under us.
+    let va = match super::vmalloc::unlink_vm_map_ram_area(addr, count * PAGE_SIZE) {
+        Ok(va) => va,
+        Err(why) => {
+            pr_warn!("vm_unmap_ram({:#x}, {}): {}; ignored", addr, count, why);
+            return;
+        }
     };
-    // SAFETY: a live busy area (single CPU: nothing frees it meanwhile).
-    let (start, end, vm) = unsafe { ((*va.as_ptr()).va_start, (*va.as_ptr()).va_end, (*va.as_ptr()).vm) };
-    if start != addr || end - start != count * PAGE_SIZE || !vm.is_none() {
-        pr_warn!(
-            "vm_unmap_ram({:#x}, {}): not a vm_map_ram area of that size; ignored",
-            addr,
-            count
-        );
-        return;
-    }
-    // SAFETY: `va` is a live node found in the busy tree.
-    if !unsafe { unlink_vmap_area(va) } {
-        pr_err!("vm_unmap_ram({:#x}): area vanished from the busy tree", addr);
-        return;
-    }
+    let (start, end) = (addr, addr + count * PAGE_SIZE);
     unmap_kernel_range_noflush(start, end - start);
     // SAFETY: unlinked above, owner-less, from the vmap_area cache; not
     // used again.
@@ -364,39 +412,51 @@ pub fn vm_unmap_ram(mem: *const u8, count: usize) {
 
 /// Flush the TLB for every dirty range of live blocks, release blocks that
 /// can hand out nothing more, then purge the lazily freed areas (Linux:
-/// vm_unmap_aliases, with purge_fragmented_blocks_allcpus).
+/// vm_unmap_aliases, with purge_fragmented_blocks_allcpus). Lock order:
+/// the index, then a block's queue, then the block.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vm_unmap_aliases() {
     let (mut start, mut end) = (usize::MAX, 0);
     {
-        let mut vbs = vmap_blocks.lock();
+        let mut index = vmap_blocks.lock();
         let mut dead: [*mut VmapBlock; 16] = [ptr::null_mut(); 16];
         loop {
             let mut n = 0;
-            for node in vbs.index.iter() {
+            for node in index.iter() {
                 let Some(vb) = node.vm.block() else {
                     unreachable!("vmap_blocks: index node without a block");
                 };
                 let vb = vb.as_ptr();
-                // SAFETY: index nodes point at live blocks, under the lock.
-                let b = unsafe { &mut *vb };
-                if b.dirty_max > b.dirty_min {
-                    start = start.min(b.start() + b.dirty_min * PAGE_SIZE);
-                    end = end.max(b.start() + b.dirty_max * PAGE_SIZE);
-                    b.dirty_min = VMAP_BBMAP_BITS;
-                    b.dirty_max = 0;
-                }
-                // Fragmented: everything handed out is unmapped again.
-                if b.free + b.dirty == VMAP_BBMAP_BITS && n < dead.len() {
-                    dead[n] = vb;
-                    n += 1;
+                // SAFETY: index nodes point at live blocks, under the index
+                // lock; the queue's lock before the block's, as vb_alloc.
+                unsafe {
+                    let mut q = vmap_block_queue[(*vb).cpu].lock();
+                    let mut st = (*vb).lock.lock();
+                    if st.dirty_max > st.dirty_min {
+                        start = start.min((*vb).start() + st.dirty_min * PAGE_SIZE);
+                        end = end.max((*vb).start() + st.dirty_max * PAGE_SIZE);
+                        st.dirty_min = VMAP_BBMAP_BITS;
+                        st.dirty_max = 0;
+                    }
+                    if st.fragmented() && n < dead.len() {
+                        // Off its queue and nothing more to hand out, so
+                        // no vb_alloc can reach it once we let go.
+                        unlink_free(&mut q, vb);
+                        st.free = 0;
+                        dead[n] = vb;
+                        n += 1;
+                    }
                 }
             }
             for &vb in &dead[..n] {
-                // SAFETY: a live block of vmap_blocks (collected above, each
-                // once) whose handed-out pages are all unmapped.
-                unsafe { free_vmap_block(&mut vbs, vb) };
+                // SAFETY: a live block (collected above, each once), off its
+                // queue; its index node is in the index, whose lock we hold.
+                unsafe { unlink_va(&mut index, (*vb).index) };
+            }
+            for &vb in &dead[..n] {
+                // SAFETY: out of the index and off its queue, all unmapped.
+                unsafe { free_vmap_block(vb) };
             }
             if n < dead.len() {
                 break;
@@ -411,18 +471,26 @@ pub fn vm_unmap_aliases() {
 
 /// (live blocks, blocks on the free list) for tests and the shell.
 pub fn vmap_block_stats() -> (usize, usize) {
-    let vbs = vmap_blocks.lock();
+    let blocks = vmap_blocks.lock().len();
     let mut on_free = 0;
-    let mut p = vbs.free_head;
-    while !p.is_null() {
-        on_free += 1;
-        // SAFETY: as in vb_alloc.
-        p = unsafe { (*p).next_free };
+    for q in &vmap_block_queue {
+        let q = q.lock();
+        let mut p = q.free_head;
+        while !p.is_null() {
+            on_free += 1;
+            // SAFETY: as in vb_alloc.
+            p = unsafe { (*p).next_free };
+        }
     }
-    (vbs.index.len(), on_free)
+    (blocks, on_free)
 }
 
 /// Objects the vmap_block cache holds (for the fault-injection snapshot).
+/// Pages the vmap_block object cache holds (kept once grown).
+pub fn vmap_block_cache_pages() -> usize {
+    VMAP_BLOCK_CACHEP.lock().stats().slab_pages
+}
+
 pub fn vmap_block_cache_active() -> usize {
     VMAP_BLOCK_CACHEP.lock().stats().active_objs
 }

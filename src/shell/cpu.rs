@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! `cpu`: list the CPUs, take one offline or bring it back (Linux:
 //! /sys/devices/system/cpu/cpuN/online).
 

@@ -34,7 +34,7 @@ VMALLOC_END = 0xFFFF_FDFF_BFFF_0000
 # Full Rust paths of the statics the helpers read.
 SYM = {
     "vmap_area_root": "vmkernel::mm::vmalloc::vmap_area_root",
-    "purge_vmap_area_root": "vmkernel::mm::vmalloc::purge_vmap_area_root",
+    "vmap_purge_list": "vmkernel::mm::vmalloc::vmap_purge_list",
     "free_vmap_area_root": "vmkernel::mm::vmalloc::free_vmap_area_root",
     "__log_buf": "vmkernel::kernel::printk::__log_buf",
     "log_next": "vmkernel::kernel::printk::log_next",

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""lx-vmallocinfo: /proc/vmallocinfo from the busy and purge trees.
+"""lx-vmallocinfo: /proc/vmallocinfo from the busy tree and the purge list.
 
 Data structures (src/mm/vmalloc.rs, src/mm/vmap_tree.rs):
 
@@ -116,19 +116,36 @@ def vmallocinfo_lines(show_uninitialized=False):
                 lines.append(vm_line(vm) + "  <- VM_UNINITIALIZED (being set up)")
             continue
         lines.append(vm_line(vm))
-    for va in walk_list(utils.value("purge_vmap_area_root"), "purge_vmap_area_root"):
-        start, end = int(va["va_start"]), int(va["va_end"])
+    for start, end in sorted(walk_purge_list()):
         lines.append(f"0x{start:016x}-0x{end:016x} {end - start:7} unpurged vm_area")
     return lines
 
 
+def walk_purge_list():
+    """(start, end) of each lazily freed area on vmap_purge_list, an llist
+    (an AtomicPtr head, linked through VmapArea.purge_next)."""
+    va = utils.value("vmap_purge_list")["p"]["value"]
+    n = 0
+    while int(va) != 0:
+        if n >= MAX_AREAS:
+            utils.fail("vmap_purge_list: longer than any real list: corrupt purge_next links?")
+        try:
+            node = va.dereference()
+            node.fetch_lazy()
+        except gdb.MemoryError:
+            utils.fail(f"vmap_purge_list: cannot read vmap_area at {int(va):#x} (area #{n})")
+        yield int(node["va_start"]), int(node["va_end"])
+        va = node["purge_next"]
+        n += 1
+
+
 class LxVmallocinfo(utils.LxCommand):
-    """Print /proc/vmallocinfo as the kernel would, from its busy and purge trees.
+    """Print /proc/vmallocinfo as the kernel would, from its busy tree and purge list.
 
 Usage: lx-vmallocinfo [-a]
 Walks vmap_area_root's address-sorted list (list_head -> list_next) and
 prints each area's vm_struct in the kernel's vmallocinfo format, then the
-lazily freed areas of purge_vmap_area_root as "unpurged vm_area".
+lazily freed areas of vmap_purge_list as "unpurged vm_area".
 -a  also show areas still being set up (VM_UNINITIALIZED), which the
     kernel hides: useful at a breakpoint inside the vmalloc pipeline."""
 

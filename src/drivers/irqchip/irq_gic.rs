@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The GICv2 (Linux: drivers/irqchip/irq-gic.c): a distributor (GICD) and
 //! a memory-mapped CPU interface (GICC), both ioremap'd by CPU 0.
 

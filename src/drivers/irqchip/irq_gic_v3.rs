@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The GICv3 (Linux: drivers/irqchip/irq-gic-v3.c): a distributor (GICD),
 //! one redistributor per CPU (GICR, found in the DT's regions by its
 //! affinity), and the CPU interface in the ICC_* system registers. CPU 0

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Interrupt controllers (Linux: drivers/irqchip/): the GICv2
 //! (`irq_gic.rs`, Linux's irq-gic.c, `arm,cortex-a15-gic`) and the GICv3
 //! (`irq_gic_v3.rs`, irq-gic-v3.c,

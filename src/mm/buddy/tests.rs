@@ -430,6 +430,38 @@ fn pcp_refill_takes_what_is_left_and_off_drains() {
     z.check().unwrap();
 }
 
+#[test]
+fn pcp_lists_are_per_cpu() {
+    let mut z = zone(0x3000, 256);
+    z.free_range(0x3000, 0x3100).unwrap();
+    z.set_pcp(8, 3);
+    // CPU 1's refill does not fill CPU 0's list.
+    let a = z.alloc_pages_on(1, 0).unwrap();
+    assert_eq!((z.pcp_of(0).count(), z.pcp_of(1).count()), (0, 2));
+    // A page allocated on CPU 1 and freed on CPU 2 goes to CPU 2's list,
+    // and CPU 2 gets it back first (LIFO); CPU 1 never sees it.
+    z.free_pages_on(2, a, 0).unwrap();
+    assert_eq!((z.pcp_of(1).count(), z.pcp_of(2).count()), (2, 1));
+    assert_eq!(z.free_count(), 256);
+    z.check().unwrap();
+    let b = z.alloc_pages_on(1, 0).unwrap();
+    assert_ne!(b, a);
+    assert_eq!(z.alloc_pages_on(2, 0), Some(a));
+    // A page on another CPU's list is still caught as a double free.
+    z.free_pages_on(3, a, 0).unwrap();
+    assert_eq!(
+        z.free_pages_on(0, a, 0),
+        Err(BuddyError::DoubleFree { pfn: a, order: 0 })
+    );
+    z.free_pages_on(0, b, 0).unwrap();
+    z.check().unwrap();
+    // drain_pages empties every CPU's list.
+    z.drain_pages();
+    assert!((0..NR_CPUS).all(|cpu| z.pcp_of(cpu).count() == 0));
+    assert_eq!(z.nr_free(8), 1);
+    z.check().unwrap();
+}
+
 fn zone_named(start: usize, spanned: usize, node: u32, name: &'static str) -> Zone {
     let mem: &'static mut [Page] = vec![Page::RESERVED; spanned].leak();
     // SAFETY: as in zone(): a leaked slice of `spanned` Pages that only the

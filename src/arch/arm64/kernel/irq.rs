@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! IRQ masking and the root interrupt handler (Linux:
 //! arch/arm64/include/asm/irqflags.h, arch/arm64/kernel/irq.c). The
 //! interrupt controller driver (drivers/irqchip) sits above arch code, so

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Per-CPU data (Linux: arch/arm64/include/asm/percpu.h, the per-cpu
 //! offset in TPIDR_EL1). Linux copies a per-CPU section once per CPU and
 //! keeps `__per_cpu_offset[cpu]` in TPIDR_EL1; here the per-CPU variables
@@ -36,6 +37,12 @@ pub struct PerCpu {
     pub ipi_count: AtomicU64,
     /// Asked to power itself off (`cpu off N`): the idle loop does it.
     pub die: AtomicBool,
+    /// Long-running work for the idle loop (`run_on_cpus`): the address of
+    /// a `&(dyn Fn(usize) + Sync)` on the requester's stack, 0 when none.
+    /// The CPU clears it when the work returned.
+    pub work: AtomicUsize,
+    /// Who queued `work`: the CPU to wake (IPI_WAKEUP) once it is done.
+    pub work_from: AtomicUsize,
 }
 
 impl PerCpu {
@@ -51,6 +58,8 @@ impl PerCpu {
             irq_count: AtomicU64::new(0),
             ipi_count: AtomicU64::new(0),
             die: AtomicBool::new(false),
+            work: AtomicUsize::new(0),
+            work_from: AtomicUsize::new(0),
         }
     }
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! SMP on arm64 (Linux: arch/arm64/kernel/smp.c, psci.c's cpu_ops): the
 //! logical CPU map, the secondaries' way in (`secondary_data`, then
 //! [`secondary_start_kernel`] from head.S), their idle loop, IPIs and the
@@ -19,6 +20,9 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 /// IPI numbers = GIC SGI numbers (Linux: enum ipi_msg_type).
 pub const IPI_CALL_FUNC: u32 = 1;
 pub const IPI_CPU_STOP: u32 = 2;
+/// Wake an idle CPU to look at its work slot (Linux's IPI_WAKEUP number;
+/// the handler does nothing, leaving `wfi` is the point).
+pub const IPI_WAKEUP: u32 = 6;
 
 /// What head.S's `__secondary_switched` reads to find its per-CPU slot
 /// (and through it its stack) (Linux: struct secondary_data).
@@ -188,7 +192,7 @@ pub extern "C" fn secondary_start_kernel(cpu: usize) -> ! {
 }
 
 /// A secondary's idle (Linux: do_idle): sleep in `wfi` until an IPI, run
-/// it, and power off when asked to.
+/// it, run queued work, and power off when asked to.
 fn cpu_idle_loop() -> ! {
     let me = this_cpu();
     loop {
@@ -196,8 +200,84 @@ fn cpu_idle_loop() -> ! {
         if me.die.load(Ordering::Acquire) {
             cpu_die();
         }
+        let work = me.work.load(Ordering::Acquire);
+        if work != 0 {
+            // SAFETY: run_on_cpus stored the address of a live
+            // `&(dyn Fn(usize) + Sync)` and keeps it alive until we clear
+            // the slot below.
+            let f = unsafe { *(work as *const &(dyn Fn(usize) + Sync)) };
+            f(smp_processor_id());
+            let from = me.work_from.load(Ordering::Relaxed);
+            me.work.store(0, Ordering::Release);
+            // The requester sleeps in wfi until the last worker is done
+            // (Linux: complete()).
+            irq::smp_cross_call(1 << from, IPI_WAKEUP);
+            continue;
+        }
+        // A slot filled after the check above still wakes us: its
+        // IPI_WAKEUP is pending, and wfi returns on it even while masked.
         irq::cpu_do_idle();
     }
+}
+
+/// One `run_on_cpus` at a time (one work slot per CPU).
+static WORK_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Run `f(cpu)` on every online CPU of `mask` at once, each from its idle
+/// loop (as a thread, not in interrupt context, IRQs masked as everywhere
+/// here), the calling CPU included if it is in the mask, and wait for all
+/// of them however long they take. The stand-in for one kthread bound to
+/// each CPU (Linux's test_vmalloc, the lock torture tests). Returns the
+/// CPUs of `mask` that did not run it (offline, or no IPIs).
+pub fn run_on_cpus(mask: u64, f: &(dyn Fn(usize) + Sync)) -> u64 {
+    let me = smp_processor_id();
+    let _g = WORK_LOCK.lock();
+    let slot: &(dyn Fn(usize) + Sync) = f;
+    let addr = &slot as *const &(dyn Fn(usize) + Sync) as usize;
+    let mut started = 0u64;
+    let mut failed = 0u64;
+    for cpu in (0..NR_CPUS).filter(|&c| c != me && mask & (1 << c) != 0) {
+        if !cpu_online(cpu) || !irq::have_irqchip() {
+            failed |= 1 << cpu;
+            continue;
+        }
+        per_cpu(cpu).work_from.store(me, Ordering::Relaxed);
+        per_cpu(cpu).work.store(addr, Ordering::Release);
+        started |= 1 << cpu;
+    }
+    if started != 0 {
+        irq::smp_cross_call(started, IPI_WAKEUP);
+    }
+    if mask & (1 << me) != 0 {
+        f(me);
+    }
+    // `slot` (and `f`) must outlive every reader: wait for each slot to
+    // clear, or for its CPU to go offline (it then never read it). Asleep
+    // in wfi, as Linux's wait_for_completion sleeps: each worker sends
+    // IPI_WAKEUP when done, and a waiter that spun instead would take
+    // time from the workers wherever CPUs share a core (QEMU's round-robin
+    // vCPUs under -icount: every broadcast TLBI then waits for a spinning
+    // CPU 0's whole time slice).
+    let flags = irq::local_irq_save();
+    for cpu in (0..NR_CPUS).filter(|&c| started & (1 << c) != 0) {
+        while per_cpu(cpu).work.load(Ordering::Acquire) != 0 {
+            if !cpu_online(cpu) {
+                if per_cpu(cpu)
+                    .work
+                    .compare_exchange(addr, 0, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    failed |= 1 << cpu;
+                }
+                break;
+            }
+            // An IPI_WAKEUP sent after the check above is pending and
+            // ends the wfi at once.
+            irq::cpu_do_idle();
+        }
+    }
+    irq::local_irq_restore(flags);
+    failed
 }
 
 /// Power this CPU off (Linux: cpu_die -> cpu_psci_cpu_die). Runs with IRQs
@@ -301,6 +381,8 @@ pub fn handle_ipi(ipinr: u32) {
         }
         // The idle loop powers the CPU off once the IPI is acknowledged.
         IPI_CPU_STOP => me.die.store(true, Ordering::Release),
+        // The idle loop looks at its work slot once wfi returns.
+        IPI_WAKEUP => {}
         _ => pr_err!(
             "CPU{}: Unknown IPI message 0x{:x}",
             me.cpu.load(Ordering::Relaxed),
