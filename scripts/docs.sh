@@ -50,6 +50,7 @@ GENERATORS=(
     "gdb-early-helpers|the helpers before the MMU is on and at start_kernel (gdb test transcript)"
     "gdb-break-vmalloc|break vmalloc: info args, step, next, finish (gdb test transcript)"
     "gdb-break-alloc-vmap-area|break alloc_vmap_area: finish prints its pointer (gdb test transcript)"
+    "perf-smp|test_vmalloc with nr_threads=4 at -smp 4 against Linux 6.1's per-worker mean"
     "perf-results|test_vmalloc with init_on_alloc=1 and 0: usec, cycles, ns/loop, ratio to Linux 6.1"
     "perf-vm-map-ram|vm_map_ram_test against Linux 6.12"
     "perf-stages|ns per vmalloc+vfree by pipeline stage (bench=stages)"
@@ -218,6 +219,23 @@ need_bench() {
         >"$DOCS_DIR/bench-other.txt" 2>"$DOCS_DIR/bench-other.err" ||
         die "docs: scripts/bench.sh (scaling, floor, stages) failed (see $DOCS_DIR/bench-other.err)"
     touch "$DOCS_DIR/bench.done"
+}
+
+# test_vmalloc with nr_threads=4 on 4 CPUs against Linux on the same
+# configuration (docs/baselines/linux-test_vmalloc-smp4.txt): each row is the
+# mean of the four workers' avg_usec, as the baseline's.
+gen_perf_smp() {
+    local out=$DOCS_DIR/bench-smp.txt
+    "$REPO_ROOT/scripts/bench.sh" --no-build --smp 4 --nr-threads 4 --loops 10000 --separate --bench test_vmalloc \
+        --mask 0x3f --compare "$REPO_ROOT/docs/baselines/linux-test_vmalloc-smp4.txt" >"$out" 2>"$DOCS_DIR/bench-smp.err" ||
+        die "docs: scripts/bench.sh --smp 4 failed (see $DOCS_DIR/bench-smp.err)"
+    printf '| scenario | vmkernel mean avg_usec | Linux 6.1 mean | ratio |\n| --- | ---: | ---: | ---: |\n'
+    awk "$AWK_GROUP"'
+        $1 ~ /_test$/ && NF == 8 {
+            r = sprintf("%.3f", $4 / $7)
+            printf "| %s | %s | %s | %s |\n", $1, group($4), group($7), ($4 > $7 ? "**" r "**" : r)
+        }
+    ' "$out"
 }
 
 # Shared awk: group(n) writes 1234567 as "1 234 567", as the tables do.
