@@ -210,9 +210,10 @@ fn null_dereference_faults(t: &mut Test) {
     kassert_eq!(t, f.status().1, Some(0));
 }
 
-/// Recurse with 1 KiB frames until the 128 KiB stack is gone.
+/// Recurse with 1 KiB frames until the stack is gone (the smp suite uses it
+/// on a secondary's 16 KiB stack too).
 #[inline(never)]
-fn eat_stack(depth: usize) -> usize {
+pub(super) fn eat_stack(depth: usize) -> usize {
     let buf = core::hint::black_box([depth as u8; 1024]);
     if depth == 0 {
         return 0;

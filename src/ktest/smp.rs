@@ -162,16 +162,6 @@ fn secondary_stacks_are_vmapped_with_guard(t: &mut Test) {
     }
 }
 
-/// Recurse with 1 KiB frames until the stack is gone.
-#[inline(never)]
-fn eat_stack(depth: usize) -> usize {
-    let buf = core::hint::black_box([depth as u8; 1024]);
-    if depth == 0 {
-        return 0;
-    }
-    eat_stack(depth - 1) + buf[depth % 1024] as usize
-}
-
 /// What the overflow on the secondary looked like: (FAR + 1, ESR + 1,
 /// "Kernel stack overflow" logged, the stack works again afterwards).
 static OVF_FAR: AtomicUsize = AtomicUsize::new(0);
@@ -182,14 +172,14 @@ static OVF_AFTER: AtomicUsize = AtomicUsize::new(0);
 /// Runs on the secondary, in its IPI handler, on its 16 KiB vmap'd stack.
 fn overflow_here(_: usize) {
     let before = crate::kernel::printk::log_len();
-    let r = traps::catch_fault(|| eat_stack(100_000));
+    let r = traps::catch_fault(|| super::mm::eat_stack(100_000));
     let said = crate::kernel::printk::log_contains_since(before, "Kernel stack overflow");
     if let Err(f) = r {
         OVF_FAR.store(f.far as usize + 1, Ordering::Relaxed);
         OVF_ESR.store(f.esr + 1, Ordering::Relaxed);
     }
     OVF_SAID.store(said as usize, Ordering::Relaxed);
-    OVF_AFTER.store(eat_stack(4), Ordering::Relaxed);
+    OVF_AFTER.store(super::mm::eat_stack(4), Ordering::Relaxed);
 }
 
 fn secondary_stack_overflow_is_caught(t: &mut Test) {

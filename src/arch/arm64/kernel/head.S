@@ -219,11 +219,14 @@ __cpu_setup:
     ret
 
 /*
- * __primary_switch: turn the MMU on, then jump to the link-time (upper
- * half) address. The literal below holds an absolute virtual address.
+ * enable_mmu ttbr1_table: with x0 = the SCTLR_EL1 value from __cpu_setup,
+ * load the identity map into TTBR0 (this code's own addresses) and
+ * ttbr1_table into TTBR1, turn the MMU on, and drop instructions fetched
+ * with it off (Linux: __enable_mmu). CPU 0 enters with init_pg_dir, a
+ * secondary with swapper_pg_dir.
  */
-__primary_switch:
-    adrp    x1, init_pg_dir
+.macro enable_mmu ttbr1_table
+    adrp    x1, \ttbr1_table
     adrp    x2, idmap_pg_dir
     msr     ttbr0_el1, x2
     msr     ttbr1_el1, x1
@@ -233,6 +236,14 @@ __primary_switch:
     ic      iallu                   // drop instructions fetched with the MMU off
     dsb     nsh
     isb
+.endm
+
+/*
+ * __primary_switch: turn the MMU on, then jump to the link-time (upper
+ * half) address. The literal below holds an absolute virtual address.
+ */
+__primary_switch:
+    enable_mmu init_pg_dir
     ldr     x8, =__primary_switched
     br      x8
 
@@ -293,16 +304,7 @@ secondary_entry:
 secondary_el1:
     msr     daifset, #0xf
     bl      __cpu_setup             // same MAIR/TCR as CPU 0; x0 = SCTLR_EL1
-    adrp    x1, swapper_pg_dir
-    adrp    x2, idmap_pg_dir
-    msr     ttbr0_el1, x2
-    msr     ttbr1_el1, x1
-    isb
-    msr     sctlr_el1, x0
-    isb
-    ic      iallu
-    dsb     nsh
-    isb
+    enable_mmu swapper_pg_dir
     ldr     x8, =__secondary_switched
     br      x8
     .ltorg
