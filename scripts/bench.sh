@@ -320,12 +320,7 @@ main() {
         return
     fi
     ensure_tools qemu-system-aarch64 timeout
-    if ((BUILD)); then
-        build_kernel >&2 || die "build failed"
-    else
-        [[ -f $KERNEL_ELF ]] || die "--no-build but there is no $KERNEL_ELF"
-        make_image "$KERNEL_ELF" "$KERNEL_IMAGE"
-    fi
+    prepare_kernel "$BUILD"
     mkdir -p "$BENCH_LOG_DIR"
     local ioa name tag
     tag=$( ((ICOUNT)) && echo icount || echo noicount)

@@ -531,12 +531,7 @@ main() {
         esac
     done
     ensure_tools qemu-system-aarch64 timeout gnuplot dot
-    if ((BUILD)); then
-        build_kernel >&2 || die "docs: the kernel does not build"
-    else
-        [[ -f $KERNEL_ELF ]] || die "docs: --no-build but there is no $KERNEL_ELF"
-        make_image "$KERNEL_ELF" "$KERNEL_IMAGE"
-    fi
+    prepare_kernel "$BUILD"
     rm -rf "$DOCS_DIR"
     mkdir -p "$DOCS_DIR" "$DOCS_DIR/img" "$LOG_DIR"
 

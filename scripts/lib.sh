@@ -6,6 +6,7 @@
 #
 #   ensure_tools            install missing host tools (apt) and the pinned Rust toolchain
 #   build_kernel            cargo build + objcopy -> $KERNEL_IMAGE (the ELF stays for GDB)
+#   prepare_kernel BUILD    build_kernel, or (BUILD=0) the Image from the ELF already built
 #   make_image ELF IMAGE    flat arm64 Image from an ELF
 #   qemu_cmd ARGS...        QEMU_CMD=(qemu + the default machine + ARGS)
 #   boot_capture NAME SECS [--stdin FILE] -- ARGS...
@@ -117,6 +118,17 @@ build_kernel() {
     (cd "$REPO_ROOT" && cargo build --release --bin vmkernel) || return 1
     make_image "$KERNEL_ELF" "$KERNEL_IMAGE" || return 1
     info "kernel: Image $KERNEL_IMAGE (ELF for GDB: $KERNEL_ELF)"
+}
+
+# prepare_kernel BUILD: the kernel's ELF and Image, built now (BUILD=1) or
+# from the ELF an earlier build left (BUILD=0, a script's --no-build).
+prepare_kernel() {
+    if (($1)); then
+        build_kernel >&2 || die "the kernel does not build"
+    else
+        [[ -f $KERNEL_ELF ]] || die "--no-build but there is no $KERNEL_ELF"
+        make_image "$KERNEL_ELF" "$KERNEL_IMAGE"
+    fi
 }
 
 # qemu_cmd ARGS...: sets QEMU_CMD to QEMU on the default machine plus ARGS.
