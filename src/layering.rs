@@ -21,6 +21,8 @@ const LAYERS: &[(&str, u8, &str)] = &[
     // 0: portable logic with no global state, compiled and tested on the host.
     ("lib", 0, "generic helpers"),
     ("arch/arm64/memory", 0, "the virtual memory map"),
+    ("arch/arm64/barrier", 0, "smp_cond_load_acquire: waiting in wfe"),
+    ("kernel/locking", 0, "spinlock_t"),
     ("arch/arm64/mm/pgtable", 0, "page-table format and walker"),
     ("mm/memblock", 0, "memblock's algorithm"),
     ("mm/buddy", 0, "the buddy allocator's algorithm"),

@@ -41,7 +41,6 @@ pub mod mm;
 pub mod bench;
 #[cfg(target_os = "none")]
 pub mod init;
-#[cfg(target_os = "none")]
 pub mod kernel;
 #[cfg(target_os = "none")]
 pub mod ktest;

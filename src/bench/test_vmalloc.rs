@@ -38,6 +38,7 @@
 
 use super::{Rng, get_cycles, parse_bool, parse_int, ticks_to_ns};
 use crate::arch::memory::PAGE_SIZE;
+use crate::kernel::locking::spinlock::SpinLock;
 use crate::mm::vmalloc::{self, __vmalloc_node, vfree, vmalloc};
 use crate::mm::vmap_block::{vm_map_ram, vm_unmap_ram};
 use crate::{pr_info, pr_warn};
@@ -457,8 +458,8 @@ pub fn run(p: &Params, seed: u64) -> alloc::vec::Vec<CaseResult> {
         return report(&p, &[w], false);
     }
     // Worker i on CPU i; each fills its own slot.
-    let slots: [spin::Mutex<Option<WorkerRun>>; crate::arch::kernel::percpu::NR_CPUS] =
-        [const { spin::Mutex::new(None) }; crate::arch::kernel::percpu::NR_CPUS];
+    let slots: [SpinLock<Option<WorkerRun>>; crate::arch::kernel::percpu::NR_CPUS] =
+        [const { SpinLock::new(None) }; crate::arch::kernel::percpu::NR_CPUS];
     let cpus: alloc::vec::Vec<usize> = (0..crate::arch::kernel::percpu::NR_CPUS)
         .filter(|&c| crate::arch::kernel::smp::cpu_online(c))
         .take(nr_threads)

@@ -8,6 +8,7 @@ use crate::arch::kernel::irq::{local_irq_restore, local_irq_save};
 use crate::arch::kernel::percpu::smp_processor_id;
 use crate::arch::kernel::timer;
 use crate::drivers::tty::serial::pl011::Pl011;
+use crate::kernel::locking::spinlock::{SpinLock, SpinLockGuard};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
@@ -47,13 +48,13 @@ struct Console {
     uart: Option<Pl011>,
 }
 
-static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console { uart: None });
+static CONSOLE: SpinLock<Console> = SpinLock::new(Console { uart: None });
 
 /// The console lock, held with IRQs masked on this CPU (Linux's
 /// spin_lock_irqsave): the PL011 receive interrupt's handler takes it, and
 /// would spin for ever on a CPU that already holds it.
 struct ConsoleGuard {
-    guard: core::mem::ManuallyDrop<spin::MutexGuard<'static, Console>>,
+    guard: core::mem::ManuallyDrop<SpinLockGuard<'static, Console>>,
     flags: u64,
 }
 

@@ -8,6 +8,7 @@ use crate::arch::kernel::traps::{self, EC_DABT_CUR, EC_IABT_CUR};
 use crate::arch::memory::*;
 use crate::arch::mm::mmu as paging;
 use crate::arch::mm::pgtable::Descriptor;
+use crate::kernel::locking::spinlock::SpinLock;
 use crate::mm::{heap, page_alloc, slab::KmemCache};
 use crate::{kassert, kassert_eq, kexpect_fault, kskip_unless_free_pages};
 
@@ -406,7 +407,7 @@ fn heap_grows_past_its_first_region(t: &mut Test) {
 /// Caches live as long as the kernel (their slab pages are never given
 /// back), so the test's cache is static too: running the suite again from
 /// the shell reuses its pages instead of leaking new ones.
-static KTEST_CACHE: spin::Mutex<KmemCache> = spin::Mutex::new(KmemCache::new("ktest_obj", 48, 16));
+static KTEST_CACHE: SpinLock<KmemCache> = SpinLock::new(KmemCache::new("ktest_obj", 48, 16));
 
 fn object_cache_reuses_objects(t: &mut Test) {
     let mut c = KTEST_CACHE.lock();

@@ -19,6 +19,7 @@ use crate::arch::kernel::traps;
 use crate::arch::memory::*;
 use crate::arch::mm::pgtable::PAGE_KERNEL;
 use crate::arch::mm::{ioremap, mmu as paging};
+use crate::kernel::locking::spinlock::SpinLock;
 use crate::lib::rand::XorShift64Star as Rng;
 use crate::mm::vmalloc::{self as vm, VmFlags};
 use crate::mm::vmap_block as vb;
@@ -57,7 +58,7 @@ const SLOTS: usize = 32;
 
 /// The first failure a worker saw (workers cannot call `t.fail`: the Test
 /// lives on CPU 0's stack and is not Sync).
-static FIRST_ERROR: spin::Mutex<Option<String>> = spin::Mutex::new(None);
+static FIRST_ERROR: SpinLock<Option<String>> = SpinLock::new(None);
 
 fn worker_fail(args: core::fmt::Arguments) {
     let mut e = FIRST_ERROR.lock();

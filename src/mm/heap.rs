@@ -11,6 +11,7 @@
 use super::page_alloc;
 use crate::arch::memory::PAGE_SHIFT;
 use crate::arch::mm::mmu::__va;
+use crate::kernel::locking::spinlock::SpinLock;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -26,7 +27,7 @@ struct Arena([u8; HEAP_INITIAL_SIZE]);
 static mut HEAP_ARENA: Arena = Arena([0; HEAP_INITIAL_SIZE]);
 
 pub struct KernelHeap {
-    heap: spin::Mutex<buddy_system_allocator::Heap<32>>,
+    heap: SpinLock<buddy_system_allocator::Heap<32>>,
     /// Pages taken from the buddy allocator for the heap.
     grown_pages: AtomicUsize,
     grow_events: AtomicUsize,
@@ -34,7 +35,7 @@ pub struct KernelHeap {
 
 #[global_allocator]
 pub static KERNEL_HEAP: KernelHeap = KernelHeap {
-    heap: spin::Mutex::new(buddy_system_allocator::Heap::empty()),
+    heap: SpinLock::new(buddy_system_allocator::Heap::empty()),
     grown_pages: AtomicUsize::new(0),
     grow_events: AtomicUsize::new(0),
 };

@@ -5,18 +5,19 @@
 use crate::arch::memory::PAGE_SIZE;
 use crate::arch::mm::mmu as paging;
 use crate::drivers::of::fdt::MachineInfo;
+use crate::kernel::locking::spinlock::{SpinLock, SpinLockGuard};
 use crate::mm::memblock::Memblock;
 use crate::mm::{heap, page_alloc, vmalloc};
 use crate::pr_info;
 use core::sync::atomic::AtomicUsize;
 
-static MEMBLOCK: spin::Mutex<Memblock> = spin::Mutex::new(Memblock::new());
+static MEMBLOCK: SpinLock<Memblock> = SpinLock::new(Memblock::new());
 
 /// TLB flushes issued by flush_tlb_kernel_range (the lazy purge's savings
 /// are measured against this).
 pub static TLB_FLUSHES: AtomicUsize = AtomicUsize::new(0);
 
-pub fn memblock_lock() -> spin::MutexGuard<'static, Memblock> {
+pub fn memblock_lock() -> SpinLockGuard<'static, Memblock> {
     MEMBLOCK.lock()
 }
 

@@ -21,6 +21,7 @@ use crate::arch::kernel::irq::{local_irq_restore, local_irq_save};
 use crate::arch::kernel::percpu::smp_processor_id;
 use crate::arch::memory::*;
 use crate::arch::mm::mmu::__va;
+use crate::kernel::locking::spinlock::SpinLock;
 use crate::mm::buddy::{Page, Zone, Zones};
 use crate::{pr_info, pr_warn};
 use core::fmt::{self, Write};
@@ -41,7 +42,7 @@ struct PgData {
 // allocator for the life of the kernel; access is serialised by the lock.
 unsafe impl Send for PgData {}
 
-static ZONES: spin::Mutex<PgData> = spin::Mutex::new(PgData {
+static ZONES: SpinLock<PgData> = SpinLock::new(PgData {
     zones: Zones::new(),
     physpages: 0,
 });

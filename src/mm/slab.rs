@@ -12,6 +12,7 @@ use super::fault_inject::{self, Site};
 use super::page_alloc;
 use crate::arch::memory::PAGE_SIZE;
 use crate::arch::mm::mmu::__va;
+use crate::kernel::locking::spinlock::SpinLock;
 use core::ptr::NonNull;
 
 struct FreeObject {
@@ -143,17 +144,17 @@ impl Drop for KmemCache {
 /// power-of-two object caches (vmalloc's page arrays of up to a page). The
 /// general-purpose heap is not used there: its free scans a per-size free
 /// list, which made each vfree cost O(live areas) (docs/performance.md).
-static KMALLOC_CACHES: [spin::Mutex<KmemCache>; 10] = [
-    spin::Mutex::new(KmemCache::new("kmalloc-8", 8, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-16", 16, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-32", 32, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-64", 64, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-128", 128, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-256", 256, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-512", 512, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-1k", 1024, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-2k", 2048, 8)),
-    spin::Mutex::new(KmemCache::new("kmalloc-4k", 4096, 8)),
+static KMALLOC_CACHES: [SpinLock<KmemCache>; 10] = [
+    SpinLock::new(KmemCache::new("kmalloc-8", 8, 8)),
+    SpinLock::new(KmemCache::new("kmalloc-16", 16, 8)),
+    SpinLock::new(KmemCache::new("kmalloc-32", 32, 8)),
+    SpinLock::new(KmemCache::new("kmalloc-64", 64, 8)),
+    SpinLock::new(KmemCache::new("kmalloc-128", 128, 8)),
+    SpinLock::new(KmemCache::new("kmalloc-256", 256, 8)),
+    SpinLock::new(KmemCache::new("kmalloc-512", 512, 8)),
+    SpinLock::new(KmemCache::new("kmalloc-1k", 1024, 8)),
+    SpinLock::new(KmemCache::new("kmalloc-2k", 2048, 8)),
+    SpinLock::new(KmemCache::new("kmalloc-4k", 4096, 8)),
 ];
 
 /// Linux's kmalloc_index for 1 ..= PAGE_SIZE bytes.

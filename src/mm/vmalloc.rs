@@ -52,6 +52,7 @@ use crate::arch::memory::*;
 use crate::arch::mm::mmu as paging;
 use crate::arch::mm::mmu::{KernelPgtableEnv, flush_tlb_kernel_range, with_init_mm};
 use crate::arch::mm::pgtable::{PAGE_KERNEL, PageProt, PgtableEnv, PgtableError};
+use crate::kernel::locking::spinlock::{SpinLock, SpinLockGuard};
 use crate::mm::vmap_tree::{
     self, __alloc_vmap_area, __find_vmap_area, VmapArea, VmapAreaAlloc, VmapAreaRoot, VmapOwner, insert_vmap_area,
     merge_or_add_vmap_area, unlink_va,
@@ -174,10 +175,10 @@ impl VmStruct {
 
 /// Busy areas (Linux: vmap_area_root + vmap_area_list, under vmap_area_lock).
 #[unsafe(no_mangle)]
-pub static vmap_area_root: spin::Mutex<VmapAreaRoot> = spin::Mutex::new(VmapAreaRoot::new_busy());
+pub static vmap_area_root: SpinLock<VmapAreaRoot> = SpinLock::new(VmapAreaRoot::new_busy());
 /// Free space, augmented with subtree_max_size (free_vmap_area_lock).
 #[unsafe(no_mangle)]
-pub static free_vmap_area_root: spin::Mutex<VmapAreaRoot> = spin::Mutex::new(VmapAreaRoot::new_free());
+pub static free_vmap_area_root: SpinLock<VmapAreaRoot> = SpinLock::new(VmapAreaRoot::new_free());
 /// Lazily freed areas waiting for one batched TLB flush (5.10's
 /// `vmap_purge_list`, a `struct llist_head`): a lock-free singly linked
 /// list through `VmapArea::purge_next`. Any CPU pushes (`llist_add`); the
@@ -187,10 +188,10 @@ pub static free_vmap_area_root: spin::Mutex<VmapAreaRoot> = spin::Mutex::new(Vma
 #[unsafe(no_mangle)]
 pub static vmap_purge_list: AtomicPtr<VmapArea> = AtomicPtr::new(ptr::null_mut());
 /// Serialises purges (5.10's `vmap_purge_lock`, a mutex there).
-static VMAP_PURGE_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+static VMAP_PURGE_LOCK: SpinLock<()> = SpinLock::new(());
 /// The vmap_area object cache (5.10's vmap_area_cachep).
 #[unsafe(no_mangle)]
-pub static vmap_area_cachep: spin::Mutex<KmemCache> = spin::Mutex::new(KmemCache::new(
+pub static vmap_area_cachep: SpinLock<KmemCache> = SpinLock::new(KmemCache::new(
     "vmap_area",
     core::mem::size_of::<VmapArea>(),
     core::mem::align_of::<VmapArea>(),
@@ -200,7 +201,7 @@ pub static vmap_area_cachep: spin::Mutex<KmemCache> = spin::Mutex::new(KmemCache
 /// general-purpose heap here scans a free list per size class on every
 /// free, which made a free cost O(live objects) (see docs/performance.md).
 #[unsafe(no_mangle)]
-pub static vm_struct_cachep: spin::Mutex<KmemCache> = spin::Mutex::new(KmemCache::new(
+pub static vm_struct_cachep: SpinLock<KmemCache> = SpinLock::new(KmemCache::new(
     "vm_struct",
     core::mem::size_of::<VmStruct>(),
     core::mem::align_of::<VmStruct>(),
@@ -290,7 +291,7 @@ pub unsafe fn free_pages_array(pages: *mut PhysAddr, nr_pages: usize) {
 struct VmList(*mut VmStruct);
 // SAFETY: only touched at boot, under its lock.
 unsafe impl Send for VmList {}
-static VMLIST: spin::Mutex<VmList> = spin::Mutex::new(VmList(ptr::null_mut()));
+static VMLIST: SpinLock<VmList> = SpinLock::new(VmList(ptr::null_mut()));
 
 /// Pages waiting on the purge list (Linux: vmap_lazy_nr).
 static VMAP_LAZY_NR: AtomicUsize = AtomicUsize::new(0);
@@ -591,7 +592,7 @@ pub unsafe fn setup_vmalloc_vm(vm: &mut VmStruct, va: NonNull<VmapArea>, flags: 
     va.vm = VmapOwner::VmStruct(NonNull::from(vm));
 }
 
-fn vmap_area_lock() -> spin::MutexGuard<'static, VmapAreaRoot> {
+fn vmap_area_lock() -> SpinLockGuard<'static, VmapAreaRoot> {
     vmap_area_root.lock()
 }
 
@@ -1096,7 +1097,7 @@ fn llist_del_all() -> *mut VmapArea {
 /// Walk the purge list (for vmallocinfo and the checkers). The caller holds
 /// `vmap_purge_lock`, so no purge frees the nodes under the walk; pushes
 /// that race with it only add nodes in front of the head it started from.
-fn for_each_lazy_area(_purge: &spin::MutexGuard<'static, ()>, mut f: impl FnMut(&VmapArea)) {
+fn for_each_lazy_area(_purge: &SpinLockGuard<'static, ()>, mut f: impl FnMut(&VmapArea)) {
     let mut cur = vmap_purge_list.load(Ordering::Acquire);
     while !cur.is_null() {
         // SAFETY: nodes on the list are live until a purge takes them, and
@@ -1113,7 +1114,7 @@ fn for_each_lazy_area(_purge: &spin::MutexGuard<'static, ()>, mut f: impl FnMut(
 /// `break purge_vmap_area_lazy` would stop "in" spin's lock (GDB names the
 /// inlined callee that owns the first instruction after the prologue).
 #[inline(never)]
-fn vmap_purge_lock() -> spin::MutexGuard<'static, ()> {
+fn vmap_purge_lock() -> SpinLockGuard<'static, ()> {
     VMAP_PURGE_LOCK.lock()
 }
 

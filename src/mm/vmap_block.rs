@@ -33,6 +33,7 @@ use crate::arch::kernel::percpu::{NR_CPUS, smp_processor_id};
 use crate::arch::memory::*;
 use crate::arch::mm::mmu::flush_tlb_kernel_range;
 use crate::arch::mm::pgtable::PAGE_KERNEL;
+use crate::kernel::locking::spinlock::SpinLock;
 use crate::mm::vmap_tree::{
     __find_vmap_area, VmapArea, VmapAreaAlloc, VmapAreaRoot, VmapOwner, insert_vmap_area, unlink_va,
 };
@@ -60,7 +61,7 @@ pub struct VmapBlock {
     /// Next block with free pages on the same queue (Linux: vbq->free).
     next_free: *mut VmapBlock,
     /// Linux's `vb->lock` and what it protects.
-    lock: spin::Mutex<VbState>,
+    lock: SpinLock<VbState>,
 }
 
 /// The part of a block its lock protects.
@@ -121,8 +122,8 @@ unsafe impl Send for VmapBlockQueue {}
 
 /// Per-CPU block queues, indexed by `smp_processor_id()`.
 #[unsafe(no_mangle)]
-pub static vmap_block_queue: [spin::Mutex<VmapBlockQueue>; NR_CPUS] = [const {
-    spin::Mutex::new(VmapBlockQueue {
+pub static vmap_block_queue: [SpinLock<VmapBlockQueue>; NR_CPUS] = [const {
+    SpinLock::new(VmapBlockQueue {
         free_head: ptr::null_mut(),
     })
 }; NR_CPUS];
@@ -130,9 +131,9 @@ pub static vmap_block_queue: [spin::Mutex<VmapBlockQueue>; NR_CPUS] = [const {
 /// Address -> block (Linux: the vmap_blocks xarray, its lock the xarray's):
 /// a small tree of `VmapArea` nodes whose `vm` points at the block.
 #[unsafe(no_mangle)]
-pub static vmap_blocks: spin::Mutex<VmapAreaRoot> = spin::Mutex::new(VmapAreaRoot::new_busy());
+pub static vmap_blocks: SpinLock<VmapAreaRoot> = SpinLock::new(VmapAreaRoot::new_busy());
 
-static VMAP_BLOCK_CACHEP: spin::Mutex<KmemCache> = spin::Mutex::new(KmemCache::new(
+static VMAP_BLOCK_CACHEP: SpinLock<KmemCache> = SpinLock::new(KmemCache::new(
     "vmap_block",
     core::mem::size_of::<VmapBlock>(),
     core::mem::align_of::<VmapBlock>(),
@@ -183,7 +184,7 @@ fn new_vmap_block(cpu: usize, pages: usize) -> Option<usize> {
             index,
             cpu,
             next_free: ptr::null_mut(),
-            lock: spin::Mutex::new(st),
+            lock: SpinLock::new(st),
         });
         let mut node = VmapArea::new(start, start + VMAP_BLOCK_SIZE);
         node.vm = VmapOwner::Block(vb);

@@ -3,6 +3,7 @@
 //! plain data and compile for the host too; the boot code, exception
 //! handling and the MMU setup are kernel-only.
 
+pub mod barrier;
 pub mod memory;
 pub mod mm;
 

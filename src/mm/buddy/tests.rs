@@ -3,6 +3,7 @@
 //! algorithm file reads as the algorithm.
 
 use super::*;
+use crate::kernel::locking::spinlock::SpinLock;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -546,7 +547,7 @@ fn zones_prefer_lower_nodes_then_higher_zones() {
 }
 
 // The kernel keeps the zones in a static lock (Linux's zone->lock).
-static _ZONES: spin::Mutex<Zones> = spin::Mutex::new(Zones::new());
+static _ZONES: SpinLock<Zones> = SpinLock::new(Zones::new());
 
 #[test]
 fn zones_capacity() {

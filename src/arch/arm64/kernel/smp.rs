@@ -12,6 +12,7 @@
 use crate::arch::kernel::percpu::{NR_CPUS, PerCpu, per_cpu, smp_processor_id, this_cpu};
 use crate::arch::kernel::{cpu, irq, psci, setup, timer};
 use crate::arch::memory::KIMAGE_VADDR;
+use crate::kernel::locking::spinlock::SpinLock;
 use crate::{pr_err, pr_info};
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{ReadWriteable, TCR_EL1, TTBR0_EL1, Writeable};
@@ -221,7 +222,7 @@ fn cpu_idle_loop() -> ! {
 }
 
 /// One `run_on_cpus` at a time (one work slot per CPU).
-static WORK_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+static WORK_LOCK: SpinLock<()> = SpinLock::new(());
 
 /// Run `f(cpu)` on every online CPU of `mask` at once, each from its idle
 /// loop (as a thread, not in interrupt context, IRQs masked as everywhere
@@ -317,7 +318,7 @@ impl core::fmt::Display for SmpError {
 }
 
 /// Serialises cross-calls (one call slot per target CPU).
-static CALL_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+static CALL_LOCK: SpinLock<()> = SpinLock::new(());
 
 /// Run `func(info)` on `cpu` and wait for it to finish (Linux:
 /// smp_call_function_single with wait = 1). On the calling CPU it runs

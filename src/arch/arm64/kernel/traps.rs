@@ -9,6 +9,7 @@
 //! and the shell uses it so a bad `peek` does not take the kernel down.
 
 use super::percpu::NR_CPUS;
+use crate::kernel::locking::spinlock::SpinLock;
 use crate::kernel::printk;
 use aarch64_cpu::registers::{Readable, TPIDRRO_EL0};
 use core::fmt::{self, Write};
@@ -126,7 +127,7 @@ unsafe extern "C" {
 /// recovery point lives on the stack of the CPU that set it.
 static RECOVERY: [AtomicPtr<FaultJmp>; NR_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; NR_CPUS];
 static RECOVERY_QUIET: [AtomicBool; NR_CPUS] = [const { AtomicBool::new(false) }; NR_CPUS];
-static LAST_FAULT: [spin::Mutex<Option<Fault>>; NR_CPUS] = [const { spin::Mutex::new(None) }; NR_CPUS];
+static LAST_FAULT: [SpinLock<Option<Fault>>; NR_CPUS] = [const { SpinLock::new(None) }; NR_CPUS];
 
 /// This CPU's index into the recovery arrays.
 fn cpu() -> usize {

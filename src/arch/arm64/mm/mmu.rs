@@ -24,6 +24,7 @@ use crate::arch::mm::pgtable::{
     Descriptor, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PROT_DEVICE_NGNRE, PageProt, PageTable, PgtableEnv,
     PgtableError, map_mem_plan, pte_encode, table_encode,
 };
+use crate::kernel::locking::spinlock::SpinLock;
 use crate::mm::memblock_lock;
 use crate::pr_info;
 use aarch64_cpu::asm::barrier::{self, ISH, ISHST, NSH, SY};
@@ -124,7 +125,7 @@ struct PgdPage([u64; 512]);
 static mut swapper_pg_dir: PgdPage = PgdPage([0; 512]);
 
 /// The kernel page tables and their lock (Linux: init_mm.page_table_lock).
-pub static INIT_MM: spin::Mutex<Option<PageTable>> = spin::Mutex::new(None);
+pub static INIT_MM: SpinLock<Option<PageTable>> = SpinLock::new(None);
 
 /// Page-table pages handed out, for meminfo's PageTables line.
 static PGTABLE_PAGES: AtomicUsize = AtomicUsize::new(0);
