@@ -45,7 +45,6 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ptr::{self, NonNull};
 
-use crate::arch::memory::PAGE_SIZE;
 use crate::lib::rbtree::{self, RB_BLACK, RB_RED, RbAugment, RbEntry, RbLink, RbNode, RbRoot, RbSearch};
 
 #[cfg(target_os = "none")]

@@ -3,7 +3,7 @@
 //! algorithm file reads as the algorithm.
 
 use super::*;
-use crate::arch::memory::{PUD_SIZE, VMALLOC_END, VMALLOC_START};
+use crate::arch::memory::{PAGE_SIZE, PUD_SIZE, VMALLOC_END, VMALLOC_START};
 use std::boxed::Box;
 use std::collections::{BTreeMap, HashSet};
 use std::mem::MaybeUninit;
