@@ -29,8 +29,9 @@
 //! - `vmap_area_lock`: the busy tree `vmap_area_root` and its address-sorted
 //!   list (`vmap_area_list`), and each busy area's `vm` link;
 //! - `free_vmap_area_lock`: the free tree `free_vmap_area_root`;
-//! - `vmap_purge_lock`: serialises purges (one purger drains the list and
-//!   flushes); `try_purge_vmap_area_lazy` only trylocks it, so a CPU that
+//! - `vmap_purge_lock`: serialises purges (one purger releases fragmented
+//!   vmap blocks, drains the list and flushes);
+//!   `try_purge_vmap_area_lazy` only trylocks it, so a CPU that
 //!   crosses `lazy_max_pages()` while another purges just goes on;
 //! - no lock: `vmap_purge_list`, the lazily freed areas, a lock-free llist
 //!   (`llist_add` from any CPU, `llist_del_all` by the purger), and
@@ -40,8 +41,10 @@
 //! `vmap_area_lock` or `free_vmap_area_lock` (never both at once, except
 //! in the checkers, which take busy then free) -> `vmap_area_cachep`'s lock
 //! -> `init_mm` (page tables) -> the zone lock of the buddy allocator.
-//! `vmap_block_queue` and block locks (vmap_block.rs) come before all of
-//! these. No interrupt handler allocates or frees vmalloc memory (the PL011
+//! The vmap block locks (vmap_block.rs: `vmap_blocks`, a
+//! `vmap_block_queue`, a block's lock) sit between `vmap_purge_lock`, under
+//! which a purge releases fragmented blocks, and the tree locks; a block
+//! path that frees an area only trylocks `vmap_purge_lock`. No interrupt handler allocates or frees vmalloc memory (the PL011
 //! RX and timer handlers do not; per-CPU work runs from the idle loop, not
 //! in the IPI handler), so the vmalloc locks are taken with IRQs as they
 //! are; only the per-cpu page lists mask IRQs (page_alloc.rs).

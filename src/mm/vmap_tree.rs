@@ -12,8 +12,9 @@
 //!   [`find_vmap_lowest_match`] finds the lowest-address hole that fits in
 //!   O(log n);
 //! * the lazy-purge set: ranges already unmapped whose TLB entries have not
-//!   been flushed yet (a third, non-augmented [`VmapAreaRoot`] as in 5.10, or
-//!   a chain through [`VmapArea::purge_next`]).
+//!   been flushed yet (5.10's `vmap_purge_list`, an llist: here a chain
+//!   through [`VmapArea::purge_next`]; a third, non-augmented
+//!   [`VmapAreaRoot`] would be 6.x's purge tree).
 //!
 //! One [`VmapAreaRoot`] type serves all trees: a red-black tree keyed by
 //! `va_start` ([`lib::rbtree`](crate::lib::rbtree), Linux's lib/rbtree.c, with
