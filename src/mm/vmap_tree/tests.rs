@@ -1189,6 +1189,8 @@ mod linux510 {
         }
     }
 
+    /// 5.10's `enum fit_type`, its names kept.
+    #[allow(clippy::enum_variant_names)]
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     enum FitType {
         NothingFit,
