@@ -251,6 +251,14 @@ pub const PAGE_KERNEL_EXEC: PageProt = PageProt::kernel(MemType::Normal, true, t
 /// MMIO (`ioremap`): Device-nGnRE, read/write, execute-never.
 pub const PROT_DEVICE_NGNRE: PageProt = PageProt::kernel(MemType::DeviceNgnre, true, false);
 
+/// `prot` made execute-never (Linux's `pgprot_nx`: PXN for kernel mappings).
+pub const fn pgprot_nx(prot: PageProt) -> PageProt {
+    PageProt {
+        executable: false,
+        ..prot
+    }
+}
+
 impl PageProt {
     /// A kernel (EL1-only, global) protection.
     pub const fn kernel(mem_type: MemType, writable: bool, executable: bool) -> Self {
