@@ -116,6 +116,18 @@ pub static SUITE: Suite = Suite {
             name: "vm_map_ram_fault_injection_sweep",
             run: vm_map_ram_fault_injection_sweep,
         },
+        Case {
+            name: "kvmalloc_small_and_large_use_kmalloc",
+            run: kvmalloc_small_and_large_use_kmalloc,
+        },
+        Case {
+            name: "kvmalloc_falls_back_to_vmalloc",
+            run: kvmalloc_falls_back_to_vmalloc,
+        },
+        Case {
+            name: "kvmalloc_fault_injection_sweep",
+            run: kvmalloc_fault_injection_sweep,
+        },
     ],
 };
 
@@ -1009,4 +1021,235 @@ fn vm_map_ram_fault_injection_sweep(t: &mut Test) {
     if let Err(e) = vm::check_vmalloc_invariants() {
         t.fail(file!(), line!(), format_args!("{}", e));
     }
+}
+
+// ---------------------------------------------------------------------------
+// The rest of 5.10's API: kvmalloc, vmalloc_user/_32, vread, vfree_atomic,
+// set_memory_*, vmap_pfn, huge ioremap
+// ---------------------------------------------------------------------------
+
+use crate::mm::util::{self as kv, GFP_ATOMIC, GFP_KERNEL};
+
+/// The fault-injection sweep for any allocating function: fail its 1st,
+/// 2nd, ... allocation in turn. Each failure must return null and leave the
+/// allocator state (after a purge) exactly as before, with the trees
+/// consistent. `fallback(n, p)` says whether a success despite injected
+/// failure `n` is legitimate (kvmalloc falling back to vmalloc); such a
+/// result is freed and must leave nothing behind either. Returns how many
+/// allocations the request made.
+fn sweep_allocation(
+    t: &mut Test,
+    what: &str,
+    alloc: &dyn Fn() -> usize,
+    free: &dyn Fn(usize),
+    fallback: &dyn Fn(usize, usize) -> bool,
+) -> usize {
+    // Warm up: object caches and page tables for this size exist.
+    let w = alloc();
+    if w == 0 {
+        t.fail(
+            file!(),
+            line!(),
+            format_args!("{}: failed without an injected failure", what),
+        );
+        return 0;
+    }
+    free(w);
+    settle();
+    let before = vm::snapshot();
+    let mut n = 1;
+    loop {
+        fault_inject::arm(n);
+        let p = alloc();
+        let (seen, injected) = fault_inject::disarm();
+        if injected == 0 {
+            if p == 0 {
+                t.fail(
+                    file!(),
+                    line!(),
+                    format_args!("{}: failed without an injected failure", what),
+                );
+            } else {
+                free(p);
+            }
+            return seen;
+        }
+        if p != 0 {
+            let ok = fallback(n, p);
+            free(p);
+            if !ok {
+                t.fail(
+                    file!(),
+                    line!(),
+                    format_args!("{}: succeeded at {:#x} although allocation {} failed", what, p, n),
+                );
+                return seen;
+            }
+        }
+        settle();
+        let after = vm::snapshot();
+        if after != before {
+            t.fail(
+                file!(),
+                line!(),
+                format_args!(
+                    "{}, failing allocation {}: state changed\n    before {:?}\n    after  {:?}",
+                    what, n, before, after
+                ),
+            );
+            return seen;
+        }
+        if let Err(e) = vm::check_vmalloc_invariants() {
+            t.fail(
+                file!(),
+                line!(),
+                format_args!("{}, failing allocation {}: {}", what, n, e),
+            );
+            return seen;
+        }
+        n += 1;
+        if n >= 5000 {
+            t.fail(file!(), line!(), format_args!("{}: sweep did not terminate", what));
+            return seen;
+        }
+    }
+}
+
+/// Never a legitimate success under injection.
+fn no_fallback(_n: usize, _p: usize) -> bool {
+    false
+}
+
+fn kvfree_addr(p: usize) {
+    // SAFETY: every caller passes what the kvmalloc family returned,
+    // freed once here.
+    unsafe { kv::kvfree(p as *const u8) }
+}
+
+/// Fill `len` bytes at `p` with a pattern and check it reads back.
+///
+/// # Safety
+///
+/// `[p, p + len)` is writable memory the caller owns.
+unsafe fn pattern_round_trip(p: *mut u8, len: usize) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe {
+        for i in 0..len {
+            p.add(i).write_volatile(i as u8 ^ 0x5a);
+        }
+        (0..len).all(|i| p.add(i).read_volatile() == i as u8 ^ 0x5a)
+    }
+}
+
+/// # Safety
+///
+/// `[p, p + len)` is readable memory the caller owns.
+unsafe fn all_zero(p: *const u8, len: usize) -> bool {
+    // SAFETY: the caller's contract.
+    (0..len).all(|i| unsafe { p.add(i).read_volatile() } == 0)
+}
+
+fn kvmalloc_small_and_large_use_kmalloc(t: &mut Test) {
+    const SIZES: [usize; 4] = [1, 100, PAGE_SIZE, 3 * PAGE_SIZE];
+    // Warm up: the kmalloc caches have a slab for each size.
+    for &size in &SIZES {
+        kvfree_addr(kv::kvmalloc(size, GFP_KERNEL) as usize);
+    }
+    settle();
+    let before = vm::snapshot();
+    for &size in &SIZES {
+        let p = kv::kvmalloc(size, GFP_KERNEL);
+        kassert!(t, !p.is_null(), "kvmalloc({}) failed", size);
+        let a = p as usize;
+        // SAFETY: kvmalloc gave us `size` bytes at p.
+        let ok = unsafe { pattern_round_trip(p, size) };
+        kvfree_addr(a);
+        kassert!(t, ok, "kvmalloc({}) memory does not hold a pattern", size);
+        kassert!(
+            t,
+            is_linear_map_addr(a) && a.is_multiple_of(16),
+            "kvmalloc({}) = {:#x}: not a 16-byte aligned kmalloc (linear map) address",
+            size,
+            a
+        );
+    }
+    let z = kv::kvzalloc(2 * PAGE_SIZE, GFP_KERNEL);
+    kassert!(t, !z.is_null());
+    // SAFETY: kvzalloc gave us 2 pages at z.
+    let zeroed = unsafe { all_zero(z, 2 * PAGE_SIZE) };
+    kvfree_addr(z as usize);
+    kassert!(t, zeroed, "kvzalloc memory is not zeroed");
+    // SAFETY: kvfree(NULL) is a no-op.
+    unsafe { kv::kvfree(core::ptr::null()) };
+    kassert!(
+        t,
+        kv::kvmalloc_array(usize::MAX / 2, 3, GFP_KERNEL).is_null(),
+        "overflow"
+    );
+    kassert!(t, kv::kvmalloc(0, GFP_KERNEL).is_null(), "kvmalloc(0)");
+    settle();
+    kassert_eq!(t, vm::snapshot(), before);
+}
+
+fn kvmalloc_falls_back_to_vmalloc(t: &mut Test) {
+    // Warm up both halves (slab pages, page tables).
+    vm::vfree(vm::vmalloc(5 * PAGE_SIZE));
+    kvfree_addr(kv::kvmalloc(PAGE_SIZE, GFP_KERNEL) as usize);
+    settle();
+    let before = vm::snapshot();
+    // The kmalloc attempt is the first allocation: fail it.
+    fault_inject::arm(1);
+    let p = kv::kvzalloc(5 * PAGE_SIZE, GFP_KERNEL);
+    fault_inject::disarm();
+    kassert!(t, !p.is_null(), "no vmalloc fallback after the kmalloc attempt failed");
+    let a = p as usize;
+    // SAFETY: kvzalloc gave us 5 pages at p.
+    let (zeroed, rw) = unsafe { (all_zero(p, 5 * PAGE_SIZE), pattern_round_trip(p, 5 * PAGE_SIZE)) };
+    let area = vm::find_vm_area(a);
+    // SAFETY: non-null checked first: the live area of p.
+    let is_vmalloc = !area.is_null() && unsafe { (*area).addr == a && (*area).flags.contains(VmFlags::VM_ALLOC) };
+    kvfree_addr(a);
+    kassert!(t, is_vmalloc, "fallback {:#x} is not a vmalloc area", a);
+    kassert!(t, zeroed && rw, "fallback memory: zeroed {} pattern {}", zeroed, rw);
+    // Up to a page, and for GFP_ATOMIC at any size, there is no fallback.
+    for &(size, gfp) in &[(PAGE_SIZE, GFP_KERNEL), (5 * PAGE_SIZE, GFP_ATOMIC)] {
+        fault_inject::arm(1);
+        let q = kv::kvmalloc(size, gfp);
+        fault_inject::disarm();
+        if !q.is_null() {
+            kvfree_addr(q as usize);
+        }
+        kassert!(t, q.is_null(), "kvmalloc({}, {:#x}) fell back to vmalloc", size, gfp);
+    }
+    settle();
+    kassert_eq!(t, vm::snapshot(), before);
+}
+
+fn kvmalloc_fault_injection_sweep(t: &mut Test) {
+    for &size in &[64usize, PAGE_SIZE, 5 * PAGE_SIZE, 600 * PAGE_SIZE] {
+        // The fallback's first use must not count as a leak.
+        vm::vfree(vm::vmalloc(size));
+        let seen = sweep_allocation(
+            t,
+            "kvmalloc",
+            &|| kv::kvmalloc(size, GFP_KERNEL) as usize,
+            &kvfree_addr,
+            // Only the first (kmalloc) failure of a request above a page
+            // may be survived, through vmalloc.
+            &|n, p| n == 1 && size > PAGE_SIZE && is_vmalloc_addr(p),
+        );
+        if t.has_failed() {
+            return;
+        }
+        kassert!(t, seen >= 1, "kvmalloc({}): no allocation seen", size);
+    }
+    // GFP_ATOMIC above a page: kmalloc (pages) only, no fallback.
+    let seen = sweep_allocation(
+        t,
+        "kvzalloc(5 pages) GFP_ATOMIC",
+        &|| kv::kvzalloc(5 * PAGE_SIZE, GFP_ATOMIC) as usize,
+        &kvfree_addr,
+        &no_fallback,
+    );
+    kassert!(t, seen >= 1);
 }
