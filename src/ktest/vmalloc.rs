@@ -128,6 +128,18 @@ pub static SUITE: Suite = Suite {
             name: "kvmalloc_fault_injection_sweep",
             run: kvmalloc_fault_injection_sweep,
         },
+        Case {
+            name: "vmalloc_user_and_32_are_zeroed_usermap",
+            run: vmalloc_user_and_32_are_zeroed_usermap,
+        },
+        Case {
+            name: "vmalloc_user_32_fault_injection_sweep",
+            run: vmalloc_user_32_fault_injection_sweep,
+        },
+        Case {
+            name: "vread_reads_areas_and_zeroes_holes",
+            run: vread_reads_areas_and_zeroes_holes,
+        },
     ],
 };
 
@@ -1252,4 +1264,181 @@ fn kvmalloc_fault_injection_sweep(t: &mut Test) {
         &no_fallback,
     );
     kassert!(t, seen >= 1);
+}
+
+/// A vmalloc area's pages (the area must be live).
+fn area_pages(addr: usize) -> alloc::vec::Vec<PhysAddr> {
+    let area = vm::find_vm_area(addr);
+    if area.is_null() {
+        return alloc::vec::Vec::new();
+    }
+    // SAFETY: non-null: the live area of addr; its array holds nr_pages.
+    unsafe { core::slice::from_raw_parts((*area).pages, (*area).nr_pages).to_vec() }
+}
+
+fn area_flags(addr: usize) -> VmFlags {
+    let area = vm::find_vm_area(addr);
+    // SAFETY: non-null checked first: a live area.
+    if area.is_null() {
+        VmFlags::empty()
+    } else {
+        unsafe { (*area).flags }
+    }
+}
+
+fn vmalloc_user_and_32_are_zeroed_usermap(t: &mut Test) {
+    const N: usize = 4 * PAGE_SIZE;
+    let init = vm::init_on_alloc();
+    for (name, f) in [
+        ("vmalloc_user", vm::vmalloc_user as fn(usize) -> *mut u8),
+        ("vmalloc_32_user", vm::vmalloc_32_user),
+        ("vmalloc_32", vm::vmalloc_32),
+    ] {
+        // Dirty pages go back to the per-cpu list, and come out first.
+        vm::set_init_on_alloc(false);
+        let d = vm::vmalloc(N);
+        if !d.is_null() {
+            // SAFETY: vmalloc gave us N bytes at d.
+            unsafe { core::ptr::write_bytes(d, 0xa5, N) };
+            vm::vfree(d);
+        }
+        settle();
+        let p = f(N);
+        vm::set_init_on_alloc(init);
+        kassert!(t, !p.is_null(), "{}({}) failed", name, N);
+        let a = p as usize;
+        // SAFETY: N bytes at p are ours until the vfree.
+        let zeroed = unsafe { all_zero(p, N) };
+        let flags = area_flags(a);
+        let pages = area_pages(a);
+        vm::vfree(p);
+        let user = name.ends_with("_user");
+        kassert!(t, !user || zeroed, "{}: memory not zeroed", name);
+        kassert!(
+            t,
+            !zeroed || user,
+            "{}: zeroed with init_on_alloc off: the dirty pages were not reused, so the check above proves nothing",
+            name
+        );
+        kassert!(
+            t,
+            flags.contains(VmFlags::VM_ALLOC) && flags.contains(VmFlags::VM_USERMAP) == user,
+            "{}: flags {:?}",
+            name,
+            flags
+        );
+        kassert_eq!(t, pages.len(), N / PAGE_SIZE);
+        if name.starts_with("vmalloc_32") {
+            let high = pages.iter().find(|pa| pa.0 + PAGE_SIZE > 1 << 32);
+            kassert!(t, high.is_none(), "{}: page {:x?} above 4 GiB", name, high);
+        }
+    }
+}
+
+fn vmalloc_user_32_fault_injection_sweep(t: &mut Test) {
+    for (name, f) in [
+        ("vmalloc_user", vm::vmalloc_user as fn(usize) -> *mut u8),
+        ("vmalloc_32", vm::vmalloc_32),
+        ("vmalloc_32_user", vm::vmalloc_32_user),
+    ] {
+        for &pages in &[1usize, 600] {
+            let seen = sweep_allocation(
+                t,
+                name,
+                &|| f(pages * PAGE_SIZE) as usize,
+                &|p| vm::vfree(p as *const u8),
+                &no_fallback,
+            );
+            if t.has_failed() {
+                return;
+            }
+            kassert!(t, seen >= pages + 2, "{}: only {} allocations seen", name, seen);
+        }
+    }
+}
+
+/// vread into a fresh buffer; (returned count, buffer).
+fn vread_vec(addr: usize, count: usize) -> (usize, alloc::vec::Vec<u8>) {
+    let mut buf = alloc::vec![0xeeu8; count];
+    // SAFETY: buf holds count bytes and is heap memory, not vmalloc space.
+    let n = unsafe { vm::vread(buf.as_mut_ptr(), addr as *const u8, count) };
+    (n, buf)
+}
+
+fn vread_reads_areas_and_zeroes_holes(t: &mut Test) {
+    let p = vm::vmalloc(2 * PAGE_SIZE);
+    kassert!(t, !p.is_null());
+    let guard = VmallocGuard(p);
+    let a = p as usize;
+    for i in 0..2 * PAGE_SIZE {
+        // SAFETY: 2 pages at p are ours.
+        unsafe { p.add(i).write(i as u8 | 1) };
+    }
+    // 100 bytes before (a gap or the guard page of the area below: no
+    // area data), the area, then its guard page.
+    let (n, buf) = vread_vec(a - 100, 100 + 3 * PAGE_SIZE);
+    kassert_eq!(t, n, 100 + 3 * PAGE_SIZE);
+    kassert!(
+        t,
+        buf[..100].iter().all(|&b| b == 0),
+        "the gap before the area is not zero"
+    );
+    let data = &buf[100..100 + 2 * PAGE_SIZE];
+    let bad = (0..2 * PAGE_SIZE).find(|&i| data[i] != i as u8 | 1);
+    kassert!(t, bad.is_none(), "area byte {:?} read wrong", bad);
+    kassert!(
+        t,
+        buf[100 + 2 * PAGE_SIZE..].iter().all(|&b| b == 0),
+        "the guard page did not read as zero"
+    );
+    // An unaligned piece in the middle.
+    let (n, buf) = vread_vec(a + PAGE_SIZE - 3, 7);
+    kassert_eq!(t, n, 7);
+    let want: alloc::vec::Vec<u8> = (PAGE_SIZE - 3..PAGE_SIZE + 4).map(|i| i as u8 | 1).collect();
+    kassert_eq!(t, buf, want);
+    drop(guard);
+
+    // A hole inside an area: a VM_MAP area with only its second page mapped.
+    let Some(pg) = alloc_page_vec(1) else {
+        t.fail(file!(), line!(), format_args!("alloc_pages(0) failed"));
+        return;
+    };
+    // SAFETY: the page is ours, mapped in the linear map.
+    unsafe { core::ptr::write_bytes(paging::__va(pg.0[0]).0 as *mut u8, 0x3c, PAGE_SIZE) };
+    let area = vm::get_vm_area(2 * PAGE_SIZE, VmFlags::VM_MAP);
+    kassert!(t, !area.is_null());
+    // SAFETY: non-null (asserted): get_vm_area's live area.
+    let base = unsafe { (*area).addr };
+    let r = vm::map_kernel_range(base + PAGE_SIZE, &pg.0, PAGE_KERNEL);
+    let (n, buf) = vread_vec(base, 2 * PAGE_SIZE);
+    vm::vunmap(base as *const u8);
+    drop(pg);
+    kassert_eq!(t, r, 0);
+    kassert_eq!(t, n, 2 * PAGE_SIZE);
+    kassert!(
+        t,
+        buf[..PAGE_SIZE].iter().all(|&b| b == 0),
+        "the unmapped page is not zero"
+    );
+    kassert!(
+        t,
+        buf[PAGE_SIZE..].iter().all(|&b| b == 0x3c),
+        "the mapped page read wrong"
+    );
+
+    // An ioremap area is skipped: the PL011's PeriphID0 (0x11) reads as 0.
+    let uart = crate::arch::kernel::setup::machine()
+        .pl011()
+        .map(|u| u.base as usize)
+        .unwrap_or(crate::drivers::tty::serial::pl011::EARLYCON_PL011_PHYS);
+    let io = ioremap::ioremap(PhysAddr(uart), PAGE_SIZE);
+    kassert!(t, !io.is_null());
+    let (n, buf) = vread_vec(io as usize + 0xfe0, 4);
+    ioremap::iounmap(io);
+    kassert_eq!(t, n, 4);
+    kassert_eq!(t, buf, [0u8; 4]);
+
+    // Past every area: nothing read.
+    let (n, _) = vread_vec(VMALLOC_END - 64, 64);
+    kassert_eq!(t, n, 0);
 }

@@ -1526,3 +1526,203 @@ pub fn snapshot() -> VmallocSnapshot {
         pgtable_pages: paging::pgtable_pages(),
     }
 }
+
+// ---------------------------------------------------------------------------
+// vmalloc_user, vmalloc_32, vmalloc_32_user, vread (5.10's API, part 2)
+// ---------------------------------------------------------------------------
+
+/// Linux's SHMLBA on arm64 (asm-generic/shmparam.h): the alignment of
+/// memory that may be mapped to user space.
+pub const SHMLBA: usize = PAGE_SIZE;
+
+/// The highest physical address GFP_DMA32 pages may end at.
+const DMA32_LIMIT: usize = 1 << 32;
+
+/// Linux's vmalloc_user: zeroed (it may be mapped to user space without
+/// leaking data) and marked VM_USERMAP (remap_vmalloc_range's permission).
+#[track_caller]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vmalloc_user(size: usize) -> *mut u8 {
+    // MERGE: gfp GFP_KERNEL | __GFP_ZERO, node NUMA_NO_NODE.
+    __vmalloc_node_range(
+        size,
+        SHMLBA,
+        VMALLOC_START,
+        VMALLOC_END,
+        true,
+        PAGE_KERNEL,
+        VmFlags::VM_USERMAP,
+        Location::caller(),
+    ) as *mut u8
+}
+
+/// The GFP_DMA32 half of vmalloc_32: every page below 4 GiB. This page
+/// allocator has no ZONE_DMA32 (its zones are the DT's memory banks, not
+/// split at 4 GiB), so it cannot be asked for low pages; instead the area
+/// is checked, and one with a page above 4 GiB is freed and the call fails,
+/// so vmalloc_32 never hands out memory a 32-bit device cannot reach. On
+/// QEMU virt all RAM lies below 4 GiB up to -m 3G (RAM starts at 1 GiB).
+fn vmalloc_dma32_check(addr: usize) -> usize {
+    if addr == 0 {
+        return 0;
+    }
+    let area = find_vm_area(addr);
+    // SAFETY: the area was just allocated by our caller and is live; its
+    // page array holds nr_pages entries.
+    let high = unsafe {
+        let pages = core::slice::from_raw_parts((*area).pages, (*area).nr_pages);
+        pages.iter().find(|pa| pa.0 + PAGE_SIZE > DMA32_LIMIT).copied()
+    };
+    if let Some(pa) = high {
+        pr_warn!(
+            "vmalloc_32: page {:#x} is above 4 GiB and there is no ZONE_DMA32 to ask for lower ones",
+            pa.0
+        );
+        vfree(addr as *const u8);
+        return 0;
+    }
+    addr
+}
+
+/// Linux's vmalloc_32: pages a 32-bit device can address (GFP_DMA32 on
+/// arm64), zeroed when init_on_alloc is on as vmalloc's.
+#[track_caller]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vmalloc_32(size: usize) -> *mut u8 {
+    // MERGE: gfp GFP_VMALLOC32 (GFP_DMA32 | GFP_KERNEL), node NUMA_NO_NODE.
+    vmalloc_dma32_check(__vmalloc_node(size, 1, init_on_alloc(), Location::caller())) as *mut u8
+}
+
+/// Linux's vmalloc_32_user: vmalloc_32, zeroed and VM_USERMAP.
+#[track_caller]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vmalloc_32_user(size: usize) -> *mut u8 {
+    // MERGE: gfp GFP_VMALLOC32 | __GFP_ZERO, node NUMA_NO_NODE.
+    let addr = __vmalloc_node_range(
+        size,
+        SHMLBA,
+        VMALLOC_START,
+        VMALLOC_END,
+        true,
+        PAGE_KERNEL,
+        VmFlags::VM_USERMAP,
+        Location::caller(),
+    );
+    vmalloc_dma32_check(addr) as *mut u8
+}
+
+/// Copy `count` bytes of one area from `addr`, page by page: a mapped page
+/// is read through its mapping, a hole reads as zeroes (Linux:
+/// aligned_vread). The caller holds vmap_area_lock with the area in the
+/// busy tree, so nothing unmaps it meanwhile (remove_vm_area unlinks the
+/// area under that lock before it unmaps).
+///
+/// # Safety
+///
+/// `buf` is valid for `count` bytes of writes; `[addr, addr + count)` lies
+/// inside one live area (not an ioremap) whose lock the caller holds.
+unsafe fn aligned_vread(buf: *mut u8, addr: usize, count: usize) {
+    let (mut buf, mut addr, mut count) = (buf, addr, count);
+    while count != 0 {
+        let offset = addr & !PAGE_MASK;
+        let length = (PAGE_SIZE - offset).min(count);
+        let mapped = with_init_mm(|pt, env| pt.translate(env, VirtAddr(addr))).is_some();
+        // SAFETY: buf has room for `length` more bytes (caller); a mapped
+        // page of a live area is readable memory (Normal, as every
+        // non-ioremap area maps), and stays mapped while the caller holds
+        // vmap_area_lock.
+        unsafe {
+            if mapped {
+                ptr::copy_nonoverlapping(addr as *const u8, buf, length);
+            } else {
+                ptr::write_bytes(buf, 0, length);
+            }
+            buf = buf.add(length);
+        }
+        addr += length;
+        count -= length;
+    }
+}
+
+/// Linux's vread: read `count` bytes of vmalloc space at `addr` into `buf`
+/// (/proc/kcore's reader). What no area covers, holes inside areas,
+/// vm_map_ram areas (no vm_struct) and VM_IOREMAP areas (reading device
+/// memory has side effects) all read as zeroes. Returns `count` (0 when
+/// `addr` is past every area: nothing was read).
+///
+/// # Safety
+///
+/// `buf` is valid for `count` bytes of writes and does not overlap the
+/// vmalloc memory read.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe fn vread(buf: *mut u8, addr: *const u8, count: usize) -> usize {
+    let buf_start = buf;
+    let mut buf = buf;
+    let mut addr = addr as usize;
+    // Don't allow overflow.
+    let mut count = if addr.checked_add(count).is_none() {
+        addr.wrapping_neg()
+    } else {
+        count
+    };
+    let buflen = count;
+    let busy = vmap_area_lock();
+    for va in busy.iter() {
+        if count == 0 {
+            break;
+        }
+        let VmapOwner::VmStruct(vm) = va.vm else {
+            continue;
+        };
+        // SAFETY: a live vm_struct under vmap_area_lock.
+        let vm = unsafe { vm.as_ref() };
+        let vaddr = vm.addr;
+        let vend = vaddr + vm.get_vm_area_size();
+        if addr >= vend {
+            continue;
+        }
+        if addr < vaddr {
+            // The gap before this area reads as zeroes.
+            let n = (vaddr - addr).min(count);
+            // SAFETY: buf has `count` bytes of room left (caller).
+            unsafe {
+                ptr::write_bytes(buf, 0, n);
+                buf = buf.add(n);
+            }
+            addr += n;
+            count -= n;
+            if count == 0 {
+                break;
+            }
+        }
+        let n = (vend - addr).min(count);
+        if vm.flags.contains(VmFlags::VM_IOREMAP) {
+            // An ioremap area is treated as a memory hole.
+            // SAFETY: as above.
+            unsafe { ptr::write_bytes(buf, 0, n) };
+        } else {
+            // SAFETY: [addr, addr + n) is inside this live area, whose
+            // lock we hold; buf has room for n bytes.
+            unsafe { aligned_vread(buf, addr, n) };
+        }
+        // SAFETY: as above.
+        buf = unsafe { buf.add(n) };
+        addr += n;
+        count -= n;
+    }
+    drop(busy);
+    if buf == buf_start {
+        return 0;
+    }
+    // Zero-fill what lies past the last area.
+    let done = buf as usize - buf_start as usize;
+    if done != buflen {
+        // SAFETY: within the caller's buffer of buflen bytes.
+        unsafe { ptr::write_bytes(buf, 0, buflen - done) };
+    }
+    buflen
+}
