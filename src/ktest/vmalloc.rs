@@ -1278,12 +1278,11 @@ fn area_pages(addr: usize) -> alloc::vec::Vec<PhysAddr> {
 
 fn area_flags(addr: usize) -> VmFlags {
     let area = vm::find_vm_area(addr);
-    // SAFETY: non-null checked first: a live area.
     if area.is_null() {
-        VmFlags::empty()
-    } else {
-        unsafe { (*area).flags }
+        return VmFlags::empty();
     }
+    // SAFETY: non-null: the live area of addr.
+    unsafe { (*area).flags }
 }
 
 fn vmalloc_user_and_32_are_zeroed_usermap(t: &mut Test) {
