@@ -140,6 +140,14 @@ pub static SUITE: Suite = Suite {
             name: "vread_reads_areas_and_zeroes_holes",
             run: vread_reads_areas_and_zeroes_holes,
         },
+        Case {
+            name: "vfree_atomic_defers_until_next_vfree",
+            run: vfree_atomic_defers_until_next_vfree,
+        },
+        Case {
+            name: "vfree_in_interrupt_is_deferred",
+            run: vfree_in_interrupt_is_deferred,
+        },
     ],
 };
 
@@ -1440,4 +1448,57 @@ fn vread_reads_areas_and_zeroes_holes(t: &mut Test) {
     // Past every area: nothing read.
     let (n, _) = vread_vec(VMALLOC_END - 64, 64);
     kassert_eq!(t, n, 0);
+}
+
+fn vfree_atomic_defers_until_next_vfree(t: &mut Test) {
+    settle();
+    // Warm up, so the snapshot after is comparable.
+    vm::vfree(vm::vmalloc(3 * PAGE_SIZE));
+    settle();
+    let before = vm::snapshot();
+    let p = vm::vmalloc(3 * PAGE_SIZE);
+    let q = vm::vmalloc(PAGE_SIZE);
+    kassert!(t, !p.is_null() && !q.is_null());
+    vm::vfree_atomic(core::ptr::null());
+    vm::vfree_atomic(p);
+    // SAFETY: one CPU runs tests; nothing drains until the vfree below.
+    let pending = unsafe { vm::vfree_deferred_pending() };
+    let still_there = !vm::find_vm_area(p as usize).is_null();
+    // The next vfree on this CPU runs the deferred work first.
+    vm::vfree(q);
+    let gone = vm::find_vm_area(p as usize).is_null();
+    // SAFETY: as above.
+    let pending_after = unsafe { vm::vfree_deferred_pending() };
+    settle();
+    kassert_eq!(t, pending, 1);
+    kassert!(t, still_there, "vfree_atomic freed at once");
+    kassert!(t, gone, "the next vfree did not drain the deferred list");
+    kassert_eq!(t, pending_after, 0);
+    kassert_eq!(t, vm::snapshot(), before);
+}
+
+fn vfree_in_interrupt_is_deferred(t: &mut Test) {
+    use crate::arch::kernel::irq;
+    vm::vfree(vm::vmalloc(2 * PAGE_SIZE));
+    settle();
+    let before = vm::snapshot();
+    let p = vm::vmalloc(2 * PAGE_SIZE);
+    kassert!(t, !p.is_null());
+    // As an interrupt handler runs (handle_arch_irq's irq_enter/irq_exit).
+    irq::irq_enter();
+    let in_irq = irq::in_interrupt();
+    vm::vfree(p);
+    irq::irq_exit();
+    let still_there = !vm::find_vm_area(p as usize).is_null();
+    // SAFETY: one CPU runs tests; nothing drains until the purge below.
+    let pending = unsafe { vm::vfree_deferred_pending() };
+    // A purge (what a failing allocation and vm_unmap_aliases run) drains
+    // every CPU's list.
+    settle();
+    let gone = vm::find_vm_area(p as usize).is_null();
+    kassert!(t, in_irq && !irq::in_interrupt(), "in_interrupt() wrong");
+    kassert!(t, still_there, "vfree in interrupt context freed at once");
+    kassert_eq!(t, pending, 1);
+    kassert!(t, gone, "purge_vmap_area_lazy did not drain the deferred list");
+    kassert_eq!(t, vm::snapshot(), before);
 }

@@ -1188,6 +1188,7 @@ pub fn __purge_vmap_area_lazy() -> bool {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn purge_vmap_area_lazy() {
+    vfree_deferred_flush_all();
     let _purge = vmap_purge_lock();
     __purge_vmap_area_lazy();
 }
@@ -1264,6 +1265,11 @@ pub fn vfree(addr: *const u8) {
     if a == 0 {
         return;
     }
+    if crate::arch::kernel::irq::in_interrupt() {
+        __vfree_deferred(a);
+        return;
+    }
+    free_work(smp_processor_id());
     if let Some(kind) = area_kind_mismatch(a, VmFlags::VM_ALLOC) {
         pr_warn!("vfree({:#x}): this is a {} area; use {}", a, kind.0, kind.1);
         return;
@@ -1725,4 +1731,112 @@ pub unsafe fn vread(buf: *mut u8, addr: *const u8, count: usize) -> usize {
         unsafe { ptr::write_bytes(buf, 0, buflen - done) };
     }
     buflen
+}
+
+// ---------------------------------------------------------------------------
+// vfree_atomic and the deferred free lists (5.10's API, part 3)
+// ---------------------------------------------------------------------------
+//
+// 5.10 keeps a per-CPU `vfree_deferred` (an llist plus a work item): an
+// interrupt handler cannot take vmalloc's locks (the code it interrupted
+// may hold them), so vfree from interrupt context and vfree_atomic push
+// the area onto the list, the link living in the area's own first word,
+// and the work item frees them later in process context. There are no
+// work queues here; the list is drained where such a work item would get
+// to run: by the next vfree on the same CPU (the work is per CPU, as
+// schedule_work queues it) and by every purge_vmap_area_lazy, for all
+// CPUs, so that the exhaustion retry in alloc_vmap_area, vm_unmap_aliases
+// and the tests' purge find no area still pending.
+
+/// Each CPU's deferred areas (Linux: `vfree_deferred.list`): a lock-free
+/// singly linked list through the first word of each area, 0 = empty.
+static VFREE_DEFERRED: [AtomicUsize; crate::arch::kernel::percpu::NR_CPUS] =
+    [const { AtomicUsize::new(0) }; crate::arch::kernel::percpu::NR_CPUS];
+
+use crate::arch::kernel::percpu::smp_processor_id;
+
+/// Queue `addr` for a later vfree on this CPU (Linux: __vfree_deferred):
+/// no lock, no allocation, fit for interrupt context. As in Linux the area
+/// itself carries the link, so only what vmalloc returned may come here (an
+/// unaligned or foreign address is refused at once, with a warning).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn __vfree_deferred(addr: usize) {
+    if !addr.is_multiple_of(PAGE_SIZE) || !is_vmalloc_addr(addr) {
+        pr_warn!("Trying to vfree() bad address ({:#x})", addr);
+        return;
+    }
+    let head = &VFREE_DEFERRED[smp_processor_id()];
+    let mut old = head.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: addr is the start of a live vmalloc area (the caller's
+        // contract, as Linux's), mapped read-write, whose contents die with
+        // this free: its first word may carry the link.
+        unsafe { (addr as *mut usize).write_volatile(old) };
+        // Release: the link is visible to whoever takes the list.
+        match head.compare_exchange_weak(old, addr, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => old = now,
+        }
+    }
+}
+
+/// Free every area deferred on `cpu` (Linux: free_work, run by the work
+/// item). Process context only. Any CPU may drain any CPU's list: taking
+/// it is one atomic swap (llist_del_all).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn free_work(cpu: usize) {
+    let head = &VFREE_DEFERRED[cpu];
+    if head.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut node = head.swap(0, Ordering::Acquire);
+    while node != 0 {
+        // SAFETY: the areas on the list are still mapped (nothing freed
+        // them: only this drain does, once, after taking them off the
+        // list), and the first word of each is its link.
+        let next = unsafe { (node as *const usize).read_volatile() };
+        __vunmap(node, true);
+        node = next;
+    }
+}
+
+/// Drain every CPU's deferred list.
+pub fn vfree_deferred_flush_all() {
+    for cpu in 0..VFREE_DEFERRED.len() {
+        free_work(cpu);
+    }
+}
+
+/// Areas waiting on the deferred lists (for tests).
+///
+/// # Safety
+///
+/// No CPU drains a deferred list meanwhile (no vfree, no purge): the walk
+/// reads each area's link, and a drain frees the areas.
+pub unsafe fn vfree_deferred_pending() -> usize {
+    let mut n = 0;
+    for head in &VFREE_DEFERRED {
+        let mut node = head.load(Ordering::Acquire);
+        while node != 0 {
+            n += 1;
+            // SAFETY: nothing drains (the caller's contract), so the area
+            // is still mapped and its first word is its link.
+            node = unsafe { (node as *const usize).read_volatile() };
+        }
+    }
+    n
+}
+
+/// Linux's vfree_atomic: vfree from a context that must not sleep or take
+/// vmalloc's locks; the area is freed later (see above). NULL is a no-op.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vfree_atomic(addr: *const u8) {
+    let a = addr as usize;
+    if a == 0 {
+        return;
+    }
+    __vfree_deferred(a);
 }
