@@ -148,6 +148,22 @@ pub static SUITE: Suite = Suite {
             name: "vfree_in_interrupt_is_deferred",
             run: vfree_in_interrupt_is_deferred,
         },
+        Case {
+            name: "set_memory_ro_write_faults",
+            run: set_memory_ro_write_faults,
+        },
+        Case {
+            name: "set_memory_x_and_nx_on_vmalloc",
+            run: set_memory_x_and_nx_on_vmalloc,
+        },
+        Case {
+            name: "set_memory_refuses_what_is_not_vmalloc",
+            run: set_memory_refuses_what_is_not_vmalloc,
+        },
+        Case {
+            name: "vm_flush_reset_perms_flushes_at_vfree",
+            run: vm_flush_reset_perms_flushes_at_vfree,
+        },
     ],
 };
 
@@ -1501,4 +1517,141 @@ fn vfree_in_interrupt_is_deferred(t: &mut Test) {
     kassert_eq!(t, pending, 1);
     kassert!(t, gone, "purge_vmap_area_lazy did not drain the deferred list");
     kassert_eq!(t, vm::snapshot(), before);
+}
+
+use crate::arch::mm::pageattr;
+
+/// Make the instructions just written at `[addr, addr + len)` visible to
+/// instruction fetch (Linux: flush_icache_range).
+fn flush_icache_range(addr: usize, len: usize) {
+    let mut a = addr & !63;
+    while a < addr + len {
+        // SAFETY: cache maintenance by VA on our own mapped memory: cleans
+        // the data cache line to the point of unification and invalidates
+        // the instruction cache line; no memory contents change.
+        unsafe { core::arch::asm!("dc cvau, {0}", "ic ivau, {0}", in(reg) a, options(nostack, preserves_flags)) };
+        a += 64;
+    }
+    // SAFETY: barriers only.
+    unsafe { core::arch::asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
+}
+
+fn set_memory_ro_write_faults(t: &mut Test) {
+    let p = vm::vmalloc(2 * PAGE_SIZE);
+    kassert!(t, !p.is_null());
+    let guard = VmallocGuard(p);
+    let a = p as usize;
+    vm::set_vm_flush_reset_perms(p);
+    // SAFETY: 2 pages at p are ours.
+    unsafe { (p.add(PAGE_SIZE) as *mut u64).write_volatile(0x1234) };
+    kassert_eq!(t, pageattr::set_memory_ro(a, 2), 0);
+    // SAFETY: the page is mapped read-only now: the write takes a
+    // permission fault that catch_fault recovers from, and changes nothing.
+    let r = traps::catch_fault(|| unsafe { (p.add(PAGE_SIZE) as *mut u64).write_volatile(0x5678) });
+    // SAFETY: still mapped (read-only): a read is fine.
+    let back = unsafe { (p.add(PAGE_SIZE) as *const u64).read_volatile() };
+    let f = kexpect_fault!(t, r, "write to a set_memory_ro page did not fault");
+    kassert_eq!(t, f.far as usize, a + PAGE_SIZE);
+    kassert_eq!(t, f.status().0, "permission fault");
+    kassert_eq!(t, back, 0x1234);
+    kassert_eq!(t, pageattr::set_memory_rw(a, 2), 0);
+    // SAFETY: writable again.
+    let r = traps::catch_fault(|| unsafe { (p.add(PAGE_SIZE) as *mut u64).write_volatile(0x5678) });
+    kassert!(t, r.is_ok(), "set_memory_rw did not make the page writable");
+    drop(guard);
+}
+
+fn set_memory_x_and_nx_on_vmalloc(t: &mut Test) {
+    let p = vm::vmalloc(PAGE_SIZE);
+    kassert!(t, !p.is_null());
+    let guard = VmallocGuard(p);
+    let a = p as usize;
+    vm::set_vm_flush_reset_perms(p);
+    // mov x0, #42; ret
+    // SAFETY: the page at p is ours and writable.
+    unsafe {
+        (p as *mut u32).write_volatile(0xd280_0540);
+        (p.add(4) as *mut u32).write_volatile(0xd65f_03c0);
+    }
+    flush_icache_range(a, 8);
+    // SAFETY: p holds a complete function of this signature (above); it
+    // runs only if the page is executable, else the instruction abort is
+    // recovered by catch_fault.
+    let f: extern "C" fn() -> u64 = unsafe { core::mem::transmute(p) };
+    let r = traps::catch_fault(|| f());
+    let fault = kexpect_fault!(t, r, "executing a vmalloc (PAGE_KERNEL, nx) page did not fault");
+    kassert_eq!(t, fault.pc as usize, a);
+    kassert_eq!(t, pageattr::set_memory_ro(a, 1), 0);
+    kassert_eq!(t, pageattr::set_memory_x(a, 1), 0);
+    let r = traps::catch_fault(|| f());
+    kassert!(
+        t,
+        matches!(r, Ok(42)),
+        "set_memory_x: the code did not run: {:?}",
+        r.err()
+    );
+    kassert_eq!(t, pageattr::set_memory_nx(a, 1), 0);
+    let r = traps::catch_fault(|| f());
+    let fault = kexpect_fault!(t, r, "executing a set_memory_nx page did not fault");
+    kassert_eq!(t, fault.pc as usize, a);
+    kassert_eq!(t, pageattr::set_memory_rw(a, 1), 0);
+    drop(guard);
+}
+
+fn set_memory_refuses_what_is_not_vmalloc(t: &mut Test) {
+    let p = vm::vmalloc(2 * PAGE_SIZE);
+    kassert!(t, !p.is_null());
+    let guard = VmallocGuard(p);
+    let a = p as usize;
+    let linear = paging::__va(PhysAddr(
+        crate::arch::kernel::setup::machine().memory()[0].region.base as usize,
+    ))
+    .0;
+    let Some(pg) = alloc_page_vec(1) else {
+        t.fail(file!(), line!(), format_args!("alloc_pages(0) failed"));
+        return;
+    };
+    let v = vm::vmap(&pg.0, VmFlags::VM_MAP, PAGE_KERNEL);
+    kassert!(t, !v.is_null());
+    let einval = -vm::EINVAL;
+    let r = [
+        pageattr::set_memory_ro(a, 3),                       // onto the guard page
+        pageattr::set_memory_ro(a + PAGE_SIZE, 2),           // past the end
+        pageattr::set_memory_ro(linear, 1),                  // the linear map
+        pageattr::set_memory_ro(v as usize, 1),              // a vmap area (not VM_ALLOC)
+        pageattr::set_memory_ro(VMALLOC_END - PAGE_SIZE, 1), // no area
+        pageattr::set_memory_ro(a, -1),
+    ];
+    let zero = pageattr::set_memory_ro(a, 0);
+    vm::vunmap(v);
+    drop(pg);
+    // SAFETY: the pages at p are still ours and writable (nothing changed).
+    let w = traps::catch_fault(|| unsafe { (p as *mut u64).write_volatile(1) });
+    drop(guard);
+    kassert_eq!(t, r, [einval; 6]);
+    kassert_eq!(t, zero, 0);
+    kassert!(t, w.is_ok(), "a refused set_memory_ro changed the mapping");
+}
+
+fn vm_flush_reset_perms_flushes_at_vfree(t: &mut Test) {
+    settle();
+    let p = vm::vmalloc(PAGE_SIZE);
+    kassert!(t, !p.is_null());
+    vm::set_vm_flush_reset_perms(p);
+    kassert!(t, area_flags(p as usize).contains(VmFlags::VM_FLUSH_RESET_PERMS));
+    kassert_eq!(t, pageattr::set_memory_ro(p as usize, 1), 0);
+    // Warm the TLB with the read-only translation.
+    // SAFETY: mapped, readable.
+    let _ = unsafe { (p as *const u64).read_volatile() };
+    let flushes = TLB_FLUSHES.load(Ordering::Relaxed);
+    vm::vfree(p);
+    let flushed = TLB_FLUSHES.load(Ordering::Relaxed) > flushes;
+    let lazy = vm::vmap_lazy_nr();
+    // With the flush done, the old address faults at once (a stale TLB
+    // entry, which QEMU keeps like hardware, would let the read through).
+    // SAFETY: an unmapped address: the read faults and is recovered.
+    let r = traps::catch_fault_quiet(|| unsafe { (p as *const u64).read_volatile() });
+    kassert!(t, flushed, "vfree of a VM_FLUSH_RESET_PERMS area did not flush the TLB");
+    kassert_eq!(t, lazy, 0);
+    kassert!(t, r.is_err(), "the freed area is still reachable through the TLB");
 }

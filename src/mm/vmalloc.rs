@@ -115,6 +115,9 @@ impl VmFlags {
     pub const VM_USERMAP: VmFlags = VmFlags(0x08);
     pub const VM_UNINITIALIZED: VmFlags = VmFlags(0x20);
     pub const VM_NO_GUARD: VmFlags = VmFlags(0x40);
+    /// Flush the TLB (and, with rodata_full, reset the direct map) at
+    /// unmap, before the pages are freed: for areas set_memory_* changed.
+    pub const VM_FLUSH_RESET_PERMS: VmFlags = VmFlags(0x100);
 
     pub const fn empty() -> Self {
         VmFlags(0)
@@ -1219,7 +1222,7 @@ pub(crate) fn __vunmap(addr: usize, deallocate_pages: bool) {
         pr_warn!("Trying to vfree() bad address ({:#x})", addr);
         return;
     }
-    let area = remove_vm_area(addr);
+    let area = vm_remove_mappings(addr, deallocate_pages);
     if area.is_null() {
         pr_err!("Trying to vfree() nonexistent vm area ({:#x})", addr);
         return;
@@ -1839,4 +1842,49 @@ pub fn vfree_atomic(addr: *const u8) {
         return;
     }
     __vfree_deferred(a);
+}
+
+// ---------------------------------------------------------------------------
+// VM_FLUSH_RESET_PERMS (5.10's API, part 4; set_memory_* are in
+// arch/arm64/mm/pageattr.rs)
+// ---------------------------------------------------------------------------
+
+/// Linux's set_vm_flush_reset_perms: the area at `addr` (which set_memory_*
+/// will make read-only or executable) gets flushed from the TLB when it is
+/// freed, before its pages go back, so no stale entry keeps the old
+/// permissions for pages that are then reused.
+pub fn set_vm_flush_reset_perms(addr: *const u8) {
+    let _busy = vmap_area_lock();
+    let va = __find_vmap_area(&_busy, addr as usize);
+    if va.is_null() {
+        return;
+    }
+    // SAFETY: a live node and its vm_struct, under vmap_area_lock.
+    unsafe {
+        if let VmapOwner::VmStruct(mut vm) = (*va).vm {
+            let vm = vm.as_mut();
+            vm.flags = vm.flags | VmFlags::VM_FLUSH_RESET_PERMS;
+        }
+    }
+}
+
+/// Unmap the area at `addr` and detach its vm_struct (remove_vm_area);
+/// for a VM_FLUSH_RESET_PERMS area also flush its range from the TLB now
+/// rather than at the lazy purge (Linux: vm_remove_mappings). The direct
+/// map's permissions never changed here (set_memory_* leave the block-mapped
+/// linear alias alone, as 5.10 without rodata_full), so the flush is all
+/// there is to do, with or without `deallocate_pages`. Returns the
+/// vm_struct, or null if `addr` starts no area.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vm_remove_mappings(addr: usize, deallocate_pages: bool) -> *mut VmStruct {
+    let area = remove_vm_area(addr);
+    // SAFETY: non-null checked first: remove_vm_area handed it to us.
+    if area.is_null() || !unsafe { (*area).flags }.contains(VmFlags::VM_FLUSH_RESET_PERMS) {
+        return area;
+    }
+    let _ = deallocate_pages;
+    // The area is on the purge list now: purging it flushes its range.
+    crate::mm::vmap_block::vm_unmap_aliases();
+    area
 }

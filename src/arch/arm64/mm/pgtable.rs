@@ -1405,6 +1405,55 @@ impl PageTable {
         None
     }
 
+    /// Set `set` and clear `clear` in the descriptor of every page in
+    /// `[va, va + size)`, then flush the TLB once for the range (Linux:
+    /// `apply_to_page_range` with arm64's `change_page_range`, then
+    /// `flush_tlb_kernel_range`). Only permission bits may change this way
+    /// (no break-before-make is needed for them). All or nothing: every page
+    /// must be a mapped level-3 page, else nothing changes and the error is
+    /// [`PgtableError::NotMapped`] or, for a block (which would have to be
+    /// split), [`PgtableError::PartialBlock`].
+    pub fn change_page_range<E: PgtableEnv + ?Sized>(
+        &mut self,
+        env: &mut E,
+        va: VirtAddr,
+        size: usize,
+        set: u64,
+        clear: u64,
+    ) -> Result<(), PgtableError> {
+        let end = self.check_range(va, size)?;
+        for a in (va.0..end).step_by(PAGE_SIZE) {
+            let w = self.walk(env, VirtAddr(a));
+            match w.leaf_level {
+                Some(3) => {}
+                Some(level) => {
+                    return Err(PgtableError::PartialBlock {
+                        va: VirtAddr(a),
+                        level,
+                        existing: w.steps[level].map_or(0, |s| s.desc),
+                    });
+                }
+                None => {
+                    let level = w.steps.iter().flatten().last().map_or(0, |s| s.level);
+                    return Err(PgtableError::NotMapped { va: VirtAddr(a), level });
+                }
+            }
+        }
+        for a in (va.0..end).step_by(PAGE_SIZE) {
+            let mut table = self.root;
+            for level in 0..3 {
+                table =
+                    Descriptor(read_entry(entry_ptr(env, table, level, VirtAddr(a).table_index(level)))).table_addr();
+            }
+            let p = entry_ptr(env, table, 3, VirtAddr(a).table_index(3));
+            write_entry(p, (read_entry(p) & !clear) | set);
+        }
+        if end > va.0 {
+            env.flush_tlb_kernel_range(va, VirtAddr(end));
+        }
+        Ok(())
+    }
+
     /// Free every table page of this tree, root included (not the memory it
     /// maps). No TLB maintenance: the tree must not be live in a TTBR.
     pub fn destroy<E: PgtableEnv + ?Sized>(self, env: &mut E) {
