@@ -164,6 +164,14 @@ pub static SUITE: Suite = Suite {
             name: "vm_flush_reset_perms_flushes_at_vfree",
             run: vm_flush_reset_perms_flushes_at_vfree,
         },
+        Case {
+            name: "vmap_pfn_maps_device_frames_nx",
+            run: vmap_pfn_maps_device_frames_nx,
+        },
+        Case {
+            name: "vmap_pfn_fault_injection_sweep",
+            run: vmap_pfn_fault_injection_sweep,
+        },
     ],
 };
 
@@ -1654,4 +1662,83 @@ fn vm_flush_reset_perms_flushes_at_vfree(t: &mut Test) {
     kassert!(t, flushed, "vfree of a VM_FLUSH_RESET_PERMS area did not flush the TLB");
     kassert_eq!(t, lazy, 0);
     kassert!(t, r.is_err(), "the freed area is still reachable through the TLB");
+}
+
+fn uart_phys() -> usize {
+    crate::arch::kernel::setup::machine()
+        .pl011()
+        .map(|u| u.base as usize)
+        .unwrap_or(crate::drivers::tty::serial::pl011::EARLYCON_PL011_PHYS)
+}
+
+fn vmap_pfn_maps_device_frames_nx(t: &mut Test) {
+    use crate::arch::mm::pgtable::{Descriptor, PAGE_KERNEL_EXEC, PROT_DEVICE_NGNRE};
+    settle();
+    let uart = phys_to_pfn(PhysAddr(uart_phys()));
+    // The PL011 twice, then a flash page (QEMU virt's flash is at 0).
+    let pfns = [uart, uart, 0x10];
+    let mut prot = PROT_DEVICE_NGNRE;
+    prot.executable = true; // vmap_pfn must take that away
+    let p = vm::vmap_pfn(&pfns, prot);
+    kassert!(t, !p.is_null(), "vmap_pfn failed");
+    let a = p as usize;
+    let flags = area_flags(a);
+    let mapped: alloc::vec::Vec<Option<usize>> = (0..3)
+        .map(|i| vm::vmalloc_to_pfn((a + i * PAGE_SIZE) as *const u8))
+        .collect();
+    let desc = paging::with_init_mm(|pt, env| pt.walk(env, VirtAddr(a)))
+        .leaf_level
+        .and_then(|l| paging::with_init_mm(|pt, env| pt.walk(env, VirtAddr(a))).steps[l])
+        .map(|s| s.desc);
+    // SAFETY: both pages map the PL011 as device memory; UARTPeriphID0 is
+    // a side-effect-free 32-bit ID register.
+    let ids = unsafe {
+        [
+            ((a + 0xfe0) as *const u32).read_volatile() & 0xff,
+            ((a + PAGE_SIZE + 0xfe0) as *const u32).read_volatile() & 0xff,
+        ]
+    };
+    vm::vunmap(p);
+    kassert!(t, flags.contains(VmFlags::VM_IOREMAP), "flags {:?}", flags);
+    kassert_eq!(t, mapped, [Some(uart), Some(uart), Some(0x10)]);
+    kassert_eq!(t, ids, [0x11, 0x11]);
+    let prot = desc.and_then(|d| Descriptor(d).prot());
+    kassert!(
+        t,
+        prot.is_some_and(|p| !p.executable && p.mem_type == PROT_DEVICE_NGNRE.mem_type),
+        "descriptor {:x?}: not device memory, or executable",
+        desc
+    );
+    kassert!(t, vm::find_vm_area(a).is_null(), "vunmap left the area");
+    // RAM is refused: it has struct pages (use vmap).
+    let before = vm::snapshot();
+    let ram = phys_to_pfn(PhysAddr(
+        crate::arch::kernel::setup::machine().memory()[0].region.base as usize,
+    ));
+    kassert!(
+        t,
+        vm::vmap_pfn(&[0x10, ram], PAGE_KERNEL_EXEC).is_null(),
+        "vmap_pfn of RAM"
+    );
+    kassert!(t, vm::vmap_pfn(&[], PAGE_KERNEL).is_null(), "vmap_pfn of nothing");
+    kassert_eq!(t, vm::snapshot(), before);
+}
+
+fn vmap_pfn_fault_injection_sweep(t: &mut Test) {
+    // 600 flash pfns: several page-table pages' worth in a fresh range.
+    let pfns: alloc::vec::Vec<usize> = (0..600).collect();
+    let seen = sweep_allocation(
+        t,
+        "vmap_pfn(600)",
+        &|| vm::vmap_pfn(&pfns, crate::arch::mm::pgtable::PROT_DEVICE_NGNRE) as usize,
+        &|p| vm::vunmap(p as *const u8),
+        // A failed split node (the naturally aligned VM_IOREMAP area is cut
+        // from the middle of a free range) is retried after a purge, as
+        // alloc_vmap_area does in Linux: success is allowed, if complete.
+        &|_, p| {
+            vm::vmalloc_to_pfn(p as *const u8) == Some(0)
+                && vm::vmalloc_to_pfn((p + 599 * PAGE_SIZE) as *const u8) == Some(599)
+        },
+    );
+    kassert!(t, seen >= 2, "only {} allocations seen", seen);
 }

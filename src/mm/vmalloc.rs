@@ -1888,3 +1888,71 @@ pub fn vm_remove_mappings(addr: usize, deallocate_pages: bool) -> *mut VmStruct 
     crate::mm::vmap_block::vm_unmap_aliases();
     area
 }
+
+// ---------------------------------------------------------------------------
+// vmap_pfn (5.10's API, part 5; CONFIG_VMAP_PFN)
+// ---------------------------------------------------------------------------
+//
+// remap_vmalloc_range/remap_vmalloc_range_partial (mapping a VM_USERMAP
+// area into a user vma) are left out: there is no user space here.
+
+/// Map the page frames `pfns` (not RAM: device or other memory without a
+/// struct page, as 5.10 insists) contiguously, never executable (Linux:
+/// vmap_pfn, a VM_IOREMAP area). Null on failure, with what failed said;
+/// release with vunmap.
+#[track_caller]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vmap_pfn(pfns: &[usize], prot: PageProt) -> *mut u8 {
+    let count = pfns.len();
+    if count == 0 || count > (VMALLOC_END - VMALLOC_START) >> PAGE_SHIFT {
+        pr_warn!("vmap_pfn: bad page count {}", count);
+        return ptr::null_mut();
+    }
+    if let Some(&pfn) = pfns.iter().find(|&&pfn| page_alloc::pfn_valid(pfn)) {
+        // 5.10 WARN_ON_ONCE()s: RAM has a struct page, use vmap.
+        pr_warn!("vmap_pfn: pfn {:#x} is RAM (pfn_valid); use vmap() for pages", pfn);
+        return ptr::null_mut();
+    }
+    let area = get_vm_area_caller(count << PAGE_SHIFT, VmFlags::VM_IOREMAP, Location::caller());
+    if area.is_null() {
+        return ptr::null_mut();
+    }
+    // pgprot_nx: never executable.
+    let prot = PageProt {
+        executable: false,
+        ..prot
+    };
+    // SAFETY: a live area, ours until freed.
+    let addr = unsafe { (*area).addr };
+    for (i, &pfn) in pfns.iter().enumerate() {
+        // map_kernel_range says why on failure.
+        if map_kernel_range(addr + (i << PAGE_SHIFT), &[pfn_to_phys(pfn)], prot) != 0 {
+            // SAFETY: the live area from get_vm_area_caller, freed once;
+            // remove_vm_area unmaps what was mapped of it.
+            unsafe { free_vm_area(area) };
+            return ptr::null_mut();
+        }
+    }
+    addr as *mut u8
+}
+
+/// Keep the entry points of 5.10's API parts 2-5 in the ELF for GDB
+/// (--gc-sections), as KEEP_FOR_GDB does for the pipeline.
+#[allow(dead_code)]
+struct KeepApiForGdb([*const (); 10]);
+// SAFETY: the addresses are never used for anything but being there.
+unsafe impl Sync for KeepApiForGdb {}
+#[used]
+static KEEP_API_FOR_GDB: KeepApiForGdb = KeepApiForGdb([
+    vmalloc_user as *const (),
+    vmalloc_32 as *const (),
+    vmalloc_32_user as *const (),
+    vread as *const (),
+    __vfree_deferred as *const (),
+    free_work as *const (),
+    vfree_atomic as *const (),
+    vm_remove_mappings as *const (),
+    vmap_pfn as *const (),
+    map_kernel_range as *const (),
+]);
