@@ -172,6 +172,14 @@ pub static SUITE: Suite = Suite {
             name: "vmap_pfn_fault_injection_sweep",
             run: vmap_pfn_fault_injection_sweep,
         },
+        Case {
+            name: "pcpu_get_vm_areas_are_congruent_and_top_down",
+            run: pcpu_get_vm_areas_are_congruent_and_top_down,
+        },
+        Case {
+            name: "pcpu_get_vm_areas_fault_injection_sweep",
+            run: pcpu_get_vm_areas_fault_injection_sweep,
+        },
     ],
 };
 
@@ -1741,4 +1749,121 @@ fn vmap_pfn_fault_injection_sweep(t: &mut Test) {
         },
     );
     kassert!(t, seen >= 2, "only {} allocations seen", seen);
+}
+
+/// The areas of a pcpu_get_vm_areas result: (addr, size, flags) each, in
+/// an array (no heap: the tests compare heap use before and after).
+fn pcpu_areas<const N: usize>(vms: *mut *mut vm::VmStruct) -> [(usize, usize, VmFlags); N] {
+    core::array::from_fn(|i| {
+        // SAFETY: the caller passes a live result of N areas.
+        unsafe {
+            let v = &*vms.add(i).read();
+            (v.addr, v.size, v.flags)
+        }
+    })
+}
+
+fn pcpu_get_vm_areas_are_congruent_and_top_down(t: &mut Test) {
+    settle();
+    let align = 16 * PAGE_SIZE;
+    // The per-CPU allocator's shape: one unit per group, listed in any order.
+    let offsets = [4 * align, 0, align];
+    let sizes = [2 * align, align, 3 * align];
+    // The highest aligned end of free space the group can reach.
+    let top = {
+        let free = vm::free_vmap_area_root.lock();
+        free.last().map(|va| {
+            // SAFETY: a live node of the free tree, under its lock.
+            let end = unsafe { va.as_ref().va_end };
+            (end.min(VMALLOC_END) & !(align - 1), unsafe { va.as_ref().size() })
+        })
+    };
+    // Warm up the caches, then compare states around the real call.
+    // SAFETY: pcpu_get_vm_areas's result for 3 areas, freed once.
+    unsafe { vm::pcpu_free_vm_areas(vm::pcpu_get_vm_areas(&offsets, &sizes, align), 3) };
+    settle();
+    let before = vm::snapshot();
+    let vms = vm::pcpu_get_vm_areas(&offsets, &sizes, align);
+    kassert!(t, !vms.is_null(), "pcpu_get_vm_areas failed");
+    let areas = pcpu_areas::<3>(vms);
+    let found = areas.map(|a| !vm::find_vm_area(a.0 + a.1 - 1).is_null());
+    let invariants = vm::check_vmalloc_invariants();
+    // SAFETY: the live result of 3 areas, freed once, not used afterwards.
+    unsafe { vm::pcpu_free_vm_areas(vms, 3) };
+    let gone = areas.iter().all(|a| vm::find_vm_area(a.0).is_null());
+    settle();
+    let after = vm::snapshot();
+    let base = areas[0].0.wrapping_sub(offsets[0]);
+    for (i, &(addr, size, flags)) in areas.iter().enumerate() {
+        kassert_eq!(t, addr, base + offsets[i]);
+        kassert_eq!(t, size, sizes[i]);
+        kassert!(t, flags == VmFlags::VM_ALLOC, "area {}: flags {:?}", i, flags);
+        kassert!(
+            t,
+            addr >= VMALLOC_START && addr + size <= VMALLOC_END,
+            "area {} [{:#x}, {:#x}) outside the vmalloc range",
+            i,
+            addr,
+            addr + size
+        );
+    }
+    kassert!(
+        t,
+        base.is_multiple_of(align),
+        "base {:#x} not aligned to {:#x}",
+        base,
+        align
+    );
+    // Top-down: the group ends at the top of the free space if it fits there.
+    if let Some((top_end, top_size)) = top
+        && top_size >= 6 * align + align
+    {
+        kassert_eq!(t, base + 6 * align, top_end);
+    }
+    kassert!(
+        t,
+        found.iter().all(|&f| f),
+        "an area is not in the busy tree: {:?}",
+        found
+    );
+    kassert!(t, invariants.is_ok(), "{:?}", invariants);
+    kassert!(t, gone, "pcpu_free_vm_areas left an area busy");
+    kassert_eq!(t, after, before);
+    // Bad requests are refused and change nothing.
+    for (o, s, a) in [
+        (&[0usize, PAGE_SIZE][..], &[2 * PAGE_SIZE, PAGE_SIZE][..], PAGE_SIZE), // overlap
+        (&[0][..], &[PAGE_SIZE][..], 3 * PAGE_SIZE),                            // align not a power of 2
+        (&[PAGE_SIZE][..], &[PAGE_SIZE][..], 2 * PAGE_SIZE),                    // offset misaligned
+        (&[0][..], &[VMALLOC_END - VMALLOC_START + PAGE_SIZE][..], PAGE_SIZE),  // too big
+        (&[][..], &[][..], PAGE_SIZE),
+    ] {
+        kassert!(
+            t,
+            vm::pcpu_get_vm_areas(o, s, a).is_null(),
+            "bad request {:x?} {:x?} {:#x} accepted",
+            o,
+            s,
+            a
+        );
+    }
+    kassert_eq!(t, vm::snapshot(), before);
+}
+
+fn pcpu_get_vm_areas_fault_injection_sweep(t: &mut Test) {
+    let align = 16 * PAGE_SIZE;
+    let offsets = [0, 2 * align, 5 * align, 9 * align];
+    let sizes = [align, 2 * align, align, 3 * align];
+    let seen = sweep_allocation(
+        t,
+        "pcpu_get_vm_areas(4)",
+        &|| vm::pcpu_get_vm_areas(&offsets, &sizes, align) as usize,
+        // SAFETY: the result for 4 areas, freed once.
+        &|p| unsafe { vm::pcpu_free_vm_areas(p as *mut *mut vm::VmStruct, 4) },
+        // A failed split node is retried after a purge, as in 5.10.
+        &|n, p| {
+            let a = pcpu_areas::<4>(p as *mut *mut vm::VmStruct);
+            n > 10 && (0..4).all(|i| a[i].0 - offsets[i] == a[0].0 && a[i].1 == sizes[i])
+        },
+    );
+    kassert!(t, seen >= 10, "only {} allocations seen", seen);
 }

@@ -1940,7 +1940,7 @@ pub fn vmap_pfn(pfns: &[usize], prot: PageProt) -> *mut u8 {
 /// Keep the entry points of 5.10's API parts 2-5 in the ELF for GDB
 /// (--gc-sections), as KEEP_FOR_GDB does for the pipeline.
 #[allow(dead_code)]
-struct KeepApiForGdb([*const (); 10]);
+struct KeepApiForGdb([*const (); 12]);
 // SAFETY: the addresses are never used for anything but being there.
 unsafe impl Sync for KeepApiForGdb {}
 #[used]
@@ -1955,4 +1955,201 @@ static KEEP_API_FOR_GDB: KeepApiForGdb = KeepApiForGdb([
     vm_remove_mappings as *const (),
     vmap_pfn as *const (),
     map_kernel_range as *const (),
+    pcpu_get_vm_areas as *const (),
+    pcpu_free_vm_areas as *const (),
 ]);
+
+// ---------------------------------------------------------------------------
+// pcpu_get_vm_areas / pcpu_free_vm_areas (5.10's API, part 6)
+// ---------------------------------------------------------------------------
+
+/// Most areas one pcpu_get_vm_areas call takes: its two arrays are kmalloc
+/// objects of at most a page (5.10 kcallocs them).
+pub const PCPU_MAX_VMS: usize = PAGE_SIZE / core::mem::size_of::<usize>();
+
+/// Linux's pcpu_get_vm_areas: `offsets.len()` areas at the same offsets
+/// from one `align`ed base (congruent: the per-CPU allocator's chunks, one
+/// area per group of CPUs), placed as high in the vmalloc range as they fit
+/// (top-down, where they least disturb vmalloc's bottom-up allocations).
+/// `offsets` and `sizes` are `align`ed and do not overlap; the areas carry
+/// VM_ALLOC and no guard page, and nothing is mapped. Returns a kmalloc'd
+/// array of `offsets.len()` vm_structs, or null (the request is bad, no
+/// base fits even after a purge, or memory ran out); release with
+/// [`pcpu_free_vm_areas`].
+#[track_caller]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn pcpu_get_vm_areas(offsets: &[usize], sizes: &[usize], align: usize) -> *mut *mut VmStruct {
+    let nr_vms = offsets.len();
+    let caller = Location::caller();
+    // 5.10 BUG_ON()s a bad request; here it is refused.
+    let bad = nr_vms == 0
+        || nr_vms != sizes.len()
+        || nr_vms > PCPU_MAX_VMS
+        || !align.is_power_of_two()
+        || !align.is_multiple_of(PAGE_SIZE)
+        || (0..nr_vms).any(|i| {
+            !offsets[i].is_multiple_of(align)
+                || !sizes[i].is_multiple_of(align)
+                || sizes[i] == 0
+                || offsets[i].checked_add(sizes[i]).is_none()
+                || (i + 1..nr_vms).any(|j| offsets[j] < offsets[i] + sizes[i] && offsets[i] < offsets[j] + sizes[j])
+        });
+    if bad {
+        pr_warn!("pcpu_get_vm_areas: bad request ({} areas, align {:#x})", nr_vms, align);
+        return ptr::null_mut();
+    }
+    let last_end = (0..nr_vms).map(|i| offsets[i] + sizes[i]).max().unwrap_or(0);
+    if (VMALLOC_END & !(align - 1)) - VMALLOC_START.next_multiple_of(align) < last_end {
+        pr_warn!("pcpu_get_vm_areas: {:#x} bytes do not fit the vmalloc range", last_end);
+        return ptr::null_mut();
+    }
+    let array_size = nr_vms * core::mem::size_of::<usize>();
+    // kcalloc x 2.
+    let Some(vms) = slab::kmalloc(array_size).map(|p| p.cast::<*mut VmStruct>()) else {
+        return ptr::null_mut();
+    };
+    let Some(vas) = slab::kmalloc(array_size).map(|p| p.cast::<*mut VmapArea>()) else {
+        // SAFETY: kmalloc'd just above, never handed out.
+        unsafe { slab::kfree(vms.cast(), array_size) };
+        return ptr::null_mut();
+    };
+    // SAFETY: two fresh arrays of nr_vms pointers each, ours alone.
+    let (vms_s, vas_s) = unsafe {
+        ptr::write_bytes(vms.as_ptr(), 0, nr_vms);
+        ptr::write_bytes(vas.as_ptr(), 0, nr_vms);
+        (
+            core::slice::from_raw_parts_mut(vms.as_ptr(), nr_vms),
+            core::slice::from_raw_parts_mut(vas.as_ptr(), nr_vms),
+        )
+    };
+    let free_all = |vms_s: &mut [*mut VmStruct], vas_s: &mut [*mut VmapArea]| {
+        for area in 0..nr_vms {
+            if let Some(va) = NonNull::new(vas_s[area]) {
+                CacheAlloc.free_vmap_area_node(va);
+            }
+            // SAFETY: null or fresh from alloc_vm_struct, never published.
+            unsafe { free_vm_struct(vms_s[area]) };
+        }
+        // SAFETY: the two kmalloc'd arrays, dead from here.
+        unsafe {
+            slab::kfree(vas.cast(), array_size);
+            slab::kfree(vms.cast(), array_size);
+        }
+    };
+    for area in 0..nr_vms {
+        vas_s[area] = CacheAlloc
+            .alloc_vmap_area_node()
+            .map_or(ptr::null_mut(), NonNull::as_ptr);
+        vms_s[area] = alloc_vm_struct(caller);
+        if vas_s[area].is_null() || vms_s[area].is_null() {
+            free_all(vms_s, vas_s);
+            return ptr::null_mut();
+        }
+    }
+    let mut purged = false;
+    loop {
+        let mut free = free_vmap_area_root.lock();
+        let base = vmap_tree::pcpu_get_vm_areas_base(&free, offsets, sizes, align, VMALLOC_START, VMALLOC_END);
+        // Carve each area out of its free area (an NE split takes a node
+        // from the cache, and may fail).
+        let mut carved = 0;
+        if let Some(base) = base {
+            while carved < nr_vms {
+                let (start, size) = (base + offsets[carved], sizes[carved]);
+                let va = vmap_tree::pvm_find_va_enclose_addr(&free, start);
+                let Some(va) = NonNull::new(va) else { break };
+                // SAFETY: a live node of the free tree, under its lock.
+                let fit = vmap_tree::classify_va_fit_type(unsafe { va.as_ref() }, start, size);
+                if fit == vmap_tree::FitType::NothingFit {
+                    pr_err!(
+                        "pcpu_get_vm_areas: {:#x}+{:#x} does not fit where the search put it",
+                        start,
+                        size
+                    );
+                    break;
+                }
+                // SAFETY: as above; the free tree's nodes are the cache's.
+                if unsafe { vmap_tree::adjust_va_to_fit_type(&mut free, va, start, size, fit, &mut CacheAlloc) }
+                    .is_err()
+                {
+                    break;
+                }
+                // SAFETY: our node for this area, fresh from the cache.
+                unsafe { vas_s[carved].write(VmapArea::new(start, start + size)) };
+                carved += 1;
+            }
+        }
+        if base.is_some() && carved == nr_vms {
+            drop(free);
+            let mut busy = vmap_area_lock();
+            for area in 0..nr_vms {
+                // SAFETY: the node carries the range just carved out of the
+                // free tree, so it overlaps no busy area; the vm_struct is
+                // ours and lives until pcpu_free_vm_areas (setup_vmalloc_vm
+                // under the lock already held: 5.10's setup_vmalloc_vm_locked).
+                unsafe {
+                    let va = NonNull::new_unchecked(vas_s[area]);
+                    insert_vmap_area(&mut busy, va).expect("pcpu_get_vm_areas: busy tree overlap");
+                    let vm = &mut *vms_s[area];
+                    vm.flags = VmFlags::VM_ALLOC;
+                    vm.addr = (*va.as_ptr()).va_start;
+                    vm.size = sizes[area];
+                    vm.caller = caller;
+                    (*va.as_ptr()).vm = VmapOwner::VmStruct(NonNull::new_unchecked(vm));
+                }
+            }
+            drop(busy);
+            // SAFETY: kmalloc'd above; the nodes now belong to the busy tree.
+            unsafe { slab::kfree(vas.cast(), array_size) };
+            return vms.as_ptr();
+        }
+        // Recovery: give back what was carved (the nodes go with it).
+        for slot in vas_s.iter_mut().take(carved) {
+            // SAFETY: the node holds a range carved from the free tree and
+            // is in no tree; merging may free it, so the slot forgets it.
+            let r = unsafe { merge_or_add_vmap_area(&mut free, NonNull::new_unchecked(*slot), &mut CacheAlloc) };
+            if let Err(e) = r {
+                pr_err!("pcpu_get_vm_areas: {}; range leaked", e);
+            }
+            *slot = ptr::null_mut();
+        }
+        drop(free);
+        if purged {
+            free_all(vms_s, vas_s);
+            return ptr::null_mut();
+        }
+        purge_vmap_area_lazy();
+        purged = true;
+        for slot in vas_s.iter_mut().filter(|s| s.is_null()) {
+            match CacheAlloc.alloc_vmap_area_node() {
+                Some(va) => *slot = va.as_ptr(),
+                None => {
+                    free_all(vms_s, vas_s);
+                    return ptr::null_mut();
+                }
+            }
+        }
+    }
+}
+
+/// Linux's pcpu_free_vm_areas: free each area of a [`pcpu_get_vm_areas`]
+/// result, then the array.
+///
+/// # Safety
+///
+/// `vms` is what pcpu_get_vm_areas returned for `nr_vms` areas, not freed
+/// before, and neither it nor its areas are used afterwards.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe fn pcpu_free_vm_areas(vms: *mut *mut VmStruct, nr_vms: usize) {
+    let Some(array) = NonNull::new(vms) else {
+        return;
+    };
+    for i in 0..nr_vms {
+        // SAFETY: the array holds nr_vms live areas (caller), each freed once.
+        unsafe { free_vm_area(vms.add(i).read()) };
+    }
+    // SAFETY: kmalloc'd by pcpu_get_vm_areas for nr_vms pointers.
+    unsafe { slab::kfree(array.cast(), nr_vms * core::mem::size_of::<usize>()) };
+}
