@@ -1774,8 +1774,8 @@ fn pcpu_get_vm_areas_are_congruent_and_top_down(t: &mut Test) {
         let free = vm::free_vmap_area_root.lock();
         free.last().map(|va| {
             // SAFETY: a live node of the free tree, under its lock.
-            let end = unsafe { va.as_ref().va_end };
-            (end.min(VMALLOC_END) & !(align - 1), unsafe { va.as_ref().size() })
+            let va = unsafe { va.as_ref() };
+            (va.va_end.min(VMALLOC_END) & !(align - 1), va.size())
         })
     };
     // Warm up the caches, then compare states around the real call.

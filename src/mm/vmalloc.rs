@@ -2004,7 +2004,7 @@ pub fn pcpu_get_vm_areas(offsets: &[usize], sizes: &[usize], align: usize) -> *m
         pr_warn!("pcpu_get_vm_areas: {:#x} bytes do not fit the vmalloc range", last_end);
         return ptr::null_mut();
     }
-    let array_size = nr_vms * core::mem::size_of::<usize>();
+    let array_size = nr_vms * core::mem::size_of::<*mut VmStruct>();
     // kcalloc x 2.
     let Some(vms) = slab::kmalloc(array_size).map(|p| p.cast::<*mut VmStruct>()) else {
         return ptr::null_mut();

@@ -1613,9 +1613,7 @@ pub fn pcpu_get_vm_areas_base(
         if base.wrapping_add(last_end) < vmalloc_start + last_end {
             return None;
         }
-        let Some(cur) = NonNull::new(va) else {
-            return None;
-        };
+        let cur = NonNull::new(va)?;
         // SAFETY: a live node of `root`.
         let c = unsafe { cur.as_ref() };
         // This area overflows the free area above: the next base is the
