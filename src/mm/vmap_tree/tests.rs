@@ -1125,7 +1125,12 @@ fn pvm_find_va_enclose_addr_and_end_from_reverse() {
         &mut alloc,
         &[(B, B + 4 * P), (B + 8 * P, B + 9 * P), (B + 16 * P, B + 32 * P)],
     );
-    let start_of = |va: *mut VmapArea| (!va.is_null()).then(|| unsafe { (*va).va_start });
+    let start_of = |va: *mut VmapArea| {
+        // SAFETY: non-null results are live nodes of `root`.
+        (!va.is_null()).then(|| unsafe { (*va).va_start })
+    };
+    // SAFETY: `va` is null or a node of `root` (every call below).
+    let end_from = |va: &mut *mut VmapArea, align, end| unsafe { pvm_determine_end_from_reverse(va, align, end) };
     assert_eq!(start_of(pvm_find_va_enclose_addr(&root, B - 1)), None);
     assert_eq!(start_of(pvm_find_va_enclose_addr(&root, B + 2 * P)), Some(B));
     // The end is included, as in Linux.
@@ -1134,30 +1139,17 @@ fn pvm_find_va_enclose_addr_and_end_from_reverse() {
     assert_eq!(start_of(pvm_find_va_enclose_addr(&root, B + 40 * P)), Some(B + 16 * P));
     // From the top area down, 4-page aligned ends: 32 fits in the top one.
     let mut va = pvm_find_va_enclose_addr(&root, B + 40 * P);
-    // SAFETY: a node of `root`.
-    assert_eq!(
-        unsafe { pvm_determine_end_from_reverse(&mut va, 4 * P, B + 64 * P) },
-        B + 32 * P
-    );
+    assert_eq!(end_from(&mut va, 4 * P, B + 64 * P), B + 32 * P);
     // From the one-page area: no 4-page aligned end with room there, so
     // the walk moves down to the first area.
     let mut va = pvm_find_va_enclose_addr(&root, B + 9 * P);
-    // SAFETY: as above.
-    assert_eq!(
-        unsafe { pvm_determine_end_from_reverse(&mut va, 4 * P, B + 64 * P) },
-        B + 4 * P
-    );
+    assert_eq!(end_from(&mut va, 4 * P, B + 64 * P), B + 4 * P);
     assert_eq!(start_of(va), Some(B));
     // The end is capped at vmalloc_end.
     let mut va = pvm_find_va_enclose_addr(&root, B + 40 * P);
-    // SAFETY: as above.
-    assert_eq!(
-        unsafe { pvm_determine_end_from_reverse(&mut va, P, B + 20 * P) },
-        B + 20 * P
-    );
+    assert_eq!(end_from(&mut va, P, B + 20 * P), B + 20 * P);
     let mut none = ptr::null_mut();
-    // SAFETY: null is allowed.
-    assert_eq!(unsafe { pvm_determine_end_from_reverse(&mut none, P, B + 20 * P) }, 0);
+    assert_eq!(end_from(&mut none, P, B + 20 * P), 0);
     let mut root = root;
     release(&mut root, &mut alloc);
 }
