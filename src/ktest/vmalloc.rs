@@ -180,6 +180,10 @@ pub static SUITE: Suite = Suite {
             name: "pcpu_get_vm_areas_fault_injection_sweep",
             run: pcpu_get_vm_areas_fault_injection_sweep,
         },
+        Case {
+            name: "ioremap_uses_pmd_and_pud_blocks",
+            run: ioremap_uses_pmd_and_pud_blocks,
+        },
     ],
 };
 
@@ -1866,4 +1870,75 @@ fn pcpu_get_vm_areas_fault_injection_sweep(t: &mut Test) {
         },
     );
     kassert!(t, seen >= 10, "only {} allocations seen", seen);
+}
+
+/// (leaf level, pa) of the kernel mapping of `va`.
+fn leaf_of(va: usize) -> (Option<usize>, Option<PhysAddr>) {
+    let w = paging::with_init_mm(|pt, env| pt.walk(env, VirtAddr(va)));
+    (w.leaf_level, w.pa)
+}
+
+fn ioremap_uses_pmd_and_pud_blocks(t: &mut Test) {
+    // QEMU virt's flash: 2 x 64 MiB at physical 0, not RAM. Mapping it
+    // reads nothing.
+    const FLASH: usize = 0;
+    // Leave a PTE table behind in a 2 MiB slot of vmalloc space first, as
+    // any vmalloc/vfree does (vunmap keeps tables): ioremap must free it
+    // (pmd_free_pte_page) to put its block there.
+    let p = vm::vmalloc_aligned(PAGE_SIZE, PMD_SIZE);
+    kassert!(t, !p.is_null());
+    let slot = p as usize;
+    vm::vfree(p);
+    settle();
+    for (phys, size, level) in [
+        (FLASH + PMD_SIZE, PMD_SIZE, 2usize),
+        (FLASH, 4 * PMD_SIZE, 2),
+        (0, PUD_SIZE, 1),
+    ] {
+        let tables = paging::pgtable_pages();
+        let io = ioremap::ioremap(PhysAddr(phys), size);
+        kassert!(t, !io.is_null(), "ioremap({:#x}, {:#x}) failed", phys, size);
+        let a = io as usize;
+        let tables_during = paging::pgtable_pages();
+        let leaves: alloc::vec::Vec<(Option<usize>, Option<PhysAddr>)> = (0..size / PMD_SIZE.min(size))
+            .map(|i| leaf_of(a + i * PMD_SIZE + 0x1234 * 8))
+            .collect();
+        let pfn = vm::vmalloc_to_pfn((a + size - PAGE_SIZE + 5) as *const u8);
+        let area_ok = area_flags(a).contains(VmFlags::VM_IOREMAP);
+        ioremap::iounmap(io);
+        let after = leaf_of(a);
+        for (i, &(lvl, pa)) in leaves.iter().enumerate() {
+            let off = i * PMD_SIZE + 0x1234 * 8;
+            kassert_eq!(t, lvl, Some(level));
+            kassert_eq!(t, pa, Some(PhysAddr(phys + off)));
+        }
+        kassert_eq!(t, pfn, Some(phys_to_pfn(PhysAddr(phys + size - PAGE_SIZE))));
+        kassert!(t, area_ok, "not a VM_IOREMAP area");
+        // Blocks need no PTE table (the slot test below takes one away).
+        kassert!(
+            t,
+            tables_during <= tables + 1,
+            "{:#x} bytes of blocks took {} new table pages",
+            size,
+            tables_during - tables
+        );
+        kassert_eq!(t, after, (None, None));
+        kassert!(t, vm::find_vm_area(a).is_null(), "iounmap left the area");
+    }
+    // The slot the vmalloc area used gets a block too when ioremap lands
+    // there (the lowest 2 MiB-aligned fit, which the purge made free).
+    let io = ioremap::ioremap(PhysAddr(FLASH + PMD_SIZE), PMD_SIZE);
+    kassert!(t, !io.is_null());
+    let (lvl, _) = leaf_of(io as usize);
+    let a = io as usize;
+    ioremap::iounmap(io);
+    if a == slot {
+        kassert_eq!(t, lvl, Some(2));
+    }
+    // Not aligned in physical space: pages, as before.
+    let io = ioremap::ioremap(PhysAddr(FLASH + PAGE_SIZE), PMD_SIZE);
+    kassert!(t, !io.is_null());
+    let (lvl, pa) = leaf_of(io as usize);
+    ioremap::iounmap(io);
+    kassert_eq!(t, (lvl, pa), (Some(3), Some(PhysAddr(FLASH + PAGE_SIZE))));
 }

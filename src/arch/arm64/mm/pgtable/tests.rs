@@ -1765,3 +1765,61 @@ fn translate_and_walk_inside_pmd_and_pud_blocks() {
     assert_eq!(pt.translate(&env, va.add(PUD_SIZE)), None);
     pt.destroy(&mut env);
 }
+
+#[test]
+fn free_empty_table_makes_room_for_a_block() {
+    let (mut env, mut pt) = setup();
+    let va = VirtAddr((VMALLOC_START + 4 * PUD_SIZE) & !(PUD_SIZE - 1));
+    // No table down there: the slot is free already.
+    assert!(pt.free_empty_table(&mut env, va, 2));
+    // A page mapped and unmapped leaves its PTE table (as vunmap does).
+    pt.map_pages(&mut env, va.add(PAGE_SIZE), &[PhysAddr(0x4000_0000)], PAGE_KERNEL)
+        .unwrap();
+    let tables = pt.count_tables(&env);
+    // Still mapped: refused, nothing freed.
+    assert!(!pt.free_empty_table(&mut env, va, 2));
+    assert_eq!(pt.count_tables(&env), tables);
+    pt.unmap_range(&mut env, va.add(PAGE_SIZE), PAGE_SIZE).unwrap();
+    // A block cannot go over the table...
+    assert!(matches!(
+        pt.map_range(&mut env, va, PhysAddr(0x8000_0000), PMD_SIZE, PROT_DEVICE_NGNRE, true),
+        Ok(())
+    ));
+    assert_eq!(
+        leaf(&pt, &env, va.0).map(|l| l.0),
+        Some(3),
+        "mapped inside the old table"
+    );
+    pt.unmap_range(&mut env, va, PMD_SIZE).unwrap();
+    // ...until the empty table is freed, with a walk-cache flush first.
+    env.events.clear();
+    assert!(pt.free_empty_table(&mut env, va, 2));
+    assert_eq!(pt.count_tables(&env), tables - 1);
+    assert_eq!(
+        env.events,
+        [Event::FlushPgtable {
+            start: va.0,
+            end: va.0 + PMD_SIZE
+        }]
+    );
+    pt.map_range(&mut env, va, PhysAddr(0x8000_0000), PMD_SIZE, PROT_DEVICE_NGNRE, true)
+        .unwrap();
+    assert_eq!(leaf(&pt, &env, va.0).map(|l| l.0), Some(2));
+    // A block in the slot is not a table to free.
+    assert!(!pt.free_empty_table(&mut env, va, 2));
+    pt.unmap_range(&mut env, va, PMD_SIZE).unwrap();
+    // The PUD slot above: its PMD table (now empty) goes, subtables too.
+    pt.map_pages(&mut env, va.add(3 * PMD_SIZE), &[PhysAddr(0x4000_0000)], PAGE_KERNEL)
+        .unwrap();
+    pt.unmap_range(&mut env, va.add(3 * PMD_SIZE), PAGE_SIZE).unwrap();
+    let before = pt.count_tables(&env);
+    assert!(pt.free_empty_table(&mut env, va, 1));
+    assert_eq!(pt.count_tables(&env), before - 2);
+    pt.map_range(&mut env, va, PhysAddr(0x1_0000_0000), PUD_SIZE, PROT_DEVICE_NGNRE, true)
+        .unwrap();
+    assert_eq!(leaf(&pt, &env, va.0 + PMD_SIZE).map(|l| l.0), Some(1));
+    // Bad levels are refused.
+    assert!(!pt.free_empty_table(&mut env, va, 3));
+    assert!(!pt.free_empty_table(&mut env, va, 0));
+    pt.destroy(&mut env);
+}
