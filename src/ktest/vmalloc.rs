@@ -149,6 +149,10 @@ pub static SUITE: Suite = Suite {
             run: vfree_in_interrupt_is_deferred,
         },
         Case {
+            name: "vfree_atomic_refuses_what_is_not_vmalloc",
+            run: vfree_atomic_refuses_what_is_not_vmalloc,
+        },
+        Case {
             name: "set_memory_ro_write_faults",
             run: set_memory_ro_write_faults,
         },
@@ -1488,8 +1492,10 @@ fn vread_reads_areas_and_zeroes_holes(t: &mut Test) {
 
 fn vfree_atomic_defers_until_next_vfree(t: &mut Test) {
     settle();
-    // Warm up, so the snapshot after is comparable.
+    // Warm up (both sizes' page-array caches), so the snapshot after is
+    // comparable.
     vm::vfree(vm::vmalloc(3 * PAGE_SIZE));
+    vm::vfree(vm::vmalloc(PAGE_SIZE));
     settle();
     let before = vm::snapshot();
     let p = vm::vmalloc(3 * PAGE_SIZE);
@@ -1941,4 +1947,37 @@ fn ioremap_uses_pmd_and_pud_blocks(t: &mut Test) {
     let (lvl, pa) = leaf_of(io as usize);
     ioremap::iounmap(io);
     kassert_eq!(t, (lvl, pa), (Some(3), Some(PhysAddr(FLASH + PAGE_SIZE))));
+}
+
+fn vfree_atomic_refuses_what_is_not_vmalloc(t: &mut Test) {
+    let Some(pg) = alloc_page_vec(1) else {
+        t.fail(file!(), line!(), format_args!("alloc_pages(0) failed"));
+        return;
+    };
+    // SAFETY: our page, mapped in the linear map.
+    unsafe { (paging::__va(pg.0[0]).0 as *mut u64).write_volatile(0x7777) };
+    let v = vm::vmap(&pg.0, VmFlags::VM_MAP, PAGE_KERNEL);
+    kassert!(t, !v.is_null());
+    let p = vm::vmalloc(2 * PAGE_SIZE);
+    kassert!(t, !p.is_null());
+    settle();
+    let before = vm::snapshot();
+    let log = crate::kernel::printk::log_len();
+    vm::vfree_atomic(v); // a vmap area: its page is not vmalloc's
+    vm::vfree_atomic((p as usize + PAGE_SIZE) as *const u8); // inside an area
+    vm::vfree_atomic((p as usize + 8) as *const u8); // unaligned
+    // SAFETY: one CPU runs tests; nothing drains meanwhile.
+    let pending = unsafe { vm::vfree_deferred_pending() };
+    // SAFETY: the vmap'd page is ours.
+    let word = unsafe { (paging::__va(pg.0[0]).0 as *const u64).read_volatile() };
+    let warned = crate::kernel::printk::log_contains_since(log, "not the start of a vmalloc area");
+    settle();
+    let after = vm::snapshot();
+    vm::vunmap(v);
+    vm::vfree(p);
+    drop(pg);
+    kassert_eq!(t, pending, 0);
+    kassert_eq!(t, word, 0x7777);
+    kassert!(t, warned, "no warning");
+    kassert_eq!(t, after, before);
 }

@@ -1769,6 +1769,23 @@ pub fn __vfree_deferred(addr: usize) {
         pr_warn!("Trying to vfree() bad address ({:#x})", addr);
         return;
     }
+    // Check that a vmalloc area starts here when the busy tree is free to
+    // look at (only trylock: the interrupted code may hold its lock), so
+    // that the link is not written into a vmap'd or ioremap'd area.
+    if let Some(busy) = vmap_area_root.try_lock() {
+        let va = __find_vmap_area(&busy, addr);
+        // SAFETY: a live node and its vm_struct, under the lock.
+        let ok = !va.is_null()
+            && unsafe {
+                (*va).va_start == addr
+                    && matches!((*va).vm, VmapOwner::VmStruct(vm) if vm.as_ref().flags.contains(VmFlags::VM_ALLOC))
+            };
+        if !ok {
+            drop(busy);
+            pr_warn!("vfree_atomic({:#x}): not the start of a vmalloc area; ignored", addr);
+            return;
+        }
+    }
     let head = &VFREE_DEFERRED[smp_processor_id()];
     let mut old = head.load(Ordering::Relaxed);
     loop {
@@ -1800,7 +1817,12 @@ pub fn free_work(cpu: usize) {
         // them: only this drain does, once, after taking them off the
         // list), and the first word of each is its link.
         let next = unsafe { (node as *const usize).read_volatile() };
-        __vunmap(node, true);
+        // As vfree: never free the "pages" of a vmap or ioremap area.
+        if let Some(kind) = area_kind_mismatch(node, VmFlags::VM_ALLOC) {
+            pr_warn!("vfree({:#x}): this is a {} area; use {}", node, kind.0, kind.1);
+        } else {
+            __vunmap(node, true);
+        }
         node = next;
     }
 }
@@ -1854,8 +1876,8 @@ pub fn vfree_atomic(addr: *const u8) {
 /// freed, before its pages go back, so no stale entry keeps the old
 /// permissions for pages that are then reused.
 pub fn set_vm_flush_reset_perms(addr: *const u8) {
-    let _busy = vmap_area_lock();
-    let va = __find_vmap_area(&_busy, addr as usize);
+    let busy = vmap_area_lock();
+    let va = __find_vmap_area(&busy, addr as usize);
     if va.is_null() {
         return;
     }
