@@ -1268,11 +1268,14 @@ pub fn vfree(addr: *const u8) {
     if a == 0 {
         return;
     }
-    if crate::arch::kernel::irq::in_interrupt() {
+    let cpu = smp_processor_id();
+    if crate::arch::kernel::irq::in_interrupt_on(cpu) {
         __vfree_deferred(a);
         return;
     }
-    free_work(smp_processor_id());
+    if VFREE_DEFERRED[cpu].load(Ordering::Relaxed) != 0 {
+        free_work(cpu);
+    }
     if let Some(kind) = area_kind_mismatch(a, VmFlags::VM_ALLOC) {
         pr_warn!("vfree({:#x}): this is a {} area; use {}", a, kind.0, kind.1);
         return;
@@ -1891,24 +1894,33 @@ pub fn set_vm_flush_reset_perms(addr: *const u8) {
 }
 
 /// Unmap the area at `addr` and detach its vm_struct (remove_vm_area);
-/// for a VM_FLUSH_RESET_PERMS area also flush its range from the TLB now
-/// rather than at the lazy purge (Linux: vm_remove_mappings). The direct
-/// map's permissions never changed here (set_memory_* leave the block-mapped
-/// linear alias alone, as 5.10 without rodata_full), so the flush is all
-/// there is to do, with or without `deallocate_pages`. Returns the
-/// vm_struct, or null if `addr` starts no area.
-#[unsafe(no_mangle)]
-#[inline(never)]
+/// for a VM_FLUSH_RESET_PERMS area also [`vm_reset_perms`] (Linux 5.10:
+/// vm_remove_mappings). Returns the vm_struct, or null if `addr` starts no
+/// area. Inlined into __vunmap: every vfree passes here, and the flag test
+/// is all the common case pays.
+#[inline(always)]
 pub fn vm_remove_mappings(addr: usize, deallocate_pages: bool) -> *mut VmStruct {
     let area = remove_vm_area(addr);
     // SAFETY: non-null checked first: remove_vm_area handed it to us.
-    if area.is_null() || !unsafe { (*area).flags }.contains(VmFlags::VM_FLUSH_RESET_PERMS) {
-        return area;
+    if !area.is_null() && unsafe { (*area).flags }.contains(VmFlags::VM_FLUSH_RESET_PERMS) {
+        vm_reset_perms(deallocate_pages);
     }
+    area
+}
+
+/// The VM_FLUSH_RESET_PERMS half of vm_remove_mappings (split out under
+/// 6.1's name, vm_reset_perms): flush the area's range from the TLB now,
+/// before its pages are freed, rather than at the lazy purge. The direct
+/// map's permissions never changed here (set_memory_* leave the
+/// block-mapped linear alias alone, as 5.10 without rodata_full), so the
+/// flush is all there is to do, with or without `deallocate_pages`.
+#[cold]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vm_reset_perms(deallocate_pages: bool) {
     let _ = deallocate_pages;
     // The area is on the purge list now: purging it flushes its range.
     crate::mm::vmap_block::vm_unmap_aliases();
-    area
 }
 
 // ---------------------------------------------------------------------------
@@ -1974,7 +1986,7 @@ static KEEP_API_FOR_GDB: KeepApiForGdb = KeepApiForGdb([
     __vfree_deferred as *const (),
     free_work as *const (),
     vfree_atomic as *const (),
-    vm_remove_mappings as *const (),
+    vm_reset_perms as *const (),
     vmap_pfn as *const (),
     map_kernel_range as *const (),
     pcpu_get_vm_areas as *const (),

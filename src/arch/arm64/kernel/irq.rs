@@ -137,7 +137,14 @@ pub fn irq_exit() {
 /// its work then).
 #[inline]
 pub fn in_interrupt() -> bool {
-    HARDIRQ_COUNT[smp_processor_id()].load(Ordering::Relaxed) != 0
+    in_interrupt_on(smp_processor_id())
+}
+
+/// [`in_interrupt`] for a caller that has `smp_processor_id()` at hand
+/// (vfree's fast path reads it once).
+#[inline(always)]
+pub fn in_interrupt_on(cpu: usize) -> bool {
+    HARDIRQ_COUNT[cpu].load(Ordering::Relaxed) != 0
 }
 
 /// Send `ipi` to the CPUs in `mask`; false without an irqchip.
