@@ -25,6 +25,8 @@ pub mod page_alloc;
 #[cfg(target_os = "none")]
 pub mod slab;
 #[cfg(target_os = "none")]
+pub mod util;
+#[cfg(target_os = "none")]
 pub mod vmalloc;
 #[cfg(target_os = "none")]
 pub mod vmap_block;

@@ -1460,5 +1460,130 @@ pub fn check_coverage(
     Ok(())
 }
 
+// ---------------------------------------------------------------------------
+// pcpu_get_vm_areas' search (5.10: congruent areas, top-down)
+// ---------------------------------------------------------------------------
+
+/// The free area that contains `addr` (its end included), else the highest
+/// one below `addr`; null if none starts at or below it (Linux:
+/// pvm_find_va_enclose_addr).
+pub fn pvm_find_va_enclose_addr(root: &VmapAreaRoot, addr: usize) -> *mut VmapArea {
+    let mut n = root.root.root();
+    let mut va = ptr::null_mut();
+    while let Some(tmp) = n {
+        // SAFETY: the nodes reached from the root are live nodes of `root`.
+        let t = unsafe { tmp.as_ref() };
+        if t.va_start <= addr {
+            va = tmp.as_ptr();
+            if t.va_end >= addr {
+                break;
+            }
+            // SAFETY: as above.
+            n = unsafe { rbtree::rb_right(tmp) };
+        } else {
+            // SAFETY: as above.
+            n = unsafe { rbtree::rb_left(tmp) };
+        }
+    }
+    va
+}
+
+/// From `*va` downwards (through the address-sorted list), the highest
+/// `align`ed end not above `vmalloc_end` that leaves room in its free area;
+/// `*va` is left at that area (null, and 0 returned, if there is none)
+/// (Linux: pvm_determine_end_from_reverse).
+///
+/// # Safety
+///
+/// `*va` is null or a live node of a free tree, whose list is walked.
+pub unsafe fn pvm_determine_end_from_reverse(va: &mut *mut VmapArea, align: usize, vmalloc_end: usize) -> usize {
+    let vmalloc_end = vmalloc_end & !(align - 1);
+    while let Some(cur) = NonNull::new(*va) {
+        // SAFETY: a live node (caller), and its list neighbours are too.
+        let c = unsafe { cur.as_ref() };
+        let addr = (c.va_end & !(align - 1)).min(vmalloc_end);
+        if c.va_start < addr {
+            return addr;
+        }
+        *va = c.list_prev().map_or(ptr::null_mut(), NonNull::as_ptr);
+    }
+    0
+}
+
+/// The base address for `pcpu_get_vm_areas`: the highest `base`, aligned to
+/// `align`, such that every `[base + offsets[i], base + offsets[i] +
+/// sizes[i])` lies in one free area of `root` inside `[vstart, vend)`; None
+/// if there is none. 5.10's search, step for step: start from the area at
+/// the highest offset against the top of the free space, and walk the
+/// areas downwards (cyclically) until a whole round fits; an area that does
+/// not fit lowers the base to the next free area's aligned end below it and
+/// restarts the round from there.
+///
+/// Offsets and sizes must be `align`ed, non-overlapping, and there must be
+/// at least one area (the caller checks).
+pub fn pcpu_get_vm_areas_base(
+    root: &VmapAreaRoot,
+    offsets: &[usize],
+    sizes: &[usize],
+    align: usize,
+    vstart: usize,
+    vend: usize,
+) -> Option<usize> {
+    let nr_vms = offsets.len();
+    let vmalloc_start = vstart.next_multiple_of(align);
+    let vmalloc_end = vend & !(align - 1);
+    let mut last_area = 0;
+    for area in 0..nr_vms {
+        if offsets[area] > offsets[last_area] {
+            last_area = area;
+        }
+    }
+    let last_end = offsets[last_area] + sizes[last_area];
+    if vmalloc_end.saturating_sub(vmalloc_start) < last_end {
+        return None;
+    }
+    let (mut area, mut term_area) = (last_area, last_area);
+    let mut start = offsets[area];
+    let mut end = start + sizes[area];
+    let mut va = pvm_find_va_enclose_addr(root, vmalloc_end);
+    // SAFETY: `va` is null or a node of `root` (from the search).
+    let mut base = unsafe { pvm_determine_end_from_reverse(&mut va, align, vmalloc_end) }.wrapping_sub(end);
+    loop {
+        // The wrapping arithmetic is Linux's: a base below vmalloc_start
+        // (or a wrap past 0) is the end of the search.
+        if base.wrapping_add(last_end) < vmalloc_start + last_end {
+            return None;
+        }
+        let cur = NonNull::new(va)?;
+        // SAFETY: a live node of `root`.
+        let c = unsafe { cur.as_ref() };
+        // This area overflows the free area above: the next base is the
+        // aligned end of the free area below.
+        if base.wrapping_add(end) > c.va_end {
+            // SAFETY: `va` is null or a node of `root`.
+            base = unsafe { pvm_determine_end_from_reverse(&mut va, align, vmalloc_end) }.wrapping_sub(end);
+            term_area = area;
+            continue;
+        }
+        // It starts below this free area: move to the one before.
+        if base.wrapping_add(start) < c.va_start {
+            va = c.list_prev().map_or(ptr::null_mut(), NonNull::as_ptr);
+            // SAFETY: `va` is null or a node of `root`.
+            base = unsafe { pvm_determine_end_from_reverse(&mut va, align, vmalloc_end) }.wrapping_sub(end);
+            term_area = area;
+            continue;
+        }
+        // It fits: on to the previous area, done when the round is complete.
+        area = (area + nr_vms - 1) % nr_vms;
+        if area == term_area {
+            break;
+        }
+        start = offsets[area];
+        end = start + sizes[area];
+        va = pvm_find_va_enclose_addr(root, base.wrapping_add(end));
+    }
+    Some(base)
+}
+
 #[cfg(test)]
 mod tests;

@@ -1707,3 +1707,130 @@ fn trace_replay_matches_linux_5_10() {
     // address for some of these requests.
     assert!(total.differs_from_old > 0, "{total:?}");
 }
+
+// ---- pcpu_get_vm_areas' search -----------------------------------------
+
+/// The highest aligned base at which every area lies inside one free range
+/// of `free` within [vstart, vend), by trying every candidate.
+fn pcpu_base_brute_force(
+    free: &[(usize, usize)],
+    offsets: &[usize],
+    sizes: &[usize],
+    align: usize,
+    vstart: usize,
+    vend: usize,
+) -> Option<usize> {
+    let last_end = offsets.iter().zip(sizes).map(|(o, s)| o + s).max().unwrap();
+    let lo = vstart.next_multiple_of(align);
+    let hi = (vend & !(align - 1)).checked_sub(last_end)?;
+    let mut base = hi & !(align - 1);
+    loop {
+        if base < lo {
+            return None;
+        }
+        let fits = offsets
+            .iter()
+            .zip(sizes)
+            .all(|(&o, &s)| free.iter().any(|&(fs, fe)| fs <= base + o && base + o + s <= fe));
+        if fits {
+            return Some(base);
+        }
+        base = base.checked_sub(align)?;
+    }
+}
+
+#[test]
+fn pvm_find_va_enclose_addr_and_end_from_reverse() {
+    let mut alloc = TrackingAlloc::new();
+    let root = free_tree(
+        &mut alloc,
+        &[(B, B + 4 * P), (B + 8 * P, B + 9 * P), (B + 16 * P, B + 32 * P)],
+    );
+    let start_of = |va: *mut VmapArea| {
+        // SAFETY: non-null results are live nodes of `root`.
+        (!va.is_null()).then(|| unsafe { (*va).va_start })
+    };
+    // SAFETY: `va` is null or a node of `root` (every call below).
+    let end_from = |va: &mut *mut VmapArea, align, end| unsafe { pvm_determine_end_from_reverse(va, align, end) };
+    assert_eq!(start_of(pvm_find_va_enclose_addr(&root, B - 1)), None);
+    assert_eq!(start_of(pvm_find_va_enclose_addr(&root, B + 2 * P)), Some(B));
+    // The end is included, as in Linux.
+    assert_eq!(start_of(pvm_find_va_enclose_addr(&root, B + 4 * P)), Some(B));
+    assert_eq!(start_of(pvm_find_va_enclose_addr(&root, B + 6 * P)), Some(B));
+    assert_eq!(start_of(pvm_find_va_enclose_addr(&root, B + 40 * P)), Some(B + 16 * P));
+    // From the top area down, 4-page aligned ends: 32 fits in the top one.
+    let mut va = pvm_find_va_enclose_addr(&root, B + 40 * P);
+    assert_eq!(end_from(&mut va, 4 * P, B + 64 * P), B + 32 * P);
+    // From the one-page area: no 4-page aligned end with room there, so
+    // the walk moves down to the first area.
+    let mut va = pvm_find_va_enclose_addr(&root, B + 9 * P);
+    assert_eq!(end_from(&mut va, 4 * P, B + 64 * P), B + 4 * P);
+    assert_eq!(start_of(va), Some(B));
+    // The end is capped at vmalloc_end.
+    let mut va = pvm_find_va_enclose_addr(&root, B + 40 * P);
+    assert_eq!(end_from(&mut va, P, B + 20 * P), B + 20 * P);
+    let mut none = ptr::null_mut();
+    assert_eq!(end_from(&mut none, P, B + 20 * P), 0);
+    let mut root = root;
+    release(&mut root, &mut alloc);
+}
+
+#[test]
+fn pcpu_base_is_the_highest_congruent_fit() {
+    let (vstart, vend) = (B, B + 1024 * P);
+    // Hand-made: three 2-page areas 8 pages apart; the top free range is
+    // too short for the whole group, so the group lands lower, congruent.
+    let mut alloc = TrackingAlloc::new();
+    let free = [
+        (B, B + 100 * P),
+        (B + 200 * P, B + 230 * P),
+        (B + 1000 * P, B + 1010 * P),
+    ];
+    let mut root = free_tree(&mut alloc, &free);
+    let (offsets, sizes) = ([0, 8 * P, 16 * P], [2 * P, 2 * P, 2 * P]);
+    let base = pcpu_get_vm_areas_base(&root, &offsets, &sizes, P, vstart, vend);
+    assert_eq!(base, Some(B + 212 * P));
+    assert_eq!(base, pcpu_base_brute_force(&free, &offsets, &sizes, P, vstart, vend));
+    // Nothing fits a group wider than every free range.
+    assert_eq!(
+        pcpu_get_vm_areas_base(&root, &[0, 200 * P], &[P, P], P, vstart, vend),
+        pcpu_base_brute_force(&free, &[0, 200 * P], &[P, P], P, vstart, vend)
+    );
+    assert_eq!(pcpu_get_vm_areas_base(&root, &[0], &[101 * P], P, vstart, vend), None);
+    release(&mut root, &mut alloc);
+
+    // Random free spaces and groups against the brute force.
+    let mut r = rng(0x9c9a);
+    for round in 0..3000 {
+        let mut free = Vec::new();
+        let mut a = vstart + (r.next() % 8) as usize * P;
+        while a < vend {
+            let len = (1 + r.next() % 64) as usize * P;
+            let e = (a + len).min(vend);
+            free.push((a, e));
+            a = e + (1 + r.next() % 32) as usize * P;
+        }
+        let align = P << (r.next() % 3);
+        let nr = 1 + (r.next() % 4) as usize;
+        let (mut offsets, mut sizes) = (Vec::new(), Vec::new());
+        let mut off = 0;
+        for _ in 0..nr {
+            off += (r.next() % 8) as usize * align;
+            let size = (1 + r.next() % 4) as usize * align;
+            offsets.push(off);
+            sizes.push(size);
+            off += size;
+        }
+        // Any order of areas, as the per-CPU allocator may pass them.
+        offsets.reverse();
+        sizes.reverse();
+        let mut root = free_tree(&mut alloc, &free);
+        let got = pcpu_get_vm_areas_base(&root, &offsets, &sizes, align, vstart, vend);
+        let want = pcpu_base_brute_force(&free, &offsets, &sizes, align, vstart, vend);
+        assert_eq!(
+            got, want,
+            "round {round}: free {free:x?} offsets {offsets:x?} sizes {sizes:x?} align {align:#x}"
+        );
+        release(&mut root, &mut alloc);
+    }
+}
