@@ -60,7 +60,7 @@ use crate::arch::mm::pgtable::{PAGE_KERNEL, PageProt, PgtableEnv, PgtableError, 
 use crate::kernel::locking::spinlock::{SpinLock, SpinLockGuard};
 use crate::mm::vmap_tree::{
     self, __alloc_vmap_area, __find_vmap_area, VmapArea, VmapAreaAlloc, VmapAreaRoot, VmapOwner, insert_vmap_area,
-    merge_or_add_vmap_area, unlink_va,
+    merge_or_add_vmap_area, merge_or_add_vmap_area_below, unlink_va,
 };
 use crate::{pr_err, pr_info, pr_warn};
 use core::fmt::{self, Write};
@@ -1218,6 +1218,10 @@ pub fn __purge_vmap_area_lazy(start: usize, end: usize) -> bool {
     flush_tlb_kernel_range(start, end);
     let mut free = free_vmap_area_root.lock();
     let mut cur = list;
+    // The node the previous area went into: areas freed one after another
+    // lie just below each other on the list, and merging one under the
+    // last needs no search (same result: merge_or_add_vmap_area_below).
+    let mut last: Option<NonNull<VmapArea>> = None;
     while let Some(va) = NonNull::new(cur) {
         // SAFETY: ours, as above; the successor is read before the node
         // may be merged into a neighbour and freed.
@@ -1227,10 +1231,20 @@ pub fn __purge_vmap_area_lazy(start: usize, end: usize) -> bool {
             v.purge_next = ptr::null_mut();
             ((v.va_end - v.va_start) >> PAGE_SHIFT, next)
         };
-        // SAFETY: a detached node of the cache, ours.
-        match unsafe { merge_or_add_vmap_area(&mut free, va, &mut CacheAlloc) } {
-            Ok(_) => {
+        // SAFETY: a detached node of the cache, ours; `last` is the node
+        // the previous merge returned, still in the free tree (the free
+        // tree's lock is held throughout, and merges only free the nodes
+        // they absorb, never the one they return).
+        let r = unsafe {
+            match last {
+                Some(hint) => merge_or_add_vmap_area_below(&mut free, va, &mut CacheAlloc, hint),
+                None => merge_or_add_vmap_area(&mut free, va, &mut CacheAlloc),
+            }
+        };
+        match r {
+            Ok(holder) => {
                 VMAP_LAZY_NR.fetch_sub(nr, Ordering::Relaxed);
+                last = Some(holder);
             }
             Err(e) => pr_err!("__purge_vmap_area_lazy: {}; range leaked", e),
         }

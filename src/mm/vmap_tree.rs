@@ -675,6 +675,59 @@ pub unsafe fn merge_or_add_vmap_area(
         // SAFETY: as above.
         Some(p) => (Some(p), unsafe { p.as_ref() }.list_next()),
     };
+    // SAFETY: `va` is unlinked and the caller's; prev/next are the list
+    // neighbours of its place in `root`, found just now.
+    Ok(unsafe { merge_at(root, va, alloc, prev, next, Some(link)) })
+}
+
+/// [`merge_or_add_vmap_area`] for a range that ends where `hint`, a node of
+/// `root`, starts: `hint` and its list predecessor are then the range's
+/// neighbours, which is all the descent in `merge_or_add_vmap_area` finds
+/// out, so the tree ends up exactly as that call leaves it (5.10's shape),
+/// without the descent. The purge merges a run of adjacent areas freed
+/// from the top down this way. Any other range takes the full path.
+///
+/// # Safety
+///
+/// As for [`merge_or_add_vmap_area`]; `hint` is a live node of `root`.
+pub unsafe fn merge_or_add_vmap_area_below(
+    root: &mut VmapAreaRoot,
+    va: NonNull<VmapArea>,
+    alloc: &mut dyn VmapAreaAlloc,
+    hint: NonNull<VmapArea>,
+) -> Result<NonNull<VmapArea>, VmapError> {
+    // SAFETY: `va` and `hint` are valid nodes (caller).
+    let (start, end, h) = unsafe { (va.as_ref().va_start, va.as_ref().va_end, hint.as_ref()) };
+    let prev = h.list_prev();
+    // SAFETY: a list neighbour of a live node is a live node of `root`.
+    let prev_ok = prev.is_none_or(|p| unsafe { p.as_ref() }.va_end <= start);
+    if start >= end || h.va_start != end || !prev_ok {
+        // SAFETY: the caller's contract is merge_or_add_vmap_area's.
+        return unsafe { merge_or_add_vmap_area(root, va, alloc) };
+    }
+    // SAFETY: `va` is unlinked and the caller's (caller); `prev` and `hint`
+    // are its neighbours in `root`, and it touches `hint`, so no link is
+    // needed.
+    Ok(unsafe { merge_at(root, va, alloc, prev, Some(hint), None) })
+}
+
+/// The merge itself, once the neighbours of `va`'s place are known.
+///
+/// # Safety
+///
+/// `va` is unlinked, the caller's and freeable by `alloc`; `prev`/`next`
+/// are the nodes of `root` just below and above its range (or None); `link`
+/// is its vacant place in `root`, required when it touches neither.
+unsafe fn merge_at(
+    root: &mut VmapAreaRoot,
+    va: NonNull<VmapArea>,
+    alloc: &mut dyn VmapAreaAlloc,
+    prev: Option<NonNull<VmapArea>>,
+    next: Option<NonNull<VmapArea>>,
+    link: Option<RbLink<VmapArea>>,
+) -> NonNull<VmapArea> {
+    // SAFETY: `va` is a valid node (caller).
+    let (start, end) = unsafe { (va.as_ref().va_start, va.as_ref().va_end) };
     // SAFETY: list neighbours are live nodes of `root`.
     let with_next = next.filter(|n| unsafe { n.as_ref() }.va_start == end);
     // SAFETY: as above.
@@ -714,11 +767,11 @@ pub unsafe fn merge_or_add_vmap_area(
         // SAFETY: see above; the link is fresh (nothing changed since the
         // search).
         (None, None) => unsafe {
-            root.link_va(va, link);
+            root.link_va(va, link.expect("a range that touches no neighbour needs its link"));
             va
         },
     };
-    Ok(holder)
+    holder
 }
 
 /// Where an aligned block of `size` bytes can start in `va` at or after

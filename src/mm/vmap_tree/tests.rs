@@ -1834,3 +1834,97 @@ fn pcpu_base_is_the_highest_congruent_fit() {
         release(&mut root, &mut alloc);
     }
 }
+
+// ---- the purge's merge under the last node ------------------------------
+
+/// The tree's shape with the augmentation.
+fn shape_of(root: &VmapAreaRoot) -> Vec<(usize, usize, usize, u8, usize)> {
+    let mut out = Vec::new();
+    // SAFETY: the top is a live node of the borrowed tree.
+    unsafe {
+        shape(
+            root.root.root(),
+            0,
+            &|va: &VmapArea| (va.va_start, va.va_end, va.rb_node.color()),
+            &mut out,
+        )
+    };
+    let sizes: Vec<usize> = root.iter().map(|va| va.subtree_max_size).collect();
+    out.iter()
+        .zip(sizes)
+        .map(|(&(d, s, e, c), m)| (d, s, e, c, m))
+        .collect()
+}
+
+#[test]
+fn merge_below_the_last_node_matches_the_full_merge() {
+    // Random free trees; then runs of adjacent ranges freed top-down (the
+    // order of a purge list), some touching a free area below, some not
+    // adjacent to the last one at all: merged with the hint into one tree
+    // and by the full search into a copy, node for node the same.
+    let mut r = rng(77);
+    for round in 0..300 {
+        let mut a = TrackingAlloc::new();
+        let mut holes = Vec::new();
+        let mut at = B;
+        for _ in 0..(1 + r.below(40)) {
+            at += PAGE_SIZE * (1 + r.below(8));
+            let len = PAGE_SIZE * (1 + r.below(4));
+            holes.push((at, at + len));
+            at += len;
+        }
+        let mut fast = free_tree(&mut a, &holes);
+        let mut full = free_tree(&mut a, &holes);
+        // The busy gaps between the holes, each cut into pieces freed from
+        // the top down; now and then a piece is skipped (freed later, out
+        // of order) so that the hint does not touch.
+        let mut pieces = Vec::new();
+        for w in holes.windows(2) {
+            let (mut s, e) = (w[0].1, w[1].0);
+            let mut cuts = Vec::new();
+            while s < e {
+                let n = (PAGE_SIZE * (1 + r.below(3))).min(e - s);
+                cuts.push((s, s + n));
+                s += n;
+            }
+            cuts.reverse();
+            pieces.extend(cuts);
+        }
+        let mut later = Vec::new();
+        pieces.retain(|&p| {
+            let keep = r.below(7) != 0;
+            if !keep {
+                later.push(p);
+            }
+            keep
+        });
+        pieces.extend(later);
+        let mut last_fast: Option<NonNull<VmapArea>> = None;
+        for (i, &(s, e)) in pieces.iter().enumerate() {
+            let (v1, v2) = (a.node(s, e), a.node(s, e));
+            // SAFETY: fresh nodes of `a`; the hints are nodes the previous
+            // merge into the same tree returned, still linked.
+            unsafe {
+                let h1 = match last_fast {
+                    Some(h) => merge_or_add_vmap_area_below(&mut fast, v1, &mut a, h),
+                    None => merge_or_add_vmap_area(&mut fast, v1, &mut a),
+                };
+                last_fast = Some(h1.unwrap());
+                merge_or_add_vmap_area(&mut full, v2, &mut a).unwrap();
+            }
+            assert_eq!(
+                shape_of(&fast),
+                shape_of(&full),
+                "round {round}, piece {i} [{s:#x}, {e:#x})"
+            );
+            check_invariants(&fast).unwrap();
+        }
+        assert_eq!(
+            ranges(&fast),
+            vec![(holes[0].0, holes[holes.len() - 1].1)],
+            "round {round}"
+        );
+        release(&mut fast, &mut a);
+        release(&mut full, &mut a);
+    }
+}
