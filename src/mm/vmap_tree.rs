@@ -737,7 +737,7 @@ unsafe fn merge_at(
     // nodes through `alloc`, and `va` is unlinked, the caller's, and
     // freeable by `alloc`. Growing a neighbour over `va`'s range keeps the
     // order (the range touches it and overlaps nothing).
-    let holder = match (with_prev, with_next) {
+    match (with_prev, with_next) {
         //  |<--prev-->|<--va-->|<--next-->|   prev swallows both.
         // Remove next while every size in the tree is still accurate.
         // SAFETY: see above.
@@ -770,8 +770,7 @@ unsafe fn merge_at(
             root.link_va(va, link.expect("a range that touches no neighbour needs its link"));
             va
         },
-    };
-    holder
+    }
 }
 
 /// Where an aligned block of `size` bytes can start in `va` at or after
