@@ -16,6 +16,8 @@ use crate::arch::kernel::smp::{
 use crate::arch::memory::{VMALLOC_END, VMALLOC_START};
 use crate::arch::mm::pgtable::PAGE_KERNEL;
 use crate::drivers::of::fdt::{EnableMethod, MachineInfo};
+use crate::mm::gfp::{GFP_KERNEL, __GFP_ZERO};
+use crate::mm::numa::NUMA_NO_NODE;
 use crate::mm::vmalloc::{__vmalloc_node_range, VmFlags, vfree};
 use crate::{pr_err, pr_info, pr_warn};
 use core::panic::Location;
@@ -40,9 +42,10 @@ fn alloc_stack(size: usize, align: usize) -> Option<(usize, usize)> {
         align,
         VMALLOC_START,
         VMALLOC_END,
-        true,
+        GFP_KERNEL | __GFP_ZERO,
         PAGE_KERNEL,
         VmFlags::empty(),
+        NUMA_NO_NODE,
         Location::caller(),
     );
     (low != 0).then_some((low, low + size))
@@ -144,6 +147,7 @@ pub fn smp_init(info: &MachineInfo) {
             continue;
         }
         set_cpu_logical_map(cpu, c.mpidr);
+        crate::arch::mm::numa::early_map_cpu_to_node(cpu, c.numa_node);
         match cpu_up(cpu, c.mpidr, c.enable_method) {
             Ok(()) => {}
             Err(CpuUpError::NoStack) => pr_err!("CPU{}: failed to allocate its stacks; skipped", cpu),

@@ -14,6 +14,7 @@
 //! rest is kernel-only.
 
 pub mod buddy;
+pub mod gfp;
 pub mod memblock;
 pub mod numa;
 pub mod vmap_tree;
