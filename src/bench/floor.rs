@@ -22,7 +22,7 @@ use super::{Ns10, Ratio, get_cycles, ns10_per_op};
 use crate::arch::memory::{PAGE_SIZE, PhysAddr, VMALLOC_END, VMALLOC_START, VirtAddr};
 use crate::arch::mm::mmu::{self as paging, with_init_mm};
 use crate::arch::mm::pgtable::PAGE_KERNEL;
-use crate::mm::gfp::{GFP_KERNEL, __GFP_ZERO};
+use crate::mm::gfp::{__GFP_ZERO, GFP_KERNEL};
 use crate::mm::numa::NUMA_NO_NODE;
 use crate::mm::page_alloc;
 use crate::mm::vmalloc::{

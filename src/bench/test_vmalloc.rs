@@ -39,7 +39,7 @@
 use super::{Rng, get_cycles, parse_bool, parse_int, ticks_to_ns};
 use crate::arch::memory::PAGE_SIZE;
 use crate::kernel::locking::spinlock::SpinLock;
-use crate::mm::gfp::{GFP_KERNEL, __GFP_ZERO};
+use crate::mm::gfp::{__GFP_ZERO, GFP_KERNEL};
 use crate::mm::vmalloc::{self, __vmalloc_node, vfree, vmalloc};
 use crate::mm::vmap_block::{vm_map_ram, vm_unmap_ram};
 use crate::{pr_info, pr_warn};

@@ -16,7 +16,7 @@ use crate::arch::kernel::smp::{
 use crate::arch::memory::{VMALLOC_END, VMALLOC_START};
 use crate::arch::mm::pgtable::PAGE_KERNEL;
 use crate::drivers::of::fdt::{EnableMethod, MachineInfo};
-use crate::mm::gfp::{GFP_KERNEL, __GFP_ZERO};
+use crate::mm::gfp::{__GFP_ZERO, GFP_KERNEL};
 use crate::mm::numa::NUMA_NO_NODE;
 use crate::mm::vmalloc::{__vmalloc_node_range, VmFlags, vfree};
 use crate::{pr_err, pr_info, pr_warn};

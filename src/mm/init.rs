@@ -4,9 +4,9 @@
 
 use crate::arch::memory::PAGE_SIZE;
 use crate::arch::mm::mmu as paging;
+use crate::arch::mm::numa;
 use crate::drivers::of::fdt::MachineInfo;
 use crate::kernel::locking::spinlock::{SpinLock, SpinLockGuard};
-use crate::arch::mm::numa;
 use crate::mm::memblock::{MemBank, Memblock};
 use crate::mm::numa::MAX_NUMNODES;
 use crate::mm::{heap, page_alloc, vmalloc};
@@ -57,7 +57,11 @@ fn arm64_numa_init(info: &MachineInfo) -> alloc::vec::Vec<MemBank> {
         banks.iter_mut().for_each(|b| b.numa_node = None);
     }
     let boot_mpidr = crate::arch::kernel::smp::read_cpuid_mpidr();
-    let boot_node = info.cpus().iter().find(|c| c.mpidr == boot_mpidr).and_then(|c| c.numa_node);
+    let boot_node = info
+        .cpus()
+        .iter()
+        .find(|c| c.mpidr == boot_mpidr)
+        .and_then(|c| c.numa_node);
     numa::early_map_cpu_to_node(0, boot_node);
     banks
 }

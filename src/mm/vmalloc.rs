@@ -46,7 +46,7 @@
 //! in the IPI handler), so the vmalloc locks are taken with IRQs as they
 //! are; only the per-cpu page lists mask IRQs (page_alloc.rs).
 
-use super::gfp::{GFP_KERNEL, GFP_RECLAIM_MASK, __GFP_ZERO, gfp_t};
+use super::gfp::{__GFP_ZERO, GFP_KERNEL, GFP_RECLAIM_MASK, gfp_t};
 use super::numa::{MAX_NUMNODES, NUMA_NO_NODE};
 use super::page_alloc::{self, warn_alloc};
 use super::slab::{self, KmemCache};

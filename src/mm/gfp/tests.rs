@@ -22,7 +22,10 @@ fn names_as_pgg() {
         format!("{:?}", GFP_KERNEL | __GFP_NOWARN | __GFP_ZERO | __GFP_HIGHMEM),
         "0x2dc2(GFP_KERNEL|__GFP_HIGHMEM|__GFP_NOWARN|__GFP_ZERO)"
     );
-    assert_eq!(format!("{}", __GFP_ZERO | __GFP_DIRECT_RECLAIM), "__GFP_ZERO|__GFP_DIRECT_RECLAIM");
+    assert_eq!(
+        format!("{}", __GFP_ZERO | __GFP_DIRECT_RECLAIM),
+        "__GFP_ZERO|__GFP_DIRECT_RECLAIM"
+    );
     assert_eq!(format!("{}", gfp_t::default()), "none");
     assert_eq!(format!("{}", gfp_t(0x2001)), "__GFP_NOWARN|0x1");
     assert_eq!(!GFP_KERNEL & (GFP_KERNEL | __GFP_ZERO), __GFP_ZERO);
