@@ -318,7 +318,7 @@ def at_run_init():
     # lx-vmaptree: one DOT node per area, as many as the kernel counts (the
     # busy tree: the areas lx-vmallocinfo lists; the free tree: its count
     # read through DWARF), each area once.
-    free_count = int(gdb.parse_and_eval("vmkernel::mm::vmalloc::free_vmap_area_root.inner.data.value.count"))
+    free_count = int(gdb.parse_and_eval("vmkernel::mm::vmalloc::free_vmap_area_root.data.value.count"))
     for kind, want in (("busy", areas), ("free", free_count)):
         dot = os.path.join(OUT, f"vmaptree-{kind}.dot")
         out, err = run(f"lx-vmaptree {kind} --path 0x2000 {dot}" if kind == "free" else f"lx-vmaptree {kind} {dot}")
@@ -343,11 +343,11 @@ def at_run_init():
     if err is None and lines and not bad:
         listed = sum(int(c) << o for l in lines for o, c in enumerate(l.split()[4:]))
         free = int(gdb.parse_and_eval(
-            "vmkernel::mm::page_alloc::ZONES.inner.data.value.zones.nr"))
+            "vmkernel::mm::page_alloc::ZONES.data.value.zones.nr"))
         zones_free = 0
         for i in range(free):
             z = gdb.parse_and_eval(
-                f"vmkernel::mm::page_alloc::ZONES.inner.data.value.zones.zones[{i}]").address
+                f"vmkernel::mm::page_alloc::ZONES.data.value.zones.zones[{i}]").address
             zt = gdb.lookup_type("vmkernel::mm::buddy::Zone").pointer()
             zones_free += int(z.cast(zt).dereference()["nr_free_pages"])
         result(listed == zones_free, "lx-buddyinfo: sum of nr_free << order == the zones' nr_free_pages",

@@ -14,7 +14,7 @@ from vmkernel import utils
 
 def zones():
     """The live `Zone` values, in the kernel's zone order."""
-    pg = utils.mutex_data(utils.value("ZONES"))
+    pg = utils.spinlock_data(utils.value("ZONES"))
     zs = pg["zones"]
     nr = int(zs["nr"])
     arr = zs["zones"]
@@ -57,10 +57,10 @@ order 0 .. MAX_ORDER-1. Needs free_area_init (mm_init) to have run."""
     def run(self, arg, from_tty):
         utils.need_target()
         zs = utils.value("ZONES")
-        if int(utils.mutex_data(zs)["zones"]["nr"]) == 0:
+        if int(utils.spinlock_data(zs)["zones"]["nr"]) == 0:
             utils.fail("lx-buddyinfo: no zones yet: the buddy allocator is built by free_area_init "
                        "in mm_init, after paging_init (break later, e.g. at vmalloc_init)")
-        if utils.mutex_locked(zs):
+        if utils.spin_is_locked(zs):
             gdb.write("warning: the zone lock is held (the kernel is inside the allocator): "
                       "counts may be mid-update\n")
         for line in buddyinfo_lines():

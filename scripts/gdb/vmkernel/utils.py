@@ -121,13 +121,14 @@ def elf_symbol_addr(name):
 # Rust layouts
 # ---------------------------------------------------------------------------
 
-def mutex_data(v):
-    """spin::Mutex<T> (spin 0.10) -> T: Mutex { inner: SpinMutex { lock, data: UnsafeCell { value } } }."""
-    return v["inner"]["data"]["value"]
+def spinlock_data(v):
+    """SpinLock<T> (src/kernel/locking/spinlock.rs) -> T: SpinLock { val, data: UnsafeCell { value } }."""
+    return v["data"]["value"]
 
 
-def mutex_locked(v):
-    return int(v["inner"]["lock"]["v"]["value"]) != 0
+def spin_is_locked(v):
+    """Linux's spin_is_locked on a SpinLock: its lock word is non-zero."""
+    return atomic(v["val"]) != 0
 
 
 def atomic(v):

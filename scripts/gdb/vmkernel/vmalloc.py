@@ -30,7 +30,7 @@ MAX_AREAS = 1 << 20
 
 def walk_list(root_value, what):
     """VmapArea values of a VmapAreaRoot, in address (list) order."""
-    root = utils.mutex_data(root_value)
+    root = utils.spinlock_data(root_value)
     va = root["list_head"]
     count = int(root["count"])
     n = 0
@@ -158,10 +158,10 @@ lazily freed areas of vmap_purge_list as "unpurged vm_area".
         if args not in ([], ["-a"]):
             utils.fail("usage: lx-vmallocinfo [-a]")
         busy = utils.value("vmap_area_root")
-        if int(utils.mutex_data(busy)["count"]) == 0:
+        if int(utils.spinlock_data(busy)["count"]) == 0:
             utils.fail("lx-vmallocinfo: vmap_area_root is empty: vmalloc_init has not run yet "
                        "(it registers the kernel image segments in mm_init, after paging_init)")
-        if utils.mutex_locked(busy):
+        if utils.spin_is_locked(busy):
             gdb.write("warning: vmap_area_lock is held (the kernel is inside the vmalloc code): "
                       "the list may be mid-update\n")
         for line in vmallocinfo_lines(show_uninitialized=bool(args)):

@@ -262,7 +262,7 @@ if gdb is not None:
 
     def read_tree(var):
         """(top Area or None, count the root reports) of a VmapAreaRoot."""
-        root = utils.mutex_data(utils.value(var))
+        root = utils.spinlock_data(utils.value(var))
         count = int(root["count"])
         va_t = utils.lookup_type("VmapArea")
         offset = next(f.bitpos // 8 for f in va_t.fields() if f.name == "rb_node")
@@ -337,7 +337,7 @@ rendered next to it as FILE.svg (FILE minus .dot).
             if req is not None and kind != "free":
                 utils.fail("lx-vmaptree: --path follows find_vmap_lowest_match, which walks the free tree")
             var = TREES[kind]
-            if utils.mutex_locked(utils.value(var)):
+            if utils.spin_is_locked(utils.value(var)):
                 gdb.write(f"warning: {var}'s lock is held: the tree may be mid-update\n")
             top, count = read_tree(var)
             if top is None:
