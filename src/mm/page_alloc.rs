@@ -79,14 +79,22 @@ pub fn alloc_pages(order: usize) -> Option<PhysAddr> {
 pub fn alloc_pages_node(nid: i32, order: usize) -> Option<PhysAddr> {
     let nid = if nid == NUMA_NO_NODE { numa_node_id() } else { nid };
     if !(0..MAX_NUMNODES as i32).contains(&nid) {
-        pr_warn!(
-            "alloc_pages_node: node {} out of range (MAX_NUMNODES {}); nothing allocated",
-            nid,
-            MAX_NUMNODES
-        );
-        return None;
+        return bad_node(nid);
     }
     __alloc_pages_node(nid as usize, order)
+}
+
+/// alloc_pages_node's report of a node id out of range, out of line so
+/// that the per-page path stays short (vmalloc_node calls it per page).
+#[cold]
+#[inline(never)]
+fn bad_node(nid: i32) -> Option<PhysAddr> {
+    pr_warn!(
+        "alloc_pages_node: node {} out of range (MAX_NUMNODES {}); nothing allocated",
+        nid,
+        MAX_NUMNODES
+    );
+    None
 }
 
 /// Linux's __alloc_pages_node: `nid` is a valid node id.

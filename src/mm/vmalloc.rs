@@ -839,13 +839,7 @@ pub fn __vmalloc_node_range(
     }
     if node != NUMA_NO_NODE && !(0..MAX_NUMNODES as i32).contains(&node) {
         // Linux would BUG in alloc_pages_node; refuse before reserving.
-        warn_alloc(
-            gfp_mask,
-            format_args!(
-                "vmalloc: allocation failure: {} bytes, no node {} (MAX_NUMNODES {})",
-                real_size, node, MAX_NUMNODES
-            ),
-        );
+        vmalloc_bad_node(gfp_mask, real_size, node);
         return 0;
     }
     let area = __get_vm_area_node(
@@ -874,6 +868,20 @@ pub fn __vmalloc_node_range(
     }
     clear_vm_uninitialized_flag(area);
     addr
+}
+
+/// __vmalloc_node_range's report of a node id out of range (out of line:
+/// the allocation path stays as short as it was before nodes).
+#[cold]
+#[inline(never)]
+fn vmalloc_bad_node(gfp_mask: gfp_t, size: usize, node: i32) {
+    warn_alloc(
+        gfp_mask,
+        format_args!(
+            "vmalloc: allocation failure: {} bytes, no node {} (MAX_NUMNODES {})",
+            size, node, MAX_NUMNODES
+        ),
+    );
 }
 
 /// Linux's __vmalloc_node: anywhere in the vmalloc range.
