@@ -1239,11 +1239,19 @@ impl Zones {
     /// `nid` gets that zone).
     #[inline]
     pub fn alloc_pages_node_on(&mut self, cpu: usize, nid: usize, order: usize) -> Option<usize> {
+        self.alloc_pages_node_with(cpu, || nid, order)
+    }
+
+    /// [`Zones::alloc_pages_node_on`] with the node computed only when
+    /// there is a zonelist to walk (more than one zone), so that finding
+    /// "this CPU's node" costs nothing on a one-zone machine.
+    #[inline(always)]
+    pub fn alloc_pages_node_with(&mut self, cpu: usize, nid: impl FnOnce() -> usize, order: usize) -> Option<usize> {
         // One zone: no zonelist to walk.
         if self.nr == 1 {
             return self.zones[0].as_mut().and_then(|z| z.alloc_pages_on(cpu, order));
         }
-        self.alloc_pages_zonelist(cpu, nid, order)
+        self.alloc_pages_zonelist(cpu, nid(), order)
     }
 
     #[inline(never)]

@@ -27,7 +27,7 @@ use crate::arch::kernel::irq::{local_irq_restore, local_irq_save};
 use crate::arch::kernel::percpu::smp_processor_id;
 use crate::arch::memory::*;
 use crate::arch::mm::mmu::__va;
-use crate::arch::mm::numa::numa_node_id;
+use crate::arch::mm::numa::cpu_to_node;
 use crate::kernel::locking::spinlock::SpinLock;
 use crate::mm::buddy::{MAX_ZONES, Page, PglistData, Zone, Zones};
 use crate::mm::gfp::{__GFP_NOWARN, gfp_t};
@@ -67,7 +67,8 @@ pub fn is_ready() -> bool {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn alloc_pages(order: usize) -> Option<PhysAddr> {
-    __alloc_pages_node(numa_node_id() as usize, order)
+    // The CPU's node is looked up only if there is more than one zone.
+    rmqueue(|cpu| cpu_to_node(cpu) as usize, order)
 }
 
 /// Linux's alloc_pages_node: 2^order pages from node `nid`'s zonelist
@@ -77,7 +78,9 @@ pub fn alloc_pages(order: usize) -> Option<PhysAddr> {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn alloc_pages_node(nid: i32, order: usize) -> Option<PhysAddr> {
-    let nid = if nid == NUMA_NO_NODE { numa_node_id() } else { nid };
+    if nid == NUMA_NO_NODE {
+        return alloc_pages(order);
+    }
     if !(0..MAX_NUMNODES as i32).contains(&nid) {
         return bad_node(nid);
     }
@@ -97,14 +100,25 @@ fn bad_node(nid: i32) -> Option<PhysAddr> {
     None
 }
 
-/// Linux's __alloc_pages_node: `nid` is a valid node id.
+/// Linux's __alloc_pages_node: alloc_pages_node without the NUMA_NO_NODE
+/// and range checks, for a caller that made them (vmalloc, per page). A
+/// `nid` at or above MAX_NUMNODES allocates nothing on a multi-zone
+/// machine.
+#[inline]
+pub fn __alloc_pages_node(nid: usize, order: usize) -> Option<PhysAddr> {
+    rmqueue(|_| nid, order)
+}
+
+/// Fault injection, then the zonelist of `nid(cpu)` under the zone lock
+/// with IRQs masked.
 #[inline(always)]
-fn __alloc_pages_node(nid: usize, order: usize) -> Option<PhysAddr> {
+fn rmqueue(nid: impl FnOnce(usize) -> usize, order: usize) -> Option<PhysAddr> {
     if fault_inject::should_fail(Site::PageAlloc) {
         return None;
     }
     let flags = local_irq_save();
-    let pfn = ZONES.lock().zones.alloc_pages_node_on(smp_processor_id(), nid, order);
+    let cpu = smp_processor_id();
+    let pfn = ZONES.lock().zones.alloc_pages_node_with(cpu, || nid(cpu), order);
     local_irq_restore(flags);
     pfn.map(pfn_to_phys)
 }

@@ -728,36 +728,21 @@ pub fn __vmalloc_area_node(area: &mut VmStruct, gfp_mask: gfp_t, prot: PageProt,
     // The page array: kmalloc when small, else from vmalloc itself.
     let pages = alloc_pages_array(nr_pages, nested_gfp, node, area.caller);
     if pages.is_null() {
-        warn_alloc(
-            gfp_mask,
-            format_args!(
-                "vmalloc: allocation failure: {} bytes, failed to allocate page array",
-                nr_pages * PAGE_SIZE
-            ),
-        );
-        __vfree_area(area);
-        return 0;
+        return __vmalloc_area_fail(area, gfp_mask, AreaFailure::PageArray, nr_pages);
     }
     area.pages = pages;
     area.nr_pages = 0;
     for i in 0..nr_pages {
+        // 5.10: alloc_page, or alloc_pages_node; its checks were made by
+        // __vmalloc_node_range, so straight to __alloc_pages_node.
         let page = if node == NUMA_NO_NODE {
             page_alloc::alloc_pages(0)
         } else {
-            page_alloc::alloc_pages_node(node, 0)
+            page_alloc::__alloc_pages_node(node as usize, 0)
         };
         let Some(pa) = page else {
             NR_VMALLOC_PAGES.fetch_add(i, Ordering::Relaxed);
-            warn_alloc(
-                gfp_mask,
-                format_args!(
-                    "vmalloc: allocation failure, allocated {} of {} bytes",
-                    i * PAGE_SIZE,
-                    nr_pages * PAGE_SIZE
-                ),
-            );
-            __vfree_area(area);
-            return 0;
+            return __vmalloc_area_fail(area, gfp_mask, AreaFailure::Pages { allocated: i }, nr_pages);
         };
         if zero {
             // SAFETY: a fresh page of ours, Normal memory in the linear map.
@@ -772,17 +757,51 @@ pub fn __vmalloc_area_node(area: &mut VmStruct, gfp_mask: gfp_t, prot: PageProt,
     let page_slice = unsafe { core::slice::from_raw_parts(pages, nr_pages) };
     // map_kernel_range said why on failure.
     if map_kernel_range(area.addr, page_slice, prot) != 0 {
-        warn_alloc(
-            gfp_mask,
-            format_args!(
-                "vmalloc: allocation failure: {} bytes, failed to map pages",
-                nr_pages * PAGE_SIZE
-            ),
-        );
-        __vfree_area(area);
-        return 0;
+        return __vmalloc_area_fail(area, gfp_mask, AreaFailure::Map, nr_pages);
     }
     area.addr
+}
+
+/// Which step of __vmalloc_area_node failed.
+enum AreaFailure {
+    PageArray,
+    /// After `allocated` pages.
+    Pages {
+        allocated: usize,
+    },
+    Map,
+}
+
+/// __vmalloc_area_node's `fail:` label: the report (warn_alloc), then the
+/// whole area freed. Out of line, so the allocation path pays nothing for
+/// the report's formatting.
+#[cold]
+#[inline(never)]
+fn __vmalloc_area_fail(area: &mut VmStruct, gfp_mask: gfp_t, what: AreaFailure, nr_pages: usize) -> usize {
+    let size = nr_pages * PAGE_SIZE;
+    match what {
+        AreaFailure::PageArray => warn_alloc(
+            gfp_mask,
+            format_args!(
+                "vmalloc: allocation failure: {} bytes, failed to allocate page array",
+                size
+            ),
+        ),
+        AreaFailure::Pages { allocated } => warn_alloc(
+            gfp_mask,
+            format_args!(
+                "vmalloc: allocation failure, allocated {} of {} bytes",
+                allocated * PAGE_SIZE,
+                size
+            ),
+        ),
+        AreaFailure::Map => warn_alloc(
+            gfp_mask,
+            format_args!("vmalloc: allocation failure: {} bytes, failed to map pages", size),
+        ),
+    }
+    __vfree_area(area);
+    0
 }
 
 /// Free a vm_struct that is still in the busy tree, with whatever pages it
@@ -822,25 +841,11 @@ pub fn __vmalloc_node_range(
     let real_size = size;
     let size = size.next_multiple_of(PAGE_SIZE);
     if size == 0 || (size >> PAGE_SHIFT) > totalram_pages() {
-        warn_alloc(
-            gfp_mask,
-            format_args!(
-                "vmalloc: allocation failure: {} bytes, {} (RAM is {} pages)",
-                real_size,
-                if size == 0 {
-                    "zero-sized allocation"
-                } else {
-                    "exceeds total RAM"
-                },
-                totalram_pages()
-            ),
-        );
-        return 0;
+        return __vmalloc_node_range_fail(gfp_mask, real_size, RangeFailure::Size { zero: size == 0 });
     }
     if node != NUMA_NO_NODE && !(0..MAX_NUMNODES as i32).contains(&node) {
         // Linux would BUG in alloc_pages_node; refuse before reserving.
-        vmalloc_bad_node(gfp_mask, real_size, node);
-        return 0;
+        return __vmalloc_node_range_fail(gfp_mask, real_size, RangeFailure::BadNode(node));
     }
     let area = __get_vm_area_node(
         size,
@@ -851,14 +856,7 @@ pub fn __vmalloc_node_range(
         caller,
     );
     if area.is_null() {
-        warn_alloc(
-            gfp_mask,
-            format_args!(
-                "vmalloc: allocation failure: {} bytes, no vm area (caller {})",
-                real_size, caller
-            ),
-        );
-        return 0;
+        return __vmalloc_node_range_fail(gfp_mask, real_size, RangeFailure::NoVmArea(caller));
     }
     // SAFETY: area is live and ours until returned.
     let area = unsafe { &mut *area };
@@ -870,18 +868,51 @@ pub fn __vmalloc_node_range(
     addr
 }
 
-/// __vmalloc_node_range's report of a node id out of range (out of line:
-/// the allocation path stays as short as it was before nodes).
+/// Why __vmalloc_node_range refused or failed before the pages.
+enum RangeFailure {
+    /// Zero-sized, or more than total RAM.
+    Size { zero: bool },
+    /// A node id neither NUMA_NO_NODE nor below MAX_NUMNODES.
+    BadNode(i32),
+    /// __get_vm_area_node failed.
+    NoVmArea(Caller),
+}
+
+/// __vmalloc_node_range's `fail:` label (warn_alloc), out of line so the
+/// allocation path pays nothing for the report's formatting. Returns 0.
 #[cold]
 #[inline(never)]
-fn vmalloc_bad_node(gfp_mask: gfp_t, size: usize, node: i32) {
-    warn_alloc(
-        gfp_mask,
-        format_args!(
-            "vmalloc: allocation failure: {} bytes, no node {} (MAX_NUMNODES {})",
-            size, node, MAX_NUMNODES
+fn __vmalloc_node_range_fail(gfp_mask: gfp_t, size: usize, why: RangeFailure) -> usize {
+    match why {
+        RangeFailure::Size { zero } => warn_alloc(
+            gfp_mask,
+            format_args!(
+                "vmalloc: allocation failure: {} bytes, {} (RAM is {} pages)",
+                size,
+                if zero {
+                    "zero-sized allocation"
+                } else {
+                    "exceeds total RAM"
+                },
+                totalram_pages()
+            ),
         ),
-    );
+        RangeFailure::BadNode(node) => warn_alloc(
+            gfp_mask,
+            format_args!(
+                "vmalloc: allocation failure: {} bytes, no node {} (MAX_NUMNODES {})",
+                size, node, MAX_NUMNODES
+            ),
+        ),
+        RangeFailure::NoVmArea(caller) => warn_alloc(
+            gfp_mask,
+            format_args!(
+                "vmalloc: allocation failure: {} bytes, no vm area (caller {})",
+                size, caller
+            ),
+        ),
+    }
+    0
 }
 
 /// Linux's __vmalloc_node: anywhere in the vmalloc range.
@@ -993,7 +1024,7 @@ pub fn set_init_on_alloc(on: bool) {
 /// Linux's want_init_on_alloc(): zero the pages of this allocation?
 #[inline]
 pub fn want_init_on_alloc(gfp_mask: gfp_t) -> bool {
-    init_on_alloc() || gfp_mask.contains(__GFP_ZERO)
+    gfp_mask.contains(__GFP_ZERO) || init_on_alloc()
 }
 
 /// Map `pages` contiguously (Linux: vmap). The pages stay the caller's.
