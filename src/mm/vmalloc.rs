@@ -840,12 +840,17 @@ pub fn __vmalloc_node_range(
 ) -> usize {
     let real_size = size;
     let size = size.next_multiple_of(PAGE_SIZE);
-    if size == 0 || (size >> PAGE_SHIFT) > totalram_pages() {
-        return __vmalloc_node_range_fail(gfp_mask, real_size, RangeFailure::Size { zero: size == 0 });
-    }
-    if node != NUMA_NO_NODE && !(0..MAX_NUMNODES as i32).contains(&node) {
-        // Linux would BUG in alloc_pages_node; refuse before reserving.
-        return __vmalloc_node_range_fail(gfp_mask, real_size, RangeFailure::BadNode(node));
+    // One test for a node that is neither NUMA_NO_NODE (-1) nor below
+    // MAX_NUMNODES: Linux would BUG in alloc_pages_node; refuse before
+    // reserving anything.
+    let bad_node = (node as u32).wrapping_add(1) > MAX_NUMNODES as u32;
+    if size == 0 || (size >> PAGE_SHIFT) > totalram_pages() || bad_node {
+        let why = if bad_node {
+            RangeFailure::BadNode(node)
+        } else {
+            RangeFailure::Size { zero: size == 0 }
+        };
+        return __vmalloc_node_range_fail(gfp_mask, real_size, why);
     }
     let area = __get_vm_area_node(
         size,
