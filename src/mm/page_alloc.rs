@@ -67,8 +67,20 @@ pub fn is_ready() -> bool {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn alloc_pages(order: usize) -> Option<PhysAddr> {
+    // The body is alloc_pages' own, not an inlined helper's: `break
+    // alloc_pages` must stop in alloc_pages (see __free_pages).
+    if fault_inject::should_fail(Site::PageAlloc) {
+        return None;
+    }
+    let flags = local_irq_save();
+    let cpu = smp_processor_id();
     // The CPU's node is looked up only if there is more than one zone.
-    rmqueue(|cpu| cpu_to_node(cpu) as usize, order)
+    let pfn = ZONES
+        .lock()
+        .zones
+        .alloc_pages_node_with(cpu, || cpu_to_node(cpu) as usize, order);
+    local_irq_restore(flags);
+    pfn.map(pfn_to_phys)
 }
 
 /// Linux's alloc_pages_node: 2^order pages from node `nid`'s zonelist
@@ -106,19 +118,11 @@ fn bad_node(nid: i32) -> Option<PhysAddr> {
 /// machine.
 #[inline]
 pub fn __alloc_pages_node(nid: usize, order: usize) -> Option<PhysAddr> {
-    rmqueue(|_| nid, order)
-}
-
-/// Fault injection, then the zonelist of `nid(cpu)` under the zone lock
-/// with IRQs masked.
-#[inline(always)]
-fn rmqueue(nid: impl FnOnce(usize) -> usize, order: usize) -> Option<PhysAddr> {
     if fault_inject::should_fail(Site::PageAlloc) {
         return None;
     }
     let flags = local_irq_save();
-    let cpu = smp_processor_id();
-    let pfn = ZONES.lock().zones.alloc_pages_node_with(cpu, || nid(cpu), order);
+    let pfn = ZONES.lock().zones.alloc_pages_node_on(smp_processor_id(), nid, order);
     local_irq_restore(flags);
     pfn.map(pfn_to_phys)
 }
