@@ -44,6 +44,10 @@ pub static SUITE: Suite = Suite {
             name: "fault_injection_sweep_vmalloc_node",
             run: fault_injection_sweep_vmalloc_node,
         },
+        Case {
+            name: "secondary_stacks_on_their_node",
+            run: secondary_stacks_on_their_node,
+        },
     ],
 };
 
@@ -362,5 +366,23 @@ fn fault_injection_sweep_vmalloc_node(t: &mut Test) {
             n += 1;
             kassert!(t, n < 5000, "sweep did not terminate");
         }
+    }
+}
+
+/// Each secondary CPU's vmap'd thread stack is on the CPU's node (Linux:
+/// alloc_thread_stack_node with the idle task's node).
+fn secondary_stacks_on_their_node(t: &mut Test) {
+    use crate::arch::kernel::percpu::{NR_CPUS, per_cpu};
+    use crate::arch::kernel::smp::cpu_online;
+    use crate::kernel::smp::THREAD_SIZE;
+    use core::sync::atomic::Ordering;
+    let cpus: Vec<usize> = (1..NR_CPUS).filter(|&c| cpu_online(c)).collect();
+    kskip_unless!(t, !cpus.is_empty(), "needs a second CPU online (-smp 2 or more)");
+    for cpu in cpus {
+        let low = per_cpu(cpu).stack_low.load(Ordering::Relaxed);
+        kassert!(t, low != 0, "CPU{} has no stack", cpu);
+        let count = pages_per_node(low as *const u8, THREAD_SIZE / PAGE_SIZE);
+        let node = cpu_to_node(cpu) as usize;
+        kassert_eq!(t, count[node], THREAD_SIZE / PAGE_SIZE);
     }
 }
