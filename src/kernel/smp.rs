@@ -124,15 +124,6 @@ fn smp_spin_table_cpu_boot(release_addr: u64) -> Result<(), CpuUpError> {
     wrote.map_err(|_| CpuUpError::SpinTable(release_addr))
 }
 
-/// Distinct NUMA nodes of the memory banks (at least 1), for the summary.
-fn num_online_nodes(info: &MachineInfo) -> usize {
-    let mut nodes = 0u64;
-    for b in info.memory() {
-        nodes |= 1 << b.numa_node.unwrap_or(0).min(63);
-    }
-    nodes.count_ones().max(1) as usize
-}
-
 /// Bring every CPU the device tree lists up (Linux: smp_init). CPU 0 is
 /// the boot CPU; the others get the logical ids 1, 2, ... in tree order.
 pub fn smp_init(info: &MachineInfo) {
@@ -180,7 +171,8 @@ pub fn smp_init(info: &MachineInfo) {
         cpu += 1;
     }
     let n = smp::num_online_cpus();
-    let nodes = num_online_nodes(info);
+    // The nodes with memory, as the allocator built them (NUMA off: 1).
+    let nodes = crate::mm::page_alloc::num_online_nodes();
     pr_info!(
         "smp: Brought up {} node{}, {} CPU{}",
         nodes,

@@ -28,7 +28,7 @@ pub fn numa_off() -> bool {
 /// `cpu` (None: node 0). Called before the CPU allocates anything.
 pub fn early_map_cpu_to_node(cpu: usize, nid: Option<u32>) {
     let mut nid = nid.unwrap_or(0) as usize;
-    if nid >= MAX_NUMNODES {
+    if nid >= MAX_NUMNODES && !numa_off() {
         pr_warn!(
             "NUMA: CPU{}: numa-node-id {} >= MAX_NUMNODES ({}); using node 0",
             cpu,
