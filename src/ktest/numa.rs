@@ -48,6 +48,10 @@ pub static SUITE: Suite = Suite {
             name: "secondary_stacks_on_their_node",
             run: secondary_stacks_on_their_node,
         },
+        Case {
+            name: "warn_alloc_report_and_gfp_nowarn",
+            run: warn_alloc_report_and_gfp_nowarn,
+        },
     ],
 };
 
@@ -385,4 +389,54 @@ fn secondary_stacks_on_their_node(t: &mut Test) {
         let node = cpu_to_node(cpu) as usize;
         kassert_eq!(t, count[node], THREAD_SIZE / PAGE_SIZE);
     }
+}
+
+/// A failed vmalloc is reported by warn_alloc with its flags, as 5.10
+/// prints them, unless the caller passed __GFP_NOWARN; __GFP_ZERO zeroes
+/// even with init_on_alloc off.
+fn warn_alloc_report_and_gfp_nowarn(t: &mut Test) {
+    use crate::kernel::printk::{log_contains_since, log_len};
+    use crate::mm::gfp::{__GFP_NOWARN, __GFP_ZERO, GFP_KERNEL};
+    let before = log_len();
+    kassert!(t, vm::__vmalloc(0, GFP_KERNEL | __GFP_ZERO).is_null());
+    kassert!(
+        t,
+        log_contains_since(before, "vmalloc: allocation failure: 0 bytes, zero-sized allocation")
+            && log_contains_since(before, "mode:0xdc0(GFP_KERNEL|__GFP_ZERO), nodemask=(null)"),
+        "no warn_alloc report with the flags"
+    );
+    let before = log_len();
+    kassert!(t, vm::__vmalloc(0, GFP_KERNEL | __GFP_NOWARN).is_null());
+    fault_inject::arm(3);
+    let p = vm::__vmalloc(4 * PAGE_SIZE, GFP_KERNEL | __GFP_NOWARN);
+    let (_, injected) = fault_inject::disarm();
+    if !p.is_null() {
+        vm::vfree(p);
+    }
+    kassert!(
+        t,
+        injected == 1 && p.is_null(),
+        "the injected failure did not fail __vmalloc"
+    );
+    kassert!(
+        t,
+        !log_contains_since(before, "vmalloc: allocation failure"),
+        "__GFP_NOWARN allocation failures were reported"
+    );
+    // __GFP_ZERO with init_on_alloc off: still zeroed. Dirty pages first so
+    // that a page handed out again would show it.
+    let dirty = vm::vmalloc(4 * PAGE_SIZE);
+    kassert!(t, !dirty.is_null());
+    // SAFETY: a live 4-page vmalloc area, writable.
+    unsafe { core::ptr::write_bytes(dirty, 0xa5, 4 * PAGE_SIZE) };
+    vm::vfree(dirty);
+    let was = vmalloc::init_on_alloc();
+    vmalloc::set_init_on_alloc(false);
+    let p = vm::__vmalloc(4 * PAGE_SIZE, GFP_KERNEL | __GFP_ZERO);
+    vmalloc::set_init_on_alloc(was);
+    kassert!(t, !p.is_null());
+    // SAFETY: a live 4-page vmalloc area, readable.
+    let zeroed = (0..4 * PAGE_SIZE).all(|i| unsafe { p.add(i).read_volatile() } == 0);
+    vm::vfree(p);
+    kassert!(t, zeroed, "__GFP_ZERO memory is not zeroed with init_on_alloc off");
 }
