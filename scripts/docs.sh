@@ -154,9 +154,9 @@ gen_vmalloc_messages() {
     # The first message of each kind the failure-path tests provoke.
     local re text=$DOCS_DIR/ktest-vmalloc.txt
     console_of docs-ktest-vmalloc | sed 's/^\[ *[0-9.]*\] //' >"$text"
-    for re in 'vmalloc error: size [1-9].*failed to allocate pages, allocated [1-9]' \
-        'vmalloc error: size [0-9]+, failed to allocate page array' 'vmalloc error: .*no vm area' \
-        'vmalloc error: size 0, zero-sized' 'vmalloc error: .*exceeds total RAM' \
+    for re in 'vmalloc: allocation failure, allocated [1-9]' \
+        'vmalloc: allocation failure: [0-9]+ bytes, failed to allocate page array' 'vmalloc: allocation failure: .*no vm area' \
+        'vmalloc: allocation failure: 0 bytes, zero-sized' 'vmalloc: allocation failure: .*exceeds total RAM' \
         'Trying to vfree\(\) nonexistent' 'Trying to vfree\(\) bad address' 'vm_unmap_ram\(.*double unmap'; do
         grep -Em1 -- "$re" "$text" ||
             die "docs: no line matching '$re' in the ktest=vmalloc log ($LOG_DIR/docs-ktest-vmalloc.log)"

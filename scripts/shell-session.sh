@@ -191,7 +191,7 @@ hex() { printf '0x%x' "$(($1))"; }
 # The session
 # ---------------------------------------------------------------------------
 
-SHELL_COMMANDS=(help meminfo buddyinfo vmallocinfo vmaptree vmalloc vzalloc vfree vmap vunmap ioremap iounmap purge
+SHELL_COMMANDS=(help meminfo buddyinfo numastat vmallocinfo vmaptree vmalloc vzalloc vfree vmap vunmap ioremap iounmap purge
     pt peek poke dt dmesg uptime history ktest bench poweroff)
 
 # The checks, in order; returns 1 when the session died (the caller reports).
@@ -219,6 +219,14 @@ shell_session() {
     out_one_line '^Node 0, zone +Normal( +[0-9]+){11} *$'
     verdict "buddyinfo: one zone, 11 orders"
 
+    sh_run numastat || return 1
+    for l in MemTotal MemFree MemUsed; do
+        out_has "^Node 0 $l: +[0-9]+ kB$"
+    done
+    out_lacks '^Node [1-9]'
+    out_has '^cpu0: node 0$'
+    verdict "numastat: one node's MemTotal/MemFree/MemUsed, CPU 0 on node 0"
+
     sh_run vmallocinfo || return 1
     out_has '^0x[0-9a-f]{16}-0x[0-9a-f]{16} +[0-9]+ src/drivers/tty/serial/console.rs:[0-9]+ phys=0x0000000009000000 ioremap$'
     out_has '^0xffff800010000000-0x[0-9a-f]{16} +[0-9]+ .* vmap$'
@@ -232,7 +240,7 @@ shell_session() {
     snap_meminfo m0
     sh_run 'vmalloc 64K' || return 1
     out_capture '^vmalloc: 64K at (0x[0-9a-f]{16}) \(16 page\(s\) \+ guard page\)$' && a=${BASH_REMATCH[1]}
-    out_has "^$a-$(printf '0x%016x' $((a + 0x11000))) +69632 src/shell/mem.rs:[0-9]+ pages=16 vmalloc$"
+    out_has "^$a-$(printf '0x%016x' $((a + 0x11000))) +69632 src/shell/mem.rs:[0-9]+ pages=16 vmalloc N0=16$"
     verdict "vmalloc 64K: address, 16 pages + guard, its vmallocinfo line"
     sh_run meminfo || return 1
     snap_meminfo m1
@@ -263,7 +271,7 @@ shell_session() {
 
     sh_run 'vzalloc 3M' || return 1
     out_capture '^vzalloc: 3M at (0x[0-9a-f]{16}) \(768 page\(s\) \+ guard page\)$' && z=${BASH_REMATCH[1]}
-    out_has ' pages=768 vmalloc vpages$'
+    out_has ' pages=768 vmalloc vpages N0=768$'
     verdict "vzalloc 3M: 768 pages, page array itself vmalloc'ed (vpages)"
     sh_run "peek $(hex "z + 0x2ffe0") 4" || return 1
     out_one_line '^0x[0-9a-f]{16}: 0000000000000000 0000000000000000 0000000000000000 0000000000000000$'
@@ -326,7 +334,7 @@ shell_session() {
     out_has "^peek: reading $(hex "a + 0x10000") faulted \(level 3 translation fault\); 1 of 2 word\(s\) read$"
     verdict "peek across the end into the guard page: the word before, the oops, one line"
     sh_run vmallocinfo || return 1
-    out_has "^$a-0x[0-9a-f]{16} +69632 src/shell/mem.rs:[0-9]+ pages=16 vmalloc$"
+    out_has "^$a-0x[0-9a-f]{16} +69632 src/shell/mem.rs:[0-9]+ pages=16 vmalloc N0=16$"
     verdict "after the fault: the shell runs the next command; the area is still listed"
     sh_run "peek $(hex "a + 8")" || return 1
     out_one_line '^0x[0-9a-f]{16}: 1122334455667788$'
@@ -477,7 +485,7 @@ shell_session() {
     verdict "meminfo after vmalloc+vfree: MemFree back (page tables kept, counted in PageTables)"
     sh_run vmallocinfo || return 1
     out_has "^0x[0-9a-f]{16}-0x[0-9a-f]{16} +[0-9]+ unpurged vm_area$"
-    out_lacks "^$b-.* vmalloc$"
+    out_lacks "^$b-.* vmalloc( N[0-9]+=[0-9]+)*$"
     verdict "vmallocinfo: the freed range is an unpurged vm_area"
     sh_run purge || return 1
     out_one_line '^purge: [1-9][0-9]* lazily freed page\(s\) of address space back in the free tree \(1 TLB flush\(es\)\)'

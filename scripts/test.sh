@@ -225,7 +225,7 @@ KTEST_MACHINES=(
     "4G|-m 4G"
     "smp4|-smp 4"
     "numa|-smp 2 -m 2G -object memory-backend-ram,id=m0,size=1G -object memory-backend-ram,id=m1,size=1G -numa node,nodeid=0,cpus=0,memdev=m0 -numa node,nodeid=1,cpus=1,memdev=m1"
-    "numa-4G|-m 4G -object memory-backend-ram,id=m0,size=2G -object memory-backend-ram,id=m1,size=2G -numa node,memdev=m0 -numa node,memdev=m1"
+    "numa-4G|-smp 2 -m 4G -object memory-backend-ram,id=m0,size=2G -object memory-backend-ram,id=m1,size=2G -numa node,nodeid=0,cpus=0,memdev=m0 -numa node,nodeid=1,cpus=1,memdev=m1"
 )
 
 # skip NAME: a check that could not run here (counted as neither).

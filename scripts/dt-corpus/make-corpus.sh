@@ -84,7 +84,7 @@ qemu-a72-1G|-cpu cortex-a72 -m 1G|-cpu cortex-a72 -m 1G|+RAM:@1024@MiB@in@1@bank
 qemu-max-4G|-cpu max -m 4G|-cpu max -m 4G|+RAM:@4096@MiB@in@1@bank
 qemu-smp1|-smp 1|-smp 1|+smp:@1@CPU
 qemu-smp4|-smp 4|-smp 4|+smp:@4@CPU
-qemu-numa2|-smp 2 -m 2G $NUMA|-smp 2 -m 2G $NUMA|+on@node@1 +page_alloc:@2@zone
+qemu-numa2|-smp 2 -m 2G $NUMA|-smp 2 -m 2G $NUMA|+on@node@1 +page_alloc:@2@zone +Initmem@setup@node@1@\[mem@0x0000000080000000-0x00000000bfffffff\] +smp:@Brought@up@2@nodes
 qemu-virt-el2|-machine virtualization=on|-machine virtualization=on|+at@EL2, +conduit:@smc
 qemu-gicv3|-machine gic-version=3|-machine gic-version=3|+RAM:@1024@MiB
 qemu-a53-virt-gicv3-4G|-cpu cortex-a53 -m 4G -machine virtualization=on,gic-version=3|-cpu cortex-a53 -m 4G -machine virtualization=on,gic-version=3|+RAM:@4096@MiB
@@ -189,6 +189,17 @@ require hvc-from-el2 'method = "hvc"'
 compile hvc-from-el2
 entry hvc-from-el2 stub "-machine virtualization=on" 0 "${OK_SPECS[@]}" \
     "1psci: DT says conduit hvc but the kernel was entered at EL2, so no hypervisor is there; PSCI disabled"
+
+# A numa-node-id beyond MAX_NUMNODES (4): NUMA off, one node, as Linux's
+# failed of_numa_init.
+derive numa-node-id-7 qemu-numa2
+sed -i '/^\tmemory@80000000 {/,/^\t};/s/numa-node-id = <0x01>/numa-node-id = <0x07>/' "$OUT/numa-node-id-7.dts"
+require numa-node-id-7 'numa-node-id = <0x07>'
+compile numa-node-id-7
+entry numa-node-id-7 stub "-smp 2 -m 2G" 0 "${OK_SPECS[@]}" \
+    "1NUMA: numa-node-id 7 >= MAX_NUMNODES \(4\); NUMA off, all memory and CPUs on node 0" \
+    "+Initmem setup node 0 \[mem 0x0000000040000000-0x00000000bfffffff\]" "!Initmem setup node 1" \
+    "+smp: Brought up 1 node, 2 CPUs"
 
 # A second bank smaller than a page: dropped with one line.
 derive sub-page-bank qemu-a72-1G

@@ -22,6 +22,8 @@ use super::{Ns10, Ratio, get_cycles, ns10_per_op};
 use crate::arch::memory::{PAGE_SIZE, PhysAddr, VMALLOC_END, VMALLOC_START, VirtAddr};
 use crate::arch::mm::mmu::{self as paging, with_init_mm};
 use crate::arch::mm::pgtable::PAGE_KERNEL;
+use crate::mm::gfp::{__GFP_ZERO, GFP_KERNEL};
+use crate::mm::numa::NUMA_NO_NODE;
 use crate::mm::page_alloc;
 use crate::mm::vmalloc::{
     self, __get_vm_area_node, VmFlags, alloc_pages_array, free_pages_array, free_vm_area, free_vm_struct, get_vm_area,
@@ -237,7 +239,7 @@ fn stage_row(n: usize, loops: usize) -> Option<StageRow> {
         // SAFETY: area is a non-null vm_struct from __get_vm_area_node,
         // live and ours until it is freed below.
         let addr = unsafe { (*area).addr };
-        let pages = alloc_pages_array(n, caller);
+        let pages = alloc_pages_array(n, GFP_KERNEL | __GFP_ZERO, NUMA_NO_NODE, caller);
         t[2] = get_cycles();
         if pages.is_null() {
             // SAFETY: the live area from __get_vm_area_node (as get_vm_area),

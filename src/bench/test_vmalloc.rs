@@ -39,6 +39,7 @@
 use super::{Rng, get_cycles, parse_bool, parse_int, ticks_to_ns};
 use crate::arch::memory::PAGE_SIZE;
 use crate::kernel::locking::spinlock::SpinLock;
+use crate::mm::gfp::{__GFP_ZERO, GFP_KERNEL};
 use crate::mm::vmalloc::{self, __vmalloc_node, vfree, vmalloc};
 use crate::mm::vmap_block::{vm_map_ram, vm_unmap_ram};
 use crate::{pr_info, pr_warn};
@@ -165,7 +166,7 @@ fn touch(p: *mut u8, v: u8) {
 /// zeroed, whatever init_on_alloc says (as in Linux).
 #[inline(always)]
 fn vmalloc_node_zero(size: usize, align: usize) -> *mut u8 {
-    __vmalloc_node(size, align, true, Location::caller()) as *mut u8
+    __vmalloc_node(size, align, GFP_KERNEL | __GFP_ZERO, 0, Location::caller()) as *mut u8
 }
 
 fn random_size_align_alloc_test(c: &Ctx, rng: &mut Rng) -> i32 {

@@ -14,8 +14,10 @@ use crate::arch::kernel::smp::{
     set_cpu_logical_map, wait_for_online,
 };
 use crate::arch::memory::{VMALLOC_END, VMALLOC_START};
+use crate::arch::mm::numa::cpu_to_node;
 use crate::arch::mm::pgtable::PAGE_KERNEL;
 use crate::drivers::of::fdt::{EnableMethod, MachineInfo};
+use crate::mm::gfp::{__GFP_ZERO, GFP_KERNEL};
 use crate::mm::vmalloc::{__vmalloc_node_range, VmFlags, vfree};
 use crate::{pr_err, pr_info, pr_warn};
 use core::panic::Location;
@@ -31,18 +33,21 @@ pub const OVERFLOW_STACK_SIZE: usize = 16 * 1024;
 /// How long a CPU gets to come online (Linux waits 5 s; QEMU needs far less).
 const CPU_UP_TIMEOUT_MS: u64 = 1000;
 
-/// A vmap'd stack: [low, high). `track_caller`: vmallocinfo names the
-/// caller (the thread stack or the overflow stack).
+/// A vmap'd stack: [low, high), its pages on `node` (Linux's
+/// alloc_thread_stack_node for an idle task: the CPU's own node).
+/// `track_caller`: vmallocinfo names the caller (the thread stack or the
+/// overflow stack).
 #[track_caller]
-fn alloc_stack(size: usize, align: usize) -> Option<(usize, usize)> {
+fn alloc_stack(size: usize, align: usize, node: i32) -> Option<(usize, usize)> {
     let low = __vmalloc_node_range(
         size,
         align,
         VMALLOC_START,
         VMALLOC_END,
-        true,
+        GFP_KERNEL | __GFP_ZERO,
         PAGE_KERNEL,
         VmFlags::empty(),
+        node,
         Location::caller(),
     );
     (low != 0).then_some((low, low + size))
@@ -65,10 +70,11 @@ fn cpu_up(cpu: usize, mpidr: u64, method: EnableMethod) -> Result<(), CpuUpError
     let pc = crate::arch::kernel::percpu::per_cpu(cpu);
     // A CPU brought up before (`cpu on` after `cpu off`) keeps its stacks.
     if pc.stack_low.load(Ordering::Relaxed) == 0 {
-        let Some(stack) = alloc_stack(THREAD_SIZE, THREAD_ALIGN) else {
+        let node = cpu_to_node(cpu);
+        let Some(stack) = alloc_stack(THREAD_SIZE, THREAD_ALIGN, node) else {
             return Err(CpuUpError::NoStack);
         };
-        let Some(ovf) = alloc_stack(OVERFLOW_STACK_SIZE, crate::arch::memory::PAGE_SIZE) else {
+        let Some(ovf) = alloc_stack(OVERFLOW_STACK_SIZE, crate::arch::memory::PAGE_SIZE, node) else {
             vfree(stack.0 as *const u8);
             return Err(CpuUpError::NoStack);
         };
@@ -118,15 +124,6 @@ fn smp_spin_table_cpu_boot(release_addr: u64) -> Result<(), CpuUpError> {
     wrote.map_err(|_| CpuUpError::SpinTable(release_addr))
 }
 
-/// Distinct NUMA nodes of the memory banks (at least 1), for the summary.
-fn num_online_nodes(info: &MachineInfo) -> usize {
-    let mut nodes = 0u64;
-    for b in info.memory() {
-        nodes |= 1 << b.numa_node.unwrap_or(0).min(63);
-    }
-    nodes.count_ones().max(1) as usize
-}
-
 /// Bring every CPU the device tree lists up (Linux: smp_init). CPU 0 is
 /// the boot CPU; the others get the logical ids 1, 2, ... in tree order.
 pub fn smp_init(info: &MachineInfo) {
@@ -144,6 +141,8 @@ pub fn smp_init(info: &MachineInfo) {
             continue;
         }
         set_cpu_logical_map(cpu, c.mpidr);
+        // Before cpu_up: its stacks go on its node.
+        crate::arch::mm::numa::early_map_cpu_to_node(cpu, c.numa_node);
         match cpu_up(cpu, c.mpidr, c.enable_method) {
             Ok(()) => {}
             Err(CpuUpError::NoStack) => pr_err!("CPU{}: failed to allocate its stacks; skipped", cpu),
@@ -172,7 +171,8 @@ pub fn smp_init(info: &MachineInfo) {
         cpu += 1;
     }
     let n = smp::num_online_cpus();
-    let nodes = num_online_nodes(info);
+    // The nodes with memory, as the allocator built them (NUMA off: 1).
+    let nodes = crate::mm::page_alloc::num_online_nodes();
     pr_info!(
         "smp: Brought up {} node{}, {} CPU{}",
         nodes,

@@ -37,7 +37,9 @@
 //! the kernel also masks IRQs while a CPU touches its own list, as Linux's
 //! local_irq_save does).
 
+use crate::mm::numa::{self, MAX_NUMNODES, NodeMask, NodeOrder};
 use core::fmt;
+use core::ops::Range;
 
 /// Per-cpu page lists per zone: one per possible CPU (the arch's NR_CPUS,
 /// checked against it in page_alloc.rs).
@@ -1029,6 +1031,8 @@ pub enum ZonesError {
     Full,
     /// The new zone's span overlaps the zone at this index.
     Overlap { index: usize },
+    /// The zone's node is not below [`MAX_NUMNODES`].
+    BadNode { node: u32 },
 }
 
 impl fmt::Display for ZonesError {
@@ -1036,16 +1040,53 @@ impl fmt::Display for ZonesError {
         match *self {
             ZonesError::Full => write!(f, "already {MAX_ZONES} zones"),
             ZonesError::Overlap { index } => write!(f, "zone overlaps zone {index}"),
+            ZonesError::BadNode { node } => write!(f, "node {node} >= MAX_NUMNODES ({MAX_NUMNODES})"),
         }
     }
 }
 
 /// All zones of the system in a fixed array (no heap), kept in Linux's
 /// order: by node, then by address, which on arm64 is zone index order
-/// (DMA, DMA32, Normal).
+/// (DMA, DMA32, Normal). The zones of one node are therefore adjacent:
+/// `node_zones[nid]` is that node's slice of the array, its `pg_data_t`'s
+/// `node_zones` ([`Zones::node_data`]).
 pub struct Zones {
     zones: [Option<Zone>; MAX_ZONES],
     nr: usize,
+    /// Indices of each node's zones (empty: no memory on the node).
+    node_zones: [(u8, u8); MAX_NUMNODES],
+    /// Each node's fallback order (Linux's node_zonelists[ZONELIST_FALLBACK],
+    /// by node; within a node the highest zone is tried first).
+    zonelists: [NodeOrder; MAX_NUMNODES],
+}
+
+const _: () = assert!(MAX_ZONES <= u8::MAX as usize);
+
+/// A node's summary (Linux's `pg_data_t`, `struct pglist_data`): its zones
+/// and what they span and hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PglistData {
+    pub node_id: usize,
+    /// Lowest pfn of the node's zones (`node_start_pfn`).
+    pub node_start_pfn: usize,
+    /// Pages from `node_start_pfn` to the end of its last zone, holes
+    /// between zones included (`node_spanned_pages`).
+    pub node_spanned_pages: usize,
+    /// Pages spanned by its zones, holes excluded (`node_present_pages`).
+    pub node_present_pages: usize,
+    /// Pages released to the allocator (sum of `zone_managed_pages`).
+    pub managed_pages: usize,
+    /// Free pages, buddy and per-cpu lists (`NR_FREE_PAGES` of the node).
+    pub nr_free_pages: usize,
+    /// Indices of its zones in the [`Zones`] array (`node_zones`).
+    pub zones: Range<usize>,
+}
+
+impl PglistData {
+    /// One past the node's last pfn (`pgdat_end_pfn()`).
+    pub fn node_end_pfn(&self) -> usize {
+        self.node_start_pfn + self.node_spanned_pages
+    }
 }
 
 impl Default for Zones {
@@ -1059,6 +1100,8 @@ impl Zones {
         Zones {
             zones: [const { None }; MAX_ZONES],
             nr: 0,
+            node_zones: [(0, 0); MAX_NUMNODES],
+            zonelists: [NodeOrder::EMPTY; MAX_NUMNODES],
         }
     }
 
@@ -1067,6 +1110,9 @@ impl Zones {
     pub fn add(&mut self, zone: Zone) -> Result<usize, ZonesError> {
         if self.nr == MAX_ZONES {
             return Err(ZonesError::Full);
+        }
+        if zone.node as usize >= MAX_NUMNODES {
+            return Err(ZonesError::BadNode { node: zone.node });
         }
         if let Some(index) = self
             .iter()
@@ -1079,7 +1125,70 @@ impl Zones {
         self.zones[at..=self.nr].rotate_right(1);
         self.zones[at] = Some(zone);
         self.nr += 1;
+        self.build_all_zonelists();
         Ok(at)
+    }
+
+    /// Recompute each node's zone slice and fallback order (Linux's
+    /// build_all_zonelists), after the set of zones changed.
+    fn build_all_zonelists(&mut self) {
+        let mut node_zones = [(0u8, 0u8); MAX_NUMNODES];
+        let mut with_memory = NodeMask::NONE;
+        for (i, z) in self.iter().enumerate() {
+            let n = z.node as usize;
+            if !with_memory.node_isset(n) {
+                node_zones[n] = (i as u8, i as u8);
+                with_memory = with_memory.with(n);
+            }
+            node_zones[n].1 = i as u8 + 1;
+        }
+        self.node_zones = node_zones;
+        for nid in 0..MAX_NUMNODES {
+            self.zonelists[nid] = numa::build_node_order(nid, with_memory, numa::node_distance);
+        }
+    }
+
+    /// The nodes that have memory (Linux's `node_states[N_MEMORY]`).
+    pub fn nodes_with_memory(&self) -> NodeMask {
+        self.iter().fold(NodeMask::NONE, |m, z| m.with(z.node as usize))
+    }
+
+    /// Node `nid`'s fallback order (nodes only).
+    pub fn node_order(&self, nid: usize) -> &[u8] {
+        self.zonelists.get(nid).map_or(&[], NodeOrder::as_slice)
+    }
+
+    /// Indices of node `nid`'s zones (empty if it has no memory).
+    pub fn node_zone_range(&self, nid: usize) -> Range<usize> {
+        self.node_zones.get(nid).map_or(0..0, |&(s, e)| s as usize..e as usize)
+    }
+
+    /// Linux's NODE_DATA(nid): the node's zones and counts; None for a node
+    /// without memory.
+    pub fn node_data(&self, nid: usize) -> Option<PglistData> {
+        let zones = self.node_zone_range(nid);
+        if zones.is_empty() {
+            return None;
+        }
+        let mut pgdat = PglistData {
+            node_id: nid,
+            node_start_pfn: usize::MAX,
+            node_spanned_pages: 0,
+            node_present_pages: 0,
+            managed_pages: 0,
+            nr_free_pages: 0,
+            zones: zones.clone(),
+        };
+        let mut end = 0;
+        for z in zones.filter_map(|i| self.get(i)) {
+            pgdat.node_start_pfn = pgdat.node_start_pfn.min(z.start_pfn);
+            end = end.max(z.end_pfn());
+            pgdat.node_present_pages += z.spanned_pages;
+            pgdat.managed_pages += z.managed();
+            pgdat.nr_free_pages += z.free_count();
+        }
+        pgdat.node_spanned_pages = end - pgdat.node_start_pfn;
+        Some(pgdat)
     }
 
     pub fn len(&self) -> usize {
@@ -1106,40 +1215,54 @@ impl Zones {
         self.iter().position(|z| z.contains(pfn))
     }
 
-    /// Allocates `2^order` pages from the first zone in zonelist order that
-    /// has a large enough free block. The zonelist is Linux's
-    /// (`build_zonerefs_node()`): nodes in ascending order and, within a
-    /// node, the highest zone first, so DMA zones are used last.
+    /// Allocates `2^order` pages for node 0 on CPU 0; see
+    /// [`Zones::alloc_pages_node_on`].
     #[inline]
     pub fn alloc_pages(&mut self, order: usize) -> Option<usize> {
-        self.alloc_pages_on(0, order)
+        self.alloc_pages_node_on(0, 0, order)
     }
 
     /// [`Zones::alloc_pages`] on CPU `cpu`: its per-cpu lists.
     #[inline]
     pub fn alloc_pages_on(&mut self, cpu: usize, order: usize) -> Option<usize> {
+        self.alloc_pages_node_on(cpu, 0, order)
+    }
+
+    /// Allocates `2^order` pages for node `nid` on CPU `cpu` (its per-cpu
+    /// lists) from the first zone in `nid`'s zonelist that has a large
+    /// enough free block. The zonelist is Linux's (build_zonelists):
+    /// `nid`'s own zones, then the other nodes' by distance
+    /// ([`numa::build_node_order`]); within a node the highest zone first
+    /// (`build_zonerefs_node()`), so DMA zones are used last. A node
+    /// without memory starts at the next best node. `nid` below
+    /// [`MAX_NUMNODES`] is the caller's check (on a one-zone machine any
+    /// `nid` gets that zone).
+    #[inline]
+    pub fn alloc_pages_node_on(&mut self, cpu: usize, nid: usize, order: usize) -> Option<usize> {
+        self.alloc_pages_node_with(cpu, || nid, order)
+    }
+
+    /// [`Zones::alloc_pages_node_on`] with the node computed only when
+    /// there is a zonelist to walk (more than one zone), so that finding
+    /// "this CPU's node" costs nothing on a one-zone machine.
+    #[inline(always)]
+    pub fn alloc_pages_node_with(&mut self, cpu: usize, nid: impl FnOnce() -> usize, order: usize) -> Option<usize> {
         // One zone: no zonelist to walk.
         if self.nr == 1 {
             return self.zones[0].as_mut().and_then(|z| z.alloc_pages_on(cpu, order));
         }
-        self.alloc_pages_zonelist(cpu, order)
+        self.alloc_pages_zonelist(cpu, nid(), order)
     }
 
     #[inline(never)]
-    fn alloc_pages_zonelist(&mut self, cpu: usize, order: usize) -> Option<usize> {
-        let mut node_start = 0;
-        while node_start < self.nr {
-            let node = self.get(node_start)?.node;
-            let mut node_end = node_start;
-            while node_end < self.nr && self.get(node_end).is_some_and(|z| z.node == node) {
-                node_end += 1;
-            }
-            for i in (node_start..node_end).rev() {
+    fn alloc_pages_zonelist(&mut self, cpu: usize, nid: usize, order: usize) -> Option<usize> {
+        let order_list = *self.zonelists.get(nid)?;
+        for &n in order_list.as_slice() {
+            for i in self.node_zone_range(n as usize).rev() {
                 if let Some(pfn) = self.get_mut(i).and_then(|z| z.alloc_pages_on(cpu, order)) {
                     return Some(pfn);
                 }
             }
-            node_start = node_end;
         }
         None
     }

@@ -4,11 +4,13 @@
 
 use crate::arch::memory::PAGE_SIZE;
 use crate::arch::mm::mmu as paging;
+use crate::arch::mm::numa;
 use crate::drivers::of::fdt::MachineInfo;
 use crate::kernel::locking::spinlock::{SpinLock, SpinLockGuard};
-use crate::mm::memblock::Memblock;
+use crate::mm::memblock::{MemBank, Memblock};
+use crate::mm::numa::MAX_NUMNODES;
 use crate::mm::{heap, page_alloc, vmalloc};
-use crate::pr_info;
+use crate::{pr_info, pr_warn};
 use core::sync::atomic::AtomicUsize;
 
 static MEMBLOCK: SpinLock<Memblock> = SpinLock::new(Memblock::new());
@@ -26,11 +28,42 @@ pub fn mm_init(info: &MachineInfo) {
     // Zones span memblock's merged view (overlapping DT banks would give
     // overlapping zones), split where the NUMA node changes, holes spanned
     // when there are more ranges than zones.
-    let ranges = crate::mm::memblock::zone_ranges(memblock_lock().memory(), info.memory(), crate::mm::buddy::MAX_ZONES);
+    let banks = arm64_numa_init(info);
+    let ranges = crate::mm::memblock::zone_ranges(memblock_lock().memory(), &banks, crate::mm::buddy::MAX_ZONES);
     page_alloc::free_area_init(&ranges);
     mem_print_memory_info();
     paging::print_vm_layout();
     vmalloc::vmalloc_init();
+}
+
+/// The DT's nodes checked (Linux: arm64_numa_init -> of_numa_init): a
+/// `numa-node-id` at or above MAX_NUMNODES on a memory or CPU node turns
+/// NUMA off, every bank and CPU then on node 0. Maps the boot CPU to its
+/// node (the secondaries are mapped as smp_init numbers them).
+fn arm64_numa_init(info: &MachineInfo) -> alloc::vec::Vec<MemBank> {
+    let mut banks = info.memory().to_vec();
+    let bad = banks
+        .iter()
+        .filter_map(|b| b.numa_node)
+        .chain(info.cpus().iter().filter_map(|c| c.numa_node))
+        .find(|&n| n as usize >= MAX_NUMNODES);
+    if let Some(nid) = bad {
+        pr_warn!(
+            "NUMA: numa-node-id {} >= MAX_NUMNODES ({}); NUMA off, all memory and CPUs on node 0",
+            nid,
+            MAX_NUMNODES
+        );
+        numa::set_numa_off();
+        banks.iter_mut().for_each(|b| b.numa_node = None);
+    }
+    let boot_mpidr = crate::arch::kernel::smp::read_cpuid_mpidr();
+    let boot_node = info
+        .cpus()
+        .iter()
+        .find(|c| c.mpidr == boot_mpidr)
+        .and_then(|c| c.numa_node);
+    numa::early_map_cpu_to_node(0, boot_node);
+    banks
 }
 
 /// `Memory: 1011904K/1048576K available (1024K kernel code, ...)`.

@@ -8,12 +8,15 @@
 //! 3. [`mm_init`]: the buddy allocator over what memblock left free
 //!    (`memblock_free_all`), then the heap may grow from it, then vmalloc.
 //!
-//! The algorithms with no global state (`buddy`, `memblock`, `vmap_tree`)
+//! The algorithms with no global state (`buddy`, `memblock`, `numa`'s node
+//! order, `vmap_tree`)
 //! are compiled for the host too and unit-tested there (`cargo htest`); the
 //! rest is kernel-only.
 
 pub mod buddy;
+pub mod gfp;
 pub mod memblock;
+pub mod numa;
 pub mod vmap_tree;
 
 #[cfg(target_os = "none")]

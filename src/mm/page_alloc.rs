@@ -9,6 +9,12 @@
 //! The buddy logic itself (`crate::mm::buddy`) is host-tested; this file
 //! owns the global zones, the `struct page` arrays (mem_map) and the lock.
 //!
+//! NUMA: the zones of one node form its `pg_data_t` (`NODE_DATA(nid)`);
+//! `alloc_pages_node(nid, order)` walks `nid`'s zonelist (own node first,
+//! then the others by distance), `alloc_pages(order)` is the current CPU's
+//! node. The per-cpu lists are per zone, so they only ever hold pages of
+//! their zone's node.
+//!
 //! SMP: the zone lock (`ZONES`, Linux's `zone->lock`) serialises the buddy
 //! lists and, here, the per-cpu lists too. Each CPU has its own per-cpu
 //! list per zone, indexed by `smp_processor_id()`, and touches it with IRQs
@@ -21,11 +27,14 @@ use crate::arch::kernel::irq::{local_irq_restore, local_irq_save};
 use crate::arch::kernel::percpu::smp_processor_id;
 use crate::arch::memory::*;
 use crate::arch::mm::mmu::__va;
+use crate::arch::mm::numa::cpu_to_node;
 use crate::kernel::locking::spinlock::SpinLock;
-use crate::mm::buddy::{Page, Zone, Zones};
+use crate::mm::buddy::{MAX_ZONES, Page, PglistData, Zone, Zones};
+use crate::mm::gfp::{__GFP_NOWARN, gfp_t};
+use crate::mm::numa::{MAX_NUMNODES, NUMA_NO_NODE, NodeMask};
 use crate::{pr_info, pr_warn};
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 pub use crate::mm::buddy::MAX_ORDER;
 
@@ -53,17 +62,120 @@ pub fn is_ready() -> bool {
     READY.load(Ordering::Acquire)
 }
 
-/// Linux's alloc_pages: physical address of 2^order contiguous pages.
+/// Linux's alloc_pages: physical address of 2^order contiguous pages, from
+/// the current CPU's node first (alloc_pages_current's default policy).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn alloc_pages(order: usize) -> Option<PhysAddr> {
+    // The body is alloc_pages' own, not an inlined helper's: `break
+    // alloc_pages` must stop in alloc_pages (see __free_pages).
     if fault_inject::should_fail(Site::PageAlloc) {
         return None;
     }
     let flags = local_irq_save();
-    let pfn = ZONES.lock().zones.alloc_pages_on(smp_processor_id(), order);
+    let cpu = smp_processor_id();
+    // The CPU's node is looked up only if there is more than one zone.
+    let pfn = ZONES
+        .lock()
+        .zones
+        .alloc_pages_node_with(cpu, || cpu_to_node(cpu) as usize, order);
     local_irq_restore(flags);
     pfn.map(pfn_to_phys)
+}
+
+/// Linux's alloc_pages_node: 2^order pages from node `nid`'s zonelist
+/// (`nid` itself first, then the other nodes by distance); NUMA_NO_NODE is
+/// the current CPU's node. A `nid` that is neither, or not below
+/// MAX_NUMNODES, is a caller bug: reported, and nothing is allocated.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn alloc_pages_node(nid: i32, order: usize) -> Option<PhysAddr> {
+    if nid == NUMA_NO_NODE {
+        return alloc_pages(order);
+    }
+    if !(0..MAX_NUMNODES as i32).contains(&nid) {
+        return bad_node(nid);
+    }
+    __alloc_pages_node(nid as usize, order)
+}
+
+/// alloc_pages_node's report of a node id out of range, out of line so
+/// that the per-page path stays short (vmalloc_node calls it per page).
+#[cold]
+#[inline(never)]
+fn bad_node(nid: i32) -> Option<PhysAddr> {
+    pr_warn!(
+        "alloc_pages_node: node {} out of range (MAX_NUMNODES {}); nothing allocated",
+        nid,
+        MAX_NUMNODES
+    );
+    None
+}
+
+/// Linux's __alloc_pages_node: alloc_pages_node without the NUMA_NO_NODE
+/// and range checks, for a caller that made them (vmalloc, per page). A
+/// `nid` at or above MAX_NUMNODES allocates nothing on a multi-zone
+/// machine.
+#[inline]
+pub fn __alloc_pages_node(nid: usize, order: usize) -> Option<PhysAddr> {
+    if fault_inject::should_fail(Site::PageAlloc) {
+        return None;
+    }
+    let flags = local_irq_save();
+    let pfn = ZONES.lock().zones.alloc_pages_node_on(smp_processor_id(), nid, order);
+    local_irq_restore(flags);
+    pfn.map(pfn_to_phys)
+}
+
+/// Linux's warn_alloc: one line saying what failed, with the flags, unless
+/// `gfp_mask` has __GFP_NOWARN: `<what>, mode:0xcc0(GFP_KERNEL),
+/// nodemask=(null)`. Unlike Linux, not rate-limited (every failure here is
+/// a test's or a user's deliberate one, and each should say so), with no
+/// task name (there are no tasks), no stack dump and no show_mem.
+pub fn warn_alloc(gfp_mask: gfp_t, what: fmt::Arguments<'_>) {
+    if gfp_mask.contains(__GFP_NOWARN) {
+        return;
+    }
+    pr_warn!("{}, mode:{:#x}({}), nodemask=(null)", what, gfp_mask.bits(), gfp_mask);
+}
+
+/// Each zone's pfn span and node, written once by free_area_init before
+/// READY: page_to_nid reads them without the zone lock (as Linux reads the
+/// node from page->flags), so it is safe from any context.
+static ZONE_START: [AtomicUsize; MAX_ZONES] = [const { AtomicUsize::new(0) }; MAX_ZONES];
+static ZONE_END: [AtomicUsize; MAX_ZONES] = [const { AtomicUsize::new(0) }; MAX_ZONES];
+static ZONE_NID: [AtomicU32; MAX_ZONES] = [const { AtomicU32::new(0) }; MAX_ZONES];
+/// Nodes with memory (Linux's node_states[N_MEMORY]).
+static NODES_WITH_MEMORY: AtomicU32 = AtomicU32::new(0);
+
+/// Linux's page_to_nid: the node of the page at `pa`; None if no zone
+/// spans it.
+pub fn page_to_nid(pa: PhysAddr) -> Option<usize> {
+    let pfn = phys_to_pfn(pa);
+    (0..MAX_ZONES)
+        .take_while(|&i| ZONE_END[i].load(Ordering::Relaxed) != 0)
+        .find(|&i| (ZONE_START[i].load(Ordering::Relaxed)..ZONE_END[i].load(Ordering::Relaxed)).contains(&pfn))
+        .map(|i| ZONE_NID[i].load(Ordering::Relaxed) as usize)
+}
+
+/// The nodes with memory (N_MEMORY); node 0 alone before free_area_init.
+pub fn nodes_with_memory() -> NodeMask {
+    let bits = NODES_WITH_MEMORY.load(Ordering::Relaxed);
+    (0..MAX_NUMNODES)
+        .filter(|&n| bits & (1 << n) != 0)
+        .fold(NodeMask::NONE.with(0), |m, n| m.with(n))
+}
+
+/// Linux's num_online_nodes(): nodes with memory.
+pub fn num_online_nodes() -> usize {
+    nodes_with_memory().nodes_weight()
+}
+
+/// Linux's NODE_DATA(nid): the node's zones and page counts (free pages
+/// include the per-cpu lists); None for a node without memory.
+#[allow(non_snake_case)]
+pub fn NODE_DATA(nid: usize) -> Option<PglistData> {
+    ZONES.lock().zones.node_data(nid)
 }
 
 /// Linux's __free_pages. A bad free (double free, wrong order, a page the
@@ -102,6 +214,24 @@ pub fn nr_free_pages() -> (usize, usize) {
 /// Pages spanned by RAM (Linux: physpages).
 pub fn physpages() -> usize {
     ZONES.lock().physpages
+}
+
+/// /sys/devices/system/node/nodeN/meminfo's first lines for every node
+/// with memory (`Node 0 MemTotal:  1024000 kB`, MemFree, MemUsed).
+pub fn node_meminfo(w: &mut dyn Write) -> fmt::Result {
+    let kb = |pages: usize| pages * (PAGE_SIZE / 1024);
+    for pgdat in (0..MAX_NUMNODES).filter_map(NODE_DATA) {
+        let n = pgdat.node_id;
+        writeln!(w, "Node {} MemTotal:       {:>8} kB", n, kb(pgdat.managed_pages))?;
+        writeln!(w, "Node {} MemFree:        {:>8} kB", n, kb(pgdat.nr_free_pages))?;
+        writeln!(
+            w,
+            "Node {} MemUsed:        {:>8} kB",
+            n,
+            kb(pgdat.managed_pages - pgdat.nr_free_pages)
+        )?;
+    }
+    Ok(())
 }
 
 /// /proc/buddyinfo.
@@ -198,11 +328,28 @@ pub fn free_area_init(banks: &[crate::drivers::of::fdt::MemBank]) {
     });
     // Per-cpu lists for order-0 pages (Linux's pageset_init/zone_pcp_init).
     z.zones.setup_pcp();
+    for (i, zone) in z.zones.iter().enumerate() {
+        ZONE_START[i].store(zone.start_pfn(), Ordering::Relaxed);
+        ZONE_END[i].store(zone.end_pfn(), Ordering::Relaxed);
+        ZONE_NID[i].store(zone.node(), Ordering::Relaxed);
+    }
+    NODES_WITH_MEMORY.store(z.zones.nodes_with_memory().bits(), Ordering::Relaxed);
     TOTALRAM_PAGES.store(z.zones.managed(), Ordering::Relaxed);
     let pcp = z.zones.get(0).map(|zone| zone.pcp());
+    // Not a Vec: the heap may grow from the zones, whose lock is held.
+    let nodes: [Option<PglistData>; MAX_NUMNODES] = core::array::from_fn(|n| z.zones.node_data(n));
     drop(z);
     drop(mb);
     READY.store(true, Ordering::Release);
+    for pgdat in nodes.iter().flatten() {
+        // mm/page_alloc.c's free_area_init_node line.
+        pr_info!(
+            "Initmem setup node {} [mem {:#018x}-{:#018x}]",
+            pgdat.node_id,
+            pfn_to_phys(pgdat.node_start_pfn).0,
+            pfn_to_phys(pgdat.node_end_pfn()).0 - 1
+        );
+    }
     let (free, managed) = nr_free_pages();
     pr_info!(
         "page_alloc: {} zone(s), {} pages managed, {} free, MAX_ORDER {}",

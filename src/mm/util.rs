@@ -28,39 +28,15 @@ use crate::arch::mm::mmu::{__pa, __va};
 use core::panic::Location;
 use core::ptr::{self, NonNull};
 
-// ---------------------------------------------------------------------------
-// gfp flags and nodes (Linux 5.10: include/linux/gfp.h, numa.h)
-// ---------------------------------------------------------------------------
-//
-// The values are 5.10's, so that a flag word reads the same in GDB as in
-// Linux. The vmalloc pipeline does not take gfp flags or a node yet (being
-// added in parallel); until then only the bits this file acts on matter.
-
-/// Linux's `gfp_t`.
-#[allow(non_camel_case_types)]
-pub type gfp_t = u32;
-
-pub const __GFP_DMA32: gfp_t = 0x04;
-pub const __GFP_HIGH: gfp_t = 0x20;
-pub const __GFP_IO: gfp_t = 0x40;
-pub const __GFP_FS: gfp_t = 0x80;
-pub const __GFP_ZERO: gfp_t = 0x100;
-pub const __GFP_ATOMIC: gfp_t = 0x200;
-pub const __GFP_DIRECT_RECLAIM: gfp_t = 0x400;
-pub const __GFP_KSWAPD_RECLAIM: gfp_t = 0x800;
-pub const __GFP_NOWARN: gfp_t = 0x2000;
-pub const __GFP_RETRY_MAYFAIL: gfp_t = 0x4000;
-pub const __GFP_NORETRY: gfp_t = 0x10000;
-pub const __GFP_RECLAIM: gfp_t = __GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM;
-pub const GFP_KERNEL: gfp_t = __GFP_RECLAIM | __GFP_IO | __GFP_FS;
-pub const GFP_ATOMIC: gfp_t = __GFP_HIGH | __GFP_ATOMIC | __GFP_KSWAPD_RECLAIM;
-pub const GFP_NOWAIT: gfp_t = __GFP_KSWAPD_RECLAIM;
-pub const GFP_DMA32: gfp_t = __GFP_DMA32;
+// gfp flags (mm/gfp.rs) and nodes (mm/numa.rs), re-exported for kvmalloc's
+// callers.
+pub use crate::mm::gfp::{
+    __GFP_NORETRY, __GFP_NOWARN, __GFP_RETRY_MAYFAIL, __GFP_ZERO, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, gfp_t,
+};
+pub use crate::mm::numa::NUMA_NO_NODE;
 
 /// Linux's NUMA node number (`int nid`).
 pub type NodeId = i32;
-/// Any node (Linux: NUMA_NO_NODE).
-pub const NUMA_NO_NODE: NodeId = -1;
 
 // ---------------------------------------------------------------------------
 // The kmalloc half
@@ -102,7 +78,7 @@ fn kvmalloc_kmalloc(size: usize, flags: gfp_t, _node: NodeId) -> *mut u8 {
     unsafe {
         (hdr as *mut usize).write(size);
         let obj = hdr.add(KV_HDR);
-        if flags & __GFP_ZERO != 0 || vm::init_on_alloc() {
+        if flags.contains(__GFP_ZERO) || vm::init_on_alloc() {
             ptr::write_bytes(obj, 0, size);
         }
         obj
@@ -151,13 +127,13 @@ pub fn __kvmalloc_node(size: usize, flags: gfp_t, node: NodeId, caller: Caller) 
     if size == 0 {
         return ptr::null_mut(); // Linux: ZERO_SIZE_PTR; nothing to hand out here
     }
-    if flags & GFP_KERNEL != GFP_KERNEL {
+    if !flags.contains(GFP_KERNEL) {
         return kvmalloc_kmalloc(size, flags, node);
     }
     let mut kmalloc_flags = flags;
     if size > PAGE_SIZE {
         kmalloc_flags |= __GFP_NOWARN;
-        if kmalloc_flags & __GFP_RETRY_MAYFAIL == 0 {
+        if !kmalloc_flags.contains(__GFP_RETRY_MAYFAIL) {
             kmalloc_flags |= __GFP_NORETRY;
         }
     }
@@ -165,10 +141,7 @@ pub fn __kvmalloc_node(size: usize, flags: gfp_t, node: NodeId, caller: Caller) 
     if !ret.is_null() || size <= PAGE_SIZE {
         return ret;
     }
-    // MERGE: becomes __vmalloc_node(size, 1, flags, node, caller) once the
-    // pipeline takes gfp flags and a node.
-    let zero = flags & __GFP_ZERO != 0 || vm::init_on_alloc();
-    vm::__vmalloc_node(size, 1, zero, caller) as *mut u8
+    vm::__vmalloc_node(size, 1, flags, node, caller) as *mut u8
 }
 
 /// Linux's kvmalloc: kvmalloc_node on any node.

@@ -49,7 +49,9 @@
 //! in the IPI handler), so the vmalloc locks are taken with IRQs as they
 //! are; only the per-cpu page lists mask IRQs (page_alloc.rs).
 
-use super::page_alloc;
+use super::gfp::{__GFP_ZERO, GFP_DMA32, GFP_KERNEL, GFP_RECLAIM_MASK, gfp_t};
+use super::numa::{MAX_NUMNODES, NUMA_NO_NODE};
+use super::page_alloc::{self, warn_alloc};
 use super::slab::{self, KmemCache};
 use super::vmap_block::purge_fragmented_blocks_allcpus;
 use crate::arch::kernel::percpu::{NR_CPUS, smp_processor_id};
@@ -267,12 +269,12 @@ pub unsafe fn free_vm_struct(area: *mut VmStruct) {
 }
 
 /// The page array of an area of `nr_pages` (Linux's __vmalloc_area_node:
-/// kmalloc_node up to a page, else __vmalloc_node), zeroed as 5.10's
-/// `__GFP_ZERO` has it; null on failure.
-pub fn alloc_pages_array(nr_pages: usize, caller: Caller) -> *mut PhysAddr {
+/// kmalloc_node up to a page, else __vmalloc_node with `nested_gfp` on
+/// `node`), zeroed as 5.10's `__GFP_ZERO` has it; null on failure.
+pub fn alloc_pages_array(nr_pages: usize, nested_gfp: gfp_t, node: i32, caller: Caller) -> *mut PhysAddr {
     let array_size = nr_pages * core::mem::size_of::<PhysAddr>();
     if page_array_is_vmalloced(nr_pages) {
-        __vmalloc_node(array_size, 1, true, caller) as *mut PhysAddr
+        __vmalloc_node(array_size, 1, nested_gfp, node, caller) as *mut PhysAddr
     } else {
         let Some(p) = slab::kmalloc(array_size) else {
             return ptr::null_mut();
@@ -778,36 +780,37 @@ pub unsafe fn free_vm_area(area: *mut VmStruct) {
 // Backing pages
 // ---------------------------------------------------------------------------
 
-/// Allocate the page array, then the pages one at a time, then map them
-/// (Linux: __vmalloc_area_node). On any failure the whole area is freed
-/// and NULL returned.
+/// Allocate the page array, then the pages one at a time on `node`
+/// (NUMA_NO_NODE: the current CPU's node; either way other nodes when it
+/// runs out), then map them (Linux: __vmalloc_area_node). On any failure
+/// the whole area is freed, `warn_alloc` reports it (unless __GFP_NOWARN)
+/// and NULL is returned.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub fn __vmalloc_area_node(area: &mut VmStruct, prot: PageProt, zero: bool) -> usize {
+pub fn __vmalloc_area_node(area: &mut VmStruct, gfp_mask: gfp_t, prot: PageProt, node: i32) -> usize {
+    // 5.10 also adds __GFP_NOWARN for the pages, then reports with it set,
+    // which silences the report; the caller's flags decide it here.
+    let nested_gfp = (gfp_mask & GFP_RECLAIM_MASK) | __GFP_ZERO;
+    let zero = want_init_on_alloc(gfp_mask);
     let nr_pages = area.get_vm_area_size() >> PAGE_SHIFT;
     // The page array: kmalloc when small, else from vmalloc itself.
-    let pages = alloc_pages_array(nr_pages, area.caller);
+    let pages = alloc_pages_array(nr_pages, nested_gfp, node, area.caller);
     if pages.is_null() {
-        pr_warn!(
-            "vmalloc error: size {}, failed to allocate page array",
-            nr_pages * PAGE_SIZE
-        );
-        __vfree_area(area);
-        return 0;
+        return __vmalloc_area_fail(area, gfp_mask, AreaFailure::PageArray, nr_pages);
     }
     area.pages = pages;
     area.nr_pages = 0;
     for i in 0..nr_pages {
-        let Some(pa) = page_alloc::alloc_pages(0) else {
+        // 5.10: alloc_page, or alloc_pages_node; its checks were made by
+        // __vmalloc_node_range, so straight to __alloc_pages_node.
+        let page = if node == NUMA_NO_NODE {
+            page_alloc::alloc_pages(0)
+        } else {
+            page_alloc::__alloc_pages_node(node as usize, 0)
+        };
+        let Some(pa) = page else {
             NR_VMALLOC_PAGES.fetch_add(i, Ordering::Relaxed);
-            pr_warn!(
-                "vmalloc error: size {}, failed to allocate pages, allocated {} of {} bytes",
-                nr_pages * PAGE_SIZE,
-                i * PAGE_SIZE,
-                nr_pages * PAGE_SIZE
-            );
-            __vfree_area(area);
-            return 0;
+            return __vmalloc_area_fail(area, gfp_mask, AreaFailure::Pages { allocated: i }, nr_pages);
         };
         if zero {
             // SAFETY: a fresh page of ours, Normal memory in the linear map.
@@ -822,11 +825,51 @@ pub fn __vmalloc_area_node(area: &mut VmStruct, prot: PageProt, zero: bool) -> u
     let page_slice = unsafe { core::slice::from_raw_parts(pages, nr_pages) };
     // map_kernel_range said why on failure.
     if map_kernel_range(area.addr, page_slice, prot) != 0 {
-        pr_warn!("vmalloc error: size {}, failed to map pages", nr_pages * PAGE_SIZE);
-        __vfree_area(area);
-        return 0;
+        return __vmalloc_area_fail(area, gfp_mask, AreaFailure::Map, nr_pages);
     }
     area.addr
+}
+
+/// Which step of __vmalloc_area_node failed.
+enum AreaFailure {
+    PageArray,
+    /// After `allocated` pages.
+    Pages {
+        allocated: usize,
+    },
+    Map,
+}
+
+/// __vmalloc_area_node's `fail:` label: the report (warn_alloc), then the
+/// whole area freed. Out of line, so the allocation path pays nothing for
+/// the report's formatting.
+#[cold]
+#[inline(never)]
+fn __vmalloc_area_fail(area: &mut VmStruct, gfp_mask: gfp_t, what: AreaFailure, nr_pages: usize) -> usize {
+    let size = nr_pages * PAGE_SIZE;
+    match what {
+        AreaFailure::PageArray => warn_alloc(
+            gfp_mask,
+            format_args!(
+                "vmalloc: allocation failure: {} bytes, failed to allocate page array",
+                size
+            ),
+        ),
+        AreaFailure::Pages { allocated } => warn_alloc(
+            gfp_mask,
+            format_args!(
+                "vmalloc: allocation failure, allocated {} of {} bytes",
+                allocated * PAGE_SIZE,
+                size
+            ),
+        ),
+        AreaFailure::Map => warn_alloc(
+            gfp_mask,
+            format_args!("vmalloc: allocation failure: {} bytes, failed to map pages", size),
+        ),
+    }
+    __vfree_area(area);
+    0
 }
 
 /// Free a vm_struct that is still in the busy tree, with whatever pages it
@@ -844,8 +887,11 @@ fn totalram_pages() -> usize {
     page_alloc::totalram_pages()
 }
 
-/// The core: `size` bytes in [start, end) aligned to `align`, with `prot`
-/// (Linux: __vmalloc_node_range). Returns 0 on failure, with a message.
+/// The core: `size` bytes in [start, end) aligned to `align`, with `prot`,
+/// pages from `node` (NUMA_NO_NODE: the current CPU's), zeroed if
+/// `gfp_mask` has __GFP_ZERO or init_on_alloc is on (Linux:
+/// __vmalloc_node_range). Returns 0 on failure, reported by warn_alloc
+/// unless `gfp_mask` has __GFP_NOWARN.
 #[unsafe(no_mangle)]
 #[inline(never)]
 #[allow(clippy::too_many_arguments)] // Linux's signature, argument for argument
@@ -854,25 +900,25 @@ pub fn __vmalloc_node_range(
     align: usize,
     start: usize,
     end: usize,
-    zero: bool,
+    gfp_mask: gfp_t,
     prot: PageProt,
     vm_flags: VmFlags,
+    node: i32,
     caller: Caller,
 ) -> usize {
     let real_size = size;
     let size = size.next_multiple_of(PAGE_SIZE);
-    if size == 0 || (size >> PAGE_SHIFT) > totalram_pages() {
-        pr_warn!(
-            "vmalloc error: size {}, {} (RAM is {} pages)",
-            real_size,
-            if size == 0 {
-                "zero-sized allocation"
-            } else {
-                "exceeds total RAM"
-            },
-            totalram_pages()
-        );
-        return 0;
+    // One test for a node that is neither NUMA_NO_NODE (-1) nor below
+    // MAX_NUMNODES: Linux would BUG in alloc_pages_node; refuse before
+    // reserving anything.
+    let bad_node = (node as u32).wrapping_add(1) > MAX_NUMNODES as u32;
+    if size == 0 || (size >> PAGE_SHIFT) > totalram_pages() || bad_node {
+        let why = if bad_node {
+            RangeFailure::BadNode(node)
+        } else {
+            RangeFailure::Size { zero: size == 0 }
+        };
+        return __vmalloc_node_range_fail(gfp_mask, real_size, why);
     }
     let area = __get_vm_area_node(
         size,
@@ -883,12 +929,11 @@ pub fn __vmalloc_node_range(
         caller,
     );
     if area.is_null() {
-        pr_warn!("vmalloc error: size {}, no vm area (caller {})", real_size, caller);
-        return 0;
+        return __vmalloc_node_range_fail(gfp_mask, real_size, RangeFailure::NoVmArea(caller));
     }
     // SAFETY: area is live and ours until returned.
     let area = unsafe { &mut *area };
-    let addr = __vmalloc_area_node(area, prot, zero);
+    let addr = __vmalloc_area_node(area, gfp_mask, prot, node);
     if addr == 0 {
         return 0;
     }
@@ -896,28 +941,76 @@ pub fn __vmalloc_node_range(
     addr
 }
 
-/// Linux's __vmalloc_node.
+/// Why __vmalloc_node_range refused or failed before the pages.
+enum RangeFailure {
+    /// Zero-sized, or more than total RAM.
+    Size { zero: bool },
+    /// A node id neither NUMA_NO_NODE nor below MAX_NUMNODES.
+    BadNode(i32),
+    /// __get_vm_area_node failed.
+    NoVmArea(Caller),
+}
+
+/// __vmalloc_node_range's `fail:` label (warn_alloc), out of line so the
+/// allocation path pays nothing for the report's formatting. Returns 0.
+#[cold]
+#[inline(never)]
+fn __vmalloc_node_range_fail(gfp_mask: gfp_t, size: usize, why: RangeFailure) -> usize {
+    match why {
+        RangeFailure::Size { zero } => warn_alloc(
+            gfp_mask,
+            format_args!(
+                "vmalloc: allocation failure: {} bytes, {} (RAM is {} pages)",
+                size,
+                if zero {
+                    "zero-sized allocation"
+                } else {
+                    "exceeds total RAM"
+                },
+                totalram_pages()
+            ),
+        ),
+        RangeFailure::BadNode(node) => warn_alloc(
+            gfp_mask,
+            format_args!(
+                "vmalloc: allocation failure: {} bytes, no node {} (MAX_NUMNODES {})",
+                size, node, MAX_NUMNODES
+            ),
+        ),
+        RangeFailure::NoVmArea(caller) => warn_alloc(
+            gfp_mask,
+            format_args!(
+                "vmalloc: allocation failure: {} bytes, no vm area (caller {})",
+                size, caller
+            ),
+        ),
+    }
+    0
+}
+
+/// Linux's __vmalloc_node: anywhere in the vmalloc range.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub fn __vmalloc_node(size: usize, align: usize, zero: bool, caller: Caller) -> usize {
+pub fn __vmalloc_node(size: usize, align: usize, gfp_mask: gfp_t, node: i32, caller: Caller) -> usize {
     __vmalloc_node_range(
         size,
         align,
         VMALLOC_START,
         VMALLOC_END,
-        zero,
+        gfp_mask,
         PAGE_KERNEL,
         VmFlags::empty(),
+        node,
         caller,
     )
 }
 
-/// Linux's __vmalloc(size, gfp): `zero` stands for __GFP_ZERO.
+/// Linux's __vmalloc(size, gfp): pages from the current CPU's node.
 #[track_caller]
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub fn __vmalloc(size: usize, zero: bool) -> *mut u8 {
-    __vmalloc_node(size, 1, zero, Location::caller()) as *mut u8
+pub fn __vmalloc(size: usize, gfp_mask: gfp_t) -> *mut u8 {
+    __vmalloc_node(size, 1, gfp_mask, NUMA_NO_NODE, Location::caller()) as *mut u8
 }
 
 /// Linux's vmalloc: `size` bytes of virtually contiguous memory, or null.
@@ -926,7 +1019,7 @@ pub fn __vmalloc(size: usize, zero: bool) -> *mut u8 {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vmalloc(size: usize) -> *mut u8 {
-    __vmalloc_node(size, 1, init_on_alloc(), Location::caller()) as *mut u8
+    __vmalloc_node(size, 1, GFP_KERNEL, NUMA_NO_NODE, Location::caller()) as *mut u8
 }
 
 /// Linux's vzalloc: as vmalloc, always zeroed.
@@ -934,29 +1027,38 @@ pub fn vmalloc(size: usize) -> *mut u8 {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vzalloc(size: usize) -> *mut u8 {
-    __vmalloc_node(size, 1, true, Location::caller()) as *mut u8
+    __vmalloc_node(size, 1, GFP_KERNEL | __GFP_ZERO, NUMA_NO_NODE, Location::caller()) as *mut u8
 }
 
-/// Linux's vmalloc_node (one node here: the argument is accepted and ignored).
+/// Linux's vmalloc_node: as vmalloc, every page from node `node` while it
+/// has free pages (then the next nodes in its fallback order).
 #[track_caller]
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub fn vmalloc_node(size: usize, _node: i32) -> *mut u8 {
-    __vmalloc_node(size, 1, init_on_alloc(), Location::caller()) as *mut u8
+pub fn vmalloc_node(size: usize, node: i32) -> *mut u8 {
+    __vmalloc_node(size, 1, GFP_KERNEL, node, Location::caller()) as *mut u8
+}
+
+/// Linux's vzalloc_node: as vmalloc_node, always zeroed.
+#[track_caller]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vzalloc_node(size: usize, node: i32) -> *mut u8 {
+    __vmalloc_node(size, 1, GFP_KERNEL | __GFP_ZERO, node, Location::caller()) as *mut u8
 }
 
 /// Aligned vmalloc (test_vmalloc's __vmalloc_node(size, align, ...)).
 #[track_caller]
 #[inline(never)]
 pub fn vmalloc_aligned(size: usize, align: usize) -> *mut u8 {
-    __vmalloc_node(size, align, init_on_alloc(), Location::caller()) as *mut u8
+    __vmalloc_node(size, align, GFP_KERNEL, NUMA_NO_NODE, Location::caller()) as *mut u8
 }
 
 /// Every entry point of the pipeline, kept in the ELF even in a build where
 /// nothing calls it yet: the linker's `--gc-sections` drops unreferenced
 /// functions, and `break vfree` in GDB should always find its target.
 #[allow(dead_code)]
-struct KeepForGdb([*const (); 16]);
+struct KeepForGdb([*const (); 17]);
 // SAFETY: the addresses are never used for anything but being there.
 unsafe impl Sync for KeepForGdb {}
 #[used]
@@ -967,6 +1069,7 @@ static KEEP_FOR_GDB: KeepForGdb = KeepForGdb([
     vmalloc as *const (),
     vzalloc as *const (),
     vmalloc_node as *const (),
+    vzalloc_node as *const (),
     __vmalloc_area_node as *const (),
     map_kernel_range as *const (),
     get_vm_area as *const (),
@@ -989,6 +1092,12 @@ pub fn init_on_alloc() -> bool {
 
 pub fn set_init_on_alloc(on: bool) {
     INIT_ON_ALLOC.store(on, Ordering::Relaxed);
+}
+
+/// Linux's want_init_on_alloc(): zero the pages of this allocation?
+#[inline]
+pub fn want_init_on_alloc(gfp_mask: gfp_t) -> bool {
+    gfp_mask.contains(__GFP_ZERO) || init_on_alloc()
 }
 
 /// Map `pages` contiguously (Linux: vmap). The pages stay the caller's.
@@ -1486,7 +1595,34 @@ pub fn write_vm_line(w: &mut dyn Write, v: &VmStruct) -> fmt::Result {
     if !v.pages.is_null() && page_array_is_vmalloced(v.get_vm_area_size() >> PAGE_SHIFT) {
         write!(w, " vpages")?;
     }
+    show_numa_info(w, v)?;
     writeln!(w)
+}
+
+/// 5.10's show_numa_info (CONFIG_NUMA): ` N<node>=<pages>` for each node
+/// that holds pages of the area (only vmalloc areas have a page array),
+/// lowest node first.
+fn show_numa_info(w: &mut dyn Write, v: &VmStruct) -> fmt::Result {
+    if v.pages.is_null() || v.flags.contains(VmFlags::VM_UNINITIALIZED) {
+        return Ok(());
+    }
+    // Pairs with the Release fence of clear_vm_uninitialized_flag.
+    core::sync::atomic::fence(Ordering::Acquire);
+    let mut counters = [0usize; MAX_NUMNODES];
+    // SAFETY: a live area's page array holds nr_pages entries
+    // (__vmalloc_area_node filled them before clearing VM_UNINITIALIZED).
+    let pages = unsafe { core::slice::from_raw_parts(v.pages, v.nr_pages) };
+    for &pa in pages {
+        if let Some(nid) = page_alloc::page_to_nid(pa) {
+            counters[nid] += 1;
+        }
+    }
+    for (nid, &n) in counters.iter().enumerate() {
+        if n != 0 {
+            write!(w, " N{}={}", nid, n)?;
+        }
+    }
+    Ok(())
 }
 
 /// Oops helper: say which vmalloc area (or guard page) `addr` is in. Uses
@@ -1617,18 +1753,22 @@ const DMA32_LIMIT: usize = 1 << 32;
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vmalloc_user(size: usize) -> *mut u8 {
-    // MERGE: gfp GFP_KERNEL | __GFP_ZERO, node NUMA_NO_NODE.
     __vmalloc_node_range(
         size,
         SHMLBA,
         VMALLOC_START,
         VMALLOC_END,
-        true,
+        GFP_KERNEL | __GFP_ZERO,
         PAGE_KERNEL,
         VmFlags::VM_USERMAP,
+        NUMA_NO_NODE,
         Location::caller(),
     ) as *mut u8
 }
+
+/// 5.10's GFP_VMALLOC32 on arm64 (CONFIG_ZONE_DMA32): kernel pages below
+/// 4 GiB.
+const GFP_VMALLOC32: gfp_t = GFP_DMA32.union(GFP_KERNEL);
 
 /// The GFP_DMA32 half of vmalloc_32: every page below 4 GiB. This page
 /// allocator has no ZONE_DMA32 (its zones are the DT's memory banks, not
@@ -1664,8 +1804,7 @@ fn vmalloc_dma32_check(addr: usize) -> usize {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vmalloc_32(size: usize) -> *mut u8 {
-    // MERGE: gfp GFP_VMALLOC32 (GFP_DMA32 | GFP_KERNEL), node NUMA_NO_NODE.
-    vmalloc_dma32_check(__vmalloc_node(size, 1, init_on_alloc(), Location::caller())) as *mut u8
+    vmalloc_dma32_check(__vmalloc_node(size, 1, GFP_VMALLOC32, NUMA_NO_NODE, Location::caller())) as *mut u8
 }
 
 /// Linux's vmalloc_32_user: vmalloc_32, zeroed and VM_USERMAP.
@@ -1673,15 +1812,15 @@ pub fn vmalloc_32(size: usize) -> *mut u8 {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vmalloc_32_user(size: usize) -> *mut u8 {
-    // MERGE: gfp GFP_VMALLOC32 | __GFP_ZERO, node NUMA_NO_NODE.
     let addr = __vmalloc_node_range(
         size,
         SHMLBA,
         VMALLOC_START,
         VMALLOC_END,
-        true,
+        GFP_VMALLOC32 | __GFP_ZERO,
         PAGE_KERNEL,
         VmFlags::VM_USERMAP,
+        NUMA_NO_NODE,
         Location::caller(),
     );
     vmalloc_dma32_check(addr) as *mut u8

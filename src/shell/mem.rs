@@ -88,6 +88,17 @@ pub fn buddyinfo(_: &mut Shell, args: &mut Args) -> CmdResult {
     Ok(())
 }
 
+/// `numastat -m`'s view: each node's MemTotal/MemFree/MemUsed lines, then
+/// which node each online CPU is on.
+pub fn numastat(_: &mut Shell, args: &mut Args) -> CmdResult {
+    args.end()?;
+    let _ = page_alloc::node_meminfo(&mut Console);
+    for cpu in (0..crate::arch::kernel::percpu::NR_CPUS).filter(|&c| crate::arch::kernel::smp::cpu_online(c)) {
+        println!("cpu{}: node {}", cpu, crate::arch::mm::numa::cpu_to_node(cpu));
+    }
+    Ok(())
+}
+
 pub fn vmallocinfo(_: &mut Shell, args: &mut Args) -> CmdResult {
     args.end()?;
     let _ = vmalloc::vmallocinfo(&mut Console);

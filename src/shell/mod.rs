@@ -123,6 +123,12 @@ static COMMANDS: &[Command] = &[
         run: mem::buddyinfo,
     },
     Command {
+        name: "numastat",
+        args: "",
+        help: "per-node memory, as /sys/devices/system/node/node*/meminfo, and each CPU's node",
+        run: mem::numastat,
+    },
+    Command {
         name: "vmallocinfo",
         args: "",
         help: "every vmalloc-range area, as /proc/vmallocinfo",

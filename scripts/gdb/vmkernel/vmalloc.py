@@ -17,12 +17,17 @@ Data structures (src/mm/vmalloc.rs, src/mm/vmap_tree.rs):
 support, which resolves the variant only for some values (see rustenum.py).
 The lines are the kernel's write_vm_line(), byte for byte:
 
-    0x<start>-0x<end> <size:7> <file>:<line> [pages=N] [phys=0x%016x] [ioremap] [vmalloc] [vmap] [user] [vpages]
+    0x<start>-0x<end> <size:7> <file>:<line> [pages=N] [phys=0x%016x] [ioremap] [vmalloc] [vmap] [user] [vpages] [ N<node>=<pages>...]
+
+The node counts are show_numa_info's: each page of the area's page array
+(PhysAddr values) looked up in the zones' pfn spans (buddy.zones()).
 """
+
+import struct
 
 import gdb
 
-from vmkernel import utils
+from vmkernel import buddy, utils
 
 # Stop a walk of a corrupt list instead of looping forever.
 MAX_AREAS = 1 << 20
@@ -69,7 +74,37 @@ def vm_flags(vm):
     return int(f["__0"]) if utils.has_field(f, "__0") else int(f)
 
 
-def vm_line(vm):
+def zone_spans():
+    """(start_pfn, end_pfn, node) of every zone, for page_to_nid."""
+    spans = []
+    for z in buddy.zones():
+        start = int(z["start_pfn"])
+        spans.append((start, start + int(z["spanned_pages"]), int(z["node"])))
+    return spans
+
+
+def numa_info(vm, spans):
+    """The kernel's show_numa_info(): ' N<node>=<pages>' per node, lowest
+    node first, for an initialised area with a page array."""
+    pages, nr = int(vm["pages"]), int(vm["nr_pages"])
+    if not pages or not nr or vm_flags(vm) & utils.VM_UNINITIALIZED:
+        return ""
+    try:
+        raw = bytes(gdb.selected_inferior().read_memory(pages, nr * 8))
+    except gdb.MemoryError:
+        utils.fail(f"vm_struct at {int(vm.address):#x}: cannot read its page array at {pages:#x}")
+    counts = {}
+    shift = utils.PAGE_SIZE.bit_length() - 1
+    for (pa,) in struct.iter_unpack("<Q", raw):
+        pfn = pa >> shift
+        for start, end, node in spans:
+            if start <= pfn < end:
+                counts[node] = counts.get(node, 0) + 1
+                break
+    return "".join(f" N{n}={c}" for n, c in sorted(counts.items()))
+
+
+def vm_line(vm, spans=None):
     """The kernel's write_vm_line() for one VmStruct."""
     addr, size = int(vm["addr"]), int(vm["size"])
     s = f"0x{addr:016x}-0x{addr + size:016x} {size:7}"
@@ -96,11 +131,13 @@ def vm_line(vm):
     usable = size if flags & utils.VM_NO_GUARD else size - utils.PAGE_SIZE
     if int(vm["pages"]) and (usable // utils.PAGE_SIZE) * 8 > utils.PAGE_SIZE:
         s += " vpages"
+    s += numa_info(vm, zone_spans() if spans is None else spans)
     return s
 
 
 def vmallocinfo_lines(show_uninitialized=False):
     vm_t = utils.lookup_type("VmStruct").pointer()
+    spans = zone_spans()
     lines = []
     for va in walk_list(utils.value("vmap_area_root"), "vmap_area_root"):
         start, end = int(va["va_start"]), int(va["va_end"])
@@ -112,9 +149,9 @@ def vmallocinfo_lines(show_uninitialized=False):
         if show_uninitialized and vm_flags(vm) & utils.VM_UNINITIALIZED:
             # Being set up (between __get_vm_area_node and the end of
             # __vmalloc_node_range): listed as any other, as 5.10's s_show.
-            lines.append(vm_line(vm) + "  <- VM_UNINITIALIZED (being set up)")
+            lines.append(vm_line(vm, spans) + "  <- VM_UNINITIALIZED (being set up)")
             continue
-        lines.append(vm_line(vm))
+        lines.append(vm_line(vm, spans))
     # In list order, newest first, as 5.10's show_purge_info.
     for start, end in walk_purge_list():
         lines.append(f"0x{start:016x}-0x{end:016x} {end - start:7} unpurged vm_area")

@@ -123,6 +123,9 @@ pub struct CpuNode {
     /// MPIDR_EL1's affinity fields (Aff3 in bits 39:32), from `reg`.
     pub mpidr: u64,
     pub enable_method: EnableMethod,
+    /// `numa-node-id` (Documentation/devicetree/bindings/numa.txt), if the
+    /// node has one; absent means node 0, as Linux's of_node_to_nid.
+    pub numa_node: Option<u32>,
 }
 
 /// Which GIC architecture the interrupt controller implements.
@@ -1280,7 +1283,12 @@ fn cpu_node(cpu: Node<'_, '_>, (ac, _): (usize, usize)) -> Result<Option<CpuNode
         },
         _ => EnableMethod::None,
     };
-    Ok(Some(CpuNode { mpidr, enable_method }))
+    let numa_node = prop_u32(cpu, "numa-node-id")?;
+    Ok(Some(CpuNode {
+        mpidr,
+        enable_method,
+        numa_node,
+    }))
 }
 
 /// A GICv2 (`arm,cortex-a15-gic`, `arm,gic-400`) or GICv3 (`arm,gic-v3`)

@@ -578,3 +578,81 @@ fn check_catches_corruption() {
     z.free_pages(a, 0).unwrap();
     z.check().unwrap();
 }
+
+/// Two nodes with per-cpu lists: an allocation for a node takes that node's
+/// pages (never a page of another node parked on the CPU's per-cpu list),
+/// falls back by the node order when the node is exhausted, and the node
+/// summaries count what each node holds.
+#[test]
+fn node_allocation_falls_back_by_node_order() {
+    let mut zs = Zones::new();
+    zs.add(zone_named(0x80000, 64, 1, "Normal")).unwrap();
+    zs.add(zone_named(0x40000, 64, 0, "DMA32")).unwrap();
+    zs.add(zone_named(0x40100, 64, 0, "Normal")).unwrap();
+    for i in 0..3 {
+        let z = zs.get(i).unwrap();
+        let (s, e) = (z.start_pfn(), z.end_pfn());
+        zs.free_range(s, e).unwrap();
+    }
+    // Zones this small get no per-cpu lists from setup_pcp; force them on.
+    for i in 0..3 {
+        zs.get_mut(i).unwrap().set_pcp(6, 2);
+    }
+    assert_eq!(zs.nodes_with_memory().to_string(), "0-1");
+    assert_eq!((zs.node_order(0), zs.node_order(1)), (&[0u8, 1][..], &[1u8, 0][..]));
+    // A memoryless node starts its walk at the next node with memory.
+    assert_eq!(zs.node_order(2), [2, 0, 1]);
+    assert_eq!(zs.node_zone_range(0), 0..2);
+    assert_eq!(zs.node_zone_range(1), 2..3);
+    assert!(zs.node_zone_range(3).is_empty());
+
+    let nid = |zs: &Zones, pfn: usize| zs.get(zs.zone_of(pfn).unwrap()).unwrap().node();
+    // A node-0 page freed on CPU 0 sits on CPU 0's per-cpu list of its zone.
+    let p0 = zs.alloc_pages_node_on(0, 0, 0).unwrap();
+    assert_eq!(nid(&zs, p0), 0);
+    zs.free_pages_on(0, p0, 0).unwrap();
+    assert_ne!(zs.get(1).unwrap().pcp_of(0).count(), 0);
+    // Node 1 from CPU 0 must not get it.
+    let p1 = zs.alloc_pages_node_on(0, 1, 0).unwrap();
+    assert_eq!(nid(&zs, p1), 1);
+    zs.free_pages_on(0, p1, 0).unwrap();
+    // Exhaust node 1 (64 pages, one of them on CPU 0's list), then the
+    // next allocation for it comes from node 0's highest zone first.
+    let mut got = Vec::new();
+    for _ in 0..64 {
+        got.push(zs.alloc_pages_node_on(0, 1, 0).unwrap());
+    }
+    assert!(got.iter().all(|&p| (0x80000..0x80040).contains(&p)));
+    let n1 = zs.node_data(1).unwrap();
+    assert_eq!((n1.nr_free_pages, n1.managed_pages), (0, 64));
+    let fb = zs.alloc_pages_node_on(0, 1, 0).unwrap();
+    assert!((0x40100..0x40140).contains(&fb), "fell back to {fb:#x}");
+    // Node 0's Normal zone exhausted too: its DMA32 zone, then nothing.
+    for _ in 0..63 {
+        assert!((0x40100..0x40140).contains(&zs.alloc_pages_node_on(0, 1, 0).unwrap()));
+    }
+    assert!((0x40000..0x40040).contains(&zs.alloc_pages_node_on(0, 1, 0).unwrap()));
+    assert_eq!(zs.alloc_pages_node_on(1, 1, 6), None);
+
+    let n0 = zs.node_data(0).unwrap();
+    assert_eq!(
+        (n0.node_start_pfn, n0.node_spanned_pages, n0.node_present_pages),
+        (0x40000, 0x140, 128)
+    );
+    assert_eq!((n0.managed_pages, n0.nr_free_pages, n0.zones), (128, 63, 0..2));
+    assert_eq!(zs.node_data(2), None);
+    for p in got {
+        zs.free_pages_on(1, p, 0).unwrap();
+    }
+    assert_eq!(zs.node_data(1).unwrap().nr_free_pages, 64);
+    zs.check().unwrap();
+
+    // Zones of a node beyond MAX_NUMNODES are refused.
+    assert_eq!(
+        zs.add(zone_named(0x100000, 8, MAX_NUMNODES as u32, "Normal"))
+            .map(|_| ()),
+        Err(ZonesError::BadNode {
+            node: MAX_NUMNODES as u32
+        })
+    );
+}

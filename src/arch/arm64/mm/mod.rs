@@ -13,4 +13,6 @@ pub mod ioremap;
 #[cfg(target_os = "none")]
 pub mod mmu;
 #[cfg(target_os = "none")]
+pub mod numa;
+#[cfg(target_os = "none")]
 pub mod pageattr;

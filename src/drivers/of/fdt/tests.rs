@@ -378,6 +378,59 @@ fn qemu_two_numa_nodes() {
     );
     assert_eq!(info.cpu_count(), 2);
     assert_eq!(info.total_memory(), 2 << 30);
+    // -numa node,cpus=N puts numa-node-id on the CPU nodes too.
+    let nodes: Vec<_> = info.cpus().iter().map(|c| c.numa_node).collect();
+    assert_eq!(nodes, [Some(0), Some(1)]);
+}
+
+/// `numa-node-id` on memory and CPU nodes: read where present, None where
+/// absent (the kernel's node 0), a bad length rejected with the CPU named.
+#[test]
+fn numa_node_ids_of_memory_and_cpus() {
+    let build = |cpu_nodes: &[Option<&[u32]>]| {
+        let mut b = Builder::new();
+        root(&mut b);
+        b.begin("memory@40000000")
+            .str("device_type", "memory")
+            .cells("reg", &regs2(&[(0x4000_0000, 0x100_0000)]))
+            .end();
+        b.begin("memory@80000000")
+            .str("device_type", "memory")
+            .cells("reg", &regs2(&[(0x8000_0000, 0x100_0000)]))
+            .cells("numa-node-id", &[2])
+            .end();
+        b.begin("cpus").cells("#address-cells", &[1]).cells("#size-cells", &[0]);
+        for (i, nid) in cpu_nodes.iter().enumerate() {
+            b.begin(&format!("cpu@{}", i))
+                .str("device_type", "cpu")
+                .cells("reg", &[i as u32]);
+            if let Some(v) = nid {
+                b.cells("numa-node-id", v);
+            }
+            b.end();
+        }
+        b.end();
+        b.end();
+        b.build()
+    };
+    let info = parse(&build(&[None, Some(&[2]), Some(&[0])])).unwrap();
+    assert_eq!(
+        banks(&info),
+        [(0x4000_0000, 0x100_0000, None), (0x8000_0000, 0x100_0000, Some(2))]
+    );
+    let nodes: Vec<_> = info.cpus().iter().map(|c| (c.mpidr, c.numa_node)).collect();
+    assert_eq!(nodes, [(0, None), (1, Some(2)), (2, Some(0))]);
+
+    let e = err_of(&build(&[Some(&[0, 1])]));
+    assert_eq!(
+        e,
+        DtError::BadPropertyLength {
+            node: NodeName::from("cpu@0"),
+            property: "numa-node-id",
+            len: 8,
+            expected: 4
+        }
+    );
 }
 
 #[test]
