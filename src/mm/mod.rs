@@ -14,6 +14,7 @@
 
 pub mod buddy;
 pub mod memblock;
+pub mod percpu_map;
 pub mod vmap_tree;
 
 #[cfg(target_os = "none")]
