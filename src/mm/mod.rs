@@ -24,6 +24,8 @@ pub mod heap;
 #[cfg(target_os = "none")]
 pub mod page_alloc;
 #[cfg(target_os = "none")]
+pub mod percpu;
+#[cfg(target_os = "none")]
 pub mod slab;
 #[cfg(target_os = "none")]
 pub mod vmalloc;

@@ -15,7 +15,6 @@
 //! map is 128 words; it is done only when an allocation cuts into the
 //! largest run.
 
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -142,17 +141,28 @@ fn find_prev_one_end(map: &[u64], before: usize) -> usize {
 impl PcpuAreaMap {
     /// An empty map of `nbits` units.
     pub fn new(nbits: usize) -> Self {
-        let words = nbits.div_ceil(BITS);
-        PcpuAreaMap {
-            alloc_map: vec![0; words],
-            bound_map: vec![0; (nbits + 1).div_ceil(BITS)],
+        Self::try_new(nbits).expect("percpu map: out of memory")
+    }
+
+    /// An empty map of `nbits` units, or None when the bitmaps cannot be
+    /// allocated (chunk creation fails cleanly then).
+    pub fn try_new(nbits: usize) -> Option<Self> {
+        fn zeroed(words: usize) -> Option<Vec<u64>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(words).ok()?;
+            v.resize(words, 0);
+            Some(v)
+        }
+        Some(PcpuAreaMap {
+            alloc_map: zeroed(nbits.div_ceil(BITS))?,
+            bound_map: zeroed((nbits + 1).div_ceil(BITS))?,
             nbits,
             first_free: 0,
             free_bits: nbits,
             contig_start: 0,
             contig_bits: nbits,
             nr_alloc: 0,
-        }
+        })
     }
 
     pub fn nbits(&self) -> usize {

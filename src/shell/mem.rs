@@ -94,6 +94,12 @@ pub fn vmallocinfo(_: &mut Shell, args: &mut Args) -> CmdResult {
     Ok(())
 }
 
+pub fn percpu_stats(_: &mut Shell, args: &mut Args) -> CmdResult {
+    args.end()?;
+    let _ = crate::mm::percpu::percpu_stats(&mut Console);
+    Ok(())
+}
+
 fn nr_purges() -> usize {
     vmalloc::NR_PURGES.load(core::sync::atomic::Ordering::Relaxed)
 }

@@ -129,6 +129,12 @@ static COMMANDS: &[Command] = &[
         run: mem::vmallocinfo,
     },
     Command {
+        name: "percpu",
+        args: "",
+        help: "per-CPU allocator: unit geometry, counters, one line per chunk (Linux's percpu_stats)",
+        run: mem::percpu_stats,
+    },
+    Command {
         name: "vmaptree",
         args: "[free|busy]",
         help: "the free (default) or busy vmap_area rb-tree, indented: colour, range, size, subtree_max_size",
