@@ -134,8 +134,8 @@ pub fn smp_init(info: &MachineInfo) {
     // same order; CPUs past NR_CPUS were reported there.
     let boot_mpidr = read_cpuid_mpidr();
     pr_info!("smp: Bringing up secondary CPUs ...");
-    let mut cpu = 1;
-    for c in info.cpus().iter().filter(|c| c.mpidr != boot_mpidr).take(NR_CPUS - 1) {
+    let others = info.cpus().iter().filter(|c| c.mpidr != boot_mpidr).take(NR_CPUS - 1);
+    for (cpu, c) in (1..).zip(others) {
         match cpu_up(cpu, c.mpidr, c.enable_method) {
             Ok(()) => {}
             Err(CpuUpError::NoStack) => pr_err!("CPU{}: failed to allocate its stacks; skipped", cpu),
@@ -161,7 +161,6 @@ pub fn smp_init(info: &MachineInfo) {
             }
             Err(CpuUpError::Timeout) => pr_err!("CPU{}: failed to come online", cpu),
         }
-        cpu += 1;
     }
     let n = smp::num_online_cpus();
     let nodes = num_online_nodes(info);

@@ -112,7 +112,7 @@ fn aligned_zeroed_one_unit_apart(t: &mut Test) {
             let base = per_cpu_ptr(p, 0) as usize;
             for cpu in 0..units {
                 let a = per_cpu_ptr(p, cpu);
-                let ok_align = a as usize % align == 0;
+                let ok_align = (a as usize).is_multiple_of(align);
                 let ok_apart = a as usize == base + cpu * unit_size;
                 // SAFETY: CPU `cpu`'s copy of a live `size`-byte allocation.
                 let bytes = unsafe { core::slice::from_raw_parts_mut(a, size) };

@@ -224,9 +224,9 @@ impl Pcpu {
         self.chunk_move(id, slot);
     }
 
-    /// Take in a new chunk; None (and the chunk back) when the bookkeeping
-    /// cannot grow.
-    fn add_chunk(&mut self, chunk: PcpuChunk) -> Result<usize, PcpuChunk> {
+    /// Take in a new chunk; None when the bookkeeping cannot grow, after
+    /// destroying the chunk again.
+    fn add_chunk(&mut self, chunk: PcpuChunk) -> Option<usize> {
         let base = chunk.base_addr;
         let is_first = chunk.vm.is_null();
         let id = match self.free_ids.pop() {
@@ -234,7 +234,8 @@ impl Pcpu {
             None => {
                 let ids = self.chunks.len() + 1;
                 if self.chunks.try_reserve(1).is_err() || self.free_ids.try_reserve(ids).is_err() {
-                    return Err(chunk);
+                    pcpu_destroy_chunk(self, chunk);
+                    return None;
                 }
                 self.chunks.push(None);
                 self.chunks.len() - 1
@@ -243,7 +244,8 @@ impl Pcpu {
         if !is_first {
             if self.by_addr.try_reserve(1).is_err() {
                 self.free_ids.push(id);
-                return Err(chunk);
+                pcpu_destroy_chunk(self, chunk);
+                return None;
             }
             let at = self.by_addr.partition_point(|&(b, _)| b < base);
             self.by_addr.insert(at, (base, id));
@@ -254,7 +256,7 @@ impl Pcpu {
         self.slot_insert(id, slot);
         self.stats.nr_chunks += 1;
         self.stats.nr_max_chunks = self.stats.nr_max_chunks.max(self.stats.nr_chunks);
-        Ok(id)
+        Some(id)
     }
 
     /// Take chunk `id` off the books (its memory is the caller's to free).
@@ -363,10 +365,10 @@ pub fn setup_per_cpu_areas() {
         prev: NIL,
         next: NIL,
     };
-    assert!(
-        p.add_chunk(first).is_ok_and(|id| id == 0),
-        "percpu: the first chunk is chunk 0"
-    );
+    // The bookkeeping of an empty allocator grows from nothing at boot; the
+    // first chunk is never destroyed (add_chunk would only do that to a
+    // chunk with a vmalloc area).
+    assert_eq!(p.add_chunk(first), Some(0), "percpu: the first chunk is chunk 0");
     p.ready = true;
     drop(p);
     // Linux: "percpu: Embedded 31 pages/cpu s87704 r8192 d31080 u126976".
@@ -530,7 +532,13 @@ pub fn pcpu_alloc(size: usize, align: usize) -> *mut u8 {
         let mut id = p.slots[slot];
         while id != NIL {
             let next = p.chunk_ref(id).next;
-            match p.chunk(id).map.alloc(bits, align_bits) {
+            let c = p.chunk(id);
+            let got = if c.map.fits_contig_hint(bits, align_bits) {
+                c.map.alloc(bits, align_bits)
+            } else {
+                None
+            };
+            match got {
                 Some(off) => {
                     found = Some((id, off * PCPU_MIN_ALLOC_SIZE));
                     break 'search;
@@ -556,9 +564,8 @@ pub fn pcpu_alloc(size: usize, align: usize) -> *mut u8 {
                 return ptr::null_mut();
             };
             let id = match p.add_chunk(chunk) {
-                Ok(id) => id,
-                Err(chunk) => {
-                    pcpu_destroy_chunk(&p, chunk);
+                Some(id) => id,
+                None => {
                     drop(p);
                     pr_warn!(
                         "percpu: allocation failed, size={} align={}: no memory to track a new chunk",

@@ -1,19 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! A per-CPU chunk's area map (Linux: mm/percpu.c's `alloc_map` and
-//! `bound_map` bitmaps, in units of PCPU_MIN_ALLOC_SIZE bytes).
+//! `bound_map` bitmaps, in units of PCPU_MIN_ALLOC_SIZE bytes, with
+//! `pcpu_block_md` hints per block and for the chunk).
 //!
 //! Bit i of `alloc_map` is set when unit i (4 bytes) is allocated. Bit i of
 //! `bound_map` is set at the start of each allocation and just past its
-//! end (and may stay set inside free runs), so `free` finds an allocation's length from its offset alone, as
-//! `pcpu_free_area` does. Allocation is first fit from `first_free`, the
-//! lowest aligned start with enough free units after it.
+//! end (and may stay set inside free runs), so `free` finds an
+//! allocation's length from its offset alone, as `pcpu_free_area` does.
 //!
-//! Linux keeps per-page block hints so that a search rarely scans the whole
-//! map. This map keeps the chunk-wide ones only: `first_free` and the
-//! largest free run (`contig_hint`), exact at all times, which is what the
-//! chunk slots are sorted by. A unit is 32 KiB here, so a full rescan of the
-//! map is 128 words; it is done only when an allocation cuts into the
-//! largest run.
+//! Allocation is first fit: the lowest start aligned as asked with enough
+//! free units after it. The map is cut into blocks of a page's worth of
+//! bits (Linux: PCPU_BITMAP_BLOCK_BITS); each block keeps its largest free
+//! run and the free runs touching its edges, so a search skips a block in
+//! one comparison when no run starting there can hold the request, and
+//! only the blocks an allocation or free touched are rescanned. The chunk's
+//! largest run (`contig_hint`, what the chunk slots sort by) is recomputed
+//! from the block hints alone.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -55,11 +57,26 @@ impl fmt::Display for PcpuMapError {
     }
 }
 
+/// Map bits per block (Linux: PCPU_BITMAP_BLOCK_BITS, a page's worth).
+pub const PCPU_BITMAP_BLOCK_BITS: usize = 4096 / PCPU_MIN_ALLOC_SIZE;
+
+/// One block's hints (Linux: struct pcpu_block_md), in bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+struct BlockMd {
+    /// The largest free run inside the block, and where it starts.
+    contig: usize,
+    contig_start: usize,
+    /// Free bits at the block's start and at its end.
+    left_free: usize,
+    right_free: usize,
+}
+
 /// The area map of one chunk; offsets and lengths are in map bits.
 pub struct PcpuAreaMap {
     alloc_map: Vec<u64>,
     /// `nbits + 1` bits: the end of an allocation ending at the map's end.
     bound_map: Vec<u64>,
+    md_blocks: Vec<BlockMd>,
     nbits: usize,
     first_free: usize,
     free_bits: usize,
@@ -118,26 +135,6 @@ fn find_next(map: &[u64], nbits: usize, from: usize, on: bool) -> usize {
     }
 }
 
-/// One past the last set bit below `before`, or 0 if none.
-fn find_prev_one_end(map: &[u64], before: usize) -> usize {
-    if before == 0 {
-        return 0;
-    }
-    let mut w = (before - 1) / BITS;
-    let hi = before - w * BITS;
-    let mut word = map[w] & word_mask(0, hi);
-    loop {
-        if word != 0 {
-            return w * BITS + (BITS - word.leading_zeros() as usize);
-        }
-        if w == 0 {
-            return 0;
-        }
-        w -= 1;
-        word = map[w];
-    }
-}
-
 impl PcpuAreaMap {
     /// An empty map of `nbits` units.
     pub fn new(nbits: usize) -> Self {
@@ -153,9 +150,22 @@ impl PcpuAreaMap {
             v.resize(words, 0);
             Some(v)
         }
+        let nblocks = nbits.div_ceil(PCPU_BITMAP_BLOCK_BITS);
+        let mut md_blocks = Vec::new();
+        md_blocks.try_reserve_exact(nblocks).ok()?;
+        md_blocks.extend((0..nblocks).map(|b| {
+            let len = (nbits - b * PCPU_BITMAP_BLOCK_BITS).min(PCPU_BITMAP_BLOCK_BITS);
+            BlockMd {
+                contig: len,
+                contig_start: b * PCPU_BITMAP_BLOCK_BITS,
+                left_free: len,
+                right_free: len,
+            }
+        }));
         Some(PcpuAreaMap {
             alloc_map: zeroed(nbits.div_ceil(BITS))?,
             bound_map: zeroed((nbits + 1).div_ceil(BITS))?,
+            md_blocks,
             nbits,
             first_free: 0,
             free_bits: nbits,
@@ -189,6 +199,39 @@ impl PcpuAreaMap {
         self.free_bits == self.nbits
     }
 
+    /// Linux's pcpu_find_block_fit's first check: can the largest free run
+    /// hold `bits` units aligned to `align_bits`, counting from its start?
+    /// A chunk that fails it is skipped without a scan, even if a smaller
+    /// run elsewhere would fit (Linux's trade: a fragmented chunk is passed
+    /// over rather than searched on every allocation).
+    pub fn fits_contig_hint(&self, bits: usize, align_bits: usize) -> bool {
+        let pad = self.contig_start.next_multiple_of(align_bits) - self.contig_start;
+        pad + bits <= self.contig_bits
+    }
+
+    /// Bits [start, end) of block `b`.
+    fn block_range(&self, b: usize) -> (usize, usize) {
+        let start = b * PCPU_BITMAP_BLOCK_BITS;
+        (start, (start + PCPU_BITMAP_BLOCK_BITS).min(self.nbits))
+    }
+
+    /// Free bits from `from` on, counting whole free blocks and the
+    /// next block's left edge (how far a run that reaches the end of the
+    /// block before `from` goes on).
+    fn free_run_from_block(&self, mut b: usize) -> usize {
+        let mut n = 0;
+        while b < self.md_blocks.len() {
+            let (s, e) = self.block_range(b);
+            let md = &self.md_blocks[b];
+            n += md.left_free;
+            if md.left_free < e - s {
+                break;
+            }
+            b += 1;
+        }
+        n
+    }
+
     /// Linux's pcpu_alloc_area: the lowest start aligned to `align_bits`
     /// (a power of two) with `bits` free units, now allocated.
     pub fn alloc(&mut self, bits: usize, align_bits: usize) -> Option<usize> {
@@ -196,19 +239,7 @@ impl PcpuAreaMap {
         if bits > self.contig_bits {
             return None;
         }
-        let mut pos = self.first_free;
-        let start = loop {
-            let run = find_next(&self.alloc_map, self.nbits, pos, false);
-            if run >= self.nbits {
-                return None;
-            }
-            let end = find_next(&self.alloc_map, self.nbits, run, true);
-            let aligned = run.next_multiple_of(align_bits);
-            if aligned + bits <= end {
-                break aligned;
-            }
-            pos = end;
-        };
+        let start = self.find_fit(bits, align_bits)?;
         let end = start + bits;
         assign_range(&mut self.alloc_map, start, end, true);
         set_bit(&mut self.bound_map, start);
@@ -219,11 +250,43 @@ impl PcpuAreaMap {
         if start == self.first_free {
             self.first_free = find_next(&self.alloc_map, self.nbits, end, false);
         }
-        // Only a cut into the largest run can lower the largest run.
-        if start < self.contig_start + self.contig_bits && end > self.contig_start {
-            self.rescan_contig();
-        }
+        self.update_hints(start, end, true);
         Some(start)
+    }
+
+    /// The first fit, block by block from the first free bit's block.
+    fn find_fit(&self, bits: usize, align_bits: usize) -> Option<usize> {
+        let mut b = self.first_free / PCPU_BITMAP_BLOCK_BITS;
+        while b < self.md_blocks.len() {
+            let md = self.md_blocks[b];
+            let (bs, be) = self.block_range(b);
+            // A run that reaches the block's end continues into the next.
+            let tail = if md.right_free > 0 {
+                md.right_free + self.free_run_from_block(b + 1)
+            } else {
+                0
+            };
+            if md.contig >= bits || tail >= bits {
+                let mut pos = bs.max(self.first_free);
+                while pos < be {
+                    let run = find_next(&self.alloc_map, be, pos, false);
+                    if run >= be {
+                        break;
+                    }
+                    let mut end = find_next(&self.alloc_map, be, run, true);
+                    if end == be {
+                        end = be + self.free_run_from_block(b + 1);
+                    }
+                    let aligned = run.next_multiple_of(align_bits);
+                    if aligned + bits <= end {
+                        return Some(aligned);
+                    }
+                    pos = end;
+                }
+            }
+            b += 1;
+        }
+        None
     }
 
     /// Linux's pcpu_free_area: free the allocation starting at `off` and
@@ -243,34 +306,74 @@ impl PcpuAreaMap {
         self.free_bits += bits;
         self.nr_alloc -= 1;
         self.first_free = self.first_free.min(off);
-        // The freed units join their free neighbours into one run.
-        let run_start = find_prev_one_end(&self.alloc_map, off);
-        let run_end = find_next(&self.alloc_map, self.nbits, end, true);
-        if run_end - run_start > self.contig_bits {
-            self.contig_start = run_start;
-            self.contig_bits = run_end - run_start;
-        }
+        self.update_hints(off, end, false);
         Ok(bits)
     }
 
-    /// Recompute the largest free run from scratch (lowest one on ties).
-    fn rescan_contig(&mut self) {
-        let (mut best_start, mut best) = (0, 0);
-        let mut pos = self.first_free;
-        while pos < self.nbits {
-            let run = find_next(&self.alloc_map, self.nbits, pos, false);
-            if run >= self.nbits {
+    /// Rescan the blocks [start, end) touches, then the chunk's largest
+    /// run from the block hints (Linux: pcpu_block_update_hint_alloc/free,
+    /// pcpu_chunk_refresh_hint).
+    fn update_hints(&mut self, start: usize, end: usize, allocated: bool) {
+        for b in start / PCPU_BITMAP_BLOCK_BITS..=(end - 1) / PCPU_BITMAP_BLOCK_BITS {
+            self.md_blocks[b] = self.scan_block(b);
+        }
+        // An allocation outside the largest run leaves it the largest.
+        if allocated && (end <= self.contig_start || start >= self.contig_start + self.contig_bits) {
+            return;
+        }
+        let (mut best, mut best_start) = (0, 0);
+        let mut run = 0; // a run crossing into the current block
+        let mut run_start = 0;
+        for b in 0..self.md_blocks.len() {
+            let (bs, be) = self.block_range(b);
+            let md = self.md_blocks[b];
+            if md.left_free == be - bs {
+                if run == 0 {
+                    run_start = bs;
+                }
+                run += be - bs;
+                continue;
+            }
+            if run + md.left_free > best {
+                (best, best_start) = (run + md.left_free, if run > 0 { run_start } else { bs });
+            }
+            if md.contig > best {
+                (best, best_start) = (md.contig, md.contig_start);
+            }
+            run = md.right_free;
+            run_start = be - md.right_free;
+        }
+        if run > best {
+            (best, best_start) = (run, run_start);
+        }
+        self.contig_bits = best;
+        self.contig_start = best_start;
+    }
+
+    /// Block `b`'s hints, from its bits.
+    fn scan_block(&self, b: usize) -> BlockMd {
+        let (bs, be) = self.block_range(b);
+        let mut md = BlockMd::default();
+        let mut pos = bs;
+        while pos < be {
+            let run = find_next(&self.alloc_map, be, pos, false);
+            if run >= be {
                 break;
             }
-            let end = find_next(&self.alloc_map, self.nbits, run, true);
-            if end - run > best {
-                best = end - run;
-                best_start = run;
+            let end = find_next(&self.alloc_map, be, run, true);
+            if run == bs {
+                md.left_free = end - run;
+            }
+            if end == be {
+                md.right_free = end - run;
+            }
+            if end - run > md.contig {
+                md.contig = end - run;
+                md.contig_start = run;
             }
             pos = end;
         }
-        self.contig_start = best_start;
-        self.contig_bits = best;
+        md
     }
 
     /// Is unit `bit` allocated? (tests and the invariant check)
@@ -278,8 +381,8 @@ impl PcpuAreaMap {
         test_bit(&self.alloc_map, bit)
     }
 
-    /// Check the hints against the bitmaps: the free count, the first free
-    /// unit and the largest run.
+    /// Check the hints against the bitmaps: each block's, the free count,
+    /// the first free unit and the largest run.
     pub fn check(&self) -> Result<(), alloc::string::String> {
         let free = (0..self.nbits).filter(|&i| !test_bit(&self.alloc_map, i)).count();
         let first = (0..self.nbits)
@@ -289,6 +392,16 @@ impl PcpuAreaMap {
         for i in 0..self.nbits {
             run = if test_bit(&self.alloc_map, i) { 0 } else { run + 1 };
             best = best.max(run);
+        }
+        for b in 0..self.md_blocks.len() {
+            if self.md_blocks[b] != self.scan_block(b) {
+                return Err(alloc::format!(
+                    "percpu map block {} hints stale: {:?}, bits say {:?}",
+                    b,
+                    self.md_blocks[b],
+                    self.scan_block(b)
+                ));
+            }
         }
         if free != self.free_bits || first != self.first_free || best != self.contig_bits {
             return Err(alloc::format!(

@@ -69,17 +69,37 @@ fn errors_say_bytes() {
 fn property_against_model() {
     // pcpu_alloc_test's shape: sizes up to a quarter page, alignments up to
     // 2 KiB, in 4-byte units, over a 32 KiB unit; frees at random.
-    let nbits = 32 * 1024 / PCPU_MIN_ALLOC_SIZE;
-    let mut rng = XorShift64Star::new(0x5eed_1234);
+    property(
+        32 * 1024 / PCPU_MIN_ALLOC_SIZE,
+        1024 / PCPU_MIN_ALLOC_SIZE,
+        10,
+        0x5eed_1234,
+    );
+}
+
+#[test]
+fn property_against_model_across_blocks() {
+    // Requests up to three blocks long, and a map whose last block is
+    // partial: runs that cross block edges, whole free blocks.
+    property(
+        5 * PCPU_BITMAP_BLOCK_BITS + 300,
+        3 * PCPU_BITMAP_BLOCK_BITS,
+        12,
+        0x000b_10c5,
+    );
+}
+
+fn property(nbits: usize, max_bits: usize, max_align_shift: u64, seed: u64) {
+    let mut rng = XorShift64Star::new(seed);
     let mut m = PcpuAreaMap::new(nbits);
     let mut model = Model {
         used: vec![false; nbits],
         live: Default::default(),
     };
     for step in 0..20_000 {
-        if rng.next() % 3 != 0 || model.live.is_empty() {
-            let bits = (rng.next() as usize % (1024 / PCPU_MIN_ALLOC_SIZE)) + 1;
-            let align = 1usize << (rng.next() % 10);
+        if !rng.next().is_multiple_of(3) || model.live.is_empty() {
+            let bits = (rng.next() as usize % max_bits) + 1;
+            let align = 1usize << (rng.next() % max_align_shift);
             let want = model.first_fit(bits, align);
             let got = m.alloc(bits, align);
             assert_eq!(got, want, "step {}: alloc({}, align {})", step, bits, align);
@@ -103,4 +123,14 @@ fn property_against_model() {
         }
     }
     m.check().unwrap();
+}
+
+#[test]
+fn contig_hint_check_counts_alignment_from_the_runs_start() {
+    let mut m = PcpuAreaMap::new(64);
+    assert_eq!(m.alloc(1, 1), Some(0)); // largest run is now [1, 64)
+    assert!(m.fits_contig_hint(63, 1));
+    assert!(!m.fits_contig_hint(64, 1));
+    assert!(m.fits_contig_hint(32, 32)); // aligned start 32, 32 units left
+    assert!(!m.fits_contig_hint(33, 32));
 }
