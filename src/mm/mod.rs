@@ -28,6 +28,8 @@ pub mod percpu;
 #[cfg(target_os = "none")]
 pub mod slab;
 #[cfg(target_os = "none")]
+pub mod util;
+#[cfg(target_os = "none")]
 pub mod vmalloc;
 #[cfg(target_os = "none")]
 pub mod vmap_block;

@@ -29,8 +29,9 @@
 //! - `vmap_area_lock`: the busy tree `vmap_area_root` and its address-sorted
 //!   list (`vmap_area_list`), and each busy area's `vm` link;
 //! - `free_vmap_area_lock`: the free tree `free_vmap_area_root`;
-//! - `vmap_purge_lock`: serialises purges (one purger drains the list and
-//!   flushes); `try_purge_vmap_area_lazy` only trylocks it, so a CPU that
+//! - `vmap_purge_lock`: serialises purges (one purger releases fragmented
+//!   vmap blocks, drains the list and flushes);
+//!   `try_purge_vmap_area_lazy` only trylocks it, so a CPU that
 //!   crosses `lazy_max_pages()` while another purges just goes on;
 //! - no lock: `vmap_purge_list`, the lazily freed areas, a lock-free llist
 //!   (`llist_add` from any CPU, `llist_del_all` by the purger), and
@@ -40,18 +41,22 @@
 //! `vmap_area_lock` or `free_vmap_area_lock` (never both at once, except
 //! in the checkers, which take busy then free) -> `vmap_area_cachep`'s lock
 //! -> `init_mm` (page tables) -> the zone lock of the buddy allocator.
-//! `vmap_block_queue` and block locks (vmap_block.rs) come before all of
-//! these. No interrupt handler allocates or frees vmalloc memory (the PL011
+//! The vmap block locks (vmap_block.rs: `vmap_blocks`, a
+//! `vmap_block_queue`, a block's lock) sit between `vmap_purge_lock`, under
+//! which a purge releases fragmented blocks, and the tree locks; a block
+//! path that frees an area only trylocks `vmap_purge_lock`. No interrupt handler allocates or frees vmalloc memory (the PL011
 //! RX and timer handlers do not; per-CPU work runs from the idle loop, not
 //! in the IPI handler), so the vmalloc locks are taken with IRQs as they
 //! are; only the per-cpu page lists mask IRQs (page_alloc.rs).
 
 use super::page_alloc;
 use super::slab::{self, KmemCache};
+use super::vmap_block::purge_fragmented_blocks_allcpus;
+use crate::arch::kernel::percpu::{NR_CPUS, smp_processor_id};
 use crate::arch::memory::*;
 use crate::arch::mm::mmu as paging;
 use crate::arch::mm::mmu::{KernelPgtableEnv, flush_tlb_kernel_range, with_init_mm};
-use crate::arch::mm::pgtable::{PAGE_KERNEL, PageProt, PgtableEnv, PgtableError};
+use crate::arch::mm::pgtable::{PAGE_KERNEL, PageProt, PgtableEnv, PgtableError, pgprot_nx};
 use crate::kernel::locking::spinlock::{SpinLock, SpinLockGuard};
 use crate::mm::vmap_tree::{
     self, __alloc_vmap_area, __find_vmap_area, VmapArea, VmapAreaAlloc, VmapAreaRoot, VmapOwner, insert_vmap_area,
@@ -115,6 +120,9 @@ impl VmFlags {
     pub const VM_USERMAP: VmFlags = VmFlags(0x08);
     pub const VM_UNINITIALIZED: VmFlags = VmFlags(0x20);
     pub const VM_NO_GUARD: VmFlags = VmFlags(0x40);
+    /// Flush the TLB (and, with rodata_full, reset the direct map) at
+    /// unmap, before the pages are freed: for areas set_memory_* changed.
+    pub const VM_FLUSH_RESET_PERMS: VmFlags = VmFlags(0x100);
 
     pub const fn empty() -> Self {
         VmFlags(0)
@@ -259,14 +267,19 @@ pub unsafe fn free_vm_struct(area: *mut VmStruct) {
 }
 
 /// The page array of an area of `nr_pages` (Linux's __vmalloc_area_node:
-/// kmalloc_node up to a page, else __vmalloc_node). Uninitialised; null on
-/// failure.
+/// kmalloc_node up to a page, else __vmalloc_node), zeroed as 5.10's
+/// `__GFP_ZERO` has it; null on failure.
 pub fn alloc_pages_array(nr_pages: usize, caller: Caller) -> *mut PhysAddr {
     let array_size = nr_pages * core::mem::size_of::<PhysAddr>();
     if page_array_is_vmalloced(nr_pages) {
-        __vmalloc_node(array_size, 1, false, caller) as *mut PhysAddr
+        __vmalloc_node(array_size, 1, true, caller) as *mut PhysAddr
     } else {
-        slab::kmalloc(array_size).map_or(ptr::null_mut(), |p| p.as_ptr() as *mut PhysAddr)
+        let Some(p) = slab::kmalloc(array_size) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: a fresh kmalloc object of at least array_size bytes.
+        unsafe { ptr::write_bytes(p.as_ptr(), 0, array_size) };
+        p.as_ptr() as *mut PhysAddr
     }
 }
 
@@ -303,6 +316,50 @@ pub static NR_LAZY_FREES: AtomicUsize = AtomicUsize::new(0);
 
 /// The vmap_area cache seen as the node allocator of the tree code.
 pub(super) struct CacheAlloc;
+
+/// One spare `vmap_area` per CPU for the left part of a no-edge split
+/// (5.10's per-CPU `ne_fit_preload_node`). `alloc_vmap_area` fills it
+/// before it takes `free_vmap_area_lock`, so the allocation that may have
+/// to wait is not made with the lock held.
+#[unsafe(no_mangle)]
+pub static ne_fit_preload_node: [AtomicPtr<VmapArea>; NR_CPUS] = [const { AtomicPtr::new(ptr::null_mut()) }; NR_CPUS];
+
+/// Is this CPU's `ne_fit_preload_node` filled? (For the fault-injection
+/// sweep: the preload is the one allocation whose failure vmalloc
+/// survives, as in 5.10.)
+pub fn ne_fit_preloaded() -> bool {
+    !ne_fit_preload_node[smp_processor_id()]
+        .load(Ordering::Relaxed)
+        .is_null()
+}
+
+/// The spares parked in `ne_fit_preload_node` (objects of the vmap_area
+/// cache that no tree holds).
+fn ne_fit_preload_count() -> usize {
+    ne_fit_preload_node
+        .iter()
+        .filter(|slot| !slot.load(Ordering::Relaxed).is_null())
+        .count()
+}
+
+/// The node source of `__alloc_vmap_area` under `free_vmap_area_lock`:
+/// a no-edge split takes `cpu`'s preloaded node and falls back to the
+/// cache when there is none (5.10: `GFP_NOWAIT`).
+struct NeFitPreload {
+    cpu: usize,
+}
+
+// SAFETY: both sources hand out vmap_area cache objects; nodes go back to
+// the cache.
+unsafe impl VmapAreaAlloc for NeFitPreload {
+    fn alloc_vmap_area_node(&mut self) -> Option<NonNull<VmapArea>> {
+        NonNull::new(ne_fit_preload_node[self.cpu].swap(ptr::null_mut(), Ordering::Relaxed))
+            .or_else(|| CacheAlloc.alloc_vmap_area_node())
+    }
+    fn free_vmap_area_node(&mut self, va: NonNull<VmapArea>) {
+        CacheAlloc.free_vmap_area_node(va)
+    }
+}
 
 // SAFETY: nodes come from the cache, are big and aligned enough for
 // VmapArea, and go back to it.
@@ -506,8 +563,8 @@ pub fn vmalloc_init() {
 // ---------------------------------------------------------------------------
 
 /// Take `size` bytes of address space in [vstart, vend) and put the area in
-/// the busy tree. On exhaustion, purge the lazily freed areas once and
-/// retry (Linux: alloc_vmap_area). Returns the area, or as Linux
+/// the busy tree. On exhaustion, purge the lazily freed areas (and the
+/// fragmented vmap blocks) once and retry (Linux: alloc_vmap_area). Returns the area, or as Linux
 /// ERR_PTR(-ENOMEM) when no node was left for it, ERR_PTR(-EBUSY) when no
 /// range fits (said on the console).
 #[unsafe(no_mangle)]
@@ -520,16 +577,27 @@ pub fn alloc_vmap_area(size: usize, align: usize, vstart: usize, vend: usize) ->
         return ERR_PTR(-ENOMEM);
     };
     let mut purged = false;
+    let cpu = smp_processor_id();
     loop {
+        // Preload this CPU with a node for a no-edge split, without the
+        // lock held. A failure is no error: the split falls back to the
+        // cache, and failing that the overflow path purges and retries.
+        let pva = if ne_fit_preload_node[cpu].load(Ordering::Relaxed).is_null() {
+            CacheAlloc.alloc_vmap_area_node()
+        } else {
+            None
+        };
+        let mut free = free_vmap_area_root.lock();
+        if let Some(pva) = pva
+            && ne_fit_preload_node[cpu]
+                .compare_exchange(ptr::null_mut(), pva.as_ptr(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            CacheAlloc.free_vmap_area_node(pva);
+        }
         // vend means no fit (or no node for a split): Linux's "overflow".
-        let addr = __alloc_vmap_area(
-            &mut free_vmap_area_root.lock(),
-            size,
-            align,
-            vstart,
-            vend,
-            &mut CacheAlloc,
-        );
+        let addr = __alloc_vmap_area(&mut free, size, align, vstart, vend, &mut NeFitPreload { cpu });
+        drop(free);
         if addr != vend {
             // SAFETY: va is ours, fresh from the cache.
             unsafe {
@@ -924,6 +992,8 @@ pub fn set_init_on_alloc(on: bool) {
 }
 
 /// Map `pages` contiguously (Linux: vmap). The pages stay the caller's.
+/// The mapping is never executable, whatever `prot` says (5.10:
+/// `pgprot_nx(prot)`): vmap'd data must not become kernel text.
 #[track_caller]
 #[unsafe(no_mangle)]
 #[inline(never)]
@@ -940,7 +1010,7 @@ pub fn vmap(pages: &[PhysAddr], flags: VmFlags, prot: PageProt) -> *mut u8 {
     // SAFETY: live area, ours.
     let addr = unsafe { (*area).addr };
     // map_kernel_range said why on failure.
-    if map_kernel_range(addr, pages, prot) != 0 {
+    if map_kernel_range(addr, pages, pgprot_nx(prot)) != 0 {
         pr_warn!("vmap: mapping {} pages failed", count);
         vunmap(addr as *mut u8);
         return ptr::null_mut();
@@ -1114,44 +1184,31 @@ fn for_each_lazy_area(_purge: &SpinLockGuard<'static, ()>, mut f: impl FnMut(&Vm
 /// `break purge_vmap_area_lazy` would stop "in" spin's lock (GDB names the
 /// inlined callee that owns the first instruction after the prologue).
 #[inline(never)]
-fn vmap_purge_lock() -> SpinLockGuard<'static, ()> {
+pub(super) fn vmap_purge_lock() -> SpinLockGuard<'static, ()> {
     VMAP_PURGE_LOCK.lock()
 }
 
-/// Flush the TLB once for every lazily freed area and give their address
-/// space back to the free tree (Linux: __purge_vmap_area_lazy). The caller
-/// holds `vmap_purge_lock`.
+/// Flush the TLB once for every lazily freed area, and for `[start, end)`
+/// as well (vm_unmap_aliases' dirty vmap-block range; `usize::MAX, 0` for
+/// none), and give their address space back to the free tree (Linux:
+/// __purge_vmap_area_lazy). False, with nothing flushed, if no area was
+/// waiting. The caller holds `vmap_purge_lock`.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub fn __purge_vmap_area_lazy() -> bool {
+pub fn __purge_vmap_area_lazy(start: usize, end: usize) -> bool {
     let list = llist_del_all();
     if list.is_null() {
         return false;
     }
-    // One flush over [lowest start, highest end) covers every area. The
-    // same walk joins neighbours that were freed one after the other (the
-    // list is in push order, so a run of sequential frees lies adjacent on
-    // it): one merge into the augmented free tree per run instead of one
-    // per area, the work the 6.x purge tree saves, without its lock.
-    let (mut start, mut end) = (usize::MAX, 0);
+    // One flush over [lowest start, highest end) covers every area. Each
+    // area is merged on its own, in list order, as 5.10 does: joining
+    // neighbours first would save tree work but change the free tree's
+    // shape, and with it the address 5.10's search picks.
+    let (mut start, mut end) = (start, end);
     let mut cur = list;
     while !cur.is_null() {
         // SAFETY: the nodes taken off the list are ours (llist_del_all).
-        let va = unsafe { &mut *cur };
-        while let Some(next) = NonNull::new(va.purge_next) {
-            // SAFETY: as above; a joined node is unlinked from the taken
-            // list before it goes back to the cache.
-            let n = unsafe { &*next.as_ptr() };
-            if n.va_end == va.va_start {
-                va.va_start = n.va_start;
-            } else if n.va_start == va.va_end {
-                va.va_end = n.va_end;
-            } else {
-                break;
-            }
-            va.purge_next = n.purge_next;
-            CacheAlloc.free_vmap_area_node(next);
-        }
+        let va = unsafe { &*cur };
         start = start.min(va.va_start);
         end = end.max(va.va_end);
         cur = va.purge_next;
@@ -1183,13 +1240,16 @@ pub fn __purge_vmap_area_lazy() -> bool {
     true
 }
 
-/// Purge now, waiting for a purge another CPU runs (Linux:
-/// purge_vmap_area_lazy; also what vm_unmap_aliases forces).
+/// Purge now, waiting for a purge another CPU runs: first the vmap blocks
+/// that can hand out nothing more, then every lazily freed area (Linux:
+/// purge_vmap_area_lazy).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn purge_vmap_area_lazy() {
+    vfree_deferred_flush_all();
     let _purge = vmap_purge_lock();
-    __purge_vmap_area_lazy();
+    purge_fragmented_blocks_allcpus();
+    __purge_vmap_area_lazy(usize::MAX, 0);
 }
 
 /// Purge unless another CPU is already purging (Linux:
@@ -1198,7 +1258,7 @@ pub fn purge_vmap_area_lazy() {
 #[inline(never)]
 pub fn try_purge_vmap_area_lazy() {
     if let Some(_purge) = VMAP_PURGE_LOCK.try_lock() {
-        __purge_vmap_area_lazy();
+        __purge_vmap_area_lazy(usize::MAX, 0);
     }
 }
 
@@ -1218,7 +1278,7 @@ pub(crate) fn __vunmap(addr: usize, deallocate_pages: bool) {
         pr_warn!("Trying to vfree() bad address ({:#x})", addr);
         return;
     }
-    let area = remove_vm_area(addr);
+    let area = vm_remove_mappings(addr, deallocate_pages);
     if area.is_null() {
         pr_err!("Trying to vfree() nonexistent vm area ({:#x})", addr);
         return;
@@ -1264,31 +1324,35 @@ pub fn vfree(addr: *const u8) {
     if a == 0 {
         return;
     }
-    if let Some(kind) = area_kind_mismatch(a, VmFlags::VM_ALLOC) {
+    let cpu = smp_processor_id();
+    if crate::arch::kernel::irq::in_interrupt_on(cpu) {
+        __vfree_deferred(a);
+        return;
+    }
+    if VFREE_DEFERRED[cpu].load(Ordering::Relaxed) != 0 {
+        free_work(cpu);
+    }
+    if let Some(kind) = area_kind_mismatch(a) {
         pr_warn!("vfree({:#x}): this is a {} area; use {}", a, kind.0, kind.1);
         return;
     }
     __vunmap(a, true);
 }
 
-/// Release a vmap area; the pages stay the caller's (Linux: vunmap).
+/// Release the area that starts at `addr`, leaving its pages alone
+/// (Linux: vunmap). Like 5.10's `__vunmap(addr, 0)` it takes any area
+/// `find_vm_area` finds, whatever made it: for a vmalloc area the pages
+/// and the page array stay allocated (the caller's bug, as in Linux).
+/// Bad and unknown addresses are reported by `__vunmap`.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vunmap(addr: *const u8) {
-    let a = addr as usize;
-    if a == 0 {
-        return;
-    }
-    if let Some(kind) = area_kind_mismatch(a, VmFlags::VM_MAP) {
-        pr_warn!("vunmap({:#x}): this is a {} area; use {}", a, kind.0, kind.1);
-        return;
-    }
-    __vunmap(a, false);
+    __vunmap(addr as usize, false);
 }
 
-/// If `addr` starts a live area of another kind than `want`, name it and
-/// the right function (a vfree of an ioremap would free device "pages").
-fn area_kind_mismatch(addr: usize, want: VmFlags) -> Option<(&'static str, &'static str)> {
+/// If `addr` starts a live area that vmalloc did not make, name it and the
+/// right function (a vfree of an ioremap would free device "pages").
+fn area_kind_mismatch(addr: usize) -> Option<(&'static str, &'static str)> {
     let busy = vmap_area_lock();
     let va = __find_vmap_area(&busy, addr);
     if va.is_null() {
@@ -1303,18 +1367,12 @@ fn area_kind_mismatch(addr: usize, want: VmFlags) -> Option<(&'static str, &'sta
             return None;
         }
         let flags = vm.as_ref().flags;
-        let ioremap = flags.contains(VmFlags::VM_IOREMAP);
-        let map = flags.contains(VmFlags::VM_MAP);
-        let valloc = flags.contains(VmFlags::VM_ALLOC);
-        if want == VmFlags::VM_ALLOC && !valloc {
-            return Some(if ioremap {
+        if !flags.contains(VmFlags::VM_ALLOC) {
+            return Some(if flags.contains(VmFlags::VM_IOREMAP) {
                 ("ioremap", "iounmap()")
             } else {
                 ("vmap", "vunmap()")
             });
-        }
-        if want == VmFlags::VM_MAP && !map && !ioremap {
-            return Some(("vmalloc", "vfree()"));
         }
     }
     None
@@ -1353,7 +1411,10 @@ pub fn vmalloc_stats() -> (usize, usize, usize) {
 // ---------------------------------------------------------------------------
 
 /// /proc/vmallocinfo (5.10's s_show), address-ordered, then the areas
-/// waiting for the lazy purge.
+/// waiting for the lazy purge, one line each in the purge list's order
+/// (5.10's show_purge_info: newest first, so that part is not sorted).
+/// Areas still being set up (`VM_UNINITIALIZED`) are shown as they are,
+/// as 5.10's s_show does.
 pub fn vmallocinfo(w: &mut dyn Write) -> fmt::Result {
     let busy = vmap_area_lock();
     for va in busy.iter() {
@@ -1368,21 +1429,22 @@ pub fn vmallocinfo(w: &mut dyn Write) -> fmt::Result {
             continue;
         };
         // SAFETY: live vm_struct under vmap_area_lock.
-        let v = unsafe { vm.as_ref() };
-        if v.flags.contains(VmFlags::VM_UNINITIALIZED) {
-            continue; // being set up; Linux skips these too
-        }
-        write_vm_line(w, v)?;
+        write_vm_line(w, unsafe { vm.as_ref() })?;
     }
     drop(busy);
-    // Lowest address first (the list is in push order).
-    let mut lazy = alloc::vec::Vec::new();
-    for_each_lazy_area(&vmap_purge_lock(), |va| lazy.push((va.va_start, va.va_end)));
-    lazy.sort_unstable();
-    for (start, end) in lazy {
-        writeln!(w, "0x{:016x}-0x{:016x} {:7} unpurged vm_area", start, end, end - start)?;
-    }
-    Ok(())
+    let mut res = Ok(());
+    for_each_lazy_area(&vmap_purge_lock(), |va| {
+        if res.is_ok() {
+            res = writeln!(
+                w,
+                "0x{:016x}-0x{:016x} {:7} unpurged vm_area",
+                va.va_start,
+                va.va_end,
+                va.va_end - va.va_start
+            );
+        }
+    });
+    res
 }
 
 /// One vmallocinfo line for `v`.
@@ -1475,13 +1537,8 @@ pub fn check_vmalloc_invariants() -> Result<(), alloc::string::String> {
     vmap_tree::check_invariants(&free).map_err(|e| format!("free tree: {}", e))?;
     vmap_tree::check_coverage(&[&*busy, &*free], &lazy, VMALLOC_START, VMALLOC_END)
         .map_err(|e| format!("coverage: {}", e))?;
-    for &(size, align) in &[
-        (PAGE_SIZE, PAGE_SIZE),
-        (3 * PAGE_SIZE, PAGE_SIZE),
-        (PMD_SIZE, PMD_SIZE),
-        (PUD_SIZE, PUD_SIZE),
-    ] {
-        vmap_tree::check_lowest_match(&free, size, align, VMALLOC_START).map_err(|e| format!("lowest match: {}", e))?;
+    for &size in &[PAGE_SIZE, 3 * PAGE_SIZE, PMD_SIZE, PUD_SIZE] {
+        vmap_tree::check_lowest_match(&free, size, VMALLOC_START).map_err(|e| format!("lowest match: {}", e))?;
     }
     Ok(())
 }
@@ -1520,9 +1577,658 @@ pub fn snapshot() -> VmallocSnapshot {
             n
         },
         max_free,
-        cache_active: vmap_area_cachep.lock().stats().active_objs,
+        // The per-CPU ne_fit_preload spares are the cache's, in effect: a
+        // failed vmalloc may have used one up or parked a new one.
+        cache_active: vmap_area_cachep.lock().stats().active_objs - ne_fit_preload_count(),
         metadata_objects: metadata_objects(),
         vmalloc_pages: NR_VMALLOC_PAGES.load(Ordering::Relaxed),
         pgtable_pages: paging::pgtable_pages(),
     }
+}
+
+// ---------------------------------------------------------------------------
+// vmalloc_user, vmalloc_32, vmalloc_32_user, vread (5.10's API, part 2)
+// ---------------------------------------------------------------------------
+
+/// Linux's SHMLBA on arm64 (asm-generic/shmparam.h): the alignment of
+/// memory that may be mapped to user space.
+pub const SHMLBA: usize = PAGE_SIZE;
+
+/// The highest physical address GFP_DMA32 pages may end at.
+const DMA32_LIMIT: usize = 1 << 32;
+
+/// Linux's vmalloc_user: zeroed (it may be mapped to user space without
+/// leaking data) and marked VM_USERMAP (remap_vmalloc_range's permission).
+#[track_caller]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vmalloc_user(size: usize) -> *mut u8 {
+    // MERGE: gfp GFP_KERNEL | __GFP_ZERO, node NUMA_NO_NODE.
+    __vmalloc_node_range(
+        size,
+        SHMLBA,
+        VMALLOC_START,
+        VMALLOC_END,
+        true,
+        PAGE_KERNEL,
+        VmFlags::VM_USERMAP,
+        Location::caller(),
+    ) as *mut u8
+}
+
+/// The GFP_DMA32 half of vmalloc_32: every page below 4 GiB. This page
+/// allocator has no ZONE_DMA32 (its zones are the DT's memory banks, not
+/// split at 4 GiB), so it cannot be asked for low pages; instead the area
+/// is checked, and one with a page above 4 GiB is freed and the call fails,
+/// so vmalloc_32 never hands out memory a 32-bit device cannot reach. On
+/// QEMU virt all RAM lies below 4 GiB up to -m 3G (RAM starts at 1 GiB).
+fn vmalloc_dma32_check(addr: usize) -> usize {
+    if addr == 0 {
+        return 0;
+    }
+    let area = find_vm_area(addr);
+    // SAFETY: the area was just allocated by our caller and is live; its
+    // page array holds nr_pages entries.
+    let high = unsafe {
+        let pages = core::slice::from_raw_parts((*area).pages, (*area).nr_pages);
+        pages.iter().find(|pa| pa.0 + PAGE_SIZE > DMA32_LIMIT).copied()
+    };
+    if let Some(pa) = high {
+        pr_warn!(
+            "vmalloc_32: page {:#x} is above 4 GiB and there is no ZONE_DMA32 to ask for lower ones",
+            pa.0
+        );
+        vfree(addr as *const u8);
+        return 0;
+    }
+    addr
+}
+
+/// Linux's vmalloc_32: pages a 32-bit device can address (GFP_DMA32 on
+/// arm64), zeroed when init_on_alloc is on as vmalloc's.
+#[track_caller]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vmalloc_32(size: usize) -> *mut u8 {
+    // MERGE: gfp GFP_VMALLOC32 (GFP_DMA32 | GFP_KERNEL), node NUMA_NO_NODE.
+    vmalloc_dma32_check(__vmalloc_node(size, 1, init_on_alloc(), Location::caller())) as *mut u8
+}
+
+/// Linux's vmalloc_32_user: vmalloc_32, zeroed and VM_USERMAP.
+#[track_caller]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vmalloc_32_user(size: usize) -> *mut u8 {
+    // MERGE: gfp GFP_VMALLOC32 | __GFP_ZERO, node NUMA_NO_NODE.
+    let addr = __vmalloc_node_range(
+        size,
+        SHMLBA,
+        VMALLOC_START,
+        VMALLOC_END,
+        true,
+        PAGE_KERNEL,
+        VmFlags::VM_USERMAP,
+        Location::caller(),
+    );
+    vmalloc_dma32_check(addr) as *mut u8
+}
+
+/// Copy `count` bytes of one area from `addr`, page by page: a mapped page
+/// is read through its mapping, a hole reads as zeroes (Linux:
+/// aligned_vread). The caller holds vmap_area_lock with the area in the
+/// busy tree, so nothing unmaps it meanwhile (remove_vm_area unlinks the
+/// area under that lock before it unmaps).
+///
+/// # Safety
+///
+/// `buf` is valid for `count` bytes of writes; `[addr, addr + count)` lies
+/// inside one live area (not an ioremap) whose lock the caller holds.
+unsafe fn aligned_vread(buf: *mut u8, addr: usize, count: usize) {
+    let (mut buf, mut addr, mut count) = (buf, addr, count);
+    while count != 0 {
+        let offset = addr & !PAGE_MASK;
+        let length = (PAGE_SIZE - offset).min(count);
+        let mapped = with_init_mm(|pt, env| pt.translate(env, VirtAddr(addr))).is_some();
+        // SAFETY: buf has room for `length` more bytes (caller); a mapped
+        // page of a live area is readable memory (Normal, as every
+        // non-ioremap area maps), and stays mapped while the caller holds
+        // vmap_area_lock.
+        unsafe {
+            if mapped {
+                ptr::copy_nonoverlapping(addr as *const u8, buf, length);
+            } else {
+                ptr::write_bytes(buf, 0, length);
+            }
+            buf = buf.add(length);
+        }
+        addr += length;
+        count -= length;
+    }
+}
+
+/// Linux's vread: read `count` bytes of vmalloc space at `addr` into `buf`
+/// (/proc/kcore's reader). What no area covers, holes inside areas,
+/// vm_map_ram areas (no vm_struct) and VM_IOREMAP areas (reading device
+/// memory has side effects) all read as zeroes. Returns `count` (0 when
+/// `addr` is past every area: nothing was read).
+///
+/// # Safety
+///
+/// `buf` is valid for `count` bytes of writes and does not overlap the
+/// vmalloc memory read.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe fn vread(buf: *mut u8, addr: *const u8, count: usize) -> usize {
+    let buf_start = buf;
+    let mut buf = buf;
+    let mut addr = addr as usize;
+    // Don't allow overflow.
+    let mut count = if addr.checked_add(count).is_none() {
+        addr.wrapping_neg()
+    } else {
+        count
+    };
+    let buflen = count;
+    let busy = vmap_area_lock();
+    for va in busy.iter() {
+        if count == 0 {
+            break;
+        }
+        let VmapOwner::VmStruct(vm) = va.vm else {
+            continue;
+        };
+        // SAFETY: a live vm_struct under vmap_area_lock.
+        let vm = unsafe { vm.as_ref() };
+        let vaddr = vm.addr;
+        let vend = vaddr + vm.get_vm_area_size();
+        if addr >= vend {
+            continue;
+        }
+        if addr < vaddr {
+            // The gap before this area reads as zeroes.
+            let n = (vaddr - addr).min(count);
+            // SAFETY: buf has `count` bytes of room left (caller).
+            unsafe {
+                ptr::write_bytes(buf, 0, n);
+                buf = buf.add(n);
+            }
+            addr += n;
+            count -= n;
+            if count == 0 {
+                break;
+            }
+        }
+        let n = (vend - addr).min(count);
+        if vm.flags.contains(VmFlags::VM_IOREMAP) {
+            // An ioremap area is treated as a memory hole.
+            // SAFETY: as above.
+            unsafe { ptr::write_bytes(buf, 0, n) };
+        } else {
+            // SAFETY: [addr, addr + n) is inside this live area, whose
+            // lock we hold; buf has room for n bytes.
+            unsafe { aligned_vread(buf, addr, n) };
+        }
+        // SAFETY: as above.
+        buf = unsafe { buf.add(n) };
+        addr += n;
+        count -= n;
+    }
+    drop(busy);
+    if buf == buf_start {
+        return 0;
+    }
+    // Zero-fill what lies past the last area.
+    let done = buf as usize - buf_start as usize;
+    if done != buflen {
+        // SAFETY: within the caller's buffer of buflen bytes.
+        unsafe { ptr::write_bytes(buf, 0, buflen - done) };
+    }
+    buflen
+}
+
+// ---------------------------------------------------------------------------
+// vfree_atomic and the deferred free lists (5.10's API, part 3)
+// ---------------------------------------------------------------------------
+//
+// 5.10 keeps a per-CPU `vfree_deferred` (an llist plus a work item): an
+// interrupt handler cannot take vmalloc's locks (the code it interrupted
+// may hold them), so vfree from interrupt context and vfree_atomic push
+// the area onto the list, the link living in the area's own first word,
+// and the work item frees them later in process context. There are no
+// work queues here; the list is drained where such a work item would get
+// to run: by the next vfree on the same CPU (the work is per CPU, as
+// schedule_work queues it) and by every purge_vmap_area_lazy, for all
+// CPUs, so that the exhaustion retry in alloc_vmap_area, vm_unmap_aliases
+// and the tests' purge find no area still pending.
+
+/// Each CPU's deferred areas (Linux: `vfree_deferred.list`): a lock-free
+/// singly linked list through the first word of each area, 0 = empty.
+static VFREE_DEFERRED: [AtomicUsize; crate::arch::kernel::percpu::NR_CPUS] =
+    [const { AtomicUsize::new(0) }; crate::arch::kernel::percpu::NR_CPUS];
+
+/// Queue `addr` for a later vfree on this CPU (Linux: __vfree_deferred):
+/// no lock, no allocation, fit for interrupt context. As in Linux the area
+/// itself carries the link, so only what vmalloc returned may come here (an
+/// unaligned or foreign address is refused at once, with a warning).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn __vfree_deferred(addr: usize) {
+    if !addr.is_multiple_of(PAGE_SIZE) || !is_vmalloc_addr(addr) {
+        pr_warn!("Trying to vfree() bad address ({:#x})", addr);
+        return;
+    }
+    // Check that a vmalloc area starts here when the busy tree is free to
+    // look at (only trylock: the interrupted code may hold its lock), so
+    // that the link is not written into a vmap'd or ioremap'd area.
+    if let Some(busy) = vmap_area_root.try_lock() {
+        let va = __find_vmap_area(&busy, addr);
+        // SAFETY: a live node and its vm_struct, under the lock.
+        let ok = !va.is_null()
+            && unsafe {
+                (*va).va_start == addr
+                    && matches!((*va).vm, VmapOwner::VmStruct(vm) if vm.as_ref().flags.contains(VmFlags::VM_ALLOC))
+            };
+        if !ok {
+            drop(busy);
+            pr_warn!("vfree_atomic({:#x}): not the start of a vmalloc area; ignored", addr);
+            return;
+        }
+    }
+    let head = &VFREE_DEFERRED[smp_processor_id()];
+    let mut old = head.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: addr is the start of a live vmalloc area (the caller's
+        // contract, as Linux's), mapped read-write, whose contents die with
+        // this free: its first word may carry the link.
+        unsafe { (addr as *mut usize).write_volatile(old) };
+        // Release: the link is visible to whoever takes the list.
+        match head.compare_exchange_weak(old, addr, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => old = now,
+        }
+    }
+}
+
+/// Free every area deferred on `cpu` (Linux: free_work, run by the work
+/// item). Process context only. Any CPU may drain any CPU's list: taking
+/// it is one atomic swap (llist_del_all).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn free_work(cpu: usize) {
+    let head = &VFREE_DEFERRED[cpu];
+    if head.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut node = head.swap(0, Ordering::Acquire);
+    while node != 0 {
+        // SAFETY: the areas on the list are still mapped (nothing freed
+        // them: only this drain does, once, after taking them off the
+        // list), and the first word of each is its link.
+        let next = unsafe { (node as *const usize).read_volatile() };
+        // As vfree: never free the "pages" of a vmap or ioremap area.
+        if let Some(kind) = area_kind_mismatch(node) {
+            pr_warn!("vfree({:#x}): this is a {} area; use {}", node, kind.0, kind.1);
+        } else {
+            __vunmap(node, true);
+        }
+        node = next;
+    }
+}
+
+/// Drain every CPU's deferred list.
+pub fn vfree_deferred_flush_all() {
+    for cpu in 0..VFREE_DEFERRED.len() {
+        free_work(cpu);
+    }
+}
+
+/// Areas waiting on the deferred lists (for tests).
+///
+/// # Safety
+///
+/// No CPU drains a deferred list meanwhile (no vfree, no purge): the walk
+/// reads each area's link, and a drain frees the areas.
+pub unsafe fn vfree_deferred_pending() -> usize {
+    let mut n = 0;
+    for head in &VFREE_DEFERRED {
+        let mut node = head.load(Ordering::Acquire);
+        while node != 0 {
+            n += 1;
+            // SAFETY: nothing drains (the caller's contract), so the area
+            // is still mapped and its first word is its link.
+            node = unsafe { (node as *const usize).read_volatile() };
+        }
+    }
+    n
+}
+
+/// Linux's vfree_atomic: vfree from a context that must not sleep or take
+/// vmalloc's locks; the area is freed later (see above). NULL is a no-op.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vfree_atomic(addr: *const u8) {
+    let a = addr as usize;
+    if a == 0 {
+        return;
+    }
+    __vfree_deferred(a);
+}
+
+// ---------------------------------------------------------------------------
+// VM_FLUSH_RESET_PERMS (5.10's API, part 4; set_memory_* are in
+// arch/arm64/mm/pageattr.rs)
+// ---------------------------------------------------------------------------
+
+/// Linux's set_vm_flush_reset_perms: the area at `addr` (which set_memory_*
+/// will make read-only or executable) gets flushed from the TLB when it is
+/// freed, before its pages go back, so no stale entry keeps the old
+/// permissions for pages that are then reused.
+pub fn set_vm_flush_reset_perms(addr: *const u8) {
+    let busy = vmap_area_lock();
+    let va = __find_vmap_area(&busy, addr as usize);
+    if va.is_null() {
+        return;
+    }
+    // SAFETY: a live node and its vm_struct, under vmap_area_lock.
+    unsafe {
+        if let VmapOwner::VmStruct(mut vm) = (*va).vm {
+            let vm = vm.as_mut();
+            vm.flags = vm.flags | VmFlags::VM_FLUSH_RESET_PERMS;
+        }
+    }
+}
+
+/// Unmap the area at `addr` and detach its vm_struct (remove_vm_area);
+/// for a VM_FLUSH_RESET_PERMS area also [`vm_reset_perms`] (Linux 5.10:
+/// vm_remove_mappings). Returns the vm_struct, or null if `addr` starts no
+/// area. Inlined into __vunmap: every vfree passes here, and the flag test
+/// is all the common case pays.
+#[inline(always)]
+pub fn vm_remove_mappings(addr: usize, deallocate_pages: bool) -> *mut VmStruct {
+    let area = remove_vm_area(addr);
+    // SAFETY: non-null checked first: remove_vm_area handed it to us.
+    if !area.is_null() && unsafe { (*area).flags }.contains(VmFlags::VM_FLUSH_RESET_PERMS) {
+        vm_reset_perms(deallocate_pages);
+    }
+    area
+}
+
+/// The VM_FLUSH_RESET_PERMS half of vm_remove_mappings (split out under
+/// 6.1's name, vm_reset_perms): flush the area's range from the TLB now,
+/// before its pages are freed, rather than at the lazy purge. The direct
+/// map's permissions never changed here (set_memory_* leave the
+/// block-mapped linear alias alone, as 5.10 without rodata_full), so the
+/// flush is all there is to do, with or without `deallocate_pages`.
+#[cold]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vm_reset_perms(deallocate_pages: bool) {
+    let _ = deallocate_pages;
+    // The area is on the purge list now: purging it flushes its range.
+    crate::mm::vmap_block::vm_unmap_aliases();
+}
+
+// ---------------------------------------------------------------------------
+// vmap_pfn (5.10's API, part 5; CONFIG_VMAP_PFN)
+// ---------------------------------------------------------------------------
+//
+// remap_vmalloc_range/remap_vmalloc_range_partial (mapping a VM_USERMAP
+// area into a user vma) are left out: there is no user space here.
+
+/// Map the page frames `pfns` (not RAM: device or other memory without a
+/// struct page, as 5.10 insists) contiguously, never executable (Linux:
+/// vmap_pfn, a VM_IOREMAP area). Null on failure, with what failed said;
+/// release with vunmap.
+#[track_caller]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn vmap_pfn(pfns: &[usize], prot: PageProt) -> *mut u8 {
+    let count = pfns.len();
+    if count == 0 || count > (VMALLOC_END - VMALLOC_START) >> PAGE_SHIFT {
+        pr_warn!("vmap_pfn: bad page count {}", count);
+        return ptr::null_mut();
+    }
+    if let Some(&pfn) = pfns.iter().find(|&&pfn| page_alloc::pfn_valid(pfn)) {
+        // 5.10 WARN_ON_ONCE()s: RAM has a struct page, use vmap.
+        pr_warn!("vmap_pfn: pfn {:#x} is RAM (pfn_valid); use vmap() for pages", pfn);
+        return ptr::null_mut();
+    }
+    let area = get_vm_area_caller(count << PAGE_SHIFT, VmFlags::VM_IOREMAP, Location::caller());
+    if area.is_null() {
+        return ptr::null_mut();
+    }
+    // pgprot_nx: never executable.
+    let prot = PageProt {
+        executable: false,
+        ..prot
+    };
+    // SAFETY: a live area, ours until freed.
+    let addr = unsafe { (*area).addr };
+    for (i, &pfn) in pfns.iter().enumerate() {
+        // map_kernel_range says why on failure.
+        if map_kernel_range(addr + (i << PAGE_SHIFT), &[pfn_to_phys(pfn)], prot) != 0 {
+            // SAFETY: the live area from get_vm_area_caller, freed once;
+            // remove_vm_area unmaps what was mapped of it.
+            unsafe { free_vm_area(area) };
+            return ptr::null_mut();
+        }
+    }
+    addr as *mut u8
+}
+
+/// Keep the entry points of 5.10's API parts 2-5 in the ELF for GDB
+/// (--gc-sections), as KEEP_FOR_GDB does for the pipeline.
+#[allow(dead_code)]
+struct KeepApiForGdb([*const (); 12]);
+// SAFETY: the addresses are never used for anything but being there.
+unsafe impl Sync for KeepApiForGdb {}
+#[used]
+static KEEP_API_FOR_GDB: KeepApiForGdb = KeepApiForGdb([
+    vmalloc_user as *const (),
+    vmalloc_32 as *const (),
+    vmalloc_32_user as *const (),
+    vread as *const (),
+    __vfree_deferred as *const (),
+    free_work as *const (),
+    vfree_atomic as *const (),
+    vm_reset_perms as *const (),
+    vmap_pfn as *const (),
+    map_kernel_range as *const (),
+    pcpu_get_vm_areas as *const (),
+    pcpu_free_vm_areas as *const (),
+]);
+
+// ---------------------------------------------------------------------------
+// pcpu_get_vm_areas / pcpu_free_vm_areas (5.10's API, part 6)
+// ---------------------------------------------------------------------------
+
+/// Most areas one pcpu_get_vm_areas call takes: its two arrays are kmalloc
+/// objects of at most a page (5.10 kcallocs them).
+pub const PCPU_MAX_VMS: usize = PAGE_SIZE / core::mem::size_of::<usize>();
+
+/// Linux's pcpu_get_vm_areas: `offsets.len()` areas at the same offsets
+/// from one `align`ed base (congruent: the per-CPU allocator's chunks, one
+/// area per group of CPUs), placed as high in the vmalloc range as they fit
+/// (top-down, where they least disturb vmalloc's bottom-up allocations).
+/// `offsets` and `sizes` are `align`ed and do not overlap; the areas carry
+/// VM_ALLOC and no guard page, and nothing is mapped. Returns a kmalloc'd
+/// array of `offsets.len()` vm_structs, or null (the request is bad, no
+/// base fits even after a purge, or memory ran out); release with
+/// [`pcpu_free_vm_areas`].
+#[track_caller]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn pcpu_get_vm_areas(offsets: &[usize], sizes: &[usize], align: usize) -> *mut *mut VmStruct {
+    let nr_vms = offsets.len();
+    let caller = Location::caller();
+    // 5.10 BUG_ON()s a bad request; here it is refused.
+    let bad = nr_vms == 0
+        || nr_vms != sizes.len()
+        || nr_vms > PCPU_MAX_VMS
+        || !align.is_power_of_two()
+        || !align.is_multiple_of(PAGE_SIZE)
+        || (0..nr_vms).any(|i| {
+            !offsets[i].is_multiple_of(align)
+                || !sizes[i].is_multiple_of(align)
+                || sizes[i] == 0
+                || offsets[i].checked_add(sizes[i]).is_none()
+                || (i + 1..nr_vms).any(|j| offsets[j] < offsets[i] + sizes[i] && offsets[i] < offsets[j] + sizes[j])
+        });
+    if bad {
+        pr_warn!("pcpu_get_vm_areas: bad request ({} areas, align {:#x})", nr_vms, align);
+        return ptr::null_mut();
+    }
+    let last_end = (0..nr_vms).map(|i| offsets[i] + sizes[i]).max().unwrap_or(0);
+    if (VMALLOC_END & !(align - 1)) - VMALLOC_START.next_multiple_of(align) < last_end {
+        pr_warn!("pcpu_get_vm_areas: {:#x} bytes do not fit the vmalloc range", last_end);
+        return ptr::null_mut();
+    }
+    let array_size = nr_vms * core::mem::size_of::<*mut VmStruct>();
+    // kcalloc x 2.
+    let Some(vms) = slab::kmalloc(array_size).map(|p| p.cast::<*mut VmStruct>()) else {
+        return ptr::null_mut();
+    };
+    let Some(vas) = slab::kmalloc(array_size).map(|p| p.cast::<*mut VmapArea>()) else {
+        // SAFETY: kmalloc'd just above, never handed out.
+        unsafe { slab::kfree(vms.cast(), array_size) };
+        return ptr::null_mut();
+    };
+    // SAFETY: two fresh arrays of nr_vms pointers each, ours alone.
+    let (vms_s, vas_s) = unsafe {
+        ptr::write_bytes(vms.as_ptr(), 0, nr_vms);
+        ptr::write_bytes(vas.as_ptr(), 0, nr_vms);
+        (
+            core::slice::from_raw_parts_mut(vms.as_ptr(), nr_vms),
+            core::slice::from_raw_parts_mut(vas.as_ptr(), nr_vms),
+        )
+    };
+    let free_all = |vms_s: &mut [*mut VmStruct], vas_s: &mut [*mut VmapArea]| {
+        for area in 0..nr_vms {
+            if let Some(va) = NonNull::new(vas_s[area]) {
+                CacheAlloc.free_vmap_area_node(va);
+            }
+            // SAFETY: null or fresh from alloc_vm_struct, never published.
+            unsafe { free_vm_struct(vms_s[area]) };
+        }
+        // SAFETY: the two kmalloc'd arrays, dead from here.
+        unsafe {
+            slab::kfree(vas.cast(), array_size);
+            slab::kfree(vms.cast(), array_size);
+        }
+    };
+    for area in 0..nr_vms {
+        vas_s[area] = CacheAlloc
+            .alloc_vmap_area_node()
+            .map_or(ptr::null_mut(), NonNull::as_ptr);
+        vms_s[area] = alloc_vm_struct(caller);
+        if vas_s[area].is_null() || vms_s[area].is_null() {
+            free_all(vms_s, vas_s);
+            return ptr::null_mut();
+        }
+    }
+    let mut purged = false;
+    loop {
+        let mut free = free_vmap_area_root.lock();
+        let base = vmap_tree::pcpu_get_vm_areas_base(&free, offsets, sizes, align, VMALLOC_START, VMALLOC_END);
+        // Carve each area out of its free area (an NE split takes a node
+        // from the cache, and may fail).
+        let mut carved = 0;
+        if let Some(base) = base {
+            while carved < nr_vms {
+                let (start, size) = (base + offsets[carved], sizes[carved]);
+                let va = vmap_tree::pvm_find_va_enclose_addr(&free, start);
+                let Some(va) = NonNull::new(va) else { break };
+                // SAFETY: a live node of the free tree, under its lock.
+                let fit = vmap_tree::classify_va_fit_type(unsafe { va.as_ref() }, start, size);
+                if fit == vmap_tree::FitType::NothingFit {
+                    pr_err!(
+                        "pcpu_get_vm_areas: {:#x}+{:#x} does not fit where the search put it",
+                        start,
+                        size
+                    );
+                    break;
+                }
+                // SAFETY: as above; the free tree's nodes are the cache's.
+                if unsafe { vmap_tree::adjust_va_to_fit_type(&mut free, va, start, size, fit, &mut CacheAlloc) }
+                    .is_err()
+                {
+                    break;
+                }
+                // SAFETY: our node for this area, fresh from the cache.
+                unsafe { vas_s[carved].write(VmapArea::new(start, start + size)) };
+                carved += 1;
+            }
+        }
+        if base.is_some() && carved == nr_vms {
+            drop(free);
+            let mut busy = vmap_area_lock();
+            for area in 0..nr_vms {
+                // SAFETY: the node carries the range just carved out of the
+                // free tree, so it overlaps no busy area; the vm_struct is
+                // ours and lives until pcpu_free_vm_areas (setup_vmalloc_vm
+                // under the lock already held: 5.10's setup_vmalloc_vm_locked).
+                unsafe {
+                    let va = NonNull::new_unchecked(vas_s[area]);
+                    insert_vmap_area(&mut busy, va).expect("pcpu_get_vm_areas: busy tree overlap");
+                    let vm = &mut *vms_s[area];
+                    vm.flags = VmFlags::VM_ALLOC;
+                    vm.addr = (*va.as_ptr()).va_start;
+                    vm.size = sizes[area];
+                    vm.caller = caller;
+                    (*va.as_ptr()).vm = VmapOwner::VmStruct(NonNull::new_unchecked(vm));
+                }
+            }
+            drop(busy);
+            // SAFETY: kmalloc'd above; the nodes now belong to the busy tree.
+            unsafe { slab::kfree(vas.cast(), array_size) };
+            return vms.as_ptr();
+        }
+        // Recovery: give back what was carved (the nodes go with it).
+        for slot in vas_s.iter_mut().take(carved) {
+            // SAFETY: the node holds a range carved from the free tree and
+            // is in no tree; merging may free it, so the slot forgets it.
+            let r = unsafe { merge_or_add_vmap_area(&mut free, NonNull::new_unchecked(*slot), &mut CacheAlloc) };
+            if let Err(e) = r {
+                pr_err!("pcpu_get_vm_areas: {}; range leaked", e);
+            }
+            *slot = ptr::null_mut();
+        }
+        drop(free);
+        if purged {
+            free_all(vms_s, vas_s);
+            return ptr::null_mut();
+        }
+        purge_vmap_area_lazy();
+        purged = true;
+        for slot in vas_s.iter_mut().filter(|s| s.is_null()) {
+            match CacheAlloc.alloc_vmap_area_node() {
+                Some(va) => *slot = va.as_ptr(),
+                None => {
+                    free_all(vms_s, vas_s);
+                    return ptr::null_mut();
+                }
+            }
+        }
+    }
+}
+
+/// Linux's pcpu_free_vm_areas: free each area of a [`pcpu_get_vm_areas`]
+/// result, then the array.
+///
+/// # Safety
+///
+/// `vms` is what pcpu_get_vm_areas returned for `nr_vms` areas, not freed
+/// before, and neither it nor its areas are used afterwards.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe fn pcpu_free_vm_areas(vms: *mut *mut VmStruct, nr_vms: usize) {
+    let Some(array) = NonNull::new(vms) else {
+        return;
+    };
+    for i in 0..nr_vms {
+        // SAFETY: the array holds nr_vms live areas (caller), each freed once.
+        unsafe { free_vm_area(vms.add(i).read()) };
+    }
+    // SAFETY: kmalloc'd by pcpu_get_vm_areas for nr_vms pointers.
+    unsafe { slab::kfree(array.cast(), nr_vms * core::mem::size_of::<usize>()) };
 }

@@ -8,16 +8,19 @@
 //! clears the PTEs and counts the range as dirty (`vb_free`): no TLB flush, no
 //! tree work. When every page of a block is dirty the block's area goes to
 //! the lazy purge (`free_vmap_block`), whose single flush covers it.
-//! `vm_unmap_aliases` flushes what is still dirty in live blocks and releases
-//! blocks that can hand out nothing more.
+//! `vm_unmap_aliases` flushes what is still dirty in live blocks, together
+//! with the lazy purge, in one flush; every full purge
+//! (`purge_vmap_area_lazy`, also on address-space exhaustion) first releases
+//! the blocks that can hand out nothing more
+//! (`purge_fragmented_blocks_allcpus`).
 //!
 //! As in 5.10, each CPU has its own `vmap_block_queue` of blocks with free
 //! pages (a CPU allocates from its own queue, under that queue's lock) and
 //! each block its own lock; a block is found from an address through
 //! `vmap_blocks`, here a small tree of `VmapArea` nodes whose `vm` field
 //! points at the block, under its own lock (Linux's xarray has one too).
-//! Lock order: `vmap_blocks` -> a `vmap_block_queue` -> a block's lock ->
-//! the vmalloc locks. 5.10 walks the queue under RCU; with no RCU here
+//! Lock order: `vmap_purge_lock` -> `vmap_blocks` -> a `vmap_block_queue` ->
+//! a block's lock -> the vmalloc locks. 5.10 walks the queue under RCU; with no RCU here
 //! `vb_alloc` holds its queue's lock for the walk (only this CPU and
 //! `vm_unmap_aliases` take it), and `vb_free` keeps the index lock from the
 //! lookup to the block's release, so no block is freed under a CPU that
@@ -26,8 +29,8 @@
 
 use super::slab::KmemCache;
 use super::vmalloc::{
-    CacheAlloc, IS_ERR, alloc_vmap_area, free_vmap_area_noflush, map_kernel_range, purge_vmap_area_lazy,
-    unlink_vmap_area, unmap_kernel_range_noflush,
+    __purge_vmap_area_lazy, CacheAlloc, IS_ERR, alloc_vmap_area, free_vmap_area_noflush, map_kernel_range,
+    unlink_vmap_area, unmap_kernel_range_noflush, vmap_purge_lock,
 };
 use crate::arch::kernel::percpu::{NR_CPUS, smp_processor_id};
 use crate::arch::memory::*;
@@ -47,19 +50,23 @@ pub const VMAP_BBMAP_BITS: usize = 1024;
 /// 4 MiB, naturally aligned.
 pub const VMAP_BLOCK_SIZE: usize = VMAP_BBMAP_BITS * PAGE_SIZE;
 
-/// Linux's `struct vmap_block`. `va`, `index` and `cpu` never change once
-/// the block is built; `next_free` belongs to the block's queue (under its
-/// `vmap_block_queue` lock); everything else is under the block's own lock.
+/// Linux's `struct vmap_block`. `va` and `index` never change once
+/// the block is built; `free_prev`/`next_free` belong to the block's queue
+/// (under its `vmap_block_queue` lock); `purge_next` to the purger that
+/// took the block off its queue; everything else is under the block's own
+/// lock.
 pub struct VmapBlock {
     /// The block's area in the busy tree (its `vm` is null: "vm_map_ram").
     va: NonNull<VmapArea>,
     /// Its node in the address index `vmap_blocks`.
     index: NonNull<VmapArea>,
-    /// The CPU whose `vmap_block_queue` the block is on (Linux: the CPU
-    /// that made it).
-    cpu: usize,
-    /// Next block with free pages on the same queue (Linux: vbq->free).
+    /// Previous and next block with free pages on the same queue (Linux:
+    /// `vb->free_list` on `vbq->free`): a doubly linked list, so a block
+    /// leaves it and joins its tail in O(1).
+    free_prev: *mut VmapBlock,
     next_free: *mut VmapBlock,
+    /// Next block to release in `purge_fragmented_blocks` (Linux: `vb->purge`).
+    purge_next: *mut VmapBlock,
     /// Linux's `vb->lock` and what it protects.
     lock: SpinLock<VbState>,
 }
@@ -110,10 +117,57 @@ impl VbState {
     }
 }
 
-/// One CPU's list of blocks with free pages (Linux: struct
+/// One CPU's list of blocks with free pages, oldest first (Linux: struct
 /// vmap_block_queue, per CPU). `vb_alloc` takes only its own CPU's.
 pub struct VmapBlockQueue {
     free_head: *mut VmapBlock,
+    free_tail: *mut VmapBlock,
+}
+
+impl VmapBlockQueue {
+    /// Append `vb` (Linux: list_add_tail_rcu on `vbq->free`).
+    ///
+    /// # Safety
+    ///
+    /// `vb` is a live block of this queue's CPU, on no list.
+    unsafe fn add_tail(&mut self, vb: *mut VmapBlock) {
+        // SAFETY: `vb` and the tail are live blocks (caller; the list
+        // links only live blocks, under the queue's lock).
+        unsafe {
+            (*vb).free_prev = self.free_tail;
+            (*vb).next_free = ptr::null_mut();
+            if self.free_tail.is_null() {
+                self.free_head = vb;
+            } else {
+                (*self.free_tail).next_free = vb;
+            }
+        }
+        self.free_tail = vb;
+    }
+
+    /// Take `vb` off the list (Linux: list_del_rcu).
+    ///
+    /// # Safety
+    ///
+    /// `vb` is on this queue's list.
+    unsafe fn del(&mut self, vb: *mut VmapBlock) {
+        // SAFETY: `vb` and its neighbours are live blocks on this list.
+        unsafe {
+            let (prev, next) = ((*vb).free_prev, (*vb).next_free);
+            if prev.is_null() {
+                self.free_head = next;
+            } else {
+                (*prev).next_free = next;
+            }
+            if next.is_null() {
+                self.free_tail = prev;
+            } else {
+                (*next).free_prev = prev;
+            }
+            (*vb).free_prev = ptr::null_mut();
+            (*vb).next_free = ptr::null_mut();
+        }
+    }
 }
 
 // SAFETY: the raw pointers refer to live blocks; the list is only walked
@@ -125,6 +179,7 @@ unsafe impl Send for VmapBlockQueue {}
 pub static vmap_block_queue: [SpinLock<VmapBlockQueue>; NR_CPUS] = [const {
     SpinLock::new(VmapBlockQueue {
         free_head: ptr::null_mut(),
+        free_tail: ptr::null_mut(),
     })
 }; NR_CPUS];
 
@@ -182,8 +237,9 @@ fn new_vmap_block(cpu: usize, pages: usize) -> Option<usize> {
         vb.as_ptr().write(VmapBlock {
             va,
             index,
-            cpu,
+            free_prev: ptr::null_mut(),
             next_free: ptr::null_mut(),
+            purge_next: ptr::null_mut(),
             lock: SpinLock::new(st),
         });
         let mut node = VmapArea::new(start, start + VMAP_BLOCK_SIZE);
@@ -193,12 +249,7 @@ fn new_vmap_block(cpu: usize, pages: usize) -> Option<usize> {
         if has_free {
             // Linux adds new blocks at the tail; newest-last keeps the
             // older, fuller blocks first in the search.
-            let mut q = vmap_block_queue[cpu].lock();
-            let mut p: *mut *mut VmapBlock = &mut q.free_head;
-            while !(*p).is_null() {
-                p = &raw mut (**p).next_free;
-            }
-            *p = vb.as_ptr();
+            vmap_block_queue[cpu].lock().add_tail(vb.as_ptr());
         }
         Some(start)
     }
@@ -213,12 +264,11 @@ pub fn vb_alloc(pages: usize) -> Option<usize> {
     let cpu = smp_processor_id();
     {
         let mut q = vmap_block_queue[cpu].lock();
-        let mut p: *mut *mut VmapBlock = &mut q.free_head;
+        let mut vb = q.free_head;
         // SAFETY: the queue links live blocks, under its lock (a block
         // leaves the queue, under this lock, before it can be freed).
         unsafe {
-            while !(*p).is_null() {
-                let vb = *p;
+            while !vb.is_null() {
                 let mut st = (*vb).lock.lock();
                 if st.free >= pages {
                     let off = VMAP_BBMAP_BITS - st.free;
@@ -226,37 +276,16 @@ pub fn vb_alloc(pages: usize) -> Option<usize> {
                     st.set_mapped(off, pages, true);
                     let addr = (*vb).start() + off * PAGE_SIZE;
                     if st.free == 0 {
-                        *p = (*vb).next_free;
-                        (*vb).next_free = ptr::null_mut();
+                        q.del(vb);
                     }
                     return Some(addr);
                 }
                 drop(st);
-                p = &raw mut (*vb).next_free;
+                vb = (*vb).next_free;
             }
         }
     }
     new_vmap_block(cpu, pages)
-}
-
-/// Unlink a block from its queue's list (it may not be on it).
-///
-/// # Safety
-///
-/// `vb` is a live block whose queue is `q` (locked by the caller).
-unsafe fn unlink_free(q: &mut VmapBlockQueue, vb: *mut VmapBlock) {
-    let mut p: *mut *mut VmapBlock = &mut q.free_head;
-    // SAFETY: the list links live blocks of this queue, under its lock.
-    unsafe {
-        while !(*p).is_null() {
-            if *p == vb {
-                *p = (*vb).next_free;
-                (*vb).next_free = ptr::null_mut();
-                return;
-            }
-            p = &raw mut (**p).next_free;
-        }
-    }
 }
 
 /// Release a block's objects: its area goes to the lazy purge, the block
@@ -411,63 +440,113 @@ pub fn vm_unmap_ram(mem: *const u8, count: usize) {
     unsafe { free_vmap_area_noflush(va) };
 }
 
-/// Flush the TLB for every dirty range of live blocks, release blocks that
-/// can hand out nothing more, then purge the lazily freed areas (Linux:
-/// vm_unmap_aliases, with purge_fragmented_blocks_allcpus). Lock order:
-/// the index, then a block's queue, then the block.
+/// Release the blocks of `cpu`'s queue that can hand out nothing more:
+/// every page handed out is unmapped again, some were never handed out
+/// (Linux: purge_fragmented_blocks). Such a block would otherwise hold its
+/// 4 MiB until it is used up. Lock order: the queue, then each block; the
+/// index only after both are let go.
+fn purge_fragmented_blocks(cpu: usize) {
+    let mut purge: *mut VmapBlock = ptr::null_mut();
+    {
+        let mut q = vmap_block_queue[cpu].lock();
+        let mut vb = q.free_head;
+        // SAFETY: the queue links live blocks, under its lock.
+        unsafe {
+            while !vb.is_null() {
+                let next = (*vb).next_free;
+                let mut st = (*vb).lock.lock();
+                if st.fragmented() {
+                    // Nothing more to hand out, nothing to purge again.
+                    st.free = 0;
+                    st.dirty = VMAP_BBMAP_BITS;
+                    st.dirty_min = 0;
+                    st.dirty_max = VMAP_BBMAP_BITS;
+                    q.del(vb);
+                    (*vb).purge_next = purge;
+                    purge = vb;
+                }
+                drop(st);
+                vb = next;
+            }
+        }
+    }
+    if purge.is_null() {
+        return;
+    }
+    {
+        let mut index = vmap_blocks.lock();
+        let mut vb = purge;
+        while !vb.is_null() {
+            // SAFETY: a live block taken off its queue above (only here);
+            // its index node is in the index, whose lock we hold. Once out,
+            // no CPU can find it.
+            unsafe {
+                unlink_va(&mut index, (*vb).index);
+                vb = (*vb).purge_next;
+            }
+        }
+    }
+    while !purge.is_null() {
+        let vb = purge;
+        // SAFETY: out of the index and off its queue, nothing mapped; the
+        // link is read before the block is freed.
+        unsafe {
+            purge = (*vb).purge_next;
+            free_vmap_block(vb);
+        }
+    }
+}
+
+/// [`purge_fragmented_blocks`] on every CPU's queue (Linux:
+/// purge_fragmented_blocks_allcpus). The caller holds `vmap_purge_lock`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub fn purge_fragmented_blocks_allcpus() {
+    for cpu in 0..NR_CPUS {
+        purge_fragmented_blocks(cpu);
+    }
+}
+
+/// Flush the TLB for every dirty range of live blocks, release the blocks
+/// that can hand out nothing more, and purge the lazily freed areas, with
+/// one flush for all of it (Linux: vm_unmap_aliases -> _vm_unmap_aliases).
+///
+/// 5.10 looks only at the blocks on the queues, those with pages left to
+/// hand out; this walks every block through the index, so a full block's
+/// dirty pages are flushed too (5.10 leaves their stale TLB entries; 6.5
+/// fixed it). As in 5.10 the dirty range is not reset: a later call
+/// flushes it again. Lock order: the index, then a block; then
+/// `vmap_purge_lock`.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn vm_unmap_aliases() {
     let (mut start, mut end) = (usize::MAX, 0);
+    let mut flush = false;
     {
-        let mut index = vmap_blocks.lock();
-        let mut dead: [*mut VmapBlock; 16] = [ptr::null_mut(); 16];
-        loop {
-            let mut n = 0;
-            for node in index.iter() {
-                let Some(vb) = node.vm.block() else {
-                    unreachable!("vmap_blocks: index node without a block");
-                };
-                let vb = vb.as_ptr();
-                // SAFETY: index nodes point at live blocks, under the index
-                // lock; the queue's lock before the block's, as vb_alloc.
-                unsafe {
-                    let mut q = vmap_block_queue[(*vb).cpu].lock();
-                    let mut st = (*vb).lock.lock();
-                    if st.dirty_max > st.dirty_min {
-                        start = start.min((*vb).start() + st.dirty_min * PAGE_SIZE);
-                        end = end.max((*vb).start() + st.dirty_max * PAGE_SIZE);
-                        st.dirty_min = VMAP_BBMAP_BITS;
-                        st.dirty_max = 0;
-                    }
-                    if st.fragmented() && n < dead.len() {
-                        // Off its queue and nothing more to hand out, so
-                        // no vb_alloc can reach it once we let go.
-                        unlink_free(&mut q, vb);
-                        st.free = 0;
-                        dead[n] = vb;
-                        n += 1;
-                    }
+        let index = vmap_blocks.lock();
+        for node in index.iter() {
+            let Some(vb) = node.vm.block() else {
+                unreachable!("vmap_blocks: index node without a block");
+            };
+            let vb = vb.as_ptr();
+            // SAFETY: index nodes point at live blocks, under the index lock.
+            unsafe {
+                let st = (*vb).lock.lock();
+                if st.dirty != 0 {
+                    start = start.min((*vb).start() + st.dirty_min * PAGE_SIZE);
+                    end = end.max((*vb).start() + st.dirty_max * PAGE_SIZE);
+                    flush = true;
                 }
-            }
-            for &vb in &dead[..n] {
-                // SAFETY: a live block (collected above, each once), off its
-                // queue; its index node is in the index, whose lock we hold.
-                unsafe { unlink_va(&mut index, (*vb).index) };
-            }
-            for &vb in &dead[..n] {
-                // SAFETY: out of the index and off its queue, all unmapped.
-                unsafe { free_vmap_block(vb) };
-            }
-            if n < dead.len() {
-                break;
             }
         }
     }
-    if start < end {
+    let _purge = vmap_purge_lock();
+    purge_fragmented_blocks_allcpus();
+    // One flush: the purge's covers the dirty range too; only with
+    // nothing to purge is the dirty range flushed on its own.
+    if !__purge_vmap_area_lazy(start, end) && flush {
         flush_tlb_kernel_range(start, end);
     }
-    purge_vmap_area_lazy();
 }
 
 /// (live blocks, blocks on the free list) for tests and the shell.

@@ -12,8 +12,9 @@
 //!   [`find_vmap_lowest_match`] finds the lowest-address hole that fits in
 //!   O(log n);
 //! * the lazy-purge set: ranges already unmapped whose TLB entries have not
-//!   been flushed yet (a third, non-augmented [`VmapAreaRoot`] as in 5.10, or
-//!   a chain through [`VmapArea::purge_next`]).
+//!   been flushed yet (5.10's `vmap_purge_list`, an llist: here a chain
+//!   through [`VmapArea::purge_next`]; a third, non-augmented
+//!   [`VmapAreaRoot`] would be 6.x's purge tree).
 //!
 //! One [`VmapAreaRoot`] type serves all trees: a red-black tree keyed by
 //! `va_start` ([`lib::rbtree`](crate::lib::rbtree), Linux's lib/rbtree.c, with
@@ -30,19 +31,21 @@
 //!
 //! # Search length
 //!
-//! Linux 5.10 prunes the free tree with `size + align - 1`, which makes a
-//! subtree worth entering only if it surely holds an aligned fit. All vmap
-//! ranges are page-granular, so `size + align - min(align, PAGE_SIZE)` gives
-//! the same guarantee while also accepting exact-size holes for page-aligned
-//! requests (which 5.10 skips). A smaller hole that happens to be aligned is
-//! used only if no such "surely fitting" hole exists (a second, exact search).
-//! [`find_vmap_lowest_match`] and [`check_lowest_match`] share this rule.
+//! [`find_vmap_lowest_match`] is 5.10's walk: it prunes subtrees with
+//! `length = size + align - 1` (a hole that big holds an aligned block
+//! wherever it starts) but takes any node met on the way down or back up
+//! in which the block happens to fit (`is_within_this_va`). For `align > 1`
+//! the result therefore depends on the tree's shape, not only on the free
+//! ranges: a small hole that fits by luck wins only if it lies on the walk.
+//! The free tree goes through the same rebalancing as 5.10's (lib/rbtree.c,
+//! the same insert/erase sequence), so the address is the one Linux picks;
+//! `tests.rs` replays allocation traces against a separate transcription of
+//! 5.10's functions to show it.
 
 use alloc::vec::Vec;
 use core::fmt;
 use core::ptr::{self, NonNull};
 
-use crate::arch::memory::PAGE_SIZE;
 use crate::lib::rbtree::{self, RB_BLACK, RB_RED, RbAugment, RbEntry, RbLink, RbNode, RbRoot, RbSearch};
 
 #[cfg(target_os = "none")]
@@ -732,32 +735,6 @@ fn va_fit_start(va: &VmapArea, size: usize, align: usize, vstart: usize, vend: u
     }
 }
 
-/// The smallest hole size that surely holds an aligned block of `size`
-/// bytes in a page-granular tree (see the module docs).
-#[inline(always)]
-fn search_length(size: usize, align: usize) -> Option<usize> {
-    size.checked_add(align - align.min(PAGE_SIZE))
-}
-
-enum Probe {
-    Fits,
-    TooSmall,
-    /// Neither this area nor any later one can end at or before `vend`.
-    PastEnd,
-}
-
-#[inline(always)]
-fn probe(va: &VmapArea, size: usize, align: usize, vstart: usize, vend: usize, length: usize) -> Probe {
-    if va.va_start.max(vstart).checked_add(size).is_none_or(|e| e > vend) {
-        return Probe::PastEnd;
-    }
-    if va.size() >= length && va_fit_start(va, size, align, vstart, vend).is_some() {
-        Probe::Fits
-    } else {
-        Probe::TooSmall
-    }
-}
-
 /// `subtree_max_size` of a free-tree node, 0 for none.
 ///
 /// # Safety
@@ -769,104 +746,69 @@ unsafe fn max_size(va: Option<NonNull<VmapArea>>) -> usize {
     va.map_or(0, |va| unsafe { va.as_ref() }.subtree_max_size)
 }
 
-/// The lowest area of size >= `length` in which the block fits, in
-/// O(log n): walk down-left while the left subtree holds a big-enough area
-/// above `vstart`, examine the node, go right if that subtree can help, and
-/// otherwise climb back to the nearest ancestor not examined yet.
-fn lowest_match(
-    root: &VmapAreaRoot,
-    size: usize,
-    align: usize,
-    vstart: usize,
-    vend: usize,
-    length: usize,
-) -> Option<NonNull<VmapArea>> {
-    use rbtree::{rb_left, rb_parent, rb_right};
-
-    let mut node = root.root.root()?;
-    // SAFETY: the top node of a borrowed tree is live.
-    if unsafe { max_size(Some(node)) } < length {
-        return None;
-    }
-    // SAFETY: (whole walk) `node` is always a node of the borrowed tree,
-    // reached through its links, so it is live and its links are valid.
-    unsafe {
-        'descend: loop {
-            loop {
-                let left = rb_left(node);
-                // Areas left of `node` end at or before its start: useless
-                // when vstart is not below that start.
-                if vstart < node.as_ref().va_start && max_size(left) >= length {
-                    node = left?;
-                } else {
-                    break;
-                }
-            }
-            match probe(node.as_ref(), size, align, vstart, vend, length) {
-                Probe::Fits => return Some(node),
-                Probe::PastEnd => return None,
-                Probe::TooSmall => {}
-            }
-            let right = rb_right(node);
-            if max_size(right) >= length {
-                node = right?;
-                continue 'descend;
-            }
-            // Everything at or below `node` is ruled out: back up to the
-            // first ancestor entered from its left, the next one in order.
-            loop {
-                let parent = rb_parent(node)?;
-                let from_left = rbtree::rb_is_left_child(parent, node);
-                node = parent;
-                if !from_left {
-                    continue;
-                }
-                match probe(node.as_ref(), size, align, vstart, vend, length) {
-                    Probe::Fits => return Some(node),
-                    Probe::PastEnd => return None,
-                    Probe::TooSmall => {}
-                }
-                let right = rb_right(node);
-                if max_size(right) >= length {
-                    node = right?;
-                    continue 'descend;
-                }
-            }
-        }
-    }
-}
-
-/// The lowest-address free area that can hold `size` bytes aligned to
-/// `align` (a power of two) starting at or after `vstart` and ending by
-/// `vend`, or null. Areas large enough to fit the block at any page-aligned
-/// position win over lower, smaller ones that fit only by luck (see the
-/// module docs): the search tries the guaranteed-fit length first, then
-/// the exact size. Null on a non-augmented tree.
+/// Linux 5.10's `find_vmap_lowest_match`: the first free area, on a walk
+/// down the tree towards the lowest address, in which `size` bytes aligned
+/// to `align` (a power of two) fit at or after `vstart`; null if none is
+/// met (null on a non-augmented tree too).
 ///
-/// Linux 5.10's find_vmap_lowest_match has no `vend` (its caller checks the
-/// end afterwards); this one stops at `vend`, so it is the search
-/// `__alloc_vmap_area` runs, under Linux's name: `break
-/// find_vmap_lowest_match` in GDB stops on the allocation path, in a frame
-/// of that name. Pass `usize::MAX` for no bound.
+/// The walk goes left while the left subtree holds an area of at least
+/// `size + align - 1` bytes above `vstart`; at the node where it stops it
+/// takes the node if the block fits there (whatever its size), else goes
+/// right if that subtree holds a large enough area, else climbs back up,
+/// taking the first ancestor that fits or descending into the first right
+/// subtree that is large enough and wholly above `vstart`. The caller
+/// checks the end bound (5.10's `__alloc_vmap_area` does, after the
+/// search). See the module docs for why the answer depends on the tree's
+/// shape when `align > 1`.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub fn find_vmap_lowest_match(
-    root: &VmapAreaRoot,
-    size: usize,
-    align: usize,
-    vstart: usize,
-    vend: usize,
-) -> *mut VmapArea {
+pub fn find_vmap_lowest_match(root: &VmapAreaRoot, size: usize, align: usize, vstart: usize) -> *mut VmapArea {
+    use rbtree::{rb_left, rb_parent, rb_right};
+
     if !root.augmented || size == 0 || !align.is_power_of_two() {
         return ptr::null_mut();
     }
-    if let Some(length) = search_length(size, align) {
-        let va = lowest_match(root, size, align, vstart, vend, length);
-        if va.is_some() || length == size {
-            return va.map_or(ptr::null_mut(), NonNull::as_ptr);
+    // Adjust the search size for the alignment overhead (5.10's length).
+    let Some(length) = size.checked_add(align - 1) else {
+        return ptr::null_mut();
+    };
+    let fits = |va: &VmapArea| va_fit_start(va, size, align, vstart, usize::MAX).is_some();
+    let mut node = root.root.root();
+    // SAFETY: (whole walk) every node is reached through the links of the
+    // borrowed tree, so it is live and its links are valid.
+    unsafe {
+        while let Some(n) = node {
+            let va = n.as_ref();
+            if max_size(rb_left(n)) >= length && vstart < va.va_start {
+                node = rb_left(n);
+                continue;
+            }
+            if fits(va) {
+                return n.as_ptr();
+            }
+            // No point going right unless that subtree has a large enough area.
+            if max_size(rb_right(n)) >= length {
+                node = rb_right(n);
+                continue;
+            }
+            // Roll back to the first right subtree that can satisfy the
+            // request; the vstart condition makes this happen at most once.
+            node = None;
+            let mut up = n;
+            while let Some(p) = rb_parent(up) {
+                up = p;
+                let va = p.as_ref();
+                if fits(va) {
+                    return p.as_ptr();
+                }
+                if max_size(rb_right(p)) >= length && vstart <= va.va_start {
+                    node = rb_right(p);
+                    break;
+                }
+            }
         }
     }
-    lowest_match(root, size, align, vstart, vend, size).map_or(ptr::null_mut(), NonNull::as_ptr)
+    ptr::null_mut()
 }
 
 /// How a block `[nva_start, nva_start + size)` sits in a free area.
@@ -994,7 +936,7 @@ pub fn __alloc_vmap_area(
 }
 
 /// Take `size` bytes aligned to `align` from the free tree `root`, inside
-/// `[vstart, vend)`, at the lowest address [`find_vmap_lowest_match`] allows.
+/// `[vstart, vend)`, in the area [`find_vmap_lowest_match`] chooses.
 /// Returns the start address. `NoMemory` only when a split needed a node and
 /// `alloc` had none (free tree unchanged).
 pub fn try_alloc_vmap_area_range(
@@ -1008,11 +950,14 @@ pub fn try_alloc_vmap_area_range(
     if size == 0 || !align.is_power_of_two() {
         return Err(VmapError::BadRequest { size, align });
     }
-    let Some(va) = NonNull::new(find_vmap_lowest_match(root, size, align, vstart, vend)) else {
+    let Some(va) = NonNull::new(find_vmap_lowest_match(root, size, align, vstart)) else {
         return Err(VmapError::NoSpace { size, align });
     };
     // SAFETY: the search returns a live node of `root`.
     let found = unsafe { va.as_ref() };
+    // The "vend" restriction, checked on the area the search chose (as
+    // 5.10 does): a lower area that fits below vend but was not on the
+    // walk does not count.
     let nva_start = va_fit_start(found, size, align, vstart, vend).ok_or(VmapError::NoSpace { size, align })?;
     let fit = classify_va_fit_type(found, nva_start, size);
     // SAFETY: `va` is a live node of `root`; the nodes of a free tree come
@@ -1443,28 +1388,24 @@ pub fn check_invariants(root: &VmapAreaRoot) -> Result<(), InvariantError> {
     Ok(())
 }
 
-/// Compare [`find_vmap_lowest_match`] with a linear scan of the list that
-/// applies the same rule (DEBUG_AUGMENT_LOWEST_MATCH_CHECK).
-pub fn check_lowest_match(root: &VmapAreaRoot, size: usize, align: usize, vstart: usize) -> Result<(), InvariantError> {
-    let tree = find_vmap_lowest_match(root, size, align, vstart, usize::MAX) as usize;
+/// Compare [`find_vmap_lowest_match`] with a linear scan of the list
+/// (DEBUG_AUGMENT_LOWEST_MATCH_CHECK). As in 5.10 the check uses align 1:
+/// then the walk's pruning length is the size itself, so the walk must find
+/// the lowest fitting area. (With a larger alignment the walk depends on
+/// the tree's shape by design; see the module docs.)
+pub fn check_lowest_match(root: &VmapAreaRoot, size: usize, vstart: usize) -> Result<(), InvariantError> {
+    let tree = find_vmap_lowest_match(root, size, 1, vstart) as usize;
     let mut linear = 0;
-    if root.augmented && size != 0 && align.is_power_of_two() {
-        let scan = |length: usize| {
-            root.iter()
-                .find(|va| va.size() >= length && va_fit_start(va, size, align, vstart, usize::MAX).is_some())
-                .map_or(0, |va| va as *const VmapArea as usize)
-        };
-        if let Some(length) = search_length(size, align) {
-            linear = scan(length);
-        }
-        if linear == 0 {
-            linear = scan(size);
-        }
+    if root.augmented && size != 0 {
+        linear = root
+            .iter()
+            .find(|va| va_fit_start(va, size, 1, vstart, usize::MAX).is_some())
+            .map_or(0, |va| va as *const VmapArea as usize);
     }
     if tree != linear {
         return Err(InvariantError::LowestMatch {
             size,
-            align,
+            align: 1,
             vstart,
             tree,
             linear,
@@ -1517,6 +1458,131 @@ pub fn check_coverage(
         return Err(InvariantError::CoverageGap { from: covered, to: end });
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// pcpu_get_vm_areas' search (5.10: congruent areas, top-down)
+// ---------------------------------------------------------------------------
+
+/// The free area that contains `addr` (its end included), else the highest
+/// one below `addr`; null if none starts at or below it (Linux:
+/// pvm_find_va_enclose_addr).
+pub fn pvm_find_va_enclose_addr(root: &VmapAreaRoot, addr: usize) -> *mut VmapArea {
+    let mut n = root.root.root();
+    let mut va = ptr::null_mut();
+    while let Some(tmp) = n {
+        // SAFETY: the nodes reached from the root are live nodes of `root`.
+        let t = unsafe { tmp.as_ref() };
+        if t.va_start <= addr {
+            va = tmp.as_ptr();
+            if t.va_end >= addr {
+                break;
+            }
+            // SAFETY: as above.
+            n = unsafe { rbtree::rb_right(tmp) };
+        } else {
+            // SAFETY: as above.
+            n = unsafe { rbtree::rb_left(tmp) };
+        }
+    }
+    va
+}
+
+/// From `*va` downwards (through the address-sorted list), the highest
+/// `align`ed end not above `vmalloc_end` that leaves room in its free area;
+/// `*va` is left at that area (null, and 0 returned, if there is none)
+/// (Linux: pvm_determine_end_from_reverse).
+///
+/// # Safety
+///
+/// `*va` is null or a live node of a free tree, whose list is walked.
+pub unsafe fn pvm_determine_end_from_reverse(va: &mut *mut VmapArea, align: usize, vmalloc_end: usize) -> usize {
+    let vmalloc_end = vmalloc_end & !(align - 1);
+    while let Some(cur) = NonNull::new(*va) {
+        // SAFETY: a live node (caller), and its list neighbours are too.
+        let c = unsafe { cur.as_ref() };
+        let addr = (c.va_end & !(align - 1)).min(vmalloc_end);
+        if c.va_start < addr {
+            return addr;
+        }
+        *va = c.list_prev().map_or(ptr::null_mut(), NonNull::as_ptr);
+    }
+    0
+}
+
+/// The base address for `pcpu_get_vm_areas`: the highest `base`, aligned to
+/// `align`, such that every `[base + offsets[i], base + offsets[i] +
+/// sizes[i])` lies in one free area of `root` inside `[vstart, vend)`; None
+/// if there is none. 5.10's search, step for step: start from the area at
+/// the highest offset against the top of the free space, and walk the
+/// areas downwards (cyclically) until a whole round fits; an area that does
+/// not fit lowers the base to the next free area's aligned end below it and
+/// restarts the round from there.
+///
+/// Offsets and sizes must be `align`ed, non-overlapping, and there must be
+/// at least one area (the caller checks).
+pub fn pcpu_get_vm_areas_base(
+    root: &VmapAreaRoot,
+    offsets: &[usize],
+    sizes: &[usize],
+    align: usize,
+    vstart: usize,
+    vend: usize,
+) -> Option<usize> {
+    let nr_vms = offsets.len();
+    let vmalloc_start = vstart.next_multiple_of(align);
+    let vmalloc_end = vend & !(align - 1);
+    let mut last_area = 0;
+    for area in 0..nr_vms {
+        if offsets[area] > offsets[last_area] {
+            last_area = area;
+        }
+    }
+    let last_end = offsets[last_area] + sizes[last_area];
+    if vmalloc_end.saturating_sub(vmalloc_start) < last_end {
+        return None;
+    }
+    let (mut area, mut term_area) = (last_area, last_area);
+    let mut start = offsets[area];
+    let mut end = start + sizes[area];
+    let mut va = pvm_find_va_enclose_addr(root, vmalloc_end);
+    // SAFETY: `va` is null or a node of `root` (from the search).
+    let mut base = unsafe { pvm_determine_end_from_reverse(&mut va, align, vmalloc_end) }.wrapping_sub(end);
+    loop {
+        // The wrapping arithmetic is Linux's: a base below vmalloc_start
+        // (or a wrap past 0) is the end of the search.
+        if base.wrapping_add(last_end) < vmalloc_start + last_end {
+            return None;
+        }
+        let cur = NonNull::new(va)?;
+        // SAFETY: a live node of `root`.
+        let c = unsafe { cur.as_ref() };
+        // This area overflows the free area above: the next base is the
+        // aligned end of the free area below.
+        if base.wrapping_add(end) > c.va_end {
+            // SAFETY: `va` is null or a node of `root`.
+            base = unsafe { pvm_determine_end_from_reverse(&mut va, align, vmalloc_end) }.wrapping_sub(end);
+            term_area = area;
+            continue;
+        }
+        // It starts below this free area: move to the one before.
+        if base.wrapping_add(start) < c.va_start {
+            va = c.list_prev().map_or(ptr::null_mut(), NonNull::as_ptr);
+            // SAFETY: `va` is null or a node of `root`.
+            base = unsafe { pvm_determine_end_from_reverse(&mut va, align, vmalloc_end) }.wrapping_sub(end);
+            term_area = area;
+            continue;
+        }
+        // It fits: on to the previous area, done when the round is complete.
+        area = (area + nr_vms - 1) % nr_vms;
+        if area == term_area {
+            break;
+        }
+        start = offsets[area];
+        end = start + sizes[area];
+        va = pvm_find_va_enclose_addr(root, base.wrapping_add(end));
+    }
+    Some(base)
 }
 
 #[cfg(test)]

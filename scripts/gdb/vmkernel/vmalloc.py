@@ -109,14 +109,14 @@ def vmallocinfo_lines(show_uninitialized=False):
             lines.append(f"0x{start:016x}-0x{end:016x} {end - start:7} vm_map_ram")
             continue
         vm = gdb.Value(ptr).cast(vm_t).dereference()
-        if vm_flags(vm) & utils.VM_UNINITIALIZED:
+        if show_uninitialized and vm_flags(vm) & utils.VM_UNINITIALIZED:
             # Being set up (between __get_vm_area_node and the end of
-            # __vmalloc_node_range): the kernel skips these, as Linux does.
-            if show_uninitialized:
-                lines.append(vm_line(vm) + "  <- VM_UNINITIALIZED (being set up)")
+            # __vmalloc_node_range): listed as any other, as 5.10's s_show.
+            lines.append(vm_line(vm) + "  <- VM_UNINITIALIZED (being set up)")
             continue
         lines.append(vm_line(vm))
-    for start, end in sorted(walk_purge_list()):
+    # In list order, newest first, as 5.10's show_purge_info.
+    for start, end in walk_purge_list():
         lines.append(f"0x{start:016x}-0x{end:016x} {end - start:7} unpurged vm_area")
     return lines
 
@@ -146,8 +146,9 @@ Usage: lx-vmallocinfo [-a]
 Walks vmap_area_root's address-sorted list (list_head -> list_next) and
 prints each area's vm_struct in the kernel's vmallocinfo format, then the
 lazily freed areas of vmap_purge_list as "unpurged vm_area".
--a  also show areas still being set up (VM_UNINITIALIZED), which the
-    kernel hides: useful at a breakpoint inside the vmalloc pipeline."""
+-a  mark the areas still being set up (VM_UNINITIALIZED), which the
+    kernel lists like the others: useful at a breakpoint inside the
+    vmalloc pipeline."""
 
     def __init__(self):
         super().__init__("lx-vmallocinfo", gdb.COMMAND_DATA)

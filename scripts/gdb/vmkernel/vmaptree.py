@@ -16,8 +16,7 @@ the address-sorted list.
 `--path SIZE[,ALIGN]` (free tree) highlights the nodes the kernel's
 find_vmap_lowest_match would visit for that request on the tree as it is
 now, recomputed here with the kernel's walk (src/mm/vmap_tree.rs:
-lowest_match, first with the guaranteed-fit length, then with the exact
-size): the kernel does not record the path, but at a breakpoint before
+find_vmap_lowest_match, 5.10's): the kernel does not record the path, but at a breakpoint before
 `alloc_vmap_area` returns, with the size it was called with, this is the
 path it took. The bounds are the whole tree (vstart 0, no vend).
 
@@ -86,72 +85,52 @@ def height(top):
     return h
 
 
-def _probe(va, size, align, vstart, vend, length):
-    """The kernel's probe(): 'fits', 'small' or 'past_end'."""
-    if max(va.start, vstart) + size > vend:
-        return "past_end"
-    base = max(va.start, vstart)
-    nva = (base + align - 1) & ~(align - 1)
-    if va.size >= length and nva + size <= va.end and nva + size <= vend:
-        return "fits"
-    return "small"
+def _fits(va, size, align, vstart):
+    """The kernel's is_within_this_va()."""
+    nva = (max(va.start, vstart) + align - 1) & ~(align - 1)
+    return nva + size <= va.end
 
 
-def _lowest_match(top, size, align, vstart, vend, length, visited):
-    """src/mm/vmap_tree.rs's lowest_match(), appending each node it looks at."""
+def lowest_match_path(top, size, align=1, vstart=0, vend=1 << 64):
+    """(found area or None, nodes visited) of find_vmap_lowest_match
+    (src/mm/vmap_tree.rs, 5.10's walk); a match whose block would end past
+    `vend` is no fit, as __alloc_vmap_area decides."""
+    if size <= 0 or align <= 0 or align & (align - 1):
+        raise ValueError("size must be > 0 and align a power of two")
+
     def max_size(n):
         return n.max if n is not None else 0
 
+    length = size + align - 1
+    visited = []
     node = top
-    if node is None or node.max < length:
-        return None
-    visited.append(node)
-    while True:
-        # descend
-        while vstart < node.start and max_size(node.left) >= length:
+    found = None
+    while node is not None and found is None:
+        visited.append(node)
+        if max_size(node.left) >= length and vstart < node.start:
             node = node.left
-            visited.append(node)
-        p = _probe(node, size, align, vstart, vend, length)
-        if p == "fits":
-            return node
-        if p == "past_end":
-            return None
+            continue
+        if _fits(node, size, align, vstart):
+            found = node
+            break
         if max_size(node.right) >= length:
             node = node.right
-            visited.append(node)
             continue
-        # climb to the first ancestor entered from its left
-        while True:
-            parent = node.parent
-            if parent is None:
-                return None
-            from_left = parent.left is node
-            node = parent
-            visited.append(node)
-            if not from_left:
-                continue
-            p = _probe(node, size, align, vstart, vend, length)
-            if p == "fits":
-                return node
-            if p == "past_end":
-                return None
-            if max_size(node.right) >= length:
-                node = node.right
-                visited.append(node)
+        # roll back to the first right subtree that can satisfy the request
+        up, node = node, None
+        while up.parent is not None:
+            up = up.parent
+            visited.append(up)
+            if _fits(up, size, align, vstart):
+                found = up
                 break
-        # back to the descent
-
-
-def lowest_match_path(top, size, align=PAGE_SIZE, vstart=0, vend=1 << 64):
-    """(found area or None, nodes visited) of find_vmap_lowest_match."""
-    if size <= 0 or align <= 0 or align & (align - 1):
-        raise ValueError("size must be > 0 and align a power of two")
-    length = size + align - min(align, PAGE_SIZE)
-    visited = []
-    found = _lowest_match(top, size, align, vstart, vend, length, visited)
-    if found is None and length != size:
-        visited = []
-        found = _lowest_match(top, size, align, vstart, vend, size, visited)
+            if max_size(up.right) >= length and vstart <= up.start:
+                node = up.right
+                break
+    if found is not None:
+        nva = (max(found.start, vstart) + align - 1) & ~(align - 1)
+        if nva + size > vend:
+            found = None
     return found, visited
 
 
@@ -309,7 +288,8 @@ with FILE it is written there and, when Graphviz's `dot` is installed,
 rendered next to it as FILE.svg (FILE minus .dot).
 --path SIZE[,ALIGN]  free tree: outline the nodes find_vmap_lowest_match
                      visits for that request on the tree as it is now
-                     (recomputed with the kernel's walk) and mark the match."""
+                     (recomputed with the kernel's walk) and mark the match;
+                     ALIGN defaults to 1, what vmalloc asks for."""
 
         def __init__(self):
             super().__init__("lx-vmaptree", gdb.COMMAND_DATA)
@@ -329,7 +309,7 @@ rendered next to it as FILE.svg (FILE minus .dot).
                         parts = [int(x, 0) for x in args.pop(0).split(",")]
                     except ValueError:
                         utils.fail("lx-vmaptree: --path takes SIZE[,ALIGN] (numbers, 0x... allowed)")
-                    req = (parts[0], parts[1] if len(parts) > 1 else PAGE_SIZE)
+                    req = (parts[0], parts[1] if len(parts) > 1 else 1)
                 elif out is None and not a.startswith("-"):
                     out = a
                 else:

@@ -6,6 +6,7 @@
 //! handler entry.S's IRQ vector reaches, `set_smp_cross_call` for sending
 //! IPIs, `set_starting_cpu` for a secondary's CPU-interface setup.
 
+use crate::arch::kernel::percpu::{NR_CPUS, smp_processor_id};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// DAIF.I: IRQs masked.
@@ -108,8 +109,42 @@ pub fn handle_arch_irq() -> bool {
     crate::arch::kernel::percpu::this_cpu()
         .irq_count
         .fetch_add(1, Ordering::Relaxed);
+    irq_enter();
     f();
+    irq_exit();
     true
+}
+
+/// Interrupt handlers running on each CPU (Linux: the HARDIRQ bits of
+/// preempt_count). IRQs are masked nearly everywhere here, so
+/// `irqs_disabled()` cannot tell a handler from a thread; this can.
+static HARDIRQ_COUNT: [AtomicUsize; NR_CPUS] = [const { AtomicUsize::new(0) }; NR_CPUS];
+
+/// Entering an interrupt handler on this CPU (Linux: irq_enter).
+#[inline]
+pub fn irq_enter() {
+    HARDIRQ_COUNT[smp_processor_id()].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Leaving it (Linux: irq_exit).
+#[inline]
+pub fn irq_exit() {
+    HARDIRQ_COUNT[smp_processor_id()].fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Is this CPU running an interrupt handler (Linux: in_interrupt)? What
+/// may not sleep or take a lock the interrupted code may hold (vfree defers
+/// its work then).
+#[inline]
+pub fn in_interrupt() -> bool {
+    in_interrupt_on(smp_processor_id())
+}
+
+/// [`in_interrupt`] for a caller that has `smp_processor_id()` at hand
+/// (vfree's fast path reads it once).
+#[inline(always)]
+pub fn in_interrupt_on(cpu: usize) -> bool {
+    HARDIRQ_COUNT[cpu].load(Ordering::Relaxed) != 0
 }
 
 /// Send `ipi` to the CPUs in `mask`; false without an irqchip.

@@ -13,12 +13,60 @@ use crate::pr_warn;
 use core::panic::Location;
 use core::ptr;
 
-/// Map [addr, end) to the contiguous physical range at `phys`
-/// (Linux: ioremap_page_range).
+/// PUD (1 GiB) block mappings for ioremap (Linux: ioremap_pud_enabled,
+/// arm64's arch_ioremap_pud_supported: on unless CONFIG_PTDUMP_DEBUGFS).
+pub const fn ioremap_pud_enabled() -> bool {
+    true
+}
+
+/// PMD (2 MiB) block mappings for ioremap (Linux: ioremap_pmd_enabled).
+pub const fn ioremap_pmd_enabled() -> bool {
+    true
+}
+
+/// Map [addr, end) to the contiguous physical range at `phys` (Linux:
+/// ioremap_page_range). Where a whole PUD or PMD of the range is aligned
+/// in both address spaces, it becomes one block (Linux's
+/// ioremap_try_huge_pud/ioremap_try_huge_pmd), after an empty table left
+/// there by an earlier vunmap is freed (pud_free_pmd_page,
+/// pmd_free_pte_page); PTEs elsewhere. The page-table code takes blocks
+/// at both levels or at neither, so the two switches act together.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn ioremap_page_range(addr: usize, end: usize, phys: PhysAddr, prot: PageProt) -> Result<(), PgtableError> {
-    with_init_mm(|pt, env| pt.map_range(env, VirtAddr(addr), phys, end - addr, prot, false))
+    let huge = ioremap_pud_enabled() && ioremap_pmd_enabled();
+    with_init_mm(|pt, env| {
+        if huge {
+            ioremap_free_empty_tables(pt, env, addr, end, phys);
+        }
+        pt.map_range(env, VirtAddr(addr), phys, end - addr, prot, huge)
+    })
+}
+
+/// Clear the way for the blocks of [addr, end) -> phys: each whole,
+/// aligned PUD or PMD of the range whose slot holds an empty table.
+fn ioremap_free_empty_tables(
+    pt: &mut crate::arch::mm::pgtable::PageTable,
+    env: &mut super::mmu::KernelPgtableEnv,
+    addr: usize,
+    end: usize,
+    phys: PhysAddr,
+) {
+    let mut a = addr.next_multiple_of(PMD_SIZE);
+    while a < end && end - a >= PMD_SIZE {
+        let pa = phys.0 + (a - addr);
+        let size = if (a | pa).is_multiple_of(PUD_SIZE) && end - a >= PUD_SIZE {
+            PUD_SIZE
+        } else {
+            PMD_SIZE
+        };
+        if (a | pa).is_multiple_of(size) {
+            // ioremap_try_huge_pud/pmd: a slot still in use keeps its table
+            // (and the range gets pages there).
+            let _ = pt.free_empty_table(env, VirtAddr(a), if size == PUD_SIZE { 1 } else { 2 });
+        }
+        a += size;
+    }
 }
 
 /// Map device memory into the vmalloc range (Linux: __ioremap_caller).

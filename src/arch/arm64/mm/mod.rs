@@ -12,3 +12,5 @@ pub mod init;
 pub mod ioremap;
 #[cfg(target_os = "none")]
 pub mod mmu;
+#[cfg(target_os = "none")]
+pub mod pageattr;

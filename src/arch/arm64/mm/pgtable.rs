@@ -251,6 +251,14 @@ pub const PAGE_KERNEL_EXEC: PageProt = PageProt::kernel(MemType::Normal, true, t
 /// MMIO (`ioremap`): Device-nGnRE, read/write, execute-never.
 pub const PROT_DEVICE_NGNRE: PageProt = PageProt::kernel(MemType::DeviceNgnre, true, false);
 
+/// `prot` made execute-never (Linux's `pgprot_nx`: PXN for kernel mappings).
+pub const fn pgprot_nx(prot: PageProt) -> PageProt {
+    PageProt {
+        executable: false,
+        ..prot
+    }
+}
+
 impl PageProt {
     /// A kernel (EL1-only, global) protection.
     pub const fn kernel(mem_type: MemType, writable: bool, executable: bool) -> Self {
@@ -531,7 +539,7 @@ pub unsafe trait PgtableEnv {
     /// after table descriptors there were cleared and before their pages are
     /// freed (Linux's `__flush_tlb_kernel_pgtable`: `tlbi vaae1is`, not the
     /// last-level-only `vaale1is`; or `vmalle1is`). Only a failed map call
-    /// frees tables of a live tree. The default calls
+    /// and [`PageTable::free_empty_table`] free tables of a live tree. The default calls
     /// `flush_tlb_kernel_range`, which is enough only if that one uses
     /// `vmalle1is`/`vaae1is`.
     fn flush_tlb_pgtable(&mut self, start: VirtAddr, end: VirtAddr) {
@@ -817,6 +825,19 @@ fn free_subtree<E: PgtableEnv + ?Sized>(env: &mut E, table: PhysAddr, level: usi
         }
     }
     env.free_table(table);
+}
+
+/// Does the table at `table` (of `level`), with every table below it, hold
+/// no valid leaf?
+fn subtree_is_empty<E: PgtableEnv + ?Sized>(env: &E, table: PhysAddr, level: usize) -> bool {
+    (0..PTRS_PER_TABLE).all(|i| {
+        let d = Descriptor(read_entry(entry_ptr(env, table, level, i)));
+        if d.is_table(level) {
+            subtree_is_empty(env, d.table_addr(), level + 1)
+        } else {
+            !d.is_valid()
+        }
+    })
 }
 
 fn count_subtree<E: PgtableEnv + ?Sized>(env: &E, table: PhysAddr, level: usize) -> usize {
@@ -1403,6 +1424,93 @@ impl PageTable {
             }
         }
         None
+    }
+
+    /// Set `set` and clear `clear` in the descriptor of every page in
+    /// `[va, va + size)`, then flush the TLB once for the range (Linux:
+    /// `apply_to_page_range` with arm64's `change_page_range`, then
+    /// `flush_tlb_kernel_range`). Only permission bits may change this way
+    /// (no break-before-make is needed for them). All or nothing: every page
+    /// must be a mapped level-3 page, else nothing changes and the error is
+    /// [`PgtableError::NotMapped`] or, for a block (which would have to be
+    /// split), [`PgtableError::PartialBlock`].
+    pub fn change_page_range<E: PgtableEnv + ?Sized>(
+        &mut self,
+        env: &mut E,
+        va: VirtAddr,
+        size: usize,
+        set: u64,
+        clear: u64,
+    ) -> Result<(), PgtableError> {
+        let end = self.check_range(va, size)?;
+        for a in (va.0..end).step_by(PAGE_SIZE) {
+            let w = self.walk(env, VirtAddr(a));
+            match w.leaf_level {
+                Some(3) => {}
+                Some(level) => {
+                    return Err(PgtableError::PartialBlock {
+                        va: VirtAddr(a),
+                        level,
+                        existing: w.steps[level].map_or(0, |s| s.desc),
+                    });
+                }
+                None => {
+                    let level = w.steps.iter().flatten().last().map_or(0, |s| s.level);
+                    return Err(PgtableError::NotMapped { va: VirtAddr(a), level });
+                }
+            }
+        }
+        for a in (va.0..end).step_by(PAGE_SIZE) {
+            let mut table = self.root;
+            for level in 0..3 {
+                table =
+                    Descriptor(read_entry(entry_ptr(env, table, level, VirtAddr(a).table_index(level)))).table_addr();
+            }
+            let p = entry_ptr(env, table, 3, VirtAddr(a).table_index(3));
+            write_entry(p, (read_entry(p) & !clear) | set);
+        }
+        if end > va.0 {
+            env.flush_tlb_kernel_range(va, VirtAddr(end));
+        }
+        Ok(())
+    }
+
+    /// Make the entry of `level` (1: pud, 2: pmd) that covers `va` free for
+    /// a block: if it points to a table that maps nothing (every entry
+    /// below invalid, as after vunmap, which keeps tables), unlink the
+    /// table, flush the walk caches for it and free it with its subtables
+    /// (Linux: pud_free_pmd_page, pmd_free_pte_page, which ioremap calls
+    /// before it puts a block there). True if the entry is invalid now;
+    /// false if it holds a block, or a table that still maps something (left
+    /// alone), or `va` is outside the tree or no table leads to the entry.
+    pub fn free_empty_table<E: PgtableEnv + ?Sized>(&mut self, env: &mut E, va: VirtAddr, level: usize) -> bool {
+        if !(1..=2).contains(&level) || !self.half.contains(va.0) {
+            return false;
+        }
+        let mut table = self.root;
+        for l in 0..level {
+            let d = Descriptor(read_entry(entry_ptr(env, table, l, va.table_index(l))));
+            if !d.is_table(l) {
+                // No table down to `level`: the entry is free when nothing
+                // (not even a block above) covers it.
+                return !d.is_valid();
+            }
+            table = d.table_addr();
+        }
+        let p = entry_ptr(env, table, level, va.table_index(level));
+        let d = Descriptor(read_entry(p));
+        if !d.is_valid() {
+            return true;
+        }
+        if !d.is_table(level) || !subtree_is_empty(env, d.table_addr(), level + 1) {
+            return false;
+        }
+        write_entry(p, 0);
+        let size = level_size(level);
+        let start = va.0 & !(size - 1);
+        env.flush_tlb_pgtable(VirtAddr(start), VirtAddr(start + size));
+        free_subtree(env, d.table_addr(), level + 1);
+        true
     }
 
     /// Free every table page of this tree, root included (not the memory it

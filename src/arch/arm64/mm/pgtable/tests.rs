@@ -1675,3 +1675,151 @@ fn tables_through_per_level_windows_give_the_same_tree() {
     b.destroy(&mut windows.inner);
     assert!(direct.live.is_empty() && windows.inner.live.is_empty());
 }
+
+#[test]
+fn change_page_range_sets_and_clears_bits_all_or_nothing() {
+    let (mut env, mut pt) = setup();
+    let va = VirtAddr(VMALLOC_START + 0x20_0000);
+    let pages = [PhysAddr(0x4123_4000), PhysAddr(0x4000_0000), PhysAddr(0x7fff_f000)];
+    pt.map_pages(&mut env, va, &pages, PAGE_KERNEL).unwrap();
+    // PAGE_KERNEL -> PAGE_KERNEL_RO is one bit (AP[2]), and -> ROX one more (PXN).
+    let rdonly = PAGE_KERNEL.leaf_bits(3) ^ PAGE_KERNEL_RO.leaf_bits(3);
+    let pxn = PAGE_KERNEL_RO.leaf_bits(3) ^ PAGE_KERNEL_ROX.leaf_bits(3);
+    assert_eq!((rdonly.count_ones(), pxn.count_ones()), (1, 1));
+    env.events.clear();
+    pt.change_page_range(&mut env, va, 3 * PAGE_SIZE, rdonly, 0).unwrap();
+    for (i, pa) in pages.iter().enumerate() {
+        assert_eq!(
+            leaf(&pt, &env, va.0 + i * PAGE_SIZE),
+            Some((3, pte_encode(*pa, PAGE_KERNEL_RO, 3)))
+        );
+    }
+    // One flush for the range, seen after the change.
+    assert_eq!(
+        env.events,
+        [Event::Flush {
+            start: va.0,
+            end: va.0 + 3 * PAGE_SIZE,
+            seen: Some(pte_encode(pages[0], PAGE_KERNEL_RO, 3))
+        }]
+    );
+    pt.change_page_range(&mut env, va.add(PAGE_SIZE), PAGE_SIZE, 0, pxn)
+        .unwrap();
+    assert_eq!(
+        leaf(&pt, &env, va.0 + PAGE_SIZE),
+        Some((3, pte_encode(pages[1], PAGE_KERNEL_ROX, 3)))
+    );
+    // A hole after the pages: nothing changes, not even the mapped ones.
+    env.events.clear();
+    assert_eq!(
+        pt.change_page_range(&mut env, va, 4 * PAGE_SIZE, 0, rdonly),
+        Err(PgtableError::NotMapped {
+            va: va.add(3 * PAGE_SIZE),
+            level: 3
+        })
+    );
+    assert!(env.events.is_empty());
+    assert_eq!(
+        leaf(&pt, &env, va.0),
+        Some((3, pte_encode(pages[0], PAGE_KERNEL_RO, 3)))
+    );
+    // A block would have to be split: refused.
+    let bva = VirtAddr((VMALLOC_START + 2 * PMD_SIZE) & !(PMD_SIZE - 1));
+    pt.map_range(&mut env, bva, PhysAddr(0x8000_0000), PMD_SIZE, PAGE_KERNEL, true)
+        .unwrap();
+    assert!(matches!(
+        pt.change_page_range(&mut env, bva, PAGE_SIZE, rdonly, 0),
+        Err(PgtableError::PartialBlock { level: 2, .. })
+    ));
+    assert_eq!(
+        leaf(&pt, &env, bva.0),
+        Some((2, pte_encode(PhysAddr(0x8000_0000), PAGE_KERNEL, 2)))
+    );
+    pt.destroy(&mut env);
+}
+
+#[test]
+fn translate_and_walk_inside_pmd_and_pud_blocks() {
+    let (mut env, mut pt) = setup();
+    // 1 GiB + 2 MiB, both aligned: one PUD block, then one PMD block.
+    let va = VirtAddr((VMALLOC_START + 2 * PUD_SIZE) & !(PUD_SIZE - 1));
+    let pa = PhysAddr(0x1_0000_0000);
+    pt.map_range(&mut env, va, pa, PUD_SIZE + PMD_SIZE, PROT_DEVICE_NGNRE, true)
+        .unwrap();
+    for off in [0, 0x1234, PUD_SIZE - 8, PUD_SIZE, PUD_SIZE + 0x1f_f000] {
+        assert_eq!(pt.translate(&env, va.add(off)), Some(pa.add(off)), "offset {:#x}", off);
+    }
+    assert_eq!(leaf(&pt, &env, va.0 + 0x5000).map(|l| l.0), Some(1));
+    assert_eq!(leaf(&pt, &env, va.0 + PUD_SIZE + 0x5000).map(|l| l.0), Some(2));
+    assert_eq!(
+        pt.walk(&env, va.add(PUD_SIZE + 0x5123)).pa,
+        Some(pa.add(PUD_SIZE + 0x5123))
+    );
+    assert_eq!(pt.translate(&env, va.add(PUD_SIZE + PMD_SIZE)), None);
+    // Unmapping takes whole blocks, and never part of one.
+    assert!(matches!(
+        pt.unmap_range(&mut env, va.add(PUD_SIZE), PAGE_SIZE),
+        Err(PgtableError::PartialBlock { level: 2, .. })
+    ));
+    pt.unmap_range(&mut env, va, PUD_SIZE + PMD_SIZE).unwrap();
+    assert_eq!(pt.translate(&env, va.add(PUD_SIZE)), None);
+    pt.destroy(&mut env);
+}
+
+#[test]
+fn free_empty_table_makes_room_for_a_block() {
+    let (mut env, mut pt) = setup();
+    let va = VirtAddr((VMALLOC_START + 4 * PUD_SIZE) & !(PUD_SIZE - 1));
+    // No table down there: the slot is free already.
+    assert!(pt.free_empty_table(&mut env, va, 2));
+    // A page mapped and unmapped leaves its PTE table (as vunmap does).
+    pt.map_pages(&mut env, va.add(PAGE_SIZE), &[PhysAddr(0x4000_0000)], PAGE_KERNEL)
+        .unwrap();
+    let tables = pt.count_tables(&env);
+    // Still mapped: refused, nothing freed.
+    assert!(!pt.free_empty_table(&mut env, va, 2));
+    assert_eq!(pt.count_tables(&env), tables);
+    pt.unmap_range(&mut env, va.add(PAGE_SIZE), PAGE_SIZE).unwrap();
+    // A block cannot go over the table...
+    assert!(matches!(
+        pt.map_range(&mut env, va, PhysAddr(0x8000_0000), PMD_SIZE, PROT_DEVICE_NGNRE, true),
+        Ok(())
+    ));
+    assert_eq!(
+        leaf(&pt, &env, va.0).map(|l| l.0),
+        Some(3),
+        "mapped inside the old table"
+    );
+    pt.unmap_range(&mut env, va, PMD_SIZE).unwrap();
+    // ...until the empty table is freed, with a walk-cache flush first.
+    env.events.clear();
+    assert!(pt.free_empty_table(&mut env, va, 2));
+    assert_eq!(pt.count_tables(&env), tables - 1);
+    assert_eq!(
+        env.events,
+        [Event::FlushPgtable {
+            start: va.0,
+            end: va.0 + PMD_SIZE
+        }]
+    );
+    pt.map_range(&mut env, va, PhysAddr(0x8000_0000), PMD_SIZE, PROT_DEVICE_NGNRE, true)
+        .unwrap();
+    assert_eq!(leaf(&pt, &env, va.0).map(|l| l.0), Some(2));
+    // A block in the slot is not a table to free.
+    assert!(!pt.free_empty_table(&mut env, va, 2));
+    pt.unmap_range(&mut env, va, PMD_SIZE).unwrap();
+    // The PUD slot above: its PMD table (now empty) goes, subtables too.
+    pt.map_pages(&mut env, va.add(3 * PMD_SIZE), &[PhysAddr(0x4000_0000)], PAGE_KERNEL)
+        .unwrap();
+    pt.unmap_range(&mut env, va.add(3 * PMD_SIZE), PAGE_SIZE).unwrap();
+    let before = pt.count_tables(&env);
+    assert!(pt.free_empty_table(&mut env, va, 1));
+    assert_eq!(pt.count_tables(&env), before - 2);
+    pt.map_range(&mut env, va, PhysAddr(0x1_0000_0000), PUD_SIZE, PROT_DEVICE_NGNRE, true)
+        .unwrap();
+    assert_eq!(leaf(&pt, &env, va.0 + PMD_SIZE).map(|l| l.0), Some(1));
+    // Bad levels are refused.
+    assert!(!pt.free_empty_table(&mut env, va, 3));
+    assert!(!pt.free_empty_table(&mut env, va, 0));
+    pt.destroy(&mut env);
+}
