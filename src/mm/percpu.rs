@@ -17,8 +17,9 @@
 //!   unit left to the dynamic allocator.
 //! * **Dynamic chunks** take their address space from vmalloc
 //!   (`pcpu_get_vm_areas`, congruent areas from the top of the vmalloc
-//!   range) and are populated a page at a time, in every unit, when an
-//!   allocation first reaches that page (`pcpu_populate_chunk`).
+//!   range; here one area, as all units form one group) and are populated
+//!   a page at a time, in every unit, when an allocation first reaches
+//!   that page (`pcpu_populate_chunk`).
 //!
 //! Chunks sit on slot lists by their largest free run (`pcpu_slot[]`, slot
 //! from the run's highest bit); an allocation scans the slots that can hold
@@ -59,8 +60,11 @@ struct PcpuChunk {
     map: PcpuAreaMap,
     /// Address of unit 0's first byte.
     base_addr: usize,
-    /// The vmalloc area of a dynamic chunk; null for the first chunk.
+    /// The vmalloc area of a dynamic chunk (one group of units: one area);
+    /// null for the first chunk.
     vm: *mut VmStruct,
+    /// The array pcpu_get_vm_areas returned, for pcpu_free_vm_areas.
+    vms: *mut *mut VmStruct,
     /// Bit p: page p of every unit is backed and mapped.
     populated: u64,
     /// The backing page of page p of unit u at `p * nr_units + u` (a
@@ -359,6 +363,7 @@ pub fn setup_per_cpu_areas() {
         map,
         base_addr: base,
         vm: ptr::null_mut(),
+        vms: ptr::null_mut(),
         populated: if unit_pages == 64 { !0 } else { (1 << unit_pages) - 1 },
         pages: Vec::new(),
         slot: NIL,
@@ -395,27 +400,28 @@ fn pcpu_create_chunk(p: &Pcpu) -> Option<PcpuChunk> {
     let mut pages = Vec::new();
     pages.try_reserve_exact(p.unit_pages * p.nr_units).ok()?;
     pages.resize(p.unit_pages * p.nr_units, PhysAddr(0));
-    let vm = pcpu_get_chunk_area(p.nr_units * p.unit_size);
-    if vm.is_null() {
+    // One group holding every unit (5.10 has a group per NUMA node when
+    // the first chunk's units are spread over nodes; here they are one
+    // contiguous allocation), at group offset 0.
+    let vms = vmalloc::pcpu_get_vm_areas(&[0], &[p.nr_units * p.unit_size], PAGE_SIZE);
+    if vms.is_null() {
         return None;
     }
+    // SAFETY: pcpu_get_vm_areas returned an array of one live area.
+    let vm = unsafe { vms.read() };
     // SAFETY: a live area fresh from vmalloc, owned by this chunk.
     let base_addr = unsafe { (*vm).addr };
     Some(PcpuChunk {
         map,
         base_addr,
         vm,
+        vms,
         populated: 0,
         pages,
         slot: NIL,
         prev: NIL,
         next: NIL,
     })
-}
-
-/// The vmalloc area of a new chunk.
-fn pcpu_get_chunk_area(size: usize) -> *mut VmStruct {
-    vmalloc::get_vm_area(size, vmalloc::VmFlags::VM_ALLOC)
 }
 
 /// Linux's pcpu_populate_chunk: back pages [start, end) of every unit that
@@ -480,8 +486,8 @@ fn pcpu_destroy_chunk(p: &Pcpu, c: PcpuChunk) -> usize {
             freed += 1;
         }
     }
-    // SAFETY: the chunk's own area, unmapped above and not used again.
-    unsafe { vmalloc::free_vm_area(c.vm) };
+    // SAFETY: the chunk's own areas, unmapped above and not used again.
+    unsafe { vmalloc::pcpu_free_vm_areas(c.vms, 1) };
     freed
 }
 
