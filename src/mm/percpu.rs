@@ -742,7 +742,8 @@ pub fn percpu_stats(w: &mut dyn Write) -> fmt::Result {
             "  {:#018x}  {:>4}  {:>8}  {:>10}  {:>12}  {:>3}/{}{}",
             c.base_addr,
             c.slot,
-            c.map.nr_alloc(),
+            // The first chunk's static area is an allocation of its map.
+            c.map.nr_alloc() - usize::from(c.vm.is_null()),
             c.map.free_bits() * PCPU_MIN_ALLOC_SIZE,
             c.map.contig_bits() * PCPU_MIN_ALLOC_SIZE,
             c.populated.count_ones(),
