@@ -50,6 +50,7 @@ GENERATORS=(
     "gdb-early-helpers|the helpers before the MMU is on and at start_kernel (gdb test transcript)"
     "gdb-break-vmalloc|break vmalloc: info args, step, next, finish (gdb test transcript)"
     "gdb-break-alloc-vmap-area|break alloc_vmap_area: finish prints its pointer (gdb test transcript)"
+    "percpu-session|a shell session at -smp 4: percpu, alloc_percpu onto the first chunk and a new one, vmallocinfo, free_percpu"
     "perf-smp|test_vmalloc with nr_threads=4 at -smp 4 against Linux 6.1's per-worker mean"
     "perf-results|test_vmalloc with init_on_alloc=1 and 0: usec, cycles, ns/loop, ratio to Linux 6.1"
     "perf-vm-map-ram|vm_map_ram_test against Linux 6.12"
@@ -147,6 +148,28 @@ gen_shell_session() {
     [[ $SH_STATUS == 0 ]] || die "docs: the shell session did not power off cleanly (status $SH_STATUS; log $SH_LOG)"
     # From the shell's banner to the power-off.
     tr -d '\r' <"$SH_LOG" | grep -v '^qemu-system-aarch64: ' | sed -n '/serial shell on the console/,$p' | fence
+}
+
+gen_percpu_session() {
+    local p1 p2
+    sh_start docs-percpu -kernel "$KERNEL_IMAGE" -smp 4 || die "docs: percpu shell boot: $SH_DEAD"
+    sh_run percpu
+    sh_run "alloc_percpu 20000 64"
+    p1=$(printf '%s\n' "${SH_OUT[@]}" | sed -n 's/.*__percpu \(0x[0-9a-f]*\);.*/\1/p')
+    sh_run "alloc_percpu 20000"
+    p2=$(printf '%s\n' "${SH_OUT[@]}" | sed -n 's/.*__percpu \(0x[0-9a-f]*\);.*/\1/p')
+    [[ -n $p1 && -n $p2 ]] || die "docs: no __percpu pointer in the alloc_percpu replies"
+    sh_run percpu
+    sh_run vmallocinfo
+    sh_run "free_percpu $p2"
+    sh_run "free_percpu $p1"
+    sh_run "free_percpu $p1"
+    sh_run percpu
+    [[ -z $SH_DEAD ]] || die "docs: the percpu session broke off: $SH_DEAD (log $SH_LOG)"
+    sh_run poweroff || true
+    sh_finish
+    [[ $SH_STATUS == 0 ]] || die "docs: the percpu session did not power off cleanly (status $SH_STATUS; log $SH_LOG)"
+    tr -d '\r' <"$SH_LOG" | grep -v '^qemu-system-aarch64: ' | sed -n '/percpu: Embedded/p; /serial shell on the console/,$p' | fence
 }
 
 gen_vmalloc_messages() {

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("mm/memblock", 0, "memblock's algorithm"),
     ("mm/buddy", 0, "the buddy allocator's algorithm"),
     ("mm/numa", 0, "NUMA node masks and fallback order"),
+    ("mm/percpu_map", 0, "a per-CPU chunk's area map"),
     ("shell/line", 0, "the shell's line editor"),
     ("shell/host", 0, "the host build's shell"),
     // Files that only declare their directory's modules.

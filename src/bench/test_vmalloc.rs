@@ -27,9 +27,8 @@
 //! the figure the SMP baseline gives.
 //!
 //! Differences, all reported in the output:
-//! * `pcpu_alloc_test`, `kvfree_rcu_1_arg_vmalloc_test`,
-//!   `kvfree_rcu_2_arg_vmalloc_test`: there is no percpu allocator and no
-//!   RCU here, so they are skipped as not applicable;
+//! * `kvfree_rcu_1_arg_vmalloc_test`, `kvfree_rcu_2_arg_vmalloc_test`:
+//!   there is no RCU here, so they are skipped as not applicable;
 //! * `vm_map_ram_test` (bit 10) is 6.12's; it runs here (vm_map_ram with
 //!   vmap blocks, as 5.10 has it), to compare with the 6.12 baseline row;
 //! * `use_huge`: no huge vmalloc mappings here (vmalloc maps 4 KiB pages);
@@ -40,6 +39,7 @@ use super::{Rng, get_cycles, parse_bool, parse_int, ticks_to_ns};
 use crate::arch::memory::PAGE_SIZE;
 use crate::kernel::locking::spinlock::SpinLock;
 use crate::mm::gfp::{__GFP_ZERO, GFP_KERNEL};
+use crate::mm::percpu::{__alloc_percpu, free_percpu};
 use crate::mm::vmalloc::{self, __vmalloc_node, vfree, vmalloc};
 use crate::mm::vmap_block::{vm_map_ram, vm_unmap_ram};
 use crate::{pr_info, pr_warn};
@@ -114,10 +114,7 @@ const TEST_CASES: [(&str, Case); 11] = [
     ("fix_align_alloc_test", Case::Run(fix_align_alloc_test)),
     ("random_size_align_alloc_test", Case::Run(random_size_align_alloc_test)),
     ("align_shift_alloc_test", Case::Run(align_shift_alloc_test)),
-    (
-        "pcpu_alloc_test",
-        Case::NotApplicable("no percpu allocator (__alloc_percpu) in vmkernel"),
-    ),
+    ("pcpu_alloc_test", Case::Run(pcpu_alloc_test)),
     (
         "kvfree_rcu_1_arg_vmalloc_test",
         Case::NotApplicable("no RCU (kvfree_rcu) in vmkernel"),
@@ -229,6 +226,42 @@ fn random_size_alloc_test(c: &Ctx, rng: &mut Rng) -> i32 {
         vfree(p);
     }
     0
+}
+
+/// Linux 6.1's pcpu_alloc_test: 35 000 per-CPU areas of 1..PAGE_SIZE/4
+/// bytes, aligned to 2..2048, then all freed (test_loop_count unused).
+fn pcpu_alloc_test(_c: &Ctx, rng: &mut Rng) -> i32 {
+    const N: usize = 35_000;
+    let pcpu = vmalloc(core::mem::size_of::<*mut u8>() * N) as *mut *mut u8;
+    if pcpu.is_null() {
+        return -1;
+    }
+    let mut rv = 0;
+    for i in 0..N {
+        if stop(i as i32) {
+            // Free what was allocated so far before leaving.
+            for j in 0..i {
+                // SAFETY: slots 0..i were written below.
+                free_percpu(unsafe { pcpu.add(j).read() });
+            }
+            vfree(pcpu as *const u8);
+            return INTERRUPTED;
+        }
+        let size = rng.below((PAGE_SIZE / 4) as u32) as usize + 1;
+        let align = 1usize << (rng.below(11) + 1);
+        let p = __alloc_percpu(size, align);
+        if p.is_null() {
+            rv = -1;
+        }
+        // SAFETY: pcpu is a live vmalloc area of N pointers and i < N.
+        unsafe { pcpu.add(i).write(p) };
+    }
+    for i in 0..N {
+        // SAFETY: every slot was written above (null ones are ignored).
+        free_percpu(unsafe { pcpu.add(i).read() });
+    }
+    vfree(pcpu as *const u8);
+    rv
 }
 
 fn long_busy_list_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {

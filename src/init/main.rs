@@ -36,12 +36,16 @@ pub extern "C" fn start_kernel(fdt_pa: usize, boot_el: u64, phys_text: usize) ->
     unsafe { core::arch::asm!("msr daifclr, #4", options(nomem, nostack)) };
     mm::heap::heap_init();
     let info = setup::setup_arch(fdt_pa, boot_el, phys_text);
+    crate::arch::kernel::smp::smp_init_cpus(info);
     super::params::parse_early_param(info.bootargs());
     setup::print_machine_summary(info, fdt_pa);
     arm64_memblock_init(info, fdt_pa);
     // The console is still on the identity-mapped UART at this point.
     paging_init(printk::console_base().unwrap_or(EARLYCON_PL011_PHYS));
     mm::mm_init(info);
+    // After mm_init, not before it as in Linux: the first chunk comes from
+    // the buddy allocator here, not from memblock.
+    mm::percpu::setup_per_cpu_areas();
     console_ioremap(info);
     init_irq(info);
     crate::kernel::smp::smp_init(info);

@@ -11,7 +11,7 @@
 use crate::arch::kernel::percpu::NR_CPUS;
 use crate::arch::kernel::smp::{
     self, cpu_online, cpu_psci_cpu_boot, prepare_secondary, psci_error_name, read_cpuid_mpidr, secondary_entry_pa,
-    set_cpu_logical_map, wait_for_online,
+    wait_for_online,
 };
 use crate::arch::memory::{VMALLOC_END, VMALLOC_START};
 use crate::arch::mm::numa::cpu_to_node;
@@ -19,7 +19,7 @@ use crate::arch::mm::pgtable::PAGE_KERNEL;
 use crate::drivers::of::fdt::{EnableMethod, MachineInfo};
 use crate::mm::gfp::{__GFP_ZERO, GFP_KERNEL};
 use crate::mm::vmalloc::{__vmalloc_node_range, VmFlags, vfree};
-use crate::{pr_err, pr_info, pr_warn};
+use crate::{pr_err, pr_info};
 use core::panic::Location;
 use core::sync::atomic::Ordering;
 
@@ -127,20 +127,12 @@ fn smp_spin_table_cpu_boot(release_addr: u64) -> Result<(), CpuUpError> {
 /// Bring every CPU the device tree lists up (Linux: smp_init). CPU 0 is
 /// the boot CPU; the others get the logical ids 1, 2, ... in tree order.
 pub fn smp_init(info: &MachineInfo) {
+    // smp_init_cpus (at boot) gave the DT's CPUs their logical ids in this
+    // same order; CPUs past NR_CPUS were reported there.
     let boot_mpidr = read_cpuid_mpidr();
-    set_cpu_logical_map(0, boot_mpidr);
     pr_info!("smp: Bringing up secondary CPUs ...");
-    let mut cpu = 1;
-    for c in info.cpus().iter().filter(|c| c.mpidr != boot_mpidr) {
-        if cpu >= NR_CPUS {
-            pr_warn!(
-                "smp: CPU with MPIDR {:#x}: NR_CPUS = {} reached; not brought up",
-                c.mpidr,
-                NR_CPUS
-            );
-            continue;
-        }
-        set_cpu_logical_map(cpu, c.mpidr);
+    let others = info.cpus().iter().filter(|c| c.mpidr != boot_mpidr).take(NR_CPUS - 1);
+    for (cpu, c) in (1..).zip(others) {
         // Before cpu_up: its stacks go on its node.
         crate::arch::mm::numa::early_map_cpu_to_node(cpu, c.numa_node);
         match cpu_up(cpu, c.mpidr, c.enable_method) {
@@ -168,7 +160,6 @@ pub fn smp_init(info: &MachineInfo) {
             }
             Err(CpuUpError::Timeout) => pr_err!("CPU{}: failed to come online", cpu),
         }
-        cpu += 1;
     }
     let n = smp::num_online_cpus();
     // The nodes with memory, as the allocator built them (NUMA off: 1).

@@ -23,6 +23,7 @@
 mod boot;
 mod mm;
 mod numa;
+mod percpu;
 mod smp;
 pub mod smp_mm;
 mod vmalloc;
@@ -47,6 +48,7 @@ static SUITES: &[&Suite] = &[
     &boot::SUITE,
     &mm::SUITE,
     &vmalloc::SUITE,
+    &percpu::SUITE,
     &smp::SUITE,
     &smp_mm::SUITE,
     &numa::SUITE,

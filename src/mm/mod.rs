@@ -17,6 +17,7 @@ pub mod buddy;
 pub mod gfp;
 pub mod memblock;
 pub mod numa;
+pub mod percpu_map;
 pub mod vmap_tree;
 
 #[cfg(target_os = "none")]
@@ -25,6 +26,8 @@ pub mod fault_inject;
 pub mod heap;
 #[cfg(target_os = "none")]
 pub mod page_alloc;
+#[cfg(target_os = "none")]
+pub mod percpu;
 #[cfg(target_os = "none")]
 pub mod slab;
 #[cfg(target_os = "none")]

@@ -2207,8 +2207,8 @@ pub const PCPU_MAX_VMS: usize = PAGE_SIZE / core::mem::size_of::<usize>();
 /// VM_ALLOC and no guard page, and nothing is mapped. Returns a kmalloc'd
 /// array of `offsets.len()` vm_structs, or null (the request is bad, no
 /// base fits even after a purge, or memory ran out); release with
-/// [`pcpu_free_vm_areas`].
-#[track_caller]
+/// [`pcpu_free_vm_areas`]. The areas' caller is pcpu_get_vm_areas itself,
+/// as in 5.10, so vmallocinfo names it (not the chunk code above it).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub fn pcpu_get_vm_areas(offsets: &[usize], sizes: &[usize], align: usize) -> *mut *mut VmStruct {

@@ -105,6 +105,43 @@ pub fn vmallocinfo(_: &mut Shell, args: &mut Args) -> CmdResult {
     Ok(())
 }
 
+pub fn percpu_stats(_: &mut Shell, args: &mut Args) -> CmdResult {
+    args.end()?;
+    let _ = crate::mm::percpu::percpu_stats(&mut Console);
+    Ok(())
+}
+
+/// `alloc_percpu SIZE [ALIGN]`: __alloc_percpu, and where each CPU's copy is.
+pub fn cmd_alloc_percpu(_: &mut Shell, args: &mut Args) -> CmdResult {
+    use crate::mm::percpu;
+    let size = args.size("SIZE")? as usize;
+    let align = args.opt_size("ALIGN")?.unwrap_or(8) as usize;
+    args.end()?;
+    let p = percpu::__alloc_percpu(size, align);
+    if p.is_null() {
+        fail!("__alloc_percpu({}, {}) failed (the reason is above)", size, align);
+    }
+    print!(
+        "alloc_percpu: {} bytes, align {}: __percpu {:#x};",
+        size, align, p as usize
+    );
+    let (_, _, units) = percpu::pcpu_geometry();
+    for cpu in 0..units {
+        print!(" CPU{} {:#x}", cpu, percpu::per_cpu_ptr(p, cpu) as usize);
+    }
+    println!();
+    Ok(())
+}
+
+/// `free_percpu PTR`: a pointer alloc_percpu printed (anything else is
+/// reported by free_percpu and ignored).
+pub fn cmd_free_percpu(_: &mut Shell, args: &mut Args) -> CmdResult {
+    let p = args.num("PTR")? as usize;
+    args.end()?;
+    crate::mm::percpu::free_percpu(p as *mut u8);
+    Ok(())
+}
+
 fn nr_purges() -> usize {
     vmalloc::NR_PURGES.load(core::sync::atomic::Ordering::Relaxed)
 }

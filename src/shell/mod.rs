@@ -135,6 +135,24 @@ static COMMANDS: &[Command] = &[
         run: mem::vmallocinfo,
     },
     Command {
+        name: "percpu",
+        args: "",
+        help: "per-CPU allocator: unit geometry, counters, one line per chunk (Linux's percpu_stats)",
+        run: mem::percpu_stats,
+    },
+    Command {
+        name: "alloc_percpu",
+        args: "SIZE [ALIGN]",
+        help: "__alloc_percpu(SIZE, ALIGN = 8): zeroed SIZE bytes on every CPU; prints the __percpu pointer and each CPU's copy",
+        run: mem::cmd_alloc_percpu,
+    },
+    Command {
+        name: "free_percpu",
+        args: "PTR",
+        help: "free_percpu(PTR), PTR as alloc_percpu printed it",
+        run: mem::cmd_free_percpu,
+    },
+    Command {
         name: "vmaptree",
         args: "[free|busy]",
         help: "the free (default) or busy vmap_area rb-tree, indented: colour, range, size, subtree_max_size",

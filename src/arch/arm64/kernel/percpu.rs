@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Per-CPU data (Linux: arch/arm64/include/asm/percpu.h, the per-cpu
 //! offset in TPIDR_EL1). Linux copies a per-CPU section once per CPU and
-//! keeps `__per_cpu_offset[cpu]` in TPIDR_EL1; here the per-CPU variables
-//! are the fields of one struct, [`__per_cpu_area`] holds one per possible
-//! CPU indexed by the logical id, and TPIDR_EL1 points at this CPU's slot.
-//! head.S sets it before the first exception can be taken (CPU 0 in
-//! `__primary_switched`, a secondary in `__secondary_switched`), because
-//! the vector entry reads the stack bounds from it (entry.S).
+//! keeps `__per_cpu_offset[cpu]` in TPIDR_EL1; here the static per-CPU
+//! variables are the fields of one struct, `PerCpu`, at offset 0 of each
+//! CPU's unit of the per-CPU first chunk (mm/percpu.rs), and TPIDR_EL1
+//! holds this CPU's `__per_cpu_offset`, i.e. the address of its `PerCpu`.
+//!
+//! Before `setup_per_cpu_areas` builds the first chunk, every CPU's data is
+//! its slot of the static [`__per_cpu_area`] (Linux's boot CPU runs on the
+//! per-CPU section's original copy the same way). head.S points TPIDR_EL1
+//! at CPU 0's slot before the first exception can be taken, because the
+//! vector entry reads the stack bounds from it (entry.S); a secondary gets
+//! its unit's address from `secondary_data` in `__secondary_switched`.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -82,6 +87,37 @@ pub static __per_cpu_area: [PerCpu; NR_CPUS] = {
     a
 };
 
+/// Each CPU's unit in the first chunk, i.e. its `PerCpu` (Linux:
+/// `__per_cpu_offset[]`); 0 until setup_per_cpu_areas: the static slot.
+#[unsafe(no_mangle)]
+static __per_cpu_offset: [AtomicUsize; NR_CPUS] = [const { AtomicUsize::new(0) }; NR_CPUS];
+
+/// Linux's per_cpu_offset(cpu): what `per_cpu_ptr` adds to a `__percpu`
+/// pointer for CPU `cpu`.
+#[inline]
+pub fn per_cpu_offset(cpu: usize) -> usize {
+    __per_cpu_offset[cpu].load(Ordering::Relaxed)
+}
+
+/// Record CPU `cpu`'s unit (setup_per_cpu_areas, once, before the CPU is
+/// started and with its static slot copied there).
+pub fn set_per_cpu_offset(cpu: usize, unit: usize) {
+    __per_cpu_offset[cpu].store(unit, Ordering::Release);
+}
+
+/// Linux's set_my_cpu_offset: point this CPU's TPIDR_EL1 at `unit`.
+///
+/// # Safety
+///
+/// `unit` holds a `PerCpu` for this CPU that lives for the rest of the
+/// kernel, with the values of the one TPIDR_EL1 pointed at so far (the
+/// entry code and every `this_cpu()` read it from then on), and IRQs are
+/// masked while the copy and the switch happen.
+pub unsafe fn set_my_cpu_offset(unit: usize) {
+    // SAFETY: per the contract, `unit` is a valid PerCpu for this CPU.
+    unsafe { core::arch::asm!("msr tpidr_el1, {}", in(reg) unit, options(nostack, preserves_flags)) };
+}
+
 /// This CPU's slot (Linux: this_cpu_ptr()).
 pub fn this_cpu() -> &'static PerCpu {
     let p: usize;
@@ -94,7 +130,12 @@ pub fn this_cpu() -> &'static PerCpu {
 
 /// The slot of logical CPU `cpu` (Linux: per_cpu_ptr()).
 pub fn per_cpu(cpu: usize) -> &'static PerCpu {
-    &__per_cpu_area[cpu]
+    match per_cpu_offset(cpu) {
+        0 => &__per_cpu_area[cpu],
+        // SAFETY: a non-zero offset is the address of CPU `cpu`'s PerCpu in
+        // the first chunk, which is never freed (set_per_cpu_offset).
+        unit => unsafe { &*(unit as *const PerCpu) },
+    }
 }
 
 /// Logical id of the running CPU (Linux: smp_processor_id()).

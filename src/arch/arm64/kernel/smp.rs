@@ -12,8 +12,9 @@
 use crate::arch::kernel::percpu::{NR_CPUS, PerCpu, per_cpu, smp_processor_id, this_cpu};
 use crate::arch::kernel::{cpu, irq, psci, setup, timer};
 use crate::arch::memory::KIMAGE_VADDR;
+use crate::drivers::of::fdt::MachineInfo;
 use crate::kernel::locking::spinlock::SpinLock;
-use crate::{pr_err, pr_info};
+use crate::{pr_err, pr_info, pr_warn};
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{ReadWriteable, TCR_EL1, TTBR0_EL1, Writeable};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -79,6 +80,29 @@ pub fn set_cpu_logical_map(cpu: usize, mpidr: u64) {
     per_cpu(cpu).mpidr.store(mpidr, Ordering::Relaxed);
     CPU_POSSIBLE.fetch_or(1 << cpu, Ordering::AcqRel);
     NR_CPU_IDS.fetch_max(cpu + 1, Ordering::Relaxed);
+}
+
+/// Linux's smp_init_cpus (called at the end of setup_arch there, right
+/// after setup_arch here): the boot CPU is logical CPU 0, the device tree's
+/// other CPUs get 1, 2, ... in tree order, up to NR_CPUS. This fixes the
+/// possible CPUs, which setup_per_cpu_areas gives a unit each; smp_init
+/// later brings them up in the same order.
+pub fn smp_init_cpus(info: &MachineInfo) {
+    let boot_mpidr = read_cpuid_mpidr();
+    set_cpu_logical_map(0, boot_mpidr);
+    let mut cpu = 1;
+    for c in info.cpus().iter().filter(|c| c.mpidr != boot_mpidr) {
+        if cpu >= NR_CPUS {
+            pr_warn!(
+                "smp: CPU with MPIDR {:#x}: NR_CPUS = {} reached; not brought up",
+                c.mpidr,
+                NR_CPUS
+            );
+            continue;
+        }
+        set_cpu_logical_map(cpu, c.mpidr);
+        cpu += 1;
+    }
 }
 
 /// The physical address of a symbol in the image (head.S's code runs
