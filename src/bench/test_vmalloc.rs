@@ -27,9 +27,10 @@
 //! the figure the SMP baseline gives.
 //!
 //! Differences, all reported in the output:
-//! * `pcpu_alloc_test`, `kvfree_rcu_1_arg_vmalloc_test`,
-//!   `kvfree_rcu_2_arg_vmalloc_test`: there is no percpu allocator and no
-//!   RCU here, so they are skipped as not applicable;
+//! * `pcpu_alloc_test`: there is no percpu allocator here, so it is
+//!   skipped as not applicable;
+//! * `kvfree_rcu_2_arg_vmalloc_test` reports a quiescent state each loop
+//!   (`cond_resched`), where Linux's vmalloc passes one in might_sleep();
 //! * `vm_map_ram_test` (bit 10) is 6.12's; it runs here (vm_map_ram with
 //!   vmap blocks, as 5.10 has it), to compare with the 6.12 baseline row;
 //! * `use_huge`: no huge vmalloc mappings here (vmalloc maps 4 KiB pages);
@@ -39,6 +40,9 @@
 use super::{Rng, get_cycles, parse_bool, parse_int, ticks_to_ns};
 use crate::arch::memory::PAGE_SIZE;
 use crate::kernel::locking::spinlock::SpinLock;
+use crate::kernel::rcu::kvfree::{kvfree_rcu_arg_1, kvfree_rcu_arg_2};
+use crate::kernel::rcu::segcblist::RcuHead;
+use crate::kernel::rcu::tree::cond_resched;
 use crate::mm::vmalloc::{self, __vmalloc_node, vfree, vmalloc};
 use crate::mm::vmap_block::{vm_map_ram, vm_unmap_ram};
 use crate::{pr_info, pr_warn};
@@ -117,14 +121,8 @@ const TEST_CASES: [(&str, Case); 11] = [
         "pcpu_alloc_test",
         Case::NotApplicable("no percpu allocator (__alloc_percpu) in vmkernel"),
     ),
-    (
-        "kvfree_rcu_1_arg_vmalloc_test",
-        Case::NotApplicable("no RCU (kvfree_rcu) in vmkernel"),
-    ),
-    (
-        "kvfree_rcu_2_arg_vmalloc_test",
-        Case::NotApplicable("no RCU (kvfree_rcu) in vmkernel"),
-    ),
+    ("kvfree_rcu_1_arg_vmalloc_test", Case::Run(kvfree_rcu_1_arg_vmalloc_test)),
+    ("kvfree_rcu_2_arg_vmalloc_test", Case::Run(kvfree_rcu_2_arg_vmalloc_test)),
     ("vm_map_ram_test", Case::Run(vm_map_ram_test)),
 ];
 
@@ -361,6 +359,59 @@ fn vm_map_ram_test(c: &Ctx, _rng: &mut Rng) -> i32 {
         crate::mm::page_alloc::__free_pages(pa, 0);
     }
     ret
+}
+
+/// 6.1's `struct test_kvfree_rcu`: an rcu_head and 20 bytes.
+#[repr(C)]
+struct TestKvfreeRcu {
+    rcu: RcuHead,
+    array: [u8; 20],
+}
+
+/// vmalloc one page, write it, kvfree_rcu(p): the one-argument form, which
+/// may sleep, so it reports a quiescent state itself, and the batches it
+/// hands to grace periods drain inside the loop, as Linux's do between the
+/// test thread's time slices on one CPU.
+fn kvfree_rcu_1_arg_vmalloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
+    for i in 0..c.test_loop_count {
+        if stop(i) {
+            return INTERRUPTED;
+        }
+        let p = vmalloc(PAGE_SIZE) as *mut TestKvfreeRcu;
+        if p.is_null() {
+            return -1;
+        }
+        // SAFETY: p is a fresh, mapped vmalloc page; array is in it.
+        unsafe { ptr::write_volatile(ptr::addr_of_mut!((*p).array[0]), b'a') };
+        // SAFETY: p came from vmalloc, is freed once and not used again;
+        // we are in no read-side critical section.
+        unsafe { kvfree_rcu_arg_1(p) };
+    }
+    0
+}
+
+/// As the one-argument test with kvfree_rcu(p, rcu). The two-argument
+/// form never sleeps, so it reports no quiescent state; Linux's loop
+/// passes one in vmalloc (might_sleep -> cond_resched -> rcu_all_qs on a
+/// kernel without preemptible RCU), which vmkernel's vmalloc lacks, so the
+/// loop reports it here.
+fn kvfree_rcu_2_arg_vmalloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
+    for i in 0..c.test_loop_count {
+        if stop(i) {
+            return INTERRUPTED;
+        }
+        let p = vmalloc(PAGE_SIZE) as *mut TestKvfreeRcu;
+        if p.is_null() {
+            return -1;
+        }
+        cond_resched();
+        // SAFETY: p is a fresh, mapped vmalloc page; array is in it.
+        unsafe { ptr::write_volatile(ptr::addr_of_mut!((*p).array[0]), b'a') };
+        // SAFETY: p came from vmalloc, is freed once and not used again;
+        // its rcu field lies inside it.
+        unsafe { kvfree_rcu_arg_2(p, ptr::addr_of_mut!((*p).rcu)) };
+    }
+    0
 }
 
 fn fix_size_alloc_test(c: &Ctx, _rng: &mut Rng) -> i32 {
