@@ -22,6 +22,7 @@
 
 mod boot;
 mod mm;
+mod rcu;
 mod smp;
 pub mod smp_mm;
 mod vmalloc;
@@ -42,7 +43,7 @@ pub struct Suite {
 }
 
 /// Every suite, in the order they run.
-static SUITES: &[&Suite] = &[&boot::SUITE, &mm::SUITE, &vmalloc::SUITE, &smp::SUITE, &smp_mm::SUITE];
+static SUITES: &[&Suite] = &[&boot::SUITE, &mm::SUITE, &vmalloc::SUITE, &smp::SUITE, &smp_mm::SUITE, &rcu::SUITE];
 
 /// One running test: its verdict and the message of its first failure.
 pub struct Test {

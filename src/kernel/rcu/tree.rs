@@ -352,8 +352,8 @@ pub fn cond_resched() {
 
 /// Going idle (Linux: rcu_idle_enter, from do_idle): report a quiescent
 /// state, run due work, then enter the extended quiescent state. Returns
-/// false if work became due meanwhile: the caller then skips this `wfi`
-/// and comes back.
+/// false if callbacks ran here (one may be what the caller waits for) or
+/// became due meanwhile: the caller then skips this `wfi` and comes back.
 fn rcu_idle_enter() -> bool {
     let cpu = smp_processor_id();
     if !check_not_in_reader("idle entry") {
@@ -362,13 +362,14 @@ fn rcu_idle_enter() -> bool {
         return true;
     }
     rcu_qs(cpu);
+    let invoked = INVOKED.load(Ordering::Relaxed);
     rcu_core(true);
     RCU_DATA[cpu].in_eqs.store(true, Ordering::SeqCst);
     fence(Ordering::SeqCst);
     // A grace period that started before it could see the flag waits for
     // us: report now (see rcu_start_gp).
     rcu_qs(cpu);
-    !HAVE_DONE.load(Ordering::Acquire)
+    !HAVE_DONE.load(Ordering::Acquire) && INVOKED.load(Ordering::Relaxed) == invoked
 }
 
 /// Woken up (Linux: rcu_idle_exit): leave the extended quiescent state
