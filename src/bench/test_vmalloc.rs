@@ -121,8 +121,14 @@ const TEST_CASES: [(&str, Case); 11] = [
         "pcpu_alloc_test",
         Case::NotApplicable("no percpu allocator (__alloc_percpu) in vmkernel"),
     ),
-    ("kvfree_rcu_1_arg_vmalloc_test", Case::Run(kvfree_rcu_1_arg_vmalloc_test)),
-    ("kvfree_rcu_2_arg_vmalloc_test", Case::Run(kvfree_rcu_2_arg_vmalloc_test)),
+    (
+        "kvfree_rcu_1_arg_vmalloc_test",
+        Case::Run(kvfree_rcu_1_arg_vmalloc_test),
+    ),
+    (
+        "kvfree_rcu_2_arg_vmalloc_test",
+        Case::Run(kvfree_rcu_2_arg_vmalloc_test),
+    ),
     ("vm_map_ram_test", Case::Run(vm_map_ram_test)),
 ];
 

@@ -43,7 +43,14 @@ pub struct Suite {
 }
 
 /// Every suite, in the order they run.
-static SUITES: &[&Suite] = &[&boot::SUITE, &mm::SUITE, &vmalloc::SUITE, &smp::SUITE, &smp_mm::SUITE, &rcu::SUITE];
+static SUITES: &[&Suite] = &[
+    &boot::SUITE,
+    &mm::SUITE,
+    &vmalloc::SUITE,
+    &smp::SUITE,
+    &smp_mm::SUITE,
+    &rcu::SUITE,
+];
 
 /// One running test: its verdict and the message of its first failure.
 pub struct Test {

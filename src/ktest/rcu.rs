@@ -15,8 +15,8 @@ use crate::kernel::locking::spinlock::SpinLock;
 use crate::kernel::rcu::kvfree::{kvfree_rcu_arg_1, kvfree_rcu_arg_2, kvfree_rcu_barrier, kvfree_rcu_queued};
 use crate::kernel::rcu::segcblist::RcuHead;
 use crate::kernel::rcu::tree::{
-    call_rcu, cond_resched, rcu_assign_pointer, rcu_barrier, rcu_callbacks_invoked, rcu_dereference, rcu_qs_in_reader_count,
-    rcu_qs_pending, rcu_read_lock, rcu_read_unlock, synchronize_rcu,
+    call_rcu, cond_resched, rcu_assign_pointer, rcu_barrier, rcu_callbacks_invoked, rcu_dereference,
+    rcu_qs_in_reader_count, rcu_qs_pending, rcu_read_lock, rcu_read_unlock, synchronize_rcu,
 };
 use crate::mm::slab::{self, kfree, kmalloc};
 use crate::mm::vmalloc::{self as vm, vmalloc};
@@ -231,7 +231,11 @@ static READER_SAW: AtomicU64 = AtomicU64::new(0);
 fn kmalloc_obj(v: u64) -> Option<*mut Obj> {
     let p = kmalloc(core::mem::size_of::<Obj>())?.as_ptr() as *mut Obj;
     // SAFETY: a fresh kmalloc object of Obj's size, 8-aligned.
-    unsafe { p.write(Obj { value: AtomicU64::new(v) }) };
+    unsafe {
+        p.write(Obj {
+            value: AtomicU64::new(v),
+        })
+    };
     Some(p)
 }
 
@@ -413,7 +417,12 @@ fn synchronize_rcu_others_idle(t: &mut Test) {
         let start = timer::get_cycles();
         synchronize_rcu();
         let us = timer::ticks_to_ns(timer::get_cycles() - start) / 1000;
-        kassert!(t, us < 100_000, "synchronize_rcu took {} us with the other CPUs idle", us);
+        kassert!(
+            t,
+            us < 100_000,
+            "synchronize_rcu took {} us with the other CPUs idle",
+            us
+        );
     }
     kassert_eq!(t, rcu_qs_pending(), 0);
 }
@@ -525,7 +534,11 @@ fn kvfree_rcu_vmalloc_restores_memfree(t: &mut Test) {
     kvfree_rcu_barrier();
     let after = accounted_pages();
     kassert!(t, !failed, "vmalloc failed");
-    kassert!(t, intact, "an object kvfree_rcu'd inside a reader was freed before the reader ended");
+    kassert!(
+        t,
+        intact,
+        "an object kvfree_rcu'd inside a reader was freed before the reader ended"
+    );
     kassert_eq!(t, kvfree_rcu_queued(), 0);
     kassert_eq!(t, after, before);
     if let Err(e) = vm::check_vmalloc_invariants() {
