@@ -3,12 +3,13 @@
 
 use super::*;
 
-fn heads(n: usize) -> Vec<Box<RcuHead>> {
-    (0..n).map(|_| Box::new(RcuHead::new())).collect()
+/// Heads in a vector that is never resized, so their addresses stay put.
+fn heads(n: usize) -> Vec<RcuHead> {
+    (0..n).map(|_| RcuHead::new()).collect()
 }
 
-fn ptr(h: &mut [Box<RcuHead>], i: usize) -> *mut RcuHead {
-    &mut *h[i] as *mut RcuHead
+fn ptr(h: &mut [RcuHead], i: usize) -> *mut RcuHead {
+    &mut h[i] as *mut RcuHead
 }
 
 fn drain(l: &mut RcuCbList) -> Vec<*mut RcuHead> {
@@ -23,7 +24,7 @@ fn drain(l: &mut RcuCbList) -> Vec<*mut RcuHead> {
 fn callback_queued_before_a_gp_is_done_when_it_ends() {
     let mut h = heads(2);
     let mut s = RcuSegCbList::new();
-    // SAFETY: the boxes outlive the list.
+    // SAFETY: the heads outlive the list.
     unsafe { s.enqueue(ptr(&mut h, 0)) };
     assert!(s.needs_gp());
     assert!(s.start_gp());
@@ -39,7 +40,7 @@ fn callback_queued_before_a_gp_is_done_when_it_ends() {
 fn callback_queued_during_a_gp_waits_for_the_next() {
     let mut h = heads(3);
     let mut s = RcuSegCbList::new();
-    // SAFETY: the boxes outlive the list.
+    // SAFETY: the heads outlive the list.
     unsafe { s.enqueue(ptr(&mut h, 0)) };
     assert!(s.start_gp());
     // SAFETY: as above.
@@ -64,7 +65,7 @@ fn done_callbacks_keep_queue_order_across_grace_periods() {
     let mut s = RcuSegCbList::new();
     let mut expect = Vec::new();
     for i in 0..6 {
-        // SAFETY: the boxes outlive the list.
+        // SAFETY: the heads outlive the list.
         unsafe { s.enqueue(ptr(&mut h, i)) };
         expect.push(ptr(&mut h, i));
         if i % 2 == 1 {
@@ -111,7 +112,7 @@ fn splice_and_dequeue_keep_len_and_tail() {
     let mut h = heads(4);
     let mut a = RcuCbList::new();
     let mut b = RcuCbList::new();
-    // SAFETY: the boxes outlive the lists.
+    // SAFETY: the heads outlive the lists.
     unsafe {
         a.enqueue(ptr(&mut h, 0));
         b.enqueue(ptr(&mut h, 1));
