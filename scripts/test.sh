@@ -733,9 +733,10 @@ layer_gdb() {
 # Scenarios that must pass (Summary ... passed: 1 failed: 0), the one that
 # fails by design in Linux too, and the ones vmkernel cannot run.
 BENCH_PASS=(fix_size_alloc_test full_fit_alloc_test long_busy_list_alloc_test random_size_alloc_test
-    fix_align_alloc_test random_size_align_alloc_test vm_map_ram_test)
+    fix_align_alloc_test random_size_align_alloc_test kvfree_rcu_1_arg_vmalloc_test kvfree_rcu_2_arg_vmalloc_test
+    vm_map_ram_test)
 BENCH_XFAIL=align_shift_alloc_test
-BENCH_NA=(pcpu_alloc_test kvfree_rcu_1_arg_vmalloc_test kvfree_rcu_2_arg_vmalloc_test)
+BENCH_NA=(pcpu_alloc_test)
 
 # ---------------------------------------------------------------------------
 # Layer: SMP bring-up
