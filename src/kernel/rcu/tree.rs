@@ -203,8 +203,8 @@ pub fn rcu_qs_in_reader_count() -> u64 {
 }
 
 /// Clear `mask` from the CPUs the grace period waits for; the caller
-/// whose clear empties the mask ends the grace period. `locked`: the
-/// caller holds RCU_STATE (grace-period start).
+/// whose clear empties the mask ends the grace period. `st`: the state,
+/// when the caller holds RCU_STATE already (grace-period start).
 fn rcu_report_qs_mask(mask: u64, st: Option<&mut RcuState>) {
     let prev = QS_PENDING.fetch_and(!mask, Ordering::AcqRel);
     if prev & mask == 0 || prev & !mask != 0 {
