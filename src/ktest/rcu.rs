@@ -116,12 +116,21 @@ fn run_workers(t: &mut Test, mask: u64, f: &(dyn Fn(usize) + Sync)) -> bool {
     true
 }
 
+/// A spinning waiter's pause: `yield`, which QEMU's single-threaded TCG
+/// (-icount runs the vCPUs round-robin on one thread) takes as "run the
+/// next vCPU", so the CPU being waited for gets to run; `isb`
+/// (core::hint::spin_loop) would keep the spinner on until its slice ends.
+fn cpu_relax() {
+    // SAFETY: yield is a hint; it changes no state.
+    unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
+}
+
 /// Spin for `us` microseconds of the generic timer.
 fn delay_us(us: u64) {
     let start = timer::get_cycles();
     let ticks = timer::frequency() * us / 1_000_000;
     while timer::get_cycles() - start < ticks {
-        core::hint::spin_loop();
+        cpu_relax();
     }
 }
 
@@ -132,7 +141,7 @@ fn wait_flag(flag: &AtomicBool) -> bool {
         if timer::get_cycles() - start > timer::frequency() {
             return false;
         }
-        core::hint::spin_loop();
+        cpu_relax();
     }
     true
 }
@@ -369,7 +378,7 @@ fn callbacks_wait_for_every_cpu(t: &mut Test) {
                     worker_fail(format_args!("readers never all entered"));
                     break;
                 }
-                core::hint::spin_loop();
+                cpu_relax();
             }
             let s = sp.get();
             // SAFETY: s outlives the callback: the test waits for it with
@@ -432,6 +441,15 @@ fn synchronize_rcu_cpu_offline(t: &mut Test) {
     kskip_unless!(t, num_online_cpus() > 1, "needs a second CPU online (-smp 2 or more)");
     let cpu = (1..NR_CPUS).rev().find(|&c| cpu_online(c)).unwrap_or(1);
     if let Err(e) = smp::cpu_down(cpu) {
+        // cpu_down's wait spins; under -icount's round-robin vCPUs the
+        // dying CPU may only get there later. Put it back as it was.
+        let start = timer::get_cycles();
+        while cpu_online(cpu) && timer::get_cycles() - start < 2 * timer::frequency() {
+            cpu_relax();
+        }
+        if !cpu_online(cpu) {
+            let _ = crate::kernel::smp::cpu_on(cpu, setup::machine());
+        }
         kskip_unless!(t, false, "cpu_down({}): {}", cpu, e);
     }
     let mut s = Stamped::new();
