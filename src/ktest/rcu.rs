@@ -13,10 +13,11 @@ use crate::arch::memory::PAGE_SIZE;
 use crate::arch::mm::mmu as paging;
 use crate::kernel::locking::spinlock::SpinLock;
 use crate::kernel::rcu::kvfree::{kvfree_rcu_arg_1, kvfree_rcu_arg_2, kvfree_rcu_barrier, kvfree_rcu_queued};
-use crate::kernel::rcu::segcblist::RcuHead;
+use crate::kernel::rcu::segcblist::{RcuHead, rcu_seq_done, rcu_seq_snap};
 use crate::kernel::rcu::tree::{
-    call_rcu, cond_resched, rcu_assign_pointer, rcu_barrier, rcu_callbacks_invoked, rcu_dereference,
-    rcu_qs_in_reader_count, rcu_qs_pending, rcu_read_lock, rcu_read_unlock, synchronize_rcu,
+    call_rcu, cond_resched, rcu_assign_pointer, rcu_barrier, rcu_callback_counts, rcu_callbacks_invoked,
+    rcu_dereference, rcu_gp_seq, rcu_qs_in_reader_count, rcu_qs_pending, rcu_read_lock, rcu_read_unlock,
+    synchronize_rcu,
 };
 use crate::mm::slab::{self, kfree, kmalloc};
 use crate::mm::vmalloc::{self as vm, vmalloc};
@@ -193,9 +194,19 @@ fn callback_runs_after_grace_period_one_cpu(t: &mut Test) {
     rcu_barrier();
     kassert!(t, s.ran_at() > queued_at, "callback never ran or ran early");
     kassert!(t, rcu_callbacks_invoked() > invoked);
-    // synchronize_rcu after it: the same callback is not run twice.
+    // synchronize_rcu after it waits for a whole grace period, and the
+    // same callback is not run twice.
     let ran = s.ran_at();
+    let snap = rcu_seq_snap(rcu_gp_seq());
     synchronize_rcu();
+    let gp = rcu_gp_seq();
+    kassert!(
+        t,
+        rcu_seq_done(gp, snap),
+        "gp_seq {} after synchronize_rcu, needed {}",
+        gp,
+        snap
+    );
     kassert_eq!(t, s.ran_at(), ran);
 }
 
@@ -701,6 +712,8 @@ fn kvfree_rcu_from_all_cpus(t: &mut Test) {
     }
     kassert!(t, CALLS_DONE.load(Ordering::Relaxed) >= ALL_CPUS_CALLS);
     kassert_eq!(t, kvfree_rcu_queued(), 0);
+    // Every batch drained: no callback left in any segment.
+    kassert_eq!(t, rcu_callback_counts(), (0, 0, 0));
     kassert_eq!(t, slab::kmalloc_stats().active_objs, objs);
     kassert_eq!(t, accounted_pages(), before);
     if let Err(e) = vm::check_vmalloc_invariants() {
