@@ -23,6 +23,10 @@
 //! keeps the size beside the head's offset. Pages of pointers come from
 //! the page allocator and go back to it after each drain (5.10 caches a
 //! few per CPU; here the page allocator's per-CPU lists do that job).
+//!
+//! Lock order: a CPU's `KRC` lock -> RCU's state lock (call_rcu) and the
+//! zone lock (a page of pointers); the drain runs under RCU's callback
+//! lock and takes `KRC` before either. Nothing is freed under `KRC`.
 
 use super::segcblist::RcuHead;
 use super::tree::{call_rcu, cond_resched, rcu_barrier, rcu_set_kvfree_monitor, synchronize_rcu};
