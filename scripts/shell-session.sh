@@ -665,7 +665,7 @@ shell_bench_ctrl_c() {
     echo "$status" >"$LOG_DIR/shell-bench-ctrl-c.status"
     verify_boot "shell: Ctrl-C stops 'bench' (default loop counts) in $((SECONDS - t0)) s, reports what completed; the next command runs" \
         shell-bench-ctrl-c 0 '1bench: interrupted by Ctrl-C during test_vmalloc; completed: none; not run: ' \
-        '+Interrupted: [a-z_]+ stopped by Ctrl-C; no figures' '+All test took CPU0=' "1^${SH_PROMPT}uptime"$'\r?$' \
+        '+Interrupted: [a-z0-9_]+ stopped by Ctrl-C; no figures' '+All test took CPU0=' "1^${SH_PROMPT}uptime"$'\r?$' \
         '+^up [0-9]+\.[0-9]+ s' '+reboot: Power down' '!panic|Oops'
 }
 

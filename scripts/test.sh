@@ -730,12 +730,12 @@ layer_gdb() {
 # Layer: benchmarks (short form; no timing is asserted)
 # ---------------------------------------------------------------------------
 
-# Scenarios that must pass (Summary ... passed: 1 failed: 0), the one that
-# fails by design in Linux too, and the ones vmkernel cannot run.
+# Scenarios that must pass (Summary ... passed: 1 failed: 0), and the one
+# that fails by design in Linux too.
 BENCH_PASS=(fix_size_alloc_test full_fit_alloc_test long_busy_list_alloc_test random_size_alloc_test
-    fix_align_alloc_test random_size_align_alloc_test vm_map_ram_test)
+    fix_align_alloc_test random_size_align_alloc_test pcpu_alloc_test kvfree_rcu_1_arg_vmalloc_test
+    kvfree_rcu_2_arg_vmalloc_test vm_map_ram_test)
 BENCH_XFAIL=align_shift_alloc_test
-BENCH_NA=(pcpu_alloc_test kvfree_rcu_1_arg_vmalloc_test kvfree_rcu_2_arg_vmalloc_test)
 
 # ---------------------------------------------------------------------------
 # Layer: SMP bring-up
@@ -887,7 +887,6 @@ layer_bench() {
             "1Summary: $BENCH_XFAIL passed: [0-9]+ failed: [0-9]+ repeat: 2 loops: 50 avg: [0-9]+ usec"
             '+vmap allocation for size 8192 failed' '+bench: scaling: vmalloc invariants hold')
         for n in "${BENCH_PASS[@]}"; do specs+=("1Summary: $n passed: 2 failed: 0 repeat: 2 loops: 50 avg: [0-9]+ usec"); done
-        for n in "${BENCH_NA[@]}"; do specs+=("1Skipped: $n not applicable: "); done
         # Rows for 10 (ratio 1.00 by definition) up to 100000 busy areas.
         specs+=('1bench: scaling: +[0-9]+ +[0-9]+ \| packed: +[0-9]+ +[0-9.]+ +1\.00 \| holes: +[0-9]+ +[0-9]+ +[0-9.]+ +1\.00 +[0-9.]+ +1\.00'
             '1bench: scaling: +100[0-9]{3} +[0-9]+ \| packed: .* \| holes: +100000 ')

@@ -23,6 +23,11 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("arch/arm64/memory", 0, "the virtual memory map"),
     ("arch/arm64/barrier", 0, "smp_cond_load_acquire: waiting in wfe"),
     ("kernel/locking", 0, "spinlock_t"),
+    (
+        "kernel/rcu/segcblist",
+        0,
+        "RCU's callback segments and grace-period numbers",
+    ),
     ("arch/arm64/mm/pgtable", 0, "page-table format and walker"),
     ("mm/memblock", 0, "memblock's algorithm"),
     ("mm/buddy", 0, "the buddy allocator's algorithm"),
@@ -54,6 +59,11 @@ const LAYERS: &[(&str, u8, &str)] = &[
         4,
         "secondary entry, idle loop, IPIs, cross-calls, CPU_OFF",
     ),
+    (
+        "kernel/rcu",
+        4,
+        "RCU: readers, quiescent states, grace periods, call_rcu",
+    ),
     // 5: memory management, generic and arm64.
     ("mm", 5, "page_alloc, slab, heap, vmalloc, vmap blocks"),
     (
@@ -64,6 +74,11 @@ const LAYERS: &[(&str, u8, &str)] = &[
     // 6: drivers that need mm.
     ("drivers/tty/serial/console", 6, "the console's ioremap"),
     ("drivers/irqchip", 6, "GICv2 and GICv3, mapped with ioremap"),
+    (
+        "kernel/rcu/kvfree",
+        6,
+        "kvfree_rcu's batches, freed with kfree and vfree",
+    ),
     (
         "kernel/smp",
         6,

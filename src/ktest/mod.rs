@@ -24,6 +24,7 @@ mod boot;
 mod mm;
 mod numa;
 mod percpu;
+mod rcu;
 mod smp;
 pub mod smp_mm;
 mod vmalloc;
@@ -52,6 +53,7 @@ static SUITES: &[&Suite] = &[
     &smp::SUITE,
     &smp_mm::SUITE,
     &numa::SUITE,
+    &rcu::SUITE,
 ];
 
 /// One running test: its verdict and the message of its first failure.

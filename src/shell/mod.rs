@@ -310,7 +310,7 @@ fn getc() -> u8 {
             return b;
         }
         if idle {
-            crate::arch::kernel::irq::cpu_do_idle();
+            crate::kernel::rcu::tree::default_idle_call();
         } else {
             core::hint::spin_loop();
         }
@@ -347,6 +347,8 @@ pub fn run() -> ! {
     crate::pr_info!("vmkernel: serial shell on the console; type 'help' for the commands");
     let mut line = String::new();
     loop {
+        // Between two commands: a quiescent state, and RCU's due work.
+        crate::kernel::rcu::tree::rcu_note_context_switch();
         print!("{}", PROMPT);
         loop {
             match sh.editor.feed(getc(), &mut Console) {

@@ -73,6 +73,22 @@ pub fn cpu_do_idle() {
     };
 }
 
+/// [`cpu_do_idle`]'s first half, for an idle path that has work between
+/// the wake-up and the handler (RCU's `default_idle_call` leaves its
+/// extended quiescent state there): wait for an interrupt, IRQs masked.
+pub fn arch_cpu_idle_wfi() {
+    // SAFETY: wfi only waits; IRQs stay masked, so no handler runs here.
+    unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack)) };
+}
+
+/// [`cpu_do_idle`]'s second half: unmask IRQs for an instant so that a
+/// pending one is handled, then mask them again.
+pub fn handle_pending_irqs() {
+    // SAFETY: as cpu_do_idle: the pending IRQ taken between daifclr and
+    // daifset has a handler, which saves and restores every register.
+    unsafe { core::arch::asm!("msr daifclr, #2", "isb", "msr daifset, #2", options(nostack)) };
+}
+
 /// The root IRQ handler (Linux: handle_arch_irq), 0 until an irqchip sets it.
 static HANDLE_ARCH_IRQ: AtomicUsize = AtomicUsize::new(0);
 /// Send IPI `ipi` to the logical CPUs in `mask` (Linux: __smp_cross_call).

@@ -14,6 +14,7 @@ use crate::arch::kernel::{cpu, irq, psci, setup, timer};
 use crate::arch::memory::KIMAGE_VADDR;
 use crate::drivers::of::fdt::MachineInfo;
 use crate::kernel::locking::spinlock::SpinLock;
+use crate::kernel::rcu::tree as rcu;
 use crate::{pr_err, pr_info, pr_warn};
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{ReadWriteable, TCR_EL1, TTBR0_EL1, Writeable};
@@ -25,6 +26,7 @@ pub const IPI_CPU_STOP: u32 = 2;
 /// Wake an idle CPU to look at its work slot (Linux's IPI_WAKEUP number;
 /// the handler does nothing, leaving `wfi` is the point).
 pub const IPI_WAKEUP: u32 = 6;
+const _: () = assert!(IPI_WAKEUP == crate::kernel::rcu::tree::RCU_WAKEUP_IPI);
 
 /// What head.S's `__secondary_switched` reads to find its per-CPU slot
 /// (and through it its stack) (Linux: struct secondary_data).
@@ -212,6 +214,7 @@ pub extern "C" fn secondary_start_kernel(cpu: usize) -> ! {
         mpidr,
         cpu::midr()
     );
+    rcu::rcu_cpu_starting(cpu);
     CPU_ONLINE.fetch_or(1 << cpu, Ordering::AcqRel);
     cpu_idle_loop()
 }
@@ -232,6 +235,8 @@ fn cpu_idle_loop() -> ! {
             // the slot below.
             let f = unsafe { *(work as *const &(dyn Fn(usize) + Sync)) };
             f(smp_processor_id());
+            // The work item returned: as a kthread switching out.
+            rcu::rcu_note_context_switch();
             let from = me.work_from.load(Ordering::Relaxed);
             me.work.store(0, Ordering::Release);
             // The requester sleeps in wfi until the last worker is done
@@ -241,7 +246,7 @@ fn cpu_idle_loop() -> ! {
         }
         // A slot filled after the check above still wakes us: its
         // IPI_WAKEUP is pending, and wfi returns on it even while masked.
-        irq::cpu_do_idle();
+        rcu::default_idle_call();
     }
 }
 
@@ -298,7 +303,7 @@ pub fn run_on_cpus(mask: u64, f: &(dyn Fn(usize) + Sync)) -> u64 {
             }
             // An IPI_WAKEUP sent after the check above is pending and
             // ends the wfi at once.
-            irq::cpu_do_idle();
+            rcu::default_idle_call();
         }
     }
     irq::local_irq_restore(flags);
@@ -311,9 +316,11 @@ pub fn run_on_cpus(mask: u64, f: &(dyn Fn(usize) + Sync)) -> u64 {
 fn cpu_die() {
     let cpu = smp_processor_id();
     CPU_ONLINE.fetch_and(!(1 << cpu), Ordering::AcqRel);
+    rcu::rcu_report_dead(cpu);
     this_cpu().die.store(false, Ordering::Release);
     let ret = psci::cpu_off();
     pr_err!("CPU{}: PSCI CPU_OFF returned {:?}; staying online", cpu, ret);
+    rcu::rcu_cpu_starting(cpu);
     CPU_ONLINE.fetch_or(1 << cpu, Ordering::AcqRel);
 }
 
