@@ -12,6 +12,22 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
+/// Linux's cpu_relax (arm64: asm/processor.h): a `yield` hint in a polling
+/// loop that has no location to wait on (a timed wait). On a core with SMT
+/// it gives the other thread the pipeline; QEMU's single-threaded TCG (as
+/// under `-icount`) switches to the next vCPU on it, so the CPU being
+/// waited for gets to run.
+#[inline(always)]
+pub fn cpu_relax() {
+    #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+    // SAFETY: a hint instruction; no memory or register effects.
+    unsafe {
+        core::arch::asm!("yield", options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+    core::hint::spin_loop();
+}
+
 /// Linux's smp_cond_load_relaxed for a 32-bit location: load `ptr` until
 /// `cond` holds for the loaded value, and return it. No ordering beyond the
 /// load itself: callers that go on to use data published with the value

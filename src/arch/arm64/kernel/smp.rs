@@ -180,7 +180,7 @@ fn wait_until(timeout_ms: u64, mut done: impl FnMut() -> bool) -> bool {
         if timer::get_cycles() - start > ticks {
             return done();
         }
-        core::hint::spin_loop();
+        crate::arch::barrier::cpu_relax();
     }
 }
 
