@@ -20,9 +20,10 @@
 //! `vmap_blocks`, here a small tree of `VmapArea` nodes whose `vm` field
 //! points at the block, under its own lock (Linux's xarray has one too).
 //! Lock order: `vmap_purge_lock` -> `vmap_blocks` -> a `vmap_block_queue` ->
-//! a block's lock -> the vmalloc locks. 5.10 walks the queue under RCU; with no RCU here
+//! a block's lock -> the vmalloc locks. 5.10 walks the queue under RCU;
+//! this file predates the kernel's RCU (kernel/rcu) and does not use it:
 //! `vb_alloc` holds its queue's lock for the walk (only this CPU and
-//! `vm_unmap_aliases` take it), and `vb_free` keeps the index lock from the
+//! `purge_fragmented_blocks` take it), and `vb_free` keeps the index lock from the
 //! lookup to the block's release, so no block is freed under a CPU that
 //! found it. Larger requests take a vmap_area of their own, without a guard
 //! page, as in Linux. Both kinds show in vmallocinfo as `vm_map_ram`.
