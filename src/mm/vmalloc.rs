@@ -606,7 +606,10 @@ pub fn alloc_vmap_area(size: usize, align: usize, vstart: usize, vend: usize) ->
             CacheAlloc.free_vmap_area_node(pva);
         }
         // vend means no fit (or no node for a split): Linux's "overflow".
-        let addr = __alloc_vmap_area(&mut free, size, align, vstart, vend, &mut NeFitPreload { cpu });
+        // SAFETY: the free tree's nodes are vmap_area cache objects, which
+        // NeFitPreload frees to the cache and hands out (the preloaded one
+        // or a fresh one).
+        let addr = unsafe { __alloc_vmap_area(&mut free, size, align, vstart, vend, &mut NeFitPreload { cpu }) };
         drop(free);
         if addr != vend {
             // SAFETY: va is ours, fresh from the cache.

@@ -973,10 +973,14 @@ pub unsafe fn adjust_va_to_fit_type(
 /// that returns an integer, so that GDB's `finish` can print it (a
 /// `Result` this large is returned through memory, which GDB cannot find
 /// again after the return).
+///
+/// # Safety
+///
+/// As for [`try_alloc_vmap_area_range`].
 #[allow(non_snake_case)]
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub fn __alloc_vmap_area(
+pub unsafe fn __alloc_vmap_area(
     root: &mut VmapAreaRoot,
     size: usize,
     align: usize,
@@ -984,14 +988,21 @@ pub fn __alloc_vmap_area(
     vend: usize,
     alloc: &mut dyn VmapAreaAlloc,
 ) -> usize {
-    try_alloc_vmap_area_range(root, size, align, vstart, vend, alloc).unwrap_or(vend)
+    // SAFETY: the caller's contract is try_alloc_vmap_area_range's.
+    unsafe { try_alloc_vmap_area_range(root, size, align, vstart, vend, alloc) }.unwrap_or(vend)
 }
 
 /// Take `size` bytes aligned to `align` from the free tree `root`, inside
 /// `[vstart, vend)`, in the area [`find_vmap_lowest_match`] chooses.
 /// Returns the start address. `NoMemory` only when a split needed a node and
 /// `alloc` had none (free tree unchanged).
-pub fn try_alloc_vmap_area_range(
+///
+/// # Safety
+///
+/// The nodes of `root` are freeable by `alloc`, and the nodes `alloc` hands
+/// out may be linked into `root` (a full fit frees the area's node through
+/// `alloc`; a no-edge split links one of `alloc`'s).
+pub unsafe fn try_alloc_vmap_area_range(
     root: &mut VmapAreaRoot,
     size: usize,
     align: usize,
@@ -1012,8 +1023,8 @@ pub fn try_alloc_vmap_area_range(
     // walk does not count.
     let nva_start = va_fit_start(found, size, align, vstart, vend).ok_or(VmapError::NoSpace { size, align })?;
     let fit = classify_va_fit_type(found, nva_start, size);
-    // SAFETY: `va` is a live node of `root`; the nodes of a free tree come
-    // from the caller's node allocator.
+    // SAFETY: `va` is a live node of `root`, whose nodes are freeable by
+    // `alloc` (the caller's contract).
     unsafe { adjust_va_to_fit_type(root, va, nva_start, size, fit, alloc)? };
     Ok(nva_start)
 }

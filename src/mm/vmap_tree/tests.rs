@@ -122,6 +122,33 @@ fn snapshot(root: &VmapAreaRoot) -> Vec<(usize, usize, usize)> {
         .collect()
 }
 
+/// try_alloc_vmap_area_range on a tree built from `a`'s nodes.
+fn alloc_range(
+    root: &mut VmapAreaRoot,
+    size: usize,
+    align: usize,
+    vstart: usize,
+    vend: usize,
+    a: &mut TrackingAlloc,
+) -> Result<usize, VmapError> {
+    // SAFETY: every tree in these tests is built from one TrackingAlloc's
+    // nodes and used with that allocator only.
+    unsafe { try_alloc_vmap_area_range(root, size, align, vstart, vend, a) }
+}
+
+/// __alloc_vmap_area on a tree built from `a`'s nodes.
+fn alloc_or_vend(
+    root: &mut VmapAreaRoot,
+    size: usize,
+    align: usize,
+    vstart: usize,
+    vend: usize,
+    a: &mut TrackingAlloc,
+) -> usize {
+    // SAFETY: as in alloc_range.
+    unsafe { __alloc_vmap_area(root, size, align, vstart, vend, a) }
+}
+
 const B: usize = 0x1_0000_0000;
 
 // ---- fit types ----------------------------------------------------------
@@ -200,16 +227,16 @@ fn split_without_a_node_is_no_memory_and_changes_nothing() {
     let live = a.live();
     a.fail_after = Some(0);
     // vstart in the middle of an area forces a no-edge split.
-    let r = try_alloc_vmap_area_range(&mut root, P, P, B + 5 * 64 * P + 3 * P, usize::MAX, &mut a);
+    let r = alloc_range(&mut root, P, P, B + 5 * 64 * P + 3 * P, usize::MAX, &mut a);
     assert_eq!(r, Err(VmapError::NoMemory));
     assert_eq!(snapshot(&root), before);
     assert_eq!(a.live(), live);
     check_invariants(&root).unwrap();
     // Edge fits need no node and still work while the cache is empty.
-    assert_eq!(try_alloc_vmap_area_range(&mut root, P, P, 0, usize::MAX, &mut a), Ok(B));
+    assert_eq!(alloc_range(&mut root, P, P, 0, usize::MAX, &mut a), Ok(B));
     a.fail_after = None;
     assert_eq!(
-        try_alloc_vmap_area_range(&mut root, P, P, B + 5 * 64 * P + 3 * P, usize::MAX, &mut a),
+        alloc_range(&mut root, P, P, B + 5 * 64 * P + 3 * P, usize::MAX, &mut a),
         Ok(B + 5 * 64 * P + 3 * P)
     );
     check_invariants(&root).unwrap();
@@ -340,15 +367,12 @@ fn alloc_takes_lowest_fit_and_exhausts() {
     let mut a = TrackingAlloc::new();
     let mut root = free_tree(&mut a, &[(B, B + 16 * P)]);
     for i in 0..16 {
-        assert_eq!(
-            try_alloc_vmap_area_range(&mut root, P, P, B, B + 16 * P, &mut a),
-            Ok(B + i * P)
-        );
+        assert_eq!(alloc_range(&mut root, P, P, B, B + 16 * P, &mut a), Ok(B + i * P));
         check_invariants(&root).unwrap();
     }
     assert!(root.is_empty());
     assert_eq!(a.live(), 0);
-    let e = try_alloc_vmap_area_range(&mut root, P, P, B, B + 16 * P, &mut a).unwrap_err();
+    let e = alloc_range(&mut root, P, P, B, B + 16 * P, &mut a).unwrap_err();
     assert_eq!(e, VmapError::NoSpace { size: P, align: P });
     assert_eq!(e.to_string(), "no free vmap range for 0x1000 bytes aligned to 0x1000");
 }
@@ -360,20 +384,12 @@ fn linux_alloc_vmap_area_returns_vend_on_failure() {
     let mut a = TrackingAlloc::new();
     let mut root = free_tree(&mut a, &[(B, B + 2 * P)]);
     let vend = B + 2 * P;
-    assert_eq!(__alloc_vmap_area(&mut root, P, P, B, vend, &mut a), B);
-    assert_eq!(
-        __alloc_vmap_area(&mut root, 2 * P, P, B, vend, &mut a),
-        vend,
-        "no space"
-    );
-    assert_eq!(
-        __alloc_vmap_area(&mut root, P, 3 * P, B, vend, &mut a),
-        vend,
-        "bad align"
-    );
-    assert_eq!(__alloc_vmap_area(&mut root, 0, P, B, vend, &mut a), vend, "size 0");
+    assert_eq!(alloc_or_vend(&mut root, P, P, B, vend, &mut a), B);
+    assert_eq!(alloc_or_vend(&mut root, 2 * P, P, B, vend, &mut a), vend, "no space");
+    assert_eq!(alloc_or_vend(&mut root, P, 3 * P, B, vend, &mut a), vend, "bad align");
+    assert_eq!(alloc_or_vend(&mut root, 0, P, B, vend, &mut a), vend, "size 0");
     check_invariants(&root).unwrap();
-    assert_eq!(__alloc_vmap_area(&mut root, P, P, B, vend, &mut a), B + P);
+    assert_eq!(alloc_or_vend(&mut root, P, P, B, vend, &mut a), B + P);
     assert!(root.is_empty());
     assert_eq!(a.live(), 0);
 }
@@ -389,19 +405,10 @@ fn alloc_prefers_lowest_hole_of_exact_size() {
         &mut a,
         &[(B, B + 2 * P), (B + 4 * P, B + 7 * P), (B + 10 * P, B + 100 * P)],
     );
-    assert_eq!(
-        try_alloc_vmap_area_range(&mut root, 3 * P, 1, 0, usize::MAX, &mut a),
-        Ok(B + 4 * P)
-    );
+    assert_eq!(alloc_range(&mut root, 3 * P, 1, 0, usize::MAX, &mut a), Ok(B + 4 * P));
     // The large hole is now the root, the 2-page hole its left child.
-    assert_eq!(
-        try_alloc_vmap_area_range(&mut root, 2 * P, P, 0, usize::MAX, &mut a),
-        Ok(B + 10 * P)
-    );
-    assert_eq!(
-        try_alloc_vmap_area_range(&mut root, 2 * P, 1, 0, usize::MAX, &mut a),
-        Ok(B)
-    );
+    assert_eq!(alloc_range(&mut root, 2 * P, P, 0, usize::MAX, &mut a), Ok(B + 10 * P));
+    assert_eq!(alloc_range(&mut root, 2 * P, 1, 0, usize::MAX, &mut a), Ok(B));
     check_invariants(&root).unwrap();
     release(&mut root, &mut a);
 }
@@ -414,7 +421,7 @@ fn alloc_alignment_up_to_1g() {
     let mut shift = 12;
     while shift <= 30 {
         let align = 1usize << shift;
-        let addr = try_alloc_vmap_area_range(&mut root, 3 * P, align, start, VMALLOC_END, &mut a).unwrap();
+        let addr = alloc_range(&mut root, 3 * P, align, start, VMALLOC_END, &mut a).unwrap();
         assert_eq!(addr % align, 0, "align {align:#x}");
         assert!(addr >= start);
         check_invariants(&root).unwrap();
@@ -423,15 +430,15 @@ fn alloc_alignment_up_to_1g() {
     }
     // 1 GiB aligned 1 GiB block: the free range starts 1 page past a
     // 1 GiB boundary, so the first candidate is the next boundary.
-    let addr = try_alloc_vmap_area_range(&mut root, PUD_SIZE, PUD_SIZE, start, VMALLOC_END, &mut a).unwrap();
+    let addr = alloc_range(&mut root, PUD_SIZE, PUD_SIZE, start, VMALLOC_END, &mut a).unwrap();
     assert_eq!(addr % PUD_SIZE, 0);
     check_invariants(&root).unwrap();
     assert!(matches!(
-        try_alloc_vmap_area_range(&mut root, P, 3 * P, start, VMALLOC_END, &mut a),
+        alloc_range(&mut root, P, 3 * P, start, VMALLOC_END, &mut a),
         Err(VmapError::BadRequest { .. })
     ));
     assert!(matches!(
-        try_alloc_vmap_area_range(&mut root, 0, P, start, VMALLOC_END, &mut a),
+        alloc_range(&mut root, 0, P, start, VMALLOC_END, &mut a),
         Err(VmapError::BadRequest { .. })
     ));
     release(&mut root, &mut a);
@@ -443,25 +450,22 @@ fn alloc_respects_vstart_and_vend() {
     let mut root = free_tree(&mut a, &[(B, B + 8 * P), (B + 16 * P, B + 32 * P)]);
     // vstart inside the first hole.
     assert_eq!(
-        try_alloc_vmap_area_range(&mut root, 2 * P, P, B + 5 * P, usize::MAX, &mut a),
+        alloc_range(&mut root, 2 * P, P, B + 5 * P, usize::MAX, &mut a),
         Ok(B + 5 * P)
     );
     // vstart past the first hole.
     assert_eq!(
-        try_alloc_vmap_area_range(&mut root, P, P, B + 9 * P, usize::MAX, &mut a),
+        alloc_range(&mut root, P, P, B + 9 * P, usize::MAX, &mut a),
         Ok(B + 16 * P)
     );
     // vend too low for anything that is left.
     assert_eq!(
-        try_alloc_vmap_area_range(&mut root, 8 * P, P, B, B + 24 * P, &mut a),
+        alloc_range(&mut root, 8 * P, P, B, B + 24 * P, &mut a),
         Err(VmapError::NoSpace { size: 8 * P, align: P })
     );
-    assert_eq!(
-        try_alloc_vmap_area_range(&mut root, 8 * P, P, B, B + 25 * P, &mut a),
-        Ok(B + 17 * P)
-    );
+    assert_eq!(alloc_range(&mut root, 8 * P, P, B, B + 25 * P, &mut a), Ok(B + 17 * P));
     // vend below vstart.
-    assert!(try_alloc_vmap_area_range(&mut root, P, P, B + 20 * P, B + 10 * P, &mut a).is_err());
+    assert!(alloc_range(&mut root, P, P, B + 20 * P, B + 10 * P, &mut a).is_err());
     check_invariants(&root).unwrap();
     release(&mut root, &mut a);
 }
@@ -478,25 +482,19 @@ fn lucky_aligned_small_hole_depends_on_the_walk() {
     let high = (B + 20 * m, B + 21 * m);
     // Inserted first, the lucky hole is the root: the walk starts there.
     let mut root = free_tree(&mut a, &[lucky, large]);
-    assert_eq!(
-        try_alloc_vmap_area_range(&mut root, m, m, 0, usize::MAX, &mut a),
-        Ok(B + m)
-    );
+    assert_eq!(alloc_range(&mut root, m, m, 0, usize::MAX, &mut a), Ok(B + m));
     check_invariants(&root).unwrap();
     release(&mut root, &mut a);
     // The large hole at the root, the lucky one its left child: the left
     // subtree is too small to enter, so the large hole wins.
     let mut root = free_tree(&mut a, &[large, lucky, high]);
-    assert_eq!(
-        try_alloc_vmap_area_range(&mut root, m, m, 0, usize::MAX, &mut a),
-        Ok(B + 4 * m)
-    );
+    assert_eq!(alloc_range(&mut root, m, m, 0, usize::MAX, &mut a), Ok(B + 4 * m));
     // Align 1: the walk is exact, Linux's own check holds.
     check_lowest_match(&root, m, 0).unwrap();
     // With nothing large left below vend, the lucky hole is not on the
     // walk either (5.10 fails here and purges; so do we).
     assert_eq!(
-        try_alloc_vmap_area_range(&mut root, m, m, 0, B + 4 * m, &mut a),
+        alloc_range(&mut root, m, m, 0, B + 4 * m, &mut a),
         Err(VmapError::NoSpace { size: m, align: m })
     );
     check_invariants(&root).unwrap();
@@ -829,7 +827,7 @@ impl World {
             if inject {
                 self.a.fail_after = Some(0);
             }
-            let got = try_alloc_vmap_area_range(&mut self.free, size, align, vstart, vend, &mut self.a);
+            let got = alloc_range(&mut self.free, size, align, vstart, vend, &mut self.a);
             self.a.fail_after = None;
             let ctx = || std::format!("alloc size {size:#x} align {align:#x} vstart {vstart:#x} vend {vend:#x}");
             // Which address is right is the trace test's business (against
@@ -1082,7 +1080,7 @@ fn scaling_100k_busy_areas_stay_balanced() {
     let mut free = free_tree(&mut a, &[(B, B + 2 * N * P)]);
     let mut addrs = Vec::with_capacity(2 * N);
     for _ in 0..2 * N {
-        addrs.push(try_alloc_vmap_area_range(&mut free, P, P, 0, usize::MAX, &mut a).unwrap());
+        addrs.push(alloc_range(&mut free, P, P, 0, usize::MAX, &mut a).unwrap());
     }
     assert!(free.is_empty());
     for &addr in addrs.iter().step_by(2) {
@@ -1608,7 +1606,7 @@ fn replay_trace(
             let mut retried = false;
             loop {
                 let free_before: Vec<(usize, usize)> = ranges(&ours);
-                let got = __alloc_vmap_area(&mut ours, size, align, vstart, vend, &mut a);
+                let got = alloc_or_vend(&mut ours, size, align, vstart, vend, &mut a);
                 let want = linux.__alloc_vmap_area(size, align, vstart, vend);
                 assert_eq!(
                     got,
