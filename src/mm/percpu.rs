@@ -281,6 +281,34 @@ impl Pcpu {
         c.base_addr + unit * self.unit_size + off
     }
 
+    /// Chunk `id` may have just become empty: keep one empty chunk for the
+    /// next allocation, the better populated one, and destroy the other
+    /// (5.10's pcpu_balance_free, done at once).
+    fn balance_empty(&mut self, id: usize) {
+        let top = self.nr_slots - 1;
+        if id == 0 || self.chunk_ref(id).slot != top {
+            return;
+        }
+        let other = if self.slots[top] == id {
+            self.chunk_ref(id).next
+        } else {
+            self.slots[top]
+        };
+        if other == NIL {
+            return;
+        }
+        let pop = |c: &PcpuChunk| c.populated.count_ones();
+        let victim = if pop(self.chunk_ref(other)) < pop(self.chunk_ref(id)) {
+            other
+        } else {
+            id
+        };
+        let chunk = self.remove_chunk(victim);
+        self.stats.chunks_destroyed += 1;
+        let freed = pcpu_destroy_chunk(self, chunk);
+        self.stats.populated_pages -= freed;
+    }
+
     /// The chunk holding unit-0 address `addr`, and the offset in it.
     fn addr_to_chunk(&self, addr: usize) -> Option<(usize, usize)> {
         if addr >= self.base_addr && addr < self.base_addr + self.unit_size {
@@ -515,6 +543,7 @@ pub fn this_cpu_ptr(ptr: *mut u8) -> *mut u8 {
 pub fn pcpu_alloc(size: usize, align: usize) -> *mut u8 {
     let mut p = pcpu_lock.lock();
     if !p.ready {
+        drop(p);
         pr_warn!("percpu: allocation of {} bytes before setup_per_cpu_areas", size);
         return ptr::null_mut();
     }
@@ -598,6 +627,7 @@ pub fn pcpu_alloc(size: usize, align: usize) -> *mut u8 {
     let Ok(new_pages) = populated else {
         let _ = p.chunk(id).map.free(off / PCPU_MIN_ALLOC_SIZE);
         p.chunk_relocate(id);
+        p.balance_empty(id);
         drop(p);
         pr_warn!(
             "percpu: allocation failed, size={} align={}: failed to populate",
@@ -659,28 +689,7 @@ pub fn free_percpu(ptr: *mut u8) {
     p.stats.nr_dealloc += 1;
     p.stats.nr_cur_alloc -= 1;
     p.chunk_relocate(id);
-    // Keep one empty chunk for the next allocation, the better populated
-    // one; destroy the other.
-    let top = p.nr_slots - 1;
-    if id != 0 && p.chunk_ref(id).slot == top {
-        let other = if p.slots[top] == id {
-            p.chunk_ref(id).next
-        } else {
-            p.slots[top]
-        };
-        if other != NIL {
-            let pop = |c: &PcpuChunk| c.populated.count_ones();
-            let victim = if pop(p.chunk_ref(other)) < pop(p.chunk_ref(id)) {
-                other
-            } else {
-                id
-            };
-            let chunk = p.remove_chunk(victim);
-            p.stats.chunks_destroyed += 1;
-            let freed = pcpu_destroy_chunk(&p, chunk);
-            p.stats.populated_pages -= freed;
-        }
-    }
+    p.balance_empty(id);
 }
 
 // ---------------------------------------------------------------------------
