@@ -21,7 +21,11 @@ const LAYERS: &[(&str, u8, &str)] = &[
     // 0: portable logic with no global state, compiled and tested on the host.
     ("lib", 0, "generic helpers"),
     ("arch/arm64/memory", 0, "the virtual memory map"),
-    ("arch/arm64/barrier", 0, "smp_cond_load_acquire: waiting in wfe"),
+    (
+        "arch/arm64/barrier",
+        0,
+        "smp_cond_load_relaxed (waiting in wfe), cpu_relax",
+    ),
     ("kernel/locking", 0, "spinlock_t"),
     (
         "kernel/rcu/segcblist",

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! Waiting for another CPU's store (Linux: arch/arm64/include/asm/barrier.h's
-//! smp_cond_load_acquire and asm/cmpxchg.h's __cmpwait_relaxed).
+//! Waiting for another CPU (Linux: arch/arm64/include/asm/barrier.h's
+//! smp_cond_load_relaxed, asm/cmpxchg.h's __cmpwait_relaxed, and
+//! asm/processor.h's cpu_relax for waits with no location to watch).
 //!
 //! A waiter does not re-read the location in a tight loop: it arms the
 //! exclusive monitor on it with a load-exclusive and sleeps in `wfe`. The
