@@ -28,6 +28,7 @@ mod rcu;
 mod smp;
 pub mod smp_mm;
 mod vmalloc;
+mod workers;
 
 use crate::arch::kernel::traps;
 use crate::println;

@@ -151,9 +151,7 @@ fn every_cpu_its_own_copy(t: &mut Test) {
     let p = __alloc_percpu(8, 8);
     kassert!(t, !p.is_null());
     let bad = AtomicUsize::new(usize::MAX);
-    let mask = (0..NR_CPUS)
-        .filter(|&c| smp::cpu_online(c))
-        .fold(0u64, |m, c| m | 1 << c);
+    let mask = smp::cpu_online_mask();
     let cookie = p as usize; // a __percpu pointer is just a number to share
     let missed = smp::run_on_cpus(mask, &|cpu| {
         let p = cookie as *mut u8;

@@ -4,14 +4,15 @@
 //! stamps from one atomic counter; they skip on one CPU, where the
 //! single-CPU cases still check the same rules on CPU 0.
 
+use super::workers::{run_workers, worker_fail};
 use super::{Case, Suite, Test};
+use crate::arch::barrier::cpu_relax;
 use crate::arch::kernel::percpu::NR_CPUS;
 use crate::arch::kernel::setup;
-use crate::arch::kernel::smp::{self, cpu_online, num_online_cpus};
+use crate::arch::kernel::smp::{self, cpu_online, cpu_online_mask, num_online_cpus};
 use crate::arch::kernel::timer;
 use crate::arch::memory::PAGE_SIZE;
 use crate::arch::mm::mmu as paging;
-use crate::kernel::locking::spinlock::SpinLock;
 use crate::kernel::rcu::kvfree::{kvfree_rcu_arg_1, kvfree_rcu_arg_2, kvfree_rcu_barrier, kvfree_rcu_queued};
 use crate::kernel::rcu::segcblist::{RcuHead, rcu_seq_done, rcu_seq_snap};
 use crate::kernel::rcu::tree::{
@@ -23,8 +24,6 @@ use crate::mm::slab::{self, kfree, kmalloc};
 use crate::mm::vmalloc::{self as vm, vmalloc};
 use crate::mm::{fault_inject, heap, page_alloc, vmap_block as vb};
 use crate::{kassert, kassert_eq, kskip_unless};
-use alloc::string::String;
-use core::fmt::Write;
 use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
@@ -79,51 +78,6 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 
 fn stamp() -> u64 {
     SEQ.fetch_add(1, Ordering::SeqCst) + 1
-}
-
-/// The first failure a worker saw (a worker cannot call `t.fail`).
-static FIRST_ERROR: SpinLock<Option<String>> = SpinLock::new(None);
-
-fn worker_fail(args: core::fmt::Arguments) {
-    let mut e = FIRST_ERROR.lock();
-    if e.is_none() {
-        let mut s = String::new();
-        let _ = s.write_fmt(args);
-        *e = Some(s);
-    }
-}
-
-fn online_mask() -> u64 {
-    (0..NR_CPUS).filter(|&c| cpu_online(c)).fold(0, |m, c| m | 1 << c)
-}
-
-/// Run `f` on the CPUs of `mask`; a CPU that did not run it, or a worker's
-/// failure, fails the test.
-fn run_workers(t: &mut Test, mask: u64, f: &(dyn Fn(usize) + Sync)) -> bool {
-    *FIRST_ERROR.lock() = None;
-    let failed = smp::run_on_cpus(mask, f);
-    if failed != 0 {
-        t.fail(
-            file!(),
-            line!(),
-            format_args!("run_on_cpus: CPUs {:#x} did not run the work", failed),
-        );
-        return false;
-    }
-    if let Some(e) = FIRST_ERROR.lock().take() {
-        t.fail(file!(), line!(), format_args!("{}", e));
-        return false;
-    }
-    true
-}
-
-/// A spinning waiter's pause: `yield`, which QEMU's single-threaded TCG
-/// (-icount runs the vCPUs round-robin on one thread) takes as "run the
-/// next vCPU", so the CPU being waited for gets to run; `isb`
-/// (core::hint::spin_loop) would keep the spinner on until its slice ends.
-fn cpu_relax() {
-    // SAFETY: yield is a hint; it changes no state.
-    unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
 }
 
 /// Spin for `us` microseconds of the generic timer.
@@ -371,7 +325,7 @@ unsafe fn record_passed(head: *mut RcuHead) {
 /// them out of its reader.
 fn callbacks_wait_for_every_cpu(t: &mut Test) {
     kskip_unless!(t, num_online_cpus() > 1, "needs a second CPU online (-smp 2 or more)");
-    let mask = online_mask();
+    let mask = cpu_online_mask();
     let others = (mask & !1).count_ones() as usize;
     READERS_READY.store(0, Ordering::Relaxed);
     READERS_INSIDE.store(0, Ordering::Relaxed);
@@ -669,7 +623,7 @@ fn kvfree_rcu_from_all_cpus(t: &mut Test) {
     let n = num_online_cpus().max(1);
     let per_cpu = ALL_CPUS_CALLS.div_ceil(n);
     CALLS_DONE.store(0, Ordering::Relaxed);
-    let ok = run_workers(t, online_mask(), &|cpu| {
+    let ok = run_workers(t, cpu_online_mask(), &|cpu| {
         for i in 0..per_cpu {
             let kind = (i + cpu) % 4;
             if kind < 2 {

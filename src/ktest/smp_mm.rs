@@ -12,6 +12,7 @@
 //! `ktest.repeat=N` runs the suite's cases N times each (a stress run; the
 //! CI runs them once).
 
+use super::workers::{run_workers, worker_fail};
 use super::{Case, Suite, Test};
 use crate::arch::kernel::percpu::NR_CPUS;
 use crate::arch::kernel::smp::{self, num_online_cpus};
@@ -19,14 +20,11 @@ use crate::arch::kernel::traps;
 use crate::arch::memory::*;
 use crate::arch::mm::pgtable::PAGE_KERNEL;
 use crate::arch::mm::{ioremap, mmu as paging};
-use crate::kernel::locking::spinlock::SpinLock;
 use crate::lib::rand::XorShift64Star as Rng;
 use crate::mm::vmalloc::{self as vm, VmFlags};
 use crate::mm::vmap_block as vb;
 use crate::mm::{fault_inject, heap, page_alloc};
 use crate::{kassert, kskip_unless_free_pages};
-use alloc::string::String;
-use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub static SUITE: Suite = Suite {
@@ -56,33 +54,14 @@ const MIXED_OPS: usize = 100_000;
 /// Live objects per worker in the mixed case.
 const SLOTS: usize = 32;
 
-/// The first failure a worker saw (workers cannot call `t.fail`: the Test
-/// lives on CPU 0's stack and is not Sync).
-static FIRST_ERROR: SpinLock<Option<String>> = SpinLock::new(None);
-
-fn worker_fail(args: core::fmt::Arguments) {
-    let mut e = FIRST_ERROR.lock();
-    if e.is_none() {
-        let mut s = String::new();
-        let _ = s.write_fmt(args);
-        *e = Some(s);
-    }
-}
-
 macro_rules! wfail {
     ($($arg:tt)+) => { worker_fail(format_args!($($arg)+)) };
-}
-
-/// Every online CPU (the mask `run_on_cpus` takes).
-fn online_mask() -> u64 {
-    (0..NR_CPUS).filter(|&c| smp::cpu_online(c)).fold(0, |m, c| m | 1 << c)
 }
 
 /// Run `f(cpu)` on every online CPU, each under `catch_fault`, and turn a
 /// worker's failure or unexpected fault into the test's failure.
 fn on_all_cpus(t: &mut Test, f: &(dyn Fn(usize) + Sync)) -> bool {
-    *FIRST_ERROR.lock() = None;
-    let failed = smp::run_on_cpus(online_mask(), &|cpu| {
+    run_workers(t, smp::cpu_online_mask(), &|cpu| {
         if let Err(fault) = traps::catch_fault(|| f(cpu)) {
             wfail!(
                 "CPU{}: unexpected fault at pc {:#x} (far {:#x}, esr {:#x})",
@@ -92,20 +71,7 @@ fn on_all_cpus(t: &mut Test, f: &(dyn Fn(usize) + Sync)) -> bool {
                 fault.esr
             );
         }
-    });
-    if failed != 0 {
-        t.fail(
-            file!(),
-            line!(),
-            format_args!("run_on_cpus: CPUs {:#x} did not run the work", failed),
-        );
-        return false;
-    }
-    if let Some(e) = FIRST_ERROR.lock().take() {
-        t.fail(file!(), line!(), format_args!("{}", e));
-        return false;
-    }
-    true
+    })
 }
 
 /// Free pages plus every page the allocators keep for themselves once

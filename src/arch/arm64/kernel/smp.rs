@@ -56,6 +56,12 @@ pub fn cpu_possible(cpu: usize) -> bool {
     cpu < NR_CPUS && CPU_POSSIBLE.load(Ordering::Acquire) & (1 << cpu) != 0
 }
 
+/// The online CPUs as a bit mask (Linux: cpu_online_mask), as
+/// `run_on_cpus` takes them.
+pub fn cpu_online_mask() -> u64 {
+    CPU_ONLINE.load(Ordering::Acquire)
+}
+
 pub fn num_online_cpus() -> usize {
     CPU_ONLINE.load(Ordering::Acquire).count_ones() as usize
 }
