@@ -327,51 +327,16 @@ fn exhausted_node_falls_back(t: &mut Test) {
 fn fault_injection_sweep_vmalloc_node(t: &mut Test) {
     let nid = remote_node().unwrap_or(0) as i32;
     for &pages in &[1usize, 3, 600] {
-        let w = vm::vmalloc_node(pages * PAGE_SIZE, nid);
-        kassert!(t, !w.is_null());
-        vm::vfree(w);
-        settle();
-        let before = (vm::snapshot(), node_free());
-        let mut n = 1;
-        loop {
-            fault_inject::arm(n);
-            let p = vm::vmalloc_node(pages * PAGE_SIZE, nid);
-            let (_, injected) = fault_inject::disarm();
-            if injected == 0 {
-                kassert!(t, !p.is_null(), "vmalloc_node failed without an injected failure");
-                vm::vfree(p);
-                break;
-            }
-            kassert!(
-                t,
-                p.is_null(),
-                "vmalloc_node({} pages, {}) succeeded although allocation {} failed",
-                pages,
-                nid,
-                n
-            );
-            settle();
-            let after = (vm::snapshot(), node_free());
-            kassert!(
-                t,
-                after == before,
-                "{} pages on node {}, failing allocation {}: state changed\n    before {:?}\n    after  {:?}",
-                pages,
-                nid,
-                n,
-                before,
-                after
-            );
-            if let Err(e) = vmalloc::check_vmalloc_invariants() {
-                t.fail(
-                    file!(),
-                    line!(),
-                    format_args!("{} pages, failing allocation {}: {}", pages, n, e),
-                );
-                return;
-            }
-            n += 1;
-            kassert!(t, n < 5000, "sweep did not terminate");
+        super::vmalloc::sweep_allocation_with(
+            t,
+            &alloc::format!("vmalloc_node({} pages, {})", pages, nid),
+            &|| vm::vmalloc_node(pages * PAGE_SIZE, nid) as usize,
+            &|p| vm::vfree(p as *const u8),
+            &|_, _| false,
+            &node_free,
+        );
+        if t.has_failed() {
+            return;
         }
     }
 }

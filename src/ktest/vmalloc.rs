@@ -1352,6 +1352,19 @@ fn sweep_allocation(
     free: &dyn Fn(usize),
     fallback: &dyn Fn(usize, usize) -> bool,
 ) -> usize {
+    sweep_allocation_with(t, what, alloc, free, fallback, &|| ())
+}
+
+/// [`sweep_allocation`], with `extra()` (say, each NUMA node's free pages)
+/// compared before and after each failure too.
+pub(super) fn sweep_allocation_with<S: PartialEq + core::fmt::Debug>(
+    t: &mut Test,
+    what: &str,
+    alloc: &dyn Fn() -> usize,
+    free: &dyn Fn(usize),
+    fallback: &dyn Fn(usize, usize) -> bool,
+    extra: &dyn Fn() -> S,
+) -> usize {
     // Warm up: object caches and page tables for this size exist.
     let w = alloc();
     if w == 0 {
@@ -1364,7 +1377,7 @@ fn sweep_allocation(
     }
     free(w);
     settle();
-    let before = vm::snapshot();
+    let before = (vm::snapshot(), extra());
     let mut n = 1;
     loop {
         fault_inject::arm(n);
@@ -1395,7 +1408,7 @@ fn sweep_allocation(
             }
         }
         settle();
-        let after = vm::snapshot();
+        let after = (vm::snapshot(), extra());
         if after != before {
             t.fail(
                 file!(),
