@@ -1461,13 +1461,12 @@ impl PageTable {
             }
         }
         for a in (va.0..end).step_by(PAGE_SIZE) {
-            let mut table = self.root;
-            for level in 0..3 {
-                table =
-                    Descriptor(read_entry(entry_ptr(env, table, level, VirtAddr(a).table_index(level)))).table_addr();
-            }
-            let p = entry_ptr(env, table, 3, VirtAddr(a).table_index(3));
-            write_entry(p, (read_entry(p) & !clear) | set);
+            // Checked above: the walk ends in a level-3 page.
+            let Some(pte) = self.walk(env, VirtAddr(a)).steps[3] else {
+                unreachable!("change_page_range: {:#x} was a level-3 page a moment ago", a)
+            };
+            let p = entry_ptr(env, pte.table, 3, pte.index);
+            write_entry(p, (pte.desc & !clear) | set);
         }
         if end > va.0 {
             env.flush_tlb_kernel_range(va, VirtAddr(end));
